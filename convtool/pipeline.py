@@ -1,0 +1,444 @@
+"""Steps of a filter chain and applying the chain to an image's channels.
+
+A step is what one ``-k SPEC`` becomes: a convolution with a kernel, a gradient
+magnitude from a pair of derivative kernels, or a pooling. Every convolving step goes
+through the same engine call, so ``--padding``, ``--stride``, ``--dilation`` and
+``--correlate`` mean the same thing for all of them. Pooling has its own window and
+stride and no padding, as PyTorch's ``max_pool2d`` / ``avg_pool2d``.
+
+Arrays here are channel-first stacks ``(C, H, W)``; alpha is ``(H, W)`` and is moved
+through each step with the same geometry as the colour channels (cropped, padded,
+strided or pooled) by a one-tap kernel of the step's shape (:meth:`Step.carry`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from . import engine
+from .errors import KernelError, UsageError
+from .kernels import Kernel, get_kernel
+from .padding import Padding, parse_padding
+
+GRADIENT_OPERATORS = {
+    "sobel": ("sobel-x", "sobel-y"),
+    "prewitt": ("prewitt-x", "prewitt-y"),
+    "scharr": ("scharr-x", "scharr-y"),
+    "roberts": ("roberts-cross1", "roberts-cross2"),
+}
+GRADIENT_NORMS = ("l2", "l1", "max")
+POOL_KINDS = ("maxpool", "avgpool")
+ALPHA_MODES = ("carry", "weighted", "filter")
+MAX_ITERATIONS = 1000
+
+
+@dataclass(frozen=True)
+class FilterOptions:
+    """How every convolving step is applied (the CLI's shared options)."""
+
+    padding: Padding = Padding.REFLECT
+    cval: float = 0.0
+    stride: int = 1
+    dilation: int = 1
+    correlate: bool = False
+    normalize: bool = False
+    method: str = "auto"
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "padding", parse_padding(self.padding))
+        for name in ("stride", "dilation"):
+            value = getattr(self, name)
+            if int(value) != value or value < 1:
+                raise UsageError(f"--{name} must be a whole number ≥ 1, got {value}")
+        if self.method not in engine.METHODS:
+            raise UsageError(
+                f"--method must be one of {', '.join(engine.METHODS)}, got {self.method!r}"
+            )
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be ≥ 1, got {self.threads}")
+
+    def engine_args(self) -> dict:
+        return {
+            "padding": self.padding,
+            "cval": self.cval,
+            "stride": self.stride,
+            "dilation": self.dilation,
+            "method": self.method,
+            "threads": self.threads,
+        }
+
+
+class Step(Protocol):
+    """One link of the chain: maps a (C, H, W) stack, and alpha alongside it."""
+
+    spec: str
+
+    def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray: ...
+
+    def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray: ...
+
+    def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray: ...
+
+
+def _filter(stack: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:
+    if options.normalize:
+        kernel = kernel.normalized()
+    run = engine.correlate if options.correlate else engine.convolve
+    return run(stack, kernel, **options.engine_args())
+
+
+def _coverage(weights: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:
+    """The share of ``kernel``'s absolute weight that falls on opaque pixels.
+
+    Used by ``--alpha weighted``: dividing the filtered premultiplied colour by it
+    gives the plain result where everything is opaque, and keeps hidden colour under
+    transparent pixels out of the result, for smoothing and derivative kernels alike
+    (the absolute weights never sum to zero).
+    """
+    magnitude = np.abs(kernel.weights)
+    share = dataclasses.replace(kernel, weights=magnitude / magnitude.sum(), factors=None)
+    plain = dataclasses.replace(options, normalize=False)
+    return _filter(weights, share, plain)
+
+
+def _carry_like(
+    array: np.ndarray, shape: tuple[int, int], origin, options: FilterOptions
+) -> np.ndarray:
+    """Move ``array`` (alpha, or channels left unfiltered) as a kernel of ``shape`` moves
+    the filtered channels, without blurring it.
+
+    The one-tap kernel sits where the filter's centre is: ``k // 2`` for correlation
+    and, for convolution, where the flipped kernel's centre lands (``(k - 1) // 2``),
+    so valid/full crops and pads match the colour channels pixel for pixel.
+    """
+    delta = np.zeros(shape)
+    if options.correlate:
+        centre = tuple(k // 2 + o for k, o in zip(shape, origin, strict=True))
+    else:
+        centre = tuple((k - 1) // 2 - o for k, o in zip(shape, origin, strict=True))
+    delta[centre] = 1.0
+    args = options.engine_args() | {"method": "direct"}
+    return engine.correlate(array, delta, origin=tuple(origin), **args)
+
+
+@dataclass(frozen=True)
+class ConvolveStep:
+    """Convolve (or correlate) every channel with one kernel."""
+
+    kernel: Kernel
+    spec: str = ""
+
+    def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
+        return _filter(stack, self.kernel, options)
+
+    def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
+        return _carry_like(array, self.kernel.weights.shape, self.kernel.origin, options)
+
+    def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
+        return _coverage(weights, self.kernel, options)
+
+
+@dataclass(frozen=True)
+class GradientStep:
+    """Gradient magnitude from a pair of derivative kernels (e.g. sobel-x and sobel-y).
+
+    ``norm`` is ``l2`` (sqrt(gx² + gy²)), ``l1`` (|gx| + |gy|) or ``max`` (max(|gx|, |gy|)).
+    Each derivative is filtered with the chain's padding, stride and dilation.
+    """
+
+    kx: Kernel
+    ky: Kernel
+    norm: str = "l2"
+    spec: str = ""
+
+    def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
+        gx = _filter(stack, self.kx, options)
+        gy = _filter(stack, self.ky, options)
+        return combine_gradients(gx, gy, self.norm)
+
+    def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
+        return _carry_like(array, self.kx.weights.shape, self.kx.origin, options)
+
+    def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
+        return _coverage(weights, self.kx, options)
+
+
+def combine_gradients(gx: np.ndarray, gy: np.ndarray, norm: str = "l2") -> np.ndarray:
+    """Combine two derivative images into a magnitude, in place in ``gx``."""
+    if norm == "l2":
+        np.hypot(gx, gy, out=gx)
+    elif norm == "l1":
+        np.abs(gx, out=gx)
+        gx += np.abs(gy)
+    elif norm == "max":
+        np.maximum(np.abs(gx, out=gx), np.abs(gy), out=gx)
+    else:
+        raise UsageError(f"gradient norm must be one of {', '.join(GRADIENT_NORMS)}, got {norm!r}")
+    return gx
+
+
+@dataclass(frozen=True)
+class PoolStep:
+    """Max or average pooling over ``size`` windows every ``stride`` pixels, no padding.
+
+    Output side is ``(n - size) // stride + 1``, as PyTorch's ``max_pool2d`` /
+    ``avg_pool2d``. The chain's padding, stride and dilation do not apply: a pooling
+    step carries its own window and stride. Alpha is pooled the same way.
+    """
+
+    kind: str
+    size: tuple[int, int]
+    stride: tuple[int, int]
+    spec: str = ""
+
+    def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
+        return pool(stack, self.kind, self.size, self.stride)
+
+    def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
+        return pool(array, self.kind, self.size, self.stride)
+
+    def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
+        return pool(weights, self.kind, self.size, self.stride)
+
+
+def pool(
+    array: np.ndarray, kind: str, size: tuple[int, int], stride: tuple[int, int]
+) -> np.ndarray:
+    """Pool the last two axes of ``array`` (``kind`` is ``maxpool`` or ``avgpool``)."""
+    h, w = array.shape[-2:]
+    if size[0] > h or size[1] > w:
+        raise UsageError(
+            f"{kind} window {size[0]}x{size[1]} is larger than the image ({h}x{w}); "
+            "use a smaller size"
+        )
+    windows = np.lib.stride_tricks.sliding_window_view(array, size, axis=(-2, -1))
+    windows = windows[..., :: stride[0], :: stride[1], :, :]
+    reduce = np.max if kind == "maxpool" else np.mean
+    return reduce(windows, axis=(-2, -1)).astype(array.dtype, copy=False)
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+STEP_MAIN_PARAMETER = {"grad": "op", "maxpool": "size", "avgpool": "size"}
+
+
+def parse_step(spec: str) -> Step:
+    """Turn one ``-k`` spec into a step: ``grad:OP``, ``maxpool:N``, ``avgpool:N`` or a kernel."""
+    name, _, rest = spec.strip().partition(":")
+    name = name.strip().lower()
+    if name not in STEP_MAIN_PARAMETER:
+        return ConvolveStep(get_kernel(spec), spec=spec)
+    args = _step_args(spec, rest, STEP_MAIN_PARAMETER[name])
+    if name == "grad":
+        return _parse_gradient(spec, args)
+    return _parse_pool(spec, name, args)
+
+
+def _step_args(spec: str, text: str, main: str) -> dict[str, str]:
+    """``a=1,b=2`` or one positional value for the main parameter, then ``key=value``s."""
+    args: dict[str, str] = {}
+    for index, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
+        key, eq, value = part.partition("=")
+        if not eq:
+            if index:
+                raise KernelError(f"expected key=value, got {part!r} (in {spec!r})")
+            key, value = main, part
+        key = key.strip().lower()
+        if key in args:
+            raise KernelError(f"parameter {key!r} given twice (in {spec!r})")
+        args[key] = value.strip().lower()
+    return args
+
+
+def _parse_gradient(spec: str, args: dict[str, str]) -> GradientStep:
+    unknown = set(args) - {"op", "norm"}
+    if unknown:
+        raise KernelError(f"grad takes op and norm, not {', '.join(sorted(unknown))} (in {spec!r})")
+    op = args.get("op", "sobel")
+    if op not in GRADIENT_OPERATORS:
+        raise KernelError(
+            f"grad operator must be one of {', '.join(GRADIENT_OPERATORS)}, got {op!r}"
+        )
+    norm = args.get("norm", "l2")
+    if norm not in GRADIENT_NORMS:
+        raise KernelError(f"grad norm must be one of {', '.join(GRADIENT_NORMS)}, got {norm!r}")
+    kx, ky = (get_kernel(name) for name in GRADIENT_OPERATORS[op])
+    return GradientStep(kx, ky, norm, spec=spec)
+
+
+def _parse_pair(text: str, what: str, spec: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (1, 2) or min(values) < 1:
+        raise KernelError(f"{what} must be a whole number ≥ 1 or HxW, got {text!r} (in {spec!r})")
+    return (values[0], values[-1])
+
+
+def _parse_pool(spec: str, kind: str, args: dict[str, str]) -> PoolStep:
+    unknown = set(args) - {"size", "stride"}
+    if unknown:
+        raise KernelError(
+            f"{kind} takes size and stride, not {', '.join(sorted(unknown))} (in {spec!r})"
+        )
+    size = _parse_pair(args.get("size", "2"), "pool size", spec)
+    stride = _parse_pair(args["stride"], "pool stride", spec) if "stride" in args else size
+    return PoolStep(kind, size, stride, spec=spec)
+
+
+def parse_steps(specs: list[str]) -> list[Step]:
+    """Parse a chain of ``-k`` specs; an empty chain is a usage error."""
+    if not specs:
+        raise UsageError("no kernel given; add at least one -k SPEC (see `convtool kernels`)")
+    return [parse_step(spec) for spec in specs]
+
+
+# ---------------------------------------------------------------------------- applying
+
+
+CHANNEL_NAMES = {"r": 0, "g": 1, "b": 2}
+
+# ITU-R BT.601 full-range RGB -> YCbCr (as JPEG), without the +128 offset: in floating
+# point the chroma planes stay signed, and the exact matrix inverse brings RGB back.
+RGB_TO_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)  # fmt: skip
+YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
+
+
+def parse_channels(text: str) -> str | tuple[int, ...]:
+    """``all``, ``luma``, or channel names/indices like ``R,G`` or ``0,2``."""
+    key = text.strip().lower()
+    if key in ("all", "luma", "y"):
+        return "luma" if key == "y" else key
+    picked = []
+    for part in (p.strip() for p in key.split(",")):
+        if part in CHANNEL_NAMES:
+            picked.append(CHANNEL_NAMES[part])
+        elif part.isdigit():
+            picked.append(int(part))
+        else:
+            raise UsageError(
+                f"--channels takes all, luma, or channels like R,G or 0,2; got {text!r}"
+            )
+    if len(set(picked)) != len(picked):
+        raise UsageError(f"--channels names a channel twice: {text!r}")
+    return tuple(sorted(picked))
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A parsed chain of steps, how to apply them, and how many times.
+
+    ``channels`` is ``"all"``, ``"luma"`` (filter the BT.601 luminance of an RGB image
+    and keep its colour, e.g. to sharpen without colour fringes) or a tuple of channel
+    indices; channels not picked are carried with the same geometry, unfiltered.
+    """
+
+    steps: tuple = field(default_factory=tuple)
+    options: FilterOptions = field(default_factory=FilterOptions)
+    iterations: int = 1
+    alpha_mode: str = "carry"
+    channels: str | tuple[int, ...] = "all"
+
+    def __post_init__(self) -> None:
+        if int(self.iterations) != self.iterations or not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise UsageError(
+                f"--iterations must be a whole number from 1 to {MAX_ITERATIONS}, "
+                f"got {self.iterations}"
+            )
+        if self.alpha_mode not in ALPHA_MODES:
+            raise UsageError(
+                f"--alpha must be one of {', '.join(ALPHA_MODES)}, got {self.alpha_mode!r}"
+            )
+        object.__setattr__(self, "steps", tuple(self.steps))
+        if isinstance(self.channels, str):
+            object.__setattr__(self, "channels", parse_channels(self.channels))
+
+    def apply(
+        self, pixels: np.ndarray, alpha: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Filter ``pixels`` (H, W, C) and move ``alpha`` (H, W) along; returns both."""
+        stack = np.moveaxis(pixels, -1, 0)
+        luma = self.channels == "luma" and stack.shape[0] == 3
+        if luma:
+            stack = np.tensordot(RGB_TO_YCBCR.astype(stack.dtype), stack, axes=1)
+        picked = self._picked(stack.shape[0], luma)
+        kept = [c for c in range(stack.shape[0]) if c not in picked]
+        filtered, alpha = self._run(stack[list(picked)], alpha)
+        if kept:
+            carried = stack[kept]
+            for _ in range(self.iterations):
+                for step in self.steps:
+                    carried = step.carry(carried, self.options)
+            out = np.empty((stack.shape[0], *filtered.shape[1:]), filtered.dtype)
+            out[list(picked)], out[kept] = filtered, carried
+            filtered = out
+        if luma:
+            filtered = np.tensordot(YCBCR_TO_RGB.astype(filtered.dtype), filtered, axes=1)
+        return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
+
+    def _picked(self, count: int, luma: bool) -> tuple[int, ...]:
+        if self.channels == "all" or (self.channels == "luma" and count == 1):
+            return tuple(range(count))
+        if luma:
+            return (0,)
+        if self.channels == "luma":
+            raise UsageError(f"--channels luma needs a grey or RGB image, not {count} channels")
+        missing = [c for c in self.channels if c >= count]
+        if missing:
+            raise UsageError(
+                f"--channels picks channel {missing[0]} but the image has {count} channel(s)"
+            )
+        return self.channels
+
+    def _run(
+        self, stack: np.ndarray, alpha: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The steps, N times, over a (C, H, W) stack, with alpha handled by ``alpha_mode``."""
+        alpha_in_stack = alpha is not None and self.alpha_mode == "filter"
+        if alpha_in_stack:
+            stack = np.concatenate([stack, alpha[None]], axis=0)
+            alpha = None
+        weights = None
+        if alpha is not None and self.alpha_mode == "weighted":
+            # alpha's value scale (1, 255, 65535) cancels in the final division
+            stack, weights = stack * alpha, alpha[None]
+        for _ in range(self.iterations):
+            for step in self.steps:
+                stack = step.apply(stack, self.options)
+                if weights is not None:
+                    weights = step.coverage(weights, self.options)
+                if alpha is not None:
+                    alpha = step.carry(alpha, self.options)
+        if weights is not None:
+            stack = _unpremultiply(stack, weights)
+        if alpha_in_stack:
+            stack, alpha = stack[:-1], stack[-1]
+        return stack, alpha
+
+    def apply_to(self, image):
+        """Filter an :class:`convtool.images.Image`-like object; returns a new one."""
+        pixels, alpha = self.apply(image.pixels, image.alpha)
+        return dataclasses.replace(image, pixels=pixels, alpha=alpha)
+
+
+def _unpremultiply(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Divide premultiplied results by the filtered alpha; fully transparent stays 0.
+
+    Where the filtered alpha is (near) zero there is no colour to recover; those pixels
+    become 0 rather than inf or a bleed of hidden colour.
+    """
+    tiny = np.finfo(stack.dtype).eps * max(1.0, float(np.max(np.abs(weights), initial=0.0)))
+    safe = np.abs(weights) > tiny
+    out = np.zeros_like(stack)
+    np.divide(stack, weights, out=out, where=safe)
+    return out

@@ -1,0 +1,97 @@
+"""Contact sheets: images side by side at a common height, each labelled underneath.
+
+Used by ``convtool compare`` and by the README's gallery script. Pixels are shown as
+they would be written to an 8-bit file: integer images by their own scale (0-255,
+0-65535), float images rescaled from their min..max; alpha is composited over white.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image as PILImage
+from PIL import ImageDraw, ImageFont
+
+GAP = 8  # pixels between tiles and around the sheet
+LABEL_SIZE = 14  # font size of the labels, in pixels
+BACKGROUND = (255, 255, 255)
+INK = (20, 20, 20)
+
+
+def display_rgb(pixels: np.ndarray, alpha: np.ndarray | None, max_value: float | None) -> np.ndarray:
+    """An (H, W, 3) uint8 picture of float pixels (H, W, C) in their value scale."""
+    if max_value is None:
+        low, high = float(np.min(pixels)), float(np.max(pixels))
+        scaled = (pixels - low) * (255.0 / (high - low) if high > low else 0.0)
+    else:
+        scaled = np.clip(pixels * (255.0 / max_value), 0, 255)
+    if scaled.shape[-1] == 1:
+        scaled = np.repeat(scaled, 3, axis=-1)
+    if alpha is not None:
+        cover = np.clip(alpha / (max_value or max(float(alpha.max()), 1.0)), 0, 1)[..., None]
+        scaled = scaled * cover + 255.0 * (1 - cover)
+    return np.rint(scaled).astype(np.uint8)
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one bitmap size only
+        return ImageFont.load_default()
+
+
+def contact_sheet(
+    pictures: list[np.ndarray], labels: list[str], *, height: int | None = None
+) -> np.ndarray:
+    """Lay out uint8 RGB ``pictures`` in a row, scaled to ``height`` (default: the tallest).
+
+    Returns the sheet as an (H, W, 3) uint8 array. Tiles keep their aspect ratio;
+    upscaling uses nearest neighbours so single pixels stay visible, downscaling a
+    Lanczos filter. Each label is centred under its tile and cut to the tile's width.
+    """
+    if len(pictures) != len(labels):
+        raise ValueError("one label per picture")
+    height = height or max(p.shape[0] for p in pictures)
+    tiles = [_scaled(p, height) for p in pictures]
+    font = _font(LABEL_SIZE)
+    label_band = LABEL_SIZE + 2 * GAP
+    width = sum(t.width for t in tiles) + GAP * (len(tiles) + 1)
+    sheet = PILImage.new("RGB", (width, height + label_band + GAP), BACKGROUND)
+    draw = ImageDraw.Draw(sheet)
+    x = GAP
+    for tile, label in zip(tiles, labels, strict=True):
+        sheet.paste(tile, (x, GAP))
+        text = _fit(draw, label, font, tile.width)
+        text_width = draw.textlength(text, font=font)
+        draw.text((x + (tile.width - text_width) / 2, height + 2 * GAP), text, fill=INK, font=font)
+        x += tile.width + GAP
+    return np.asarray(sheet)
+
+
+def tile_boxes(widths: list[int], height: int) -> list[tuple[int, int, int, int]]:
+    """Where each tile of the given scaled widths lands: (left, top, right, bottom)."""
+    boxes, x = [], GAP
+    for w in widths:
+        boxes.append((x, GAP, x + w, GAP + height))
+        x += w + GAP
+    return boxes
+
+
+def scaled_width(shape: tuple[int, ...], height: int) -> int:
+    """The width of a picture of ``shape`` scaled to ``height``, aspect kept."""
+    return max(1, round(shape[1] * height / shape[0]))
+
+
+def _scaled(picture: np.ndarray, height: int) -> PILImage.Image:
+    tile = PILImage.fromarray(picture)
+    if tile.height == height:
+        return tile
+    resample = PILImage.NEAREST if height > tile.height else PILImage.LANCZOS
+    return tile.resize((scaled_width(picture.shape, height), height), resample)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"

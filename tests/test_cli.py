@@ -1,0 +1,288 @@
+"""The command line, through Typer's CliRunner and through real subprocess pipes."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from scipy import ndimage
+from typer.testing import CliRunner
+
+from convtool.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def invoke(*args, input=None):
+    return runner.invoke(app, [str(a) for a in args], input=input)
+
+
+@pytest.fixture
+def grey_png(tmp_path):
+    values = np.random.default_rng(1).integers(0, 256, (20, 24), dtype=np.uint8)
+    path = tmp_path / "grey.png"
+    Image.fromarray(values).save(path)
+    return path, values.astype(float)
+
+
+@pytest.fixture
+def rgb_png(tmp_path):
+    values = np.random.default_rng(2).integers(0, 256, (16, 18, 3), dtype=np.uint8)
+    path = tmp_path / "rgb.png"
+    Image.fromarray(values).save(path)
+    return path, values.astype(float)
+
+
+def read_png(path):
+    return np.asarray(Image.open(path))
+
+
+def one_error_line(result):
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+# ---------------------------------------------------------------------- filtering
+
+
+def test_filter_box_matches_scipy_and_rounds(tmp_path, grey_png):
+    src, values = grey_png
+    out = tmp_path / "out.png"
+    result = invoke("filter", src, "-k", "box:3", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    expected = np.clip(np.rint(ndimage.convolve(values, np.full((3, 3), 1 / 9), mode="mirror")),
+                       0, 255)
+    np.testing.assert_array_equal(read_png(out), expected.astype(np.uint8))
+
+
+def test_filter_inline_matrix_iterations_and_padding(tmp_path, grey_png):
+    src, values = grey_png
+    out = tmp_path / "out.npy"
+    result = invoke("filter", src, "-k", "[1 2 1; 2 4 2; 1 2 1]/16", "-n", 3,
+                    "--padding", "edge", "--precision", "double", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    kernel = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    expected = values
+    for _ in range(3):
+        expected = ndimage.convolve(expected, kernel, mode="nearest")
+    np.testing.assert_allclose(np.load(out), expected, rtol=1e-12)
+
+
+def test_sobel_x_is_positive_where_intensity_rises_to_the_right(tmp_path):
+    step = np.zeros((8, 8), np.uint8)
+    step[:, 4:] = 200
+    src, out = tmp_path / "step.png", tmp_path / "gx.npy"
+    Image.fromarray(step).save(src)
+    assert invoke("filter", src, "-k", "sobel-x", "-o", out).exit_code == 0
+    gx = np.load(out)
+    assert gx[:, 3:5].min() > 0 and np.all(gx[:, :2] == 0)
+
+
+def test_chain_of_named_kernels_on_rgb(tmp_path, rgb_png):
+    src, values = rgb_png
+    out = tmp_path / "out.npy"
+    result = invoke("filter", src, "-k", "gaussian:sigma=2", "-k", "sharpen:amount=1.5",
+                    "--precision", "double", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert np.load(out).shape == values.shape
+
+
+def test_stdout_carries_only_image_bytes(grey_png):
+    src, _ = grey_png
+    result = invoke("filter", src, "-k", "box:5", "-o", "-")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout_bytes.startswith(b"\x89PNG")
+    Image.open(io.BytesIO(result.stdout_bytes)).load()
+
+
+def test_stdin_to_stdout_npy(grey_png):
+    src, values = grey_png
+    result = invoke("filter", "-", "-k", "identity", "-o", "-", "--format", "npy",
+                    input=src.read_bytes())
+    assert result.exit_code == 0, result.stderr
+    np.testing.assert_array_equal(np.load(io.BytesIO(result.stdout_bytes)), values)
+
+
+def test_range_offset_and_depth_float(tmp_path, grey_png):
+    src, values = grey_png
+    out = tmp_path / "gx.png"
+    assert invoke("filter", src, "-k", "roberts-x", "--range", "offset", "-o", out).exit_code == 0
+    signed = ndimage.convolve(values, [[1, -1]], mode="mirror")
+    np.testing.assert_array_equal(read_png(out), np.clip(np.rint(signed + 128), 0, 255))
+
+
+# ---------------------------------------------------------------------- kernels
+
+
+def test_kernels_lists_every_named_kernel():
+    result = invoke("kernels")
+    assert result.exit_code == 0
+    for name in ["identity", "box", "gaussian", "binomial", "roberts-x", "sobel-x", "sobel-diag1",
+                 "prewitt-y", "scharr-x", "laplacian", "sharpen", "edge", "outline", "emboss",
+                 "grad:OP", "maxpool:N"]:
+        assert name in result.stdout
+
+
+def test_kernels_show_composed_binomial_is_binomial_5():
+    composed = invoke("kernels", "show", "binomial:3", "-n", "2")
+    direct = invoke("kernels", "show", "binomial:5")
+    assert composed.exit_code == direct.exit_code == 0
+    body = composed.stdout.splitlines()[1:]
+    assert body == direct.stdout.splitlines()[1:]
+    assert "1 4 6 4 1" in " ".join(composed.stdout.split())
+    assert "/ 256" in composed.stdout
+    assert "separable: yes" in composed.stdout
+
+
+def test_kernels_show_sharpen_default():
+    result = invoke("kernels", "show", "sharpen")
+    assert result.exit_code == 0
+    rows = [line.split() for line in result.stdout.splitlines()[1:4]]
+    assert rows == [["0", "-1", "0"], ["-1", "5", "-1"], ["0", "-1", "0"]]
+    assert "sum: 1" in result.stdout
+
+
+def test_kernels_show_gradient_shows_both_kernels():
+    result = invoke("kernels", "show", "grad:scharr")
+    assert result.exit_code == 0
+    assert result.stdout.count("separable") == 2
+
+
+def test_version_and_help():
+    assert invoke("--version").stdout.startswith("convtool ")
+    for command in (["--help"], ["filter", "-h"], ["kernels", "--help"], ["kernels", "show", "-h"]):
+        result = invoke(*command)
+        assert result.exit_code == 0
+        assert "Examples" in result.stdout or "Usage" in result.stdout
+
+
+# ----------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-k", "sobel-z"], "sobel-x"),
+        (["-k", "gaussian:sigma=-1"], "sigma"),
+        (["-k", "[1 2; 3]"], "row"),
+        (["-k", "box", "--padding", "mirorr"], "mirror"),
+        (["-k", "box", "--stride", "0"], "--stride"),
+        (["-k", "box", "-n", "0"], "--iterations"),
+        (["-k", "box", "--range", "wrong"], "--range"),
+        (["-k", "box", "--no-such-option"], "--no-such-option"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path, grey_png, args, needle):
+    src, _ = grey_png
+    result = invoke("filter", src, "-o", tmp_path / "o.png", *args)
+    assert result.exit_code == 2, result.stderr
+    line = one_error_line(result)
+    assert needle in line
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_missing_input_exits_1_naming_the_file(tmp_path):
+    result = invoke("filter", tmp_path / "nope.png", "-k", "box", "-o", tmp_path / "o.png")
+    assert result.exit_code == 1
+    assert "nope.png" in one_error_line(result)
+
+
+def test_corrupt_input_exits_1(tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+    result = invoke("filter", bad, "-k", "box", "-o", tmp_path / "o.png")
+    assert result.exit_code == 1
+    assert "bad.png" in one_error_line(result)
+    assert list(tmp_path.iterdir()) == [bad]
+
+
+def test_output_equal_to_input_is_refused_and_input_kept(grey_png):
+    src, _ = grey_png
+    before = src.read_bytes()
+    result = invoke("filter", src, "-k", "box", "-o", src)
+    assert result.exit_code == 2
+    assert "input" in one_error_line(result)
+    assert src.read_bytes() == before
+
+
+def test_unwritable_output_folder_exits_1(tmp_path, grey_png):
+    src, _ = grey_png
+    result = invoke("filter", src, "-k", "box", "-o", tmp_path / "missing" / "o.png")
+    assert result.exit_code == 1
+    one_error_line(result)
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    result = invoke("filter", tmp_path / "nope.png", "-k", "box", "-o", tmp_path / "o.png",
+                    "--debug")
+    assert result.exit_code != 0
+    assert result.exception is not None
+
+
+# ----------------------------------------------------------------- real processes
+
+
+def convtool_cmd(*args):
+    return [sys.executable, "-m", "convtool", *map(str, args)]
+
+
+def test_shell_pipeline_npy_equals_one_process_chain(tmp_path, rgb_png):
+    src, _ = rgb_png
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    first = subprocess.run(
+        convtool_cmd("filter", src, "-k", "box:5", "-o", "-", "--format", "npy"),
+        capture_output=True, check=True, env=env,
+    )
+    second = subprocess.run(
+        convtool_cmd("filter", "-", "-k", "grad:sobel", "-o", tmp_path / "piped.npy"),
+        input=first.stdout, capture_output=True, check=True, env=env,
+    )
+    assert second.stderr == b""
+    subprocess.run(
+        convtool_cmd("filter", src, "-k", "box:5", "-k", "grad:sobel", "-o", tmp_path / "one.npy"),
+        check=True, env=env,
+    )
+    np.testing.assert_array_equal(np.load(tmp_path / "piped.npy"), np.load(tmp_path / "one.npy"))
+
+
+def test_png_pipe_through_a_real_shell(tmp_path, grey_png):
+    src, _ = grey_png
+    out = tmp_path / "out.png"
+    python = sys.executable
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    cmd = (f'"{python}" -m convtool filter "{src}" -k box:5 -o - | '
+           f'"{python}" -m convtool filter - -k grad:sobel -o "{out}"')
+    done = subprocess.run(cmd, shell=True, capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert read_png(out).shape == (20, 24)
+
+
+def test_version_does_not_import_numpy():
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    code = ("import sys; sys.argv = ['convtool', '--version']\n"
+            "from convtool.cli import app\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "print('numpy' in sys.modules, 'scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.split()[-2:] == ["False", "False"]
+
+
+def test_direct_filter_does_not_import_scipy(tmp_path, grey_png):
+    src, _ = grey_png
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    code = ("import sys\nfrom convtool.cli import app\n"
+            f"sys.argv = ['convtool', 'filter', {str(src)!r}, '-k', 'sobel-x', '-o', "
+            f"{str(tmp_path / 'o.png')!r}]\n"
+            "try:\n    app()\nexcept SystemExit:\n    pass\n"
+            "print('scipy' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert done.stdout.split()[-1] == "False", done.stderr
