@@ -31,6 +31,7 @@ class KernelReport:
     denominator: int | None  # weights * denominator are integers, when they are exactly
     factors: tuple[np.ndarray, np.ndarray] | None
     origin: tuple[int, int]
+    offset: float = 0.0
 
     @property
     def total(self) -> float:
@@ -81,6 +82,7 @@ def _report_one(kernel: Kernel, iterations: int, correlate: bool) -> KernelRepor
         denominator=common_denominator(kernel.weights),
         factors=factors,
         origin=tuple(kernel.origin),
+        offset=float(kernel.offset),
     )
 
 
@@ -131,6 +133,8 @@ def format_plain(reports: list[KernelReport]) -> str:
         lines = [f"{rep.title}: {rep.weights.shape[0]}x{rep.weights.shape[1]}, {_mode_note(rep)}"]
         lines += matrix_lines(rep.weights, rep.denominator)
         lines.append(f"sum: {_format_scalar(rep.total)}")
+        if rep.offset:
+            lines.append(f"offset: {_format_scalar(rep.offset)} (added after filtering)")
         if rep.origin != (0, 0):
             lines.append(f"origin: {rep.origin[0]},{rep.origin[1]} (offset of the centre from k//2)")
         if rep.factors is not None:

@@ -89,7 +89,10 @@ def _filter(stack: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.nda
     if options.normalize:
         kernel = kernel.normalized()
     run = engine.correlate if options.correlate else engine.convolve
-    return run(stack, kernel, **options.engine_args())
+    out = run(stack, kernel, **options.engine_args())
+    if kernel.offset:  # libvips .mat files add a constant after the weighted sum
+        out += kernel.offset
+    return out
 
 
 def _coverage(weights: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:

@@ -286,3 +286,88 @@ def test_direct_filter_does_not_import_scipy(tmp_path, grey_png):
             "print('scipy' in sys.modules)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.stdout.split()[-1] == "False", done.stderr
+
+
+# ------------------------------------------------------------------------ match
+
+
+@pytest.fixture
+def scene_and_template(tmp_path):
+    scene = np.asarray(Image.open(ROOT / "samples" / "camera.png").convert("L"))
+    y, x, h, w = 100, 140, 24, 32
+    scene_path, template_path = tmp_path / "scene.png", tmp_path / "tpl.png"
+    Image.fromarray(scene).save(scene_path)
+    Image.fromarray(scene[y : y + h, x : x + w]).save(template_path)
+    return scene_path, template_path, (x, y, w, h), scene.shape
+
+
+def test_match_json_finds_the_cut_position(scene_and_template):
+    import json
+
+    scene, template, (x, y, w, h), _ = scene_and_template
+    result = invoke("match", scene, template, "--json", "-m", "3")
+    assert result.exit_code == 0, result.stderr
+    hits = json.loads(result.stdout)
+    assert hits[0]["x"] == x and hits[0]["y"] == y
+    assert (hits[0]["width"], hits[0]["height"]) == (w, h)
+    assert hits[0]["score"] > 0.999
+    assert len(hits) <= 3
+
+
+@pytest.mark.parametrize(("geometry", "same"), [("valid", False), ("same", True)])
+def test_match_score_map_geometry(tmp_path, scene_and_template, geometry, same):
+    scene, template, (x, y, w, h), (sh, sw) = scene_and_template
+    out = tmp_path / "scores.npy"
+    result = invoke("match", scene, template, "-o", out, "--geometry", geometry)
+    assert result.exit_code == 0, result.stderr
+    scores = np.load(out)
+    assert scores.shape == ((sh, sw) if same else (sh - h + 1, sw - w + 1))
+    peak = np.unravel_index(np.argmax(scores), scores.shape)
+    assert peak == ((y + h // 2, x + w // 2) if same else (y, x))
+
+
+def test_match_overlay_draws_a_red_box(tmp_path, scene_and_template):
+    scene, template, (x, y, w, h), _ = scene_and_template
+    out = tmp_path / "hits.png"
+    assert invoke("match", scene, template, "--overlay", out, "-m", "1").exit_code == 0
+    drawn = np.asarray(Image.open(out).convert("RGB"))
+    assert drawn[y, x + w // 2].tolist() == [255, 0, 0]
+    assert drawn[y + h - 1, x].tolist() == [255, 0, 0]
+
+
+def test_match_without_an_output_is_a_usage_error(scene_and_template):
+    scene, template, *_ = scene_and_template
+    result = invoke("match", scene, template)
+    assert result.exit_code == 2
+    assert "nothing to do" in one_error_line(result)
+
+
+def test_match_template_larger_than_scene(scene_and_template):
+    scene, template, *_ = scene_and_template
+    result = invoke("match", template, scene, "--json")
+    assert result.exit_code == 2
+    one_error_line(result)
+
+
+# ---------------------------------------------------------------------- compare
+
+
+def test_compare_makes_a_labelled_sheet_of_common_height(tmp_path, grey_png, rgb_png):
+    from convtool.sheet import GAP, scaled_width
+
+    out = tmp_path / "sheet.png"
+    result = invoke("compare", grey_png[0], rgb_png[0], "-l", "grey", "-l", "rgb",
+                    "--height", 40, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    sheet = np.asarray(Image.open(out))
+    widths = [scaled_width((20, 24), 40), scaled_width((16, 18), 40)]
+    assert sheet.shape[1] == sum(widths) + 3 * GAP
+    assert sheet.shape[0] > 40 + 2 * GAP  # room for the labels under the tiles
+    label_band = sheet[40 + GAP :, :, :]
+    assert (label_band < 128).any()  # the labels are drawn in dark ink
+
+
+def test_compare_label_count_must_match(tmp_path, grey_png, rgb_png):
+    result = invoke("compare", grey_png[0], rgb_png[0], "-l", "one", "-o", tmp_path / "s.png")
+    assert result.exit_code == 2
+    assert "--label" in one_error_line(result)
