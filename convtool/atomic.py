@@ -1,0 +1,161 @@
+"""Safe file output: atomic replacement, same-file checks and stale temporary files.
+
+A result is first written to a temporary file in the target's own folder, named
+``.<name>.convtool-<pid>-<random>.tmp``, flushed, fsync'ed and then moved over the target
+with :func:`os.replace`. Readers therefore see either the old file or the complete new one,
+never half an image; a crash leaves only a hidden temporary file, which
+:func:`remove_stale_temp_files` deletes once the process that wrote it is gone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+import stat
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from convtool.errors import ImageWriteError
+
+# Keeps "<pid>" parseable and the whole name under the usual 255-byte limit for long names.
+_TEMP_PATTERN = re.compile(r"^\..*\.convtool-(\d+)-[0-9a-f]+\.tmp$", re.DOTALL)
+_MAX_NAME_IN_TEMP = 180
+
+_ERRNO_REASONS = {
+    errno.ENOENT: "the folder does not exist",
+    errno.ENOTDIR: "a parent of the path is not a folder",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "read-only file system",
+    errno.ENOSPC: "no space left on the device (disk full)",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EISDIR: "is a directory",
+    errno.ENAMETOOLONG: "file name too long",
+}
+
+
+def write_error_reason(err: OSError) -> str:
+    """Return a one-line, user-facing reason for an OSError met while writing."""
+    reason = _ERRNO_REASONS.get(err.errno)
+    return reason if reason else (err.strerror or str(err)).rstrip(".").lower()
+
+
+def temp_path_for(path: Path) -> Path:
+    """Return a fresh temporary path beside *path*: ``.<name>.convtool-<pid>-<random>.tmp``."""
+    name = path.name[:_MAX_NAME_IN_TEMP]
+    return path.with_name(f".{name}.convtool-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+    """Create or replace *path* with what ``write(fileobj)`` writes, all at once.
+
+    The bytes go to a temporary file in the same folder (so the final rename stays on one
+    file system), which is fsync'ed and then renamed over *path*. An existing target keeps
+    its permission bits. On any error the temporary file is removed and
+    :class:`ImageWriteError` is raised with a one-line reason (missing folder, permission
+    denied, disk full, is a directory, ...); errors raised by *write* itself that are not
+    OSErrors propagate unchanged after the clean-up.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise ImageWriteError("cannot write: is a directory", path=str(path))
+    temp = temp_path_for(target)
+    try:
+        # "x" (O_EXCL): never write through a file or symlink that someone else put there.
+        fileobj = open(temp, "xb")  # noqa: SIM115 - closed in the block below
+    except OSError as err:
+        raise ImageWriteError(f"cannot write: {write_error_reason(err)}", path=str(path)) from None
+    try:
+        with fileobj:
+            write(fileobj)
+            fileobj.flush()
+            os.fsync(fileobj.fileno())
+        _copy_mode(target, temp)
+        os.replace(temp, target)
+    except BaseException as err:
+        _remove_quietly(temp)
+        if isinstance(err, OSError):
+            message = f"cannot write: {write_error_reason(err)}"
+            raise ImageWriteError(message, path=str(path)) from None
+        raise
+
+
+def _copy_mode(target: Path, temp: Path) -> None:
+    """Give *temp* the permission bits of an existing *target* (a replace should not chmod)."""
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except OSError:
+        return
+    os.chmod(temp, mode)
+
+
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    """Tell whether *a* and *b* name the same existing file (so output would overwrite input).
+
+    ``"-"`` (stdin/stdout) is never the same file as anything; a path that does not exist
+    yet cannot be an input, so it is not the same file either.
+    """
+    if str(a) == "-" or str(b) == "-":
+        return False
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _pid_is_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # alive, but owned by another user
+    except (OverflowError, OSError):
+        return False  # not a possible pid
+    return True
+
+
+def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """List convtool temporary files in *folder* whose writing process no longer runs.
+
+    Only names of the form ``.<name>.convtool-<pid>-<random>.tmp`` are considered, and a
+    file is stale only when ``os.kill(pid, 0)`` reports no such process; files of live
+    processes (including other users' and this one's) are never listed. A recycled pid
+    keeps a stale file around, which is the safe side.
+    """
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return []
+    stale = []
+    for entry in entries:
+        match = _TEMP_PATTERN.match(entry.name)
+        alive = match is None or _pid_is_running(int(match.group(1)))
+        if not alive and entry.is_file(follow_symlinks=False):
+            stale.append(Path(entry.path))
+    return sorted(stale)
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the files :func:`stale_temp_files` finds in *folder*; return those removed."""
+    removed = []
+    for path in stale_temp_files(folder):
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue  # another cleaner got there first
+        except OSError:
+            continue  # not ours to force; leave it
+        removed.append(path)
+    return removed

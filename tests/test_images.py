@@ -1,0 +1,884 @@
+"""Image input/output: formats, depths, alpha, palettes, orientation, range mapping, errors.
+
+References are independent of convtool's own code: Pillow (and tifffile) read what we
+write and write what we read, 16-bit colour PNGs are built byte by byte below, and the
+range mappings are worked out by hand.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import stat
+import struct
+import subprocess
+import sys
+import types
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from PIL import ImageOps
+
+from convtool import atomic, images
+from convtool.errors import ImageReadError, ImageWriteError, ResourceLimitError, UsageError
+from convtool.images import (
+    GRAY_WEIGHTS,
+    Image,
+    format_for,
+    is_image_path,
+    map_range,
+    read_image,
+    remove_stale_temp_files,
+    same_file,
+    stale_temp_files,
+    write_image,
+)
+
+RNG = np.random.default_rng(7)
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def random_u8(*shape: int) -> np.ndarray:
+    return RNG.integers(0, 256, shape, dtype=np.uint8)
+
+
+def random_u16(*shape: int) -> np.ndarray:
+    return RNG.integers(0, 65536, shape, dtype=np.uint16)
+
+
+def pillow_array(path: Path | bytes) -> np.ndarray:
+    """How Pillow itself reads a file (the reference for 8-bit and 16-bit grey files)."""
+    with PILImage.open(io.BytesIO(path) if isinstance(path, bytes) else path) as im:
+        return np.asarray(im)
+
+
+def png16_bytes(samples: np.ndarray) -> bytes:
+    """A minimal 16-bit PNG encoder (filter 0 on every row), independent of convtool's."""
+    height, width, channels = samples.shape
+    rows = samples.astype(">u2").reshape(height, -1)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    colour_type = {1: 0, 2: 4, 3: 2, 4: 6}[channels]
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reading and writing the common cases exactly
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(9, 13), (9, 13, 3)], ids=["grey", "rgb"])
+def test_8bit_png_round_trip_is_exact(tmp_path, shape):
+    values = random_u8(*shape)
+    PILImage.fromarray(values).save(tmp_path / "in.png")
+
+    image = read_image(tmp_path / "in.png")
+    assert image.depth == 8 and image.format == "PNG" and image.alpha is None
+    assert image.pixels.dtype == np.float32 and image.pixels.shape == (9, 13, image.channels)
+    assert image.channels == (3 if len(shape) == 3 else 1)
+    np.testing.assert_array_equal(image.pixels.reshape(shape), values)
+
+    write_image(tmp_path / "out.png", image)
+    np.testing.assert_array_equal(pillow_array(tmp_path / "out.png"), values)
+
+
+def test_16bit_grey_png_round_trip_is_exact(tmp_path):
+    values = random_u16(11, 7)
+    PILImage.fromarray(values).save(tmp_path / "in.png")  # Pillow writes I;16 PNG
+
+    image = read_image(tmp_path / "in.png")
+    assert image.depth == 16 and image.max_value == 65535
+    np.testing.assert_array_equal(image.pixels[:, :, 0], values)
+
+    write_image(tmp_path / "out.png", image)
+    np.testing.assert_array_equal(pillow_array(tmp_path / "out.png"), values)
+
+
+@pytest.mark.parametrize("channels", [2, 3, 4], ids=["grey+alpha", "rgb", "rgba"])
+def test_16bit_colour_png_is_read_and_written_exactly(tmp_path, channels):
+    """Pillow keeps only 8 bits of 16-bit colour; convtool keeps all 16, both ways."""
+    values = random_u16(6, 10, channels)
+    (tmp_path / "in.png").write_bytes(png16_bytes(values))
+
+    image = read_image(tmp_path / "in.png")
+    colour = 1 if channels == 2 else 3
+    assert image.depth == 16
+    np.testing.assert_array_equal(image.pixels, values[:, :, :colour])
+    np.testing.assert_array_equal(image.alpha, values[:, :, colour] if channels % 2 == 0 else None)
+
+    write_image(tmp_path / "out.png", image)
+    again = read_image(tmp_path / "out.png")
+    np.testing.assert_array_equal(again.pixels, image.pixels)
+    np.testing.assert_array_equal(again.alpha, image.alpha)
+    # Pillow's own (8-bit) reading of our file sees the high bytes, so the file is a real PNG.
+    np.testing.assert_array_equal(
+        pillow_array(tmp_path / "out.png")[:, :, :colour], values[:, :, :colour] >> 8
+    )
+
+
+def test_16bit_colour_png_agrees_with_opencv(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    values = random_u16(20, 30, 3)
+    write_image(tmp_path / "out.png", Image(values.astype(np.float32), depth=16))
+    decoded = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(decoded[:, :, ::-1], values)
+
+
+def test_rgba_alpha_is_split_off_and_written_back(tmp_path):
+    values = random_u8(8, 5, 4)
+    PILImage.fromarray(values).save(tmp_path / "in.png")
+
+    image = read_image(tmp_path / "in.png")
+    np.testing.assert_array_equal(image.pixels, values[:, :, :3])
+    np.testing.assert_array_equal(image.alpha, values[:, :, 3])
+
+    for name in ("out.png", "out.webp", "out.tif"):
+        write_image(tmp_path / name, image)
+        np.testing.assert_array_equal(pillow_array(tmp_path / name), values)
+
+
+def test_alpha_is_dropped_by_formats_without_it(tmp_path):
+    image = Image(random_u8(4, 4, 3).astype(np.float32), random_u8(4, 4), depth=8)
+    write_image(tmp_path / "out.bmp", image)
+    with PILImage.open(tmp_path / "out.bmp") as written:
+        assert written.mode == "RGB"
+    np.testing.assert_array_equal(pillow_array(tmp_path / "out.bmp"), image.pixels)
+
+
+def test_palette_image_becomes_rgb(tmp_path):
+    palette = random_u8(256, 3)
+    indices = RNG.integers(0, 6, (7, 9), dtype=np.uint8)
+    picture = PILImage.fromarray(indices).convert("P")
+    picture.putpalette(palette.tobytes())
+    picture.save(tmp_path / "p.png")
+
+    image = read_image(tmp_path / "p.png")
+    assert image.depth == 8 and image.alpha is None
+    np.testing.assert_array_equal(image.pixels, palette[indices])
+
+
+@pytest.mark.parametrize("name", ["p.png", "p.gif"])
+def test_palette_transparency_becomes_alpha(tmp_path, name):
+    palette = random_u8(256, 3)
+    indices = RNG.integers(0, 6, (7, 9), dtype=np.uint8)
+    picture = PILImage.fromarray(indices).convert("P")
+    picture.putpalette(palette.tobytes())
+    picture.save(tmp_path / name, transparency=2)
+
+    image = read_image(tmp_path / name)
+    np.testing.assert_array_equal(image.alpha, np.where(indices == 2, 0, 255))
+    visible = indices != 2
+    np.testing.assert_array_equal(image.pixels[visible], palette[indices][visible])
+
+
+def test_one_bit_image_reads_as_0_and_255(tmp_path):
+    bits = RNG.integers(0, 2, (5, 16)).astype(bool)
+    PILImage.fromarray(bits).save(tmp_path / "bits.png")
+    image = read_image(tmp_path / "bits.png")
+    assert image.depth == 8
+    np.testing.assert_array_equal(image.pixels[:, :, 0], np.where(bits, 255, 0))
+
+
+def test_cmyk_jpeg_is_converted_to_rgb_as_pillow_does(tmp_path):
+    PILImage.fromarray(random_u8(8, 8, 3)).convert("CMYK").save(tmp_path / "c.jpg")
+    with PILImage.open(tmp_path / "c.jpg") as im:
+        expected = np.asarray(im.convert("RGB"))
+    np.testing.assert_array_equal(read_image(tmp_path / "c.jpg").pixels, expected)
+
+
+def test_gif_reads_the_first_frame(tmp_path):
+    frames = [PILImage.fromarray(np.full((4, 4), v, np.uint8)) for v in (10, 200)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    np.testing.assert_array_equal(read_image(tmp_path / "anim.gif").pixels, 10)
+
+
+@pytest.mark.parametrize("name", ["out.bmp", "out.webp", "out.gif", "out.ppm", "out.tif"])
+def test_8bit_grey_round_trips_through_lossless_formats(tmp_path, name):
+    values = random_u8(6, 9)
+    write_image(tmp_path / name, Image(values.astype(np.float32), depth=8))
+    assert read_image(tmp_path / name).depth == 8
+    np.testing.assert_array_equal(read_image(tmp_path / name).pixels[:, :, 0], values)
+
+
+def test_16bit_tiff_and_pnm_round_trip_in_colour(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    image = Image(random_u16(5, 6, 3).astype(np.float32), random_u16(5, 6), depth=16)
+    write_image(tmp_path / "out.tif", image)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif")[:, :, :3], image.pixels)
+    again = read_image(tmp_path / "out.tif")
+    np.testing.assert_array_equal(again.pixels, image.pixels)
+    np.testing.assert_array_equal(again.alpha, image.alpha)
+
+    write_image(tmp_path / "out.ppm", image)  # binary P6, maxval 65535, alpha dropped
+    header = b"P6\n6 5\n65535\n"
+    assert (tmp_path / "out.ppm").read_bytes() == header + image.pixels.astype(">u2").tobytes()
+    np.testing.assert_array_equal(read_image(tmp_path / "out.ppm").pixels, image.pixels)
+
+
+@pytest.mark.parametrize("compression", [None, "zlib"])  # Pillow's raw and libtiff decoders
+@pytest.mark.parametrize("byteorder", ["<", ">"])
+def test_16bit_colour_tiff_is_read_exactly(tmp_path, compression, byteorder):
+    tifffile = pytest.importorskip("tifffile")
+    values = random_u16(9, 4, 4)
+    tifffile.imwrite(
+        tmp_path / "in.tif",
+        values,
+        photometric="rgb",
+        extrasamples=["unassalpha"],
+        compression=compression,
+        byteorder=byteorder,
+        rowsperstrip=2,  # several strips, so several decoder tiles
+    )
+    image = read_image(tmp_path / "in.tif")
+    assert image.depth == 16
+    np.testing.assert_array_equal(image.pixels, values[:, :, :3])
+    np.testing.assert_array_equal(image.alpha, values[:, :, 3])
+
+
+def test_tiffs_pillow_cannot_open_are_read_with_tifffile(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    grey_alpha = random_u16(3, 5, 2)
+    tifffile.imwrite(
+        tmp_path / "la16.tif", grey_alpha, photometric="minisblack", extrasamples=["unassalpha"]
+    )
+    image = read_image(tmp_path / "la16.tif")
+    assert image.depth == 16
+    np.testing.assert_array_equal(image.pixels[:, :, 0], grey_alpha[:, :, 0])
+    np.testing.assert_array_equal(image.alpha, grey_alpha[:, :, 1])
+
+    doubles = RNG.normal(size=(3, 5))
+    tifffile.imwrite(tmp_path / "f64.tif", doubles, compression="zlib")
+    image = read_image(tmp_path / "f64.tif", precision="double")
+    np.testing.assert_array_equal(image.pixels[:, :, 0], doubles)
+
+
+def test_32bit_and_signed_tiff_keep_their_values(tmp_path):
+    """Pillow reads uint32 TIFF as signed int32; convtool reads it through tifffile, exactly."""
+    tifffile = pytest.importorskip("tifffile")
+    big = np.array([[0, 1, 2**31 + 5, 2**32 - 1]], np.uint32)
+    tifffile.imwrite(tmp_path / "u32.tif", big)
+    image = read_image(tmp_path / "u32.tif", precision="double")
+    assert image.depth == 32
+    np.testing.assert_array_equal(image.pixels[:, :, 0], big)
+    write_image(tmp_path / "out.tif", image)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out.tif"), big)
+
+    signed = np.array([[-32768, -1, 0, 32767]], np.int16)
+    tifffile.imwrite(tmp_path / "i16.tif", signed)
+    np.testing.assert_array_equal(read_image(tmp_path / "i16.tif").pixels[:, :, 0], signed)
+
+
+def test_jpeg_is_written_at_high_quality(tmp_path):
+    smooth = np.add.outer(np.arange(32), np.arange(32)).astype(np.float32) * 4
+    write_image(tmp_path / "out.jpg", Image(smooth, depth=8))
+    assert np.abs(pillow_array(tmp_path / "out.jpg").astype(float) - smooth).max() <= 3
+
+
+# --------------------------------------------------------------------------------------------
+# Float data: .npy and float TIFF keep raw values
+# --------------------------------------------------------------------------------------------
+
+
+def test_npy_float_round_trip_keeps_negative_values(tmp_path):
+    values = (RNG.normal(size=(5, 7, 3)) * 1000).astype(np.float32)
+    np.save(tmp_path / "in.npy", values)
+    image = read_image(tmp_path / "in.npy")
+    assert image.depth == "float" and image.format == "NPY" and image.max_value is None
+    np.testing.assert_array_equal(image.pixels, values)
+
+    write_image(tmp_path / "out.npy", image)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), values)
+
+
+def test_npy_double_precision_is_exact(tmp_path):
+    values = RNG.normal(size=(4, 6))
+    np.save(tmp_path / "in.npy", values)
+    image = read_image(tmp_path / "in.npy", precision="double")
+    assert image.pixels.dtype == np.float64
+    write_image(tmp_path / "out.npy", image)
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"), values)  # grey stays 2-D
+
+
+@pytest.mark.parametrize(
+    ("dtype", "channels", "depth", "has_alpha"),
+    [
+        (np.uint8, 1, 8, False),
+        (np.uint16, 2, 16, True),
+        (np.int32, 3, 32, False),
+        (np.float64, 4, "float", True),
+    ],
+)
+def test_npy_channels_and_dtypes(tmp_path, dtype, channels, depth, has_alpha):
+    values = RNG.integers(0, 200, (3, 4, channels)).astype(dtype)
+    np.save(tmp_path / "in.npy", values)
+    image = read_image(tmp_path / "in.npy")
+    assert image.depth == depth and (image.alpha is not None) == has_alpha
+    colour = channels - 1 if has_alpha else channels
+    np.testing.assert_array_equal(image.pixels, values[:, :, :colour])
+
+
+def test_npy_bool_reads_as_0_and_255(tmp_path):
+    np.save(tmp_path / "mask.npy", np.eye(3, dtype=bool))
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "mask.npy").pixels[:, :, 0], np.eye(3) * 255
+    )
+
+
+def test_npy_with_alpha_is_written_as_an_extra_channel(tmp_path):
+    image = Image(np.full((2, 3, 3), -1.5), np.full((2, 3), 0.25))
+    write_image(tmp_path / "out.npy", image)
+    written = np.load(tmp_path / "out.npy")
+    assert written.shape == (2, 3, 4)
+    np.testing.assert_array_equal(written[:, :, 3], 0.25)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_float_tiff_keeps_raw_values(tmp_path, channels):
+    tifffile = pytest.importorskip("tifffile")
+    values = (RNG.normal(size=(6, 5, channels)) * 300).astype(np.float32)
+    image = Image(values, values[:, :, 0] - 7, depth=8)
+    write_image(tmp_path / "out.tif", image, depth="float")
+
+    stored = tifffile.imread(tmp_path / "out.tif")
+    assert stored.dtype == np.float32
+    np.testing.assert_array_equal(stored[..., :channels].reshape(values.shape), values)
+    again = read_image(tmp_path / "out.tif")
+    assert again.depth == "float"
+    np.testing.assert_array_equal(again.pixels, values)
+    np.testing.assert_array_equal(again.alpha, image.alpha)
+
+
+def test_float_output_maps_only_when_asked(tmp_path):
+    image = Image(np.array([[-10.0, 100.0, 300.0]]), depth=8)
+    write_image(tmp_path / "raw.npy", image)
+    write_image(tmp_path / "clipped.npy", image, range_mode="clip")
+    np.testing.assert_array_equal(np.load(tmp_path / "raw.npy"), [[-10, 100, 300]])
+    np.testing.assert_array_equal(np.load(tmp_path / "clipped.npy"), [[0, 100, 255]])
+
+
+# --------------------------------------------------------------------------------------------
+# stdin / stdout
+# --------------------------------------------------------------------------------------------
+
+
+def png_bytes(values: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(values).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_read_from_stdin_tells_the_format_from_the_bytes(monkeypatch):
+    values = random_u8(4, 5, 3)
+    monkeypatch.setattr(sys, "stdin", types.SimpleNamespace(buffer=io.BytesIO(png_bytes(values))))
+    image = read_image("-")
+    assert image.source == "-" and image.format == "PNG"
+    np.testing.assert_array_equal(image.pixels, values)
+
+    buffer = io.BytesIO()
+    np.save(buffer, values[:, :, 0].astype(np.float32) - 100)
+    image = read_image("-", stdin=io.BytesIO(buffer.getvalue()))
+    assert image.format == "NPY"
+    np.testing.assert_array_equal(image.pixels[:, :, 0], values[:, :, 0] - 100.0)
+
+
+def test_write_to_stdout_defaults_to_png():
+    values = random_u8(3, 4)
+    out = io.BytesIO()
+    write_image("-", Image(values.astype(np.float32), depth=8), stdout=out)
+    assert out.getvalue().startswith(b"\x89PNG")
+    np.testing.assert_array_equal(pillow_array(out.getvalue()), values)
+
+    out = io.BytesIO()
+    write_image("-", Image(np.full((2, 2), -3.0)), format="npy", stdout=out)
+    np.testing.assert_array_equal(np.load(io.BytesIO(out.getvalue())), np.full((2, 2), -3.0))
+
+
+def test_tiff_to_stdout():
+    tifffile = pytest.importorskip("tifffile")
+    out = io.BytesIO()
+    values = np.array([[-1.5, 2.25]], np.float32)
+    write_image("-", Image(values), format="tif", stdout=out)
+    np.testing.assert_array_equal(tifffile.imread(io.BytesIO(out.getvalue())), values)
+
+
+def test_read_from_a_named_pipe(tmp_path):
+    """A pipe can be read once only; it is read whole, as stdin is."""
+    values = random_u8(5, 6)
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", f"open({str(pipe)!r}, 'wb').write({png_bytes(values)!r})"]
+    )
+    try:
+        np.testing.assert_array_equal(read_image(pipe).pixels[:, :, 0], values)
+    finally:
+        writer.wait(timeout=30)
+
+
+def test_write_to_sys_stdout_buffer(monkeypatch):
+    out = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=out))
+    write_image("-", Image(np.zeros((2, 2)), depth=8), format="bmp")
+    assert out.getvalue().startswith(b"BM")
+
+
+# --------------------------------------------------------------------------------------------
+# EXIF orientation, grey conversion
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied_as_pillow_does(tmp_path, orientation):
+    values = random_u8(4, 7, 4)  # not square, so every orientation is distinct
+    exif = PILImage.Exif()
+    exif[0x0112] = orientation
+    PILImage.fromarray(values).save(tmp_path / "o.png", exif=exif)
+    with PILImage.open(tmp_path / "o.png") as im:
+        expected = np.asarray(ImageOps.exif_transpose(im))
+
+    image = read_image(tmp_path / "o.png")
+    np.testing.assert_array_equal(image.pixels, expected[:, :, :3])
+    np.testing.assert_array_equal(image.alpha, expected[:, :, 3])
+
+
+def test_exif_orientation_of_a_jpeg(tmp_path):
+    exif = PILImage.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    PILImage.fromarray(random_u8(8, 16, 3)).save(tmp_path / "o.jpg", exif=exif)
+    with PILImage.open(tmp_path / "o.jpg") as im:
+        expected = np.asarray(ImageOps.exif_transpose(im))
+    image = read_image(tmp_path / "o.jpg")
+    assert image.pixels.shape == (16, 8, 3)
+    np.testing.assert_array_equal(image.pixels, expected)
+
+
+def test_gray_uses_bt601_weights_in_floating_point(tmp_path):
+    PILImage.fromarray(np.array([[[10, 20, 30], [255, 0, 1]]], np.uint8)).save(tmp_path / "c.png")
+    image = read_image(tmp_path / "c.png", gray=True, precision="double")
+    assert GRAY_WEIGHTS == (0.299, 0.587, 0.114)
+    # 0.299*10 + 0.587*20 + 0.114*30 = 18.15 (Pillow's "L" would round it to 18)
+    np.testing.assert_allclose(image.pixels[:, :, 0], [[18.15, 0.299 * 255 + 0.114]], rtol=1e-15)
+
+
+def test_gray_keeps_alpha_and_leaves_grey_alone(tmp_path):
+    PILImage.fromarray(random_u8(3, 3, 4)).save(tmp_path / "c.png")
+    assert read_image(tmp_path / "c.png", gray=True).alpha is not None
+    PILImage.fromarray(random_u8(3, 3)).save(tmp_path / "g.png")
+    np.testing.assert_array_equal(
+        read_image(tmp_path / "g.png", gray=True).pixels, read_image(tmp_path / "g.png").pixels
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Range modes and depth changes, by hand-worked numbers
+# --------------------------------------------------------------------------------------------
+
+VALUES = np.array([-20.0, 0.0, 100.5, 101.5, 254.6, 300.0])
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        # round half to even: 100.5 → 100, 101.5 → 102
+        ("clip", [0, 0, 100, 102, 255, 255]),
+        ("abs", [20, 0, 100, 102, 255, 255]),
+        # + 128: 108, 128, 228.5 → 228, 229.5 → 230, 382.6 → 255, 428 → 255
+        ("offset", [108, 128, 228, 230, 255, 255]),
+        # (x + 20) × 255 / 320: 0, 15.94 → 16, 96.02 → 96, 96.82 → 97, 218.83 → 219, 255
+        ("rescale", [0, 16, 96, 97, 219, 255]),
+    ],
+)
+def test_range_modes_8bit(tmp_path, mode, expected):
+    write_image(tmp_path / "out.png", Image(VALUES[None, :], depth=8), range_mode=mode)
+    np.testing.assert_array_equal(pillow_array(tmp_path / "out.png")[0], expected)
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [
+        ("clip", [0, 0, 40000, 65535]),  # 40000.5 → 40000 (half to even)
+        ("abs", [1000, 0, 40000, 65535]),
+        ("offset", [31768, 32768, 65535, 65535]),  # + 32768
+        # (x + 1000) × 65535 / 71000: 0, 923.03 → 923, 37844.62 → 37845, 65535
+        ("rescale", [0, 923, 37845, 65535]),
+    ],
+)
+def test_range_modes_16bit(tmp_path, mode, expected):
+    values = np.array([[-1000.0, 0.0, 40000.5, 70000.0]])
+    write_image(tmp_path / "out.png", Image(values, depth=16), range_mode=mode)
+    np.testing.assert_array_equal(pillow_array(tmp_path / "out.png")[0], expected)
+
+
+def test_rescale_spans_all_channels_and_a_constant_image_maps_to_0():
+    rgb = np.array([[[0.0, 10.0, 20.0]]])
+    np.testing.assert_allclose(map_range(rgb, "rescale", 255), [[[0, 127.5, 255]]])
+    np.testing.assert_array_equal(map_range(np.full((2, 2), 7.0), "rescale", 255), 0)
+
+
+def test_nan_becomes_0_and_infinities_clip():
+    mapped = map_range(np.array([np.nan, np.inf, -np.inf, 3.0]), "clip", 255)
+    np.testing.assert_array_equal(mapped, [0, 255, 0, 3])
+    np.testing.assert_array_equal(
+        map_range(np.array([np.nan, np.inf, 1.0, 3.0]), "rescale", 255), [0, 255, 0, 255]
+    )
+
+
+def test_alpha_is_clipped_never_rescaled(tmp_path):
+    image = Image(np.array([[0.0, 50.0]]), np.array([[-5.0, 300.0]]), depth=8)
+    write_image(tmp_path / "out.png", image, range_mode="rescale")
+    np.testing.assert_array_equal(pillow_array(tmp_path / "out.png"), [[[0, 0], [255, 255]]])
+
+
+def test_depth_changes_between_8_and_16_bits_rescale(tmp_path):
+    sixteen = Image(np.array([[0.0, 257.0, 32768.0, 65535.0]]), depth=16)
+    write_image(tmp_path / "to8.bmp", sixteen)  # BMP holds 8 bits only: ÷ 257
+    np.testing.assert_array_equal(pillow_array(tmp_path / "to8.bmp")[0], [0, 1, 128, 255])
+
+    eight = Image(np.array([[0.0, 1.0, 255.0]]), depth=8)
+    write_image(tmp_path / "to16.png", eight, depth=16)  # × 257
+    np.testing.assert_array_equal(pillow_array(tmp_path / "to16.png")[0], [0, 257, 65535])
+
+
+def test_float_image_defaults_to_8_bits_as_is(tmp_path):
+    write_image(tmp_path / "out.png", Image(np.array([[-1.0, 0.4, 77.0, 999.0]])))
+    with PILImage.open(tmp_path / "out.png") as written:
+        assert written.mode == "L"
+        np.testing.assert_array_equal(np.asarray(written)[0], [0, 0, 77, 255])
+
+
+def test_depth_string_from_the_cli_is_accepted(tmp_path):
+    write_image(tmp_path / "out.png", Image(np.array([[1.0]]), depth=8), depth="16")
+    assert pillow_array(tmp_path / "out.png")[0, 0] == 257
+
+
+# --------------------------------------------------------------------------------------------
+# Errors: one line, naming the file
+# --------------------------------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ImageReadError, match="no such file") as caught:
+        read_image(tmp_path / "nope.png")
+    assert caught.value.path == str(tmp_path / "nope.png")
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty file"):
+        read_image(tmp_path / "empty.png")
+
+
+def test_empty_stdin():
+    with pytest.raises(ImageReadError, match="no data on standard input"):
+        read_image("-", stdin=io.BytesIO(b""))
+
+
+def test_text_is_not_an_image(tmp_path):
+    (tmp_path / "notes.png").write_text("hello, I am not a picture\n")
+    with pytest.raises(ImageReadError, match="not an image"):
+        read_image(tmp_path / "notes.png")
+
+
+def test_truncated_png(tmp_path):
+    data = png_bytes(random_u8(64, 64, 3))
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        read_image(tmp_path / "cut.png")
+
+
+def test_truncated_npy(tmp_path):
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((50, 50)))
+    (tmp_path / "cut.npy").write_bytes(buffer.getvalue()[:-100])
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        read_image(tmp_path / "cut.npy")
+
+
+def test_directory_is_not_an_image(tmp_path):
+    with pytest.raises(ImageReadError, match="is a directory"):
+        read_image(tmp_path)
+
+
+def test_unsupported_npy_shape_and_dtype(tmp_path):
+    np.save(tmp_path / "cube.npy", np.zeros((2, 3, 4, 5)))
+    with pytest.raises(ImageReadError, match="expected"):
+        read_image(tmp_path / "cube.npy")
+    np.save(tmp_path / "complex.npy", np.zeros((2, 3), complex))
+    with pytest.raises(ImageReadError, match="not a number type"):
+        read_image(tmp_path / "complex.npy")
+    np.save(tmp_path / "none.npy", np.zeros((0, 3)))
+    with pytest.raises(ImageReadError, match="no pixels"):
+        read_image(tmp_path / "none.npy")
+
+
+def huge_png_header(width: int, height: int) -> bytes:
+    """A PNG that declares its size and has no pixel data: only a header check can see it."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def test_too_many_pixels_is_refused_from_the_header(tmp_path):
+    (tmp_path / "huge.png").write_bytes(huge_png_header(100_000, 100_000))
+    with pytest.raises(ResourceLimitError, match="--max-pixels") as caught:
+        read_image(tmp_path / "huge.png")
+    assert "100000×100000" in str(caught.value) and caught.value.path == str(tmp_path / "huge.png")
+
+
+def test_max_pixels_can_be_lowered_and_lifted(tmp_path):
+    PILImage.fromarray(random_u8(10, 10)).save(tmp_path / "small.png")
+    with pytest.raises(ResourceLimitError):
+        read_image(tmp_path / "small.png", max_pixels=99)
+    assert read_image(tmp_path / "small.png", max_pixels=100).pixels.shape == (10, 10, 1)
+    assert read_image(tmp_path / "small.png", max_pixels=0).pixels.shape == (10, 10, 1)
+    assert read_image(tmp_path / "small.png", max_pixels=None).pixels.shape == (10, 10, 1)
+
+
+def test_too_many_pixels_in_an_npy_header(tmp_path):
+    with open(tmp_path / "huge.npy", "wb") as f:
+        header = {"descr": "<f4", "fortran_order": False, "shape": (100_000, 100_000)}
+        np.lib.format.write_array_header_1_0(f, header)
+    with pytest.raises(ResourceLimitError, match="--max-pixels"):
+        read_image(tmp_path / "huge.npy")
+
+
+def test_bad_read_options():
+    with pytest.raises(UsageError, match="precision"):
+        read_image("x.png", precision="half")
+
+
+@pytest.mark.parametrize("name", ["out.xyz", "out"])
+def test_unknown_output_extension_is_a_usage_error(tmp_path, name):
+    with pytest.raises(UsageError, match="png") as caught:
+        write_image(tmp_path / name, Image(np.zeros((2, 2))))
+    assert caught.value.exit_code == 2
+    assert not list(tmp_path.iterdir())
+
+
+def test_depth_the_format_cannot_hold(tmp_path):
+    with pytest.raises(UsageError, match="JPEG cannot hold depth 16"):
+        write_image(tmp_path / "out.jpg", Image(np.zeros((2, 2))), depth=16)
+    with pytest.raises(UsageError, match="PNG cannot hold depth 'float'"):
+        write_image(tmp_path / "out.png", Image(np.zeros((2, 2))), depth="float")
+
+
+def test_bad_write_options(tmp_path):
+    with pytest.raises(UsageError, match="range mode"):
+        write_image(tmp_path / "o.png", Image(np.zeros((2, 2))), range_mode="wrap")
+    with pytest.raises(UsageError, match="compress level"):
+        write_image(tmp_path / "o.png", Image(np.zeros((2, 2))), compress_level=10)
+
+
+def test_missing_output_folder(tmp_path):
+    with pytest.raises(ImageWriteError, match="folder does not exist"):
+        write_image(tmp_path / "no" / "out.png", Image(np.zeros((2, 2))))
+
+
+def test_output_folder_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(ImageWriteError, match="not a folder"):
+        write_image(tmp_path / "file" / "out.png", Image(np.zeros((2, 2))))
+
+
+def test_output_onto_a_directory(tmp_path):
+    (tmp_path / "out.png").mkdir()
+    with pytest.raises(ImageWriteError, match="is a directory"):
+        write_image(tmp_path / "out.png", Image(np.zeros((2, 2))))
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root can write into read-only folders")
+def test_unwritable_folder(tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        with pytest.raises(ImageWriteError, match="permission denied"):
+            write_image(folder / "out.png", Image(np.zeros((2, 2))))
+    finally:
+        folder.chmod(stat.S_IRWXU)
+
+
+def test_permission_denied_when_creating_the_temp_file(tmp_path, monkeypatch):
+    """The same message as test_unwritable_folder, simulated so that it runs as root too."""
+
+    def refuse(path, mode):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr(atomic, "open", refuse, raising=False)
+    with pytest.raises(ImageWriteError, match="cannot write: permission denied"):
+        write_image(tmp_path / "out.png", Image(np.zeros((2, 2))))
+
+
+def test_image_validates_its_arrays():
+    with pytest.raises(UsageError, match="shape"):
+        Image(np.zeros((2, 2, 2)))
+    with pytest.raises(UsageError, match="alpha"):
+        Image(np.zeros((2, 2)), np.zeros((3, 3)))
+    with pytest.raises(UsageError, match="depth"):
+        Image(np.zeros((2, 2)), depth=12)
+
+
+# --------------------------------------------------------------------------------------------
+# Atomic writes, same-file checks, stale temporary files
+# --------------------------------------------------------------------------------------------
+
+
+def test_disk_full_leaves_the_old_file_and_no_temp_file(tmp_path, monkeypatch):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old contents")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(atomic.os, "fsync", full)
+    with pytest.raises(ImageWriteError, match="disk full") as caught:
+        write_image(target, Image(np.zeros((4, 4))))
+    assert caught.value.path == str(target)
+    assert target.read_bytes() == b"old contents"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_encoder_failure_leaves_no_temp_file(tmp_path, monkeypatch):
+    def broken(*args):
+        raise ValueError("encoder exploded")
+
+    monkeypatch.setitem(images._ENCODERS, "png", broken)
+    with pytest.raises(ImageWriteError, match="cannot encode as PNG: encoder exploded"):
+        write_image(tmp_path / "out.png", Image(np.zeros((4, 4))))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_replacing_a_file_keeps_its_permissions(tmp_path):
+    target = tmp_path / "out.png"
+    target.write_bytes(b"old")
+    target.chmod(0o640)
+    write_image(target, Image(np.zeros((4, 4))))
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_same_file(tmp_path):
+    first = tmp_path / "a.png"
+    first.write_bytes(b"x")
+    (tmp_path / "link.png").symlink_to(first)
+    assert same_file(first, tmp_path / "." / "a.png")
+    assert same_file(first, tmp_path / "link.png")
+    assert not same_file(first, tmp_path / "b.png")  # an output that does not exist yet
+    assert not same_file("-", "-")
+
+
+def dead_pid() -> int:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        ours = tmp_path / f".a.png.convtool-{os.getpid()}-0a1b2c3d.tmp"
+        live = tmp_path / f".b.png.convtool-{sleeper.pid}-0a1b2c3d.tmp"
+        dead = tmp_path / f".c.png.convtool-{dead_pid()}-0a1b2c3d.tmp"
+        unrelated = tmp_path / ".c.png.tmp"
+        for path in (ours, live, dead, unrelated):
+            path.write_bytes(b"partial")
+
+        assert stale_temp_files(tmp_path) == [dead]
+        assert remove_stale_temp_files(tmp_path) == [dead]
+        assert sorted(tmp_path.iterdir()) == sorted([ours, live, unrelated])
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_temp_names_follow_the_pattern(tmp_path):
+    temp = atomic.temp_path_for(tmp_path / "result.png")
+    assert temp.parent == tmp_path
+    assert temp.name.startswith(f".result.png.convtool-{os.getpid()}-")
+    assert temp.name.endswith(".tmp")
+
+
+# --------------------------------------------------------------------------------------------
+# Names and formats
+# --------------------------------------------------------------------------------------------
+
+
+def test_format_for_extensions_and_names():
+    assert format_for("a/b.JPG") == "jpeg"
+    assert format_for("x.tiff") == "tiff"
+    assert format_for("x.pgm") == "pnm"
+    assert format_for("-") == "png"
+    assert format_for("-", "tif") == "tiff"
+    assert format_for("whatever.png", "npy") == "npy"
+    with pytest.raises(UsageError, match="unknown output format 'exr'"):
+        format_for("-", "exr")
+
+
+def test_is_image_path():
+    assert is_image_path("photo.JPEG") and is_image_path(Path("a/b.npy"))
+    assert not is_image_path("notes.txt") and not is_image_path("README")
+
+
+# --------------------------------------------------------------------------------------------
+# The shipped samples
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "depth", "has_alpha"),
+    [
+        ("camera.png", 1, 8, False),
+        ("chelsea.png", 3, 8, False),
+        ("coffee.png", 3, 8, False),
+        ("astronaut.png", 3, 8, False),
+        ("rocket.jpg", 3, 8, False),
+        ("step-edge.png", 1, 8, False),
+        ("checkerboard.png", 1, 8, False),
+        ("impulse.png", 1, 8, False),
+        ("gradient.png", 1, 8, False),
+        ("gradient16.png", 1, 16, False),
+        ("rgba-hidden.png", 3, 8, True),
+    ],
+)
+def test_samples_read(name, channels, depth, has_alpha):
+    image = read_image(SAMPLES / name)
+    assert image.channels == channels and image.depth == depth
+    assert (image.alpha is not None) == has_alpha
+    assert (SAMPLES / name).stat().st_size <= 200_000
+
+
+def test_synthetic_samples_are_what_make_patterns_makes(tmp_path):
+    sys.path.insert(0, str(SAMPLES))
+    try:
+        import make_patterns
+    finally:
+        sys.path.remove(str(SAMPLES))
+    make_patterns.write_patterns(tmp_path)
+    for name in make_patterns.PATTERNS:
+        np.testing.assert_array_equal(pillow_array(tmp_path / name), pillow_array(SAMPLES / name))
+
+
+def test_hidden_colour_under_transparency_is_kept():
+    image = read_image(SAMPLES / "rgba-hidden.png")
+    np.testing.assert_array_equal(image.alpha[:, 32:], 0)
+    np.testing.assert_array_equal(image.pixels[0, 40], [255, 0, 255])
