@@ -23,7 +23,7 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from convtool import atomic, images
+from convtool import atomic, codecs
 from convtool.errors import ImageReadError, ImageWriteError, ResourceLimitError, UsageError
 from convtool.images import (
     GRAY_WEIGHTS,
@@ -761,7 +761,7 @@ def test_encoder_failure_leaves_no_temp_file(tmp_path, monkeypatch):
     def broken(*args):
         raise ValueError("encoder exploded")
 
-    monkeypatch.setitem(images._ENCODERS, "png", broken)
+    monkeypatch.setitem(codecs.ENCODERS, "png", broken)
     with pytest.raises(ImageWriteError, match="cannot encode as PNG: encoder exploded"):
         write_image(tmp_path / "out.png", Image(np.zeros((4, 4))))
     assert list(tmp_path.iterdir()) == []
