@@ -133,9 +133,13 @@ def plan(
     from .planning import make_plan
 
     return make_plan(
-        inputs, output, recursive=recursive, suffix=suffix, format=format,
+        inputs,
+        output,
+        recursive=recursive,
+        suffix=suffix,
+        format=format,
         skip_existing=skip_existing,
-    )  # fmt: skip
+    )
 
 
 def is_inside(dest: str, root_real: str) -> bool:
@@ -267,7 +271,7 @@ def run(
     jobs to that Dask scheduler instead (its workers must see the same paths).
 
     Stale temporary files left in the output folders by dead processes are removed first,
-    and again at the end. While iterating, SIGTERM raises :class:`Interrupted` (a
+    and again at the end of a local run. While iterating, SIGTERM raises :class:`Interrupted` (a
     KeyboardInterrupt). On an interruption, or when the iterator is closed early, queued
     jobs are cancelled, worker processes are stopped (removing their temporary files) and
     the exception propagates. Close the iterator when leaving early (``contextlib.closing``).
@@ -418,7 +422,8 @@ def summarize(results: Iterable[JobResult], plan: Plan | None = None) -> Summary
     """Sort ``results`` (and the plan's skipped and failed inputs) into a :class:`Summary`."""
     results = list(results)
     everything = results + (plan.skipped + plan.failed if plan is not None else [])
-    by_status = {status: [r for r in everything if r.status == status]
-                 for status in (DONE, SKIPPED, FAILED)}  # fmt: skip
+    by_status = {
+        status: [r for r in everything if r.status == status] for status in (DONE, SKIPPED, FAILED)
+    }
     not_run = max(0, len(plan.jobs) - len(results)) if plan is not None else 0
     return Summary(by_status[DONE], by_status[SKIPPED], by_status[FAILED], not_run)

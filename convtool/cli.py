@@ -8,6 +8,7 @@ imported inside the commands, so ``--version`` and ``--help`` start quickly.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from enum import Enum
@@ -34,8 +35,14 @@ class OneLineErrors(TyperGroup):
             result = super().main(args, prog_name, complete_var, False, **extra)
         except typer._click.exceptions.ClickException as err:
             hint = ""
-            if err.__class__.__name__ in ("UsageError", "BadParameter", "NoSuchOption",
-                                          "MissingParameter", "BadOptionUsage", "BadArgumentUsage"):
+            if err.__class__.__name__ in (
+                "UsageError",
+                "BadParameter",
+                "NoSuchOption",
+                "MissingParameter",
+                "BadOptionUsage",
+                "BadArgumentUsage",
+            ):
                 ctx = getattr(err, "ctx", None)
                 command = ctx.command_path if ctx is not None else "convtool"
                 hint = f" (see '{command} --help')"
@@ -166,36 +173,57 @@ Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors
 def filter(  # noqa: A001 - the command is called `filter`
     inputs: Annotated[
         list[str],
-        typer.Argument(help="Input images or folders; '-' reads an image from stdin.",
-                       show_default=False),
+        typer.Argument(
+            help="Input images or folders; '-' reads an image from stdin.", show_default=False
+        ),
     ],
     output: Annotated[
         str,
-        typer.Option("-o", "--output", help="Output file, folder, or '-' for stdout.",
-                     show_default=False),
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output file, or folder when there are several "
+            "inputs or a folder; '-' for stdout.",
+            show_default=False,
+        ),
     ],
     kernel: Annotated[
         list[str],
-        typer.Option("-k", "--kernel", help="Kernel spec, repeatable, applied in order: NAME, "
-                     "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N. "
-                     "See `convtool kernels`.", show_default=False),
+        typer.Option(
+            "-k",
+            "--kernel",
+            help="Kernel spec, repeatable, applied in order: NAME, "
+            "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N. "
+            "See `convtool kernels`.",
+            show_default=False,
+        ),
     ],
     padding: Annotated[
         str, typer.Option("--padding", "-p", help="Border mode:\n" + padding_help())
     ] = Padding.REFLECT.value,
-    cval: Annotated[float, typer.Option(help="Value outside the image for --padding constant.")] = 0.0,
+    cval: Annotated[
+        float, typer.Option(help="Value outside the image for --padding constant.")
+    ] = 0.0,
     iterations: Annotated[
         int, typer.Option("-n", "--iterations", help="Apply the whole chain N times.")
     ] = 1,
     correlate: Annotated[
-        bool, typer.Option("--correlate", help="Apply kernels as written (cross-correlation) "
-                           "instead of true convolution (kernel flipped).")
+        bool,
+        typer.Option(
+            "--correlate",
+            help="Apply kernels as written (cross-correlation) "
+            "instead of true convolution (kernel flipped).",
+        ),
     ] = False,
     stride: Annotated[int, typer.Option(help="Keep every S-th output pixel of each step.")] = 1,
     dilation: Annotated[int, typer.Option(help="Space kernel taps D pixels apart.")] = 1,
     normalize: Annotated[
-        bool, typer.Option("--normalize", help="Divide each kernel by its sum (zero-sum kernels: "
-                           "positive weights to 1, negative to -1).")
+        bool,
+        typer.Option(
+            "--normalize",
+            help="Divide each kernel by its sum (zero-sum kernels: "
+            "positive weights to 1, negative to -1).",
+        ),
     ] = False,
     precision: Annotated[
         Precision, typer.Option(help="Floating point inside: float32 or float64.")
@@ -208,43 +236,107 @@ def filter(  # noqa: A001 - the command is called `filter`
     ] = None,
     range_mode: Annotated[
         RangeMode | None,
-        typer.Option("--range", help="Map results into an integer output: clip (default), abs, "
-                     "offset (add half the range), rescale (min..max to full range).",
-                     show_default=False),
+        typer.Option(
+            "--range",
+            help="Map results into an integer output: clip (default), abs, "
+            "offset (add half the range), rescale (min..max to full range).",
+            show_default=False,
+        ),
     ] = None,
     depth: Annotated[
         Depth | None,
-        typer.Option(help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
-                     "Default: the input's depth where the format holds it.", show_default=False),
+        typer.Option(
+            help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
+            "Default: the input's depth where the format holds it.",
+            show_default=False,
+        ),
     ] = None,
     gray: Annotated[
         bool, typer.Option("--gray", help="Convert colour input to luminance first (BT.601).")
     ] = False,
     format: Annotated[  # noqa: A002
         str | None,
-        typer.Option("--format", "-f", help="Output format (png, jpg, tif, bmp, webp, ppm, npy); "
-                     "default: from the -o extension, png for stdout.", show_default=False),
+        typer.Option(
+            "--format",
+            "-f",
+            help="Output format (png, jpg, tif, bmp, webp, ppm, npy); "
+            "default: from the -o extension, png for stdout.",
+            show_default=False,
+        ),
     ] = None,
     compress_level: Annotated[
         int, typer.Option(min=0, max=9, help="PNG compression 0-9 (1: fast, 9: small).")
     ] = 1,
     alpha: Annotated[
-        AlphaMode, typer.Option(help="carry: keep alpha as is; weighted: premultiply so hidden "
-                                "colour does not bleed; filter: filter alpha like a channel.")
+        AlphaMode,
+        typer.Option(
+            help="carry: keep alpha as is; weighted: premultiply so hidden "
+            "colour does not bleed; filter: filter alpha like a channel."
+        ),
     ] = AlphaMode.carry,
     channels: Annotated[
-        str, typer.Option(help="Channels to filter: all, luma (BT.601 luminance of RGB, colour "
-                          "kept), or names/indices like R,G or 0,2; the rest pass unfiltered.")
+        str,
+        typer.Option(
+            help="Channels to filter: all, luma (BT.601 luminance of RGB, colour "
+            "kept), or names/indices like R,G or 0,2; the rest pass unfiltered."
+        ),
     ] = "all",
     max_pixels: Annotated[
         int | None,
-        typer.Option(help="Refuse larger images (read from the header); 0 lifts the limit.",
-                     show_default=False),
+        typer.Option(
+            help="Refuse larger images (read from the header); 0 lifts the limit.",
+            show_default=False,
+        ),
+    ] = None,
+    recursive: Annotated[
+        bool,
+        typer.Option("-r", "--recursive", help="Descend into the subfolders of input folders."),
+    ] = False,
+    suffix: Annotated[
+        str,
+        typer.Option(
+            help="Add this to each output name, before the extension (with an output folder)."
+        ),
+    ] = "",
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            "-j",
+            "--jobs",
+            min=1,
+            help="Worker processes (default: the number of CPUs).",
+            show_default=False,
+        ),
+    ] = None,
+    skip_existing: Annotated[
+        bool,
+        typer.Option(
+            "--skip-existing",
+            help="Skip files whose output is already there (resume an interrupted run).",
+        ),
+    ] = False,
+    fail_fast: Annotated[
+        bool, typer.Option("--fail-fast", help="Stop at the first file that fails.")
+    ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Send the files to this Dask scheduler "
+            "(e.g. tcp://host:8786); its workers must see the same paths. Needs "
+            "pip install 'convtool[dask]'.",
+            show_default=False,
+        ),
     ] = None,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No messages.")] = False,
     debug: Debug = False,
 ) -> None:
-    """Filter images with one or more kernels (true convolution by default)."""
+    """Filter images with one or more kernels (true convolution by default).
+
+    One input and -o FILE (or -) filters one image; several inputs or a folder need -o
+    FOLDER and run as a batch in parallel, going on past bad files.
+    """
     try:
         from . import batch
         from .pipeline import Chain, FilterOptions, parse_steps
@@ -252,8 +344,14 @@ def filter(  # noqa: A001 - the command is called `filter`
         chain = Chain(
             steps=parse_steps(kernel),
             options=FilterOptions(
-                padding=padding, cval=cval, stride=stride, dilation=dilation,
-                correlate=correlate, normalize=normalize, method=method.value, threads=threads,
+                padding=padding,
+                cval=cval,
+                stride=stride,
+                dilation=dilation,
+                correlate=correlate,
+                normalize=normalize,
+                method=method.value,
+                threads=threads,
             ),
             iterations=iterations,
             alpha_mode=alpha.value,
@@ -262,22 +360,141 @@ def filter(  # noqa: A001 - the command is called `filter`
         settings = batch.Settings(
             chain=chain,
             read=batch.ReadOptions(
-                precision=precision.value, gray=gray,
+                precision=precision.value,
+                gray=gray,
                 max_pixels=_max_pixels(max_pixels),
             ),
             write=batch.WriteOptions(
-                format=format, depth=depth.value if depth else None,
+                format=format,
+                depth=depth.value if depth else None,
                 range_mode=range_mode.value if range_mode else None,
                 compress_level=compress_level,
             ),
         )
-        if len(inputs) != 1:
-            from .errors import UsageError
-
-            raise UsageError("several inputs need an output folder (coming with batch support)")
-        batch.process(batch.Job(inputs[0], output), settings)
+        plan = batch.plan(
+            inputs,
+            output,
+            recursive=recursive,
+            suffix=suffix,
+            format=format,
+            skip_existing=skip_existing,
+        )
+        if plan.single:
+            if plan.jobs:
+                batch.process(plan.jobs[0], settings)
+            elif not quiet:
+                print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
+            return
+        results = batch.run(
+            plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask
+        )
     except Exception as err:  # noqa: BLE001 - every failure becomes one line
         raise _fail(err, debug) from None
+    raise typer.Exit(_draw_batch(plan, results, quiet, debug))
+
+
+def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
+    """Draw a batch's progress and summary on stderr as results arrive; return the exit code."""
+    import signal
+    import time
+
+    from . import batch
+
+    collected = []
+    start = time.monotonic()
+    try:
+        with contextlib.closing(results), _batch_progress(len(plan.jobs), quiet) as show:
+            for result in results:
+                collected.append(result)
+                show(result)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (batch.Interrupted)
+        summary = batch.summarize(collected, plan)
+        _print_summary(summary, time.monotonic() - start, quiet, interrupted=True)
+        return 128 + getattr(err, "signum", signal.SIGINT)
+    except ConvtoolError as err:  # the output folder cannot be made, Dask unreachable, ...
+        raise _fail(err, debug) from None
+    summary = batch.summarize(collected, plan)
+    _print_summary(summary, time.monotonic() - start, quiet)
+    return summary.exit_code
+
+
+@contextlib.contextmanager
+def _batch_progress(total: int, quiet: bool):
+    """Yield ``show(result)``: a rich bar on a terminal, one line per file otherwise."""
+    if quiet:
+        yield lambda result: None
+        return
+    if not sys.stderr.isatty():
+
+        def line(result) -> None:
+            detail = f": {result.reason}" if result.reason else f" -> {result.job.dest}"
+            print(f"{result.status} {result.job.source}{detail}", file=sys.stderr, flush=True)
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("filtering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        TextColumn("left"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("filter", total=total, rate="")
+
+        def bar(result) -> None:
+            if result.status == "failed":
+                progress.console.print(
+                    f"failed {result.job.source}: {result.reason}", highlight=False, markup=False
+                )
+            elapsed = progress.tasks[task].elapsed or 0.0
+            done = progress.tasks[task].completed + 1
+            rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
+            progress.update(task, advance=1, rate=rate)
+
+        yield bar
+
+
+def _print_summary(summary, seconds: float, quiet: bool, *, interrupted: bool = False) -> None:
+    """The end-of-batch summary on stderr: counts, rate, failed files with reasons."""
+    from collections import Counter
+
+    finished = len(summary.done) + len(summary.failed)
+    if quiet:
+        for result in summary.failed:
+            _error_line(f"{result.job.source}: {result.reason}")
+        if interrupted:
+            _error_line(f"interrupted after {finished} of {finished + summary.not_run} files")
+        return
+    rate = f", {len(summary.done) / seconds:.1f} images/s" if seconds > 0 and summary.done else ""
+    counts = (
+        f"{len(summary.done)} done, {len(summary.skipped)} skipped, {len(summary.failed)} failed"
+    )
+    if summary.not_run:
+        counts += f", {summary.not_run} not run"
+    lines = [f"convtool: {counts} ({seconds:.1f} s{rate})"]
+    reasons = Counter(result.reason for result in summary.skipped)
+    if reasons:
+        lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common()))
+    lines += [f"  failed: {r.job.source}: {r.reason}" for r in summary.failed]
+    if interrupted:
+        lines.append(
+            f"convtool: interrupted after {finished} of {finished + summary.not_run} "
+            "files; run again with --skip-existing to finish"
+        )
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _max_pixels(value: int | None) -> int | None:
@@ -311,58 +528,104 @@ MATCH_EPILOG = """Examples:
 @app.command(epilog=MATCH_EPILOG)
 def match(
     scene_path: Annotated[
-        str, typer.Argument(metavar="SCENE", help="The image to search; '-' reads it from stdin.",
-                            show_default=False)
+        str,
+        typer.Argument(
+            metavar="SCENE",
+            help="The image to search; '-' reads it from stdin.",
+            show_default=False,
+        ),
     ],
     template_path: Annotated[
-        str, typer.Argument(metavar="TEMPLATE", help="The pattern to look for (smaller than the "
-                            "scene).", show_default=False)
+        str,
+        typer.Argument(
+            metavar="TEMPLATE",
+            help="The pattern to look for (smaller than the scene).",
+            show_default=False,
+        ),
     ],
     output: Annotated[
         str | None,
-        typer.Option("-o", "--output", help="Write the score map (ZNCC, -1..1) as an image; '-' "
-                     "for stdout. .npy or --depth float keep the raw scores.", show_default=False),
+        typer.Option(
+            "-o",
+            "--output",
+            help="Write the score map (ZNCC, -1..1) as an image; '-' "
+            "for stdout. .npy or --depth float keep the raw scores.",
+            show_default=False,
+        ),
     ] = None,
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the matches as a JSON list on stdout, best "
-                           "first: x, y (top-left corner in the scene), score, width, height.")
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the matches as a JSON list on stdout, best "
+            "first: x, y (top-left corner in the scene), score, width, height.",
+        ),
     ] = False,
     overlay: Annotated[
         str | None,
-        typer.Option(help="Write the scene with a box around each match; '-' for stdout.",
-                     show_default=False),
+        typer.Option(
+            help="Write the scene with a box around each match; '-' for stdout.", show_default=False
+        ),
     ] = None,
     threshold: Annotated[
-        float, typer.Option("-t", "--threshold", help="Lowest score that counts as a match "
-                            "(-1..1; 1 is a perfect match).")
+        float,
+        typer.Option(
+            "-t",
+            "--threshold",
+            help="Lowest score that counts as a match (-1..1; 1 is a perfect match).",
+        ),
     ] = 0.8,
     max_matches: Annotated[
-        int | None, typer.Option("-m", "--max-matches", min=1, help="Report at most N matches "
-                                 "(the best). Default: all.", show_default=False)
+        int | None,
+        typer.Option(
+            "-m",
+            "--max-matches",
+            min=1,
+            help="Report at most N matches (the best). Default: all.",
+            show_default=False,
+        ),
     ] = None,
     geometry: Annotated[
-        Geometry, typer.Option(help="Score map layout: valid = one pixel per window position, "
-                               "(H-h+1)x(W-w+1), pixel (x, y) is the window with top-left corner "
-                               "(x, y); same = the scene's size, each score on its window's "
-                               "centre, 0 where no window fits.")
+        Geometry,
+        typer.Option(
+            help="Score map layout: valid = one pixel per window position, "
+            "(H-h+1)x(W-w+1), pixel (x, y) is the window with top-left corner "
+            "(x, y); same = the scene's size, each score on its window's "
+            "centre, 0 where no window fits."
+        ),
     ] = Geometry.valid,
     per_channel: Annotated[
-        bool, typer.Option("--per-channel", help="Match each colour channel and average the "
-                           "scores (default: match on BT.601 luminance).")
+        bool,
+        typer.Option(
+            "--per-channel",
+            help="Match each colour channel and average the "
+            "scores (default: match on BT.601 luminance).",
+        ),
     ] = False,
     range_mode: Annotated[
         RangeMode | None,
-        typer.Option("--range", help="Scores to grey levels: clip (default: negative black, 1 "
-                     "white), abs, offset (-1 black, 0 grey, 1 white), rescale.",
-                     show_default=False),
+        typer.Option(
+            "--range",
+            help="Scores to grey levels: clip (default: negative black, 1 "
+            "white), abs, offset (-1 black, 0 grey, 1 white), rescale.",
+            show_default=False,
+        ),
     ] = None,
     depth: Annotated[
-        Depth | None, typer.Option(help="Score map depth: 8, 16 or float (raw scores; the "
-                                   "default for .npy).", show_default=False)
+        Depth | None,
+        typer.Option(
+            help="Score map depth: 8, 16 or float (raw scores; the default for .npy).",
+            show_default=False,
+        ),
     ] = None,
     format: Annotated[  # noqa: A002
-        str | None, typer.Option("--format", "-f", help="Score map format; default: from the -o "
-                                 "extension, png for stdout.", show_default=False)
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Score map format; default: from the -o extension, png for stdout.",
+            show_default=False,
+        ),
     ] = None,
     thickness: Annotated[
         int, typer.Option(min=1, help="Box line width for --overlay (inside the window).")
@@ -374,12 +637,10 @@ def match(
         int | None, typer.Option(help="Threads (default: all CPUs).", show_default=False)
     ] = None,
     max_pixels: Annotated[
-        int | None, typer.Option(help="Refuse larger images; 0 lifts the limit.",
-                                 show_default=False)
+        int | None,
+        typer.Option(help="Refuse larger images; 0 lifts the limit.", show_default=False),
     ] = None,
-    compress_level: Annotated[
-        int, typer.Option(min=0, max=9, help="PNG compression 0-9.")
-    ] = 1,
+    compress_level: Annotated[int, typer.Option(min=0, max=9, help="PNG compression 0-9.")] = 1,
     quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No messages.")] = False,
     debug: Debug = False,
 ) -> None:
@@ -393,12 +654,22 @@ def match(
         from . import matching
 
         request = matching.MatchRequest(
-            scene=scene_path, template=template_path, output=output, as_json=as_json,
-            overlay=overlay, threshold=threshold, max_matches=max_matches,
-            geometry=geometry.value, per_channel=per_channel,
+            scene=scene_path,
+            template=template_path,
+            output=output,
+            as_json=as_json,
+            overlay=overlay,
+            threshold=threshold,
+            max_matches=max_matches,
+            geometry=geometry.value,
+            per_channel=per_channel,
             range_mode=range_mode.value if range_mode else None,
-            depth=depth.value if depth else None, format=format, thickness=thickness,
-            method=method.value, threads=threads, max_pixels=_max_pixels(max_pixels),
+            depth=depth.value if depth else None,
+            format=format,
+            thickness=thickness,
+            method=method.value,
+            threads=threads,
+            max_pixels=_max_pixels(max_pixels),
             compress_level=compress_level,
         )
         outcome = matching.run(request)
@@ -419,25 +690,40 @@ def _note(message: str) -> None:
 # ---------------------------------------------------------------------------- compare
 
 
-@app.command(epilog="Examples:\n\n  convtool compare in.png blur.png edges.png -o sheet.png\n\n"
-             "  convtool compare a.png b.png --label before --label after --height 256 -o s.png")
+@app.command(
+    epilog="Examples:\n\n  convtool compare in.png blur.png edges.png -o sheet.png\n\n"
+    "  convtool compare a.png b.png --label before --label after --height 256 -o s.png"
+)
 def compare(
     paths: Annotated[
-        list[str], typer.Argument(metavar="IMAGES...", help="Images to put side by side.",
-                                  show_default=False)
+        list[str],
+        typer.Argument(metavar="IMAGES...", help="Images to put side by side.", show_default=False),
     ],
     output: Annotated[
-        str, typer.Option("-o", "--output", help="The contact sheet (PNG, ...; '-' for stdout).",
-                          show_default=False)
+        str,
+        typer.Option(
+            "-o",
+            "--output",
+            help="The contact sheet (PNG, ...; '-' for stdout).",
+            show_default=False,
+        ),
     ],
     label: Annotated[
         list[str] | None,
-        typer.Option("--label", "-l", help="Caption per image, in order (default: file names).",
-                     show_default=False),
+        typer.Option(
+            "--label",
+            "-l",
+            help="Caption per image, in order (default: file names).",
+            show_default=False,
+        ),
     ] = None,
     height: Annotated[
-        int | None, typer.Option(min=8, help="Common height of the tiles (default: the tallest "
-                                 "image's).", show_default=False)
+        int | None,
+        typer.Option(
+            min=8,
+            help="Common height of the tiles (default: the tallest image's).",
+            show_default=False,
+        ),
     ] = None,
     debug: Debug = False,
 ) -> None:
@@ -448,8 +734,10 @@ def compare(
 
         labels = list(label or [])
         if labels and len(labels) != len(paths):
-            raise UsageError(f"--label given {len(labels)} times for {len(paths)} images; "
-                             "give one per image or none")
+            raise UsageError(
+                f"--label given {len(labels)} times for {len(paths)} images; "
+                "give one per image or none"
+            )
         pictures = []
         for path in paths:
             image = images.read_image(path)
@@ -492,8 +780,12 @@ def kernels_list(
 def _print_kernel_table(entries) -> None:
     rows = [(e.name, e.size, e.params or "-", e.description) for e in entries]
     rows += [
-        ("grad:OP", "2 kernels", "op=sobel|prewitt|scharr|roberts, norm=l2|l1|max",
-         "gradient magnitude from a pair of derivative kernels"),
+        (
+            "grad:OP",
+            "2 kernels",
+            "op=sobel|prewitt|scharr|roberts, norm=l2|l1|max",
+            "gradient magnitude from a pair of derivative kernels",
+        ),
         ("maxpool:N", "N×N", "size=2, stride=size", "max over windows, no padding"),
         ("avgpool:N", "N×N", "size=2, stride=size", "mean over windows, no padding"),
     ]
@@ -508,16 +800,21 @@ def _print_kernel_table(entries) -> None:
         return
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3])
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3]
+        )
 
 
 def _rich_stdout() -> bool:
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
-@kernels_app.command("show", epilog="Examples:\n\n  convtool kernels show sobel-x\n\n"
-                     "  convtool kernels show binomial:3 -n 2\n\n"
-                     "  convtool kernels show \"[1 2 1]/4\" --correlate")
+@kernels_app.command(
+    "show",
+    epilog="Examples:\n\n  convtool kernels show sobel-x\n\n"
+    "  convtool kernels show binomial:3 -n 2\n\n"
+    '  convtool kernels show "[1 2 1]/4" --correlate',
+)
 def kernels_show(
     spec: Annotated[str, typer.Argument(help="A kernel spec, as given to -k.", show_default=False)],
     iterations: Annotated[
@@ -526,7 +823,9 @@ def kernels_show(
     correlate: Annotated[
         bool, typer.Option("--correlate", help="Show it as applied by --correlate.")
     ] = False,
-    normalize: Annotated[bool, typer.Option("--normalize", help="Apply --normalize first.")] = False,
+    normalize: Annotated[
+        bool, typer.Option("--normalize", help="Apply --normalize first.")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Show a kernel's matrix, sum and separability, as it will be applied."""

@@ -15,12 +15,17 @@ grey+alpha, 32-bit integers).
 
 from __future__ import annotations
 
+import contextlib
 import io
+import logging
+import os
 import re
 import struct
 import sys
+import tempfile
+import warnings
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -64,12 +69,57 @@ def decode(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
         head = fileobj.read(8)
     if head.startswith(_NPY_MAGIC):
         return _decode_npy(src, name, max_pixels)
+    with _quiet_decoders(native=head.startswith(_TIFF_MAGICS)):
+        try:
+            return _decode_pillow(src, name, max_pixels)
+        except UnidentifiedImageError:
+            if head.startswith(_TIFF_MAGICS):  # float colour, 16-bit grey+alpha, float64, ...
+                return _decode_tifffile(src, name, max_pixels)
+            raise
+
+
+@contextlib.contextmanager
+def _quiet_decoders(native: bool) -> Iterator[None]:
+    """Keep decoders' own chatter off stderr: a damaged file gets one error line, ours.
+
+    Pillow warns (``Truncated File Read``, ``Corrupt EXIF data``), tifffile logs through
+    ``logging`` and libtiff, inside Pillow, prints its errors from C straight to file
+    descriptor 2 (``ZIPDecode: Decoding error ...``). Whatever they say is either harmless
+    (the image still decodes) or followed by an exception that becomes our message. With
+    ``native``, file descriptor 2 itself points at a scratch file meanwhile (only for
+    TIFF, the one format whose C decoder prints).
+    """
+    logger = logging.getLogger("tifffile")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
     try:
-        return _decode_pillow(src, name, max_pixels)
-    except UnidentifiedImageError:
-        if head.startswith(_TIFF_MAGICS):  # float colour, 16-bit grey+alpha, 64-bit float, ...
-            return _decode_tifffile(src, name, max_pixels)
-        raise
+        with warnings.catch_warnings(), _native_stderr_discarded(native):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _native_stderr_discarded(enabled: bool) -> Iterator[None]:
+    saved = None
+    if enabled:
+        with contextlib.suppress(OSError, ValueError):
+            sys.stderr.flush()
+        with contextlib.suppress(OSError):
+            saved = os.dup(2)
+    if saved is None:
+        yield
+        return
+    try:
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def _fresh(src: Path | bytes) -> BinaryIO:
@@ -281,6 +331,8 @@ def _decode_tifffile(src: Path | bytes, name: str, max_pixels: int | None) -> De
     """Read grey or RGB(A) TIFF samples exactly with tifffile (any integer or float type)."""
     tifffile = _import_tifffile()
     with _fresh(src) as fileobj, tifffile.TiffFile(fileobj) as tif:
+        if not tif.pages:
+            raise ImageReadError("truncated or corrupt image (a TIFF without pages)", path=name)
         page = tif.pages[0]
         _check_size(page.imagewidth, page.imagelength, name, max_pixels)
         photometric = int(page.photometric)

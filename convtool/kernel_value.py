@@ -78,7 +78,9 @@ class Kernel:
 
     @property
     def sum(self) -> float:
-        return float(self.weights.sum())
+        """The sum of the weights (``inf`` if huge weights overflow float64)."""
+        with np.errstate(over="ignore"):
+            return float(self.weights.sum())
 
     @property
     def is_separable(self) -> bool:
@@ -96,9 +98,14 @@ class Kernel:
         So a smoothing kernel sums to 1 and a derivative kernel has positive weights summing
         to 1 and negative weights to -1 (ImageMagick's ``!``). All-zero: KernelError.
         """
-        total = float(np.abs(self.weights).sum())
+        with np.errstate(over="ignore"):
+            total = float(np.abs(self.weights).sum())
         if total == 0:
             raise KernelError(f"cannot normalise {self.name}: all its weights are 0")
+        if not math.isfinite(total):  # sums of huge weights overflow: normalise w / max|w|
+            peak = float(np.abs(self.weights).max())
+            unit = _rescaled(self, 1.0, peak, self.name)
+            return dataclasses.replace(unit.normalized(), name=f"{self.name}@scale=!")
         divisor = self.sum
         if abs(divisor) <= ZERO_SUM_TOLERANCE * total:
             divisor = float(self.weights[self.weights > 0].sum())
@@ -196,7 +203,11 @@ def _rescaled(kernel: Kernel, factor: float, divisor: float, name: str) -> Kerne
 
 def _zero_sum_normalized(kernel: Kernel, name: str) -> Kernel:
     """Positive weights scaled to sum 1 and negative ones to -1 (ImageMagick's ``^``)."""
-    total = float(np.abs(kernel.weights).sum())
+    with np.errstate(over="ignore"):
+        total = float(np.abs(kernel.weights).sum())
+    if not math.isfinite(total):  # sums of huge weights overflow: work on w / max|w|
+        unit = _rescaled(kernel, 1.0, float(np.abs(kernel.weights).max()), kernel.name)
+        return _zero_sum_normalized(unit, name)
     if total == 0 or abs(kernel.sum) <= ZERO_SUM_TOLERANCE * total:
         return dataclasses.replace(kernel.normalized(), name=name)
     w = kernel.weights

@@ -136,7 +136,9 @@ def format_plain(reports: list[KernelReport]) -> str:
         if rep.offset:
             lines.append(f"offset: {_format_scalar(rep.offset)} (added after filtering)")
         if rep.origin != (0, 0):
-            lines.append(f"origin: {rep.origin[0]},{rep.origin[1]} (offset of the centre from k//2)")
+            lines.append(
+                f"origin: {rep.origin[0]},{rep.origin[1]} (offset of the centre from k//2)"
+            )
         if rep.factors is not None:
             col, row = rep.factors
             lines.append("separable: yes")

@@ -65,16 +65,15 @@ class MatchOutcome:
         top = self.matches[0]
         count = len(self.matches)
         noun = "match" if count == 1 else "matches"
-        return (f"{count} {noun} >= {self.threshold:.2f} "
-                f"(best {top.score:.3f} at x={top.x}, y={top.y})")
+        return (
+            f"{count} {noun} >= {self.threshold:.2f} (best {top.score:.3f} at x={top.x}, y={top.y})"
+        )
 
 
 def run(request: MatchRequest) -> MatchOutcome:
     """Score the template over the scene and write the map and/or the overlay."""
     request.check()
-    stdin_bytes = (
-        sys.stdin.buffer.read() if "-" in (request.scene, request.template) else None
-    )
+    stdin_bytes = sys.stdin.buffer.read() if "-" in (request.scene, request.template) else None
 
     def read(path: str, gray: bool) -> images.Image:
         # stdin may be read twice (luminance to match, colour to draw on), so keep its bytes
@@ -84,22 +83,30 @@ def run(request: MatchRequest) -> MatchOutcome:
     gray = not request.per_channel
     scene, template = read(request.scene, gray), read(request.template, gray)
     scores = match_template(
-        scene.pixels, template.pixels, geometry=request.geometry,
-        per_channel=request.per_channel, method=request.method, threads=request.threads,
+        scene.pixels,
+        template.pixels,
+        geometry=request.geometry,
+        per_channel=request.per_channel,
+        method=request.method,
+        threads=request.threads,
     )
     if request.output:
         _write_scores(request, scores)
     hits: list[Match] = []
     if request.as_json or request.overlay:
         hits = find_matches(
-            scores, template.pixels.shape, threshold=request.threshold,
-            max_matches=request.max_matches, geometry=request.geometry,
+            scores,
+            template.pixels.shape,
+            threshold=request.threshold,
+            max_matches=request.max_matches,
+            geometry=request.geometry,
         )
     if request.overlay:
         display = scene if request.per_channel else read(request.scene, gray=False)
         top = display.max_value or 1.0
-        drawn = draw_overlay(display.pixels, hits, colour=(top, 0.0, 0.0),
-                             thickness=request.thickness)
+        drawn = draw_overlay(
+            display.pixels, hits, colour=(top, 0.0, 0.0), thickness=request.thickness
+        )
         picture = images.Image(drawn, alpha=display.alpha, depth=display.depth)
         images.write_image(request.overlay, picture, compress_level=request.compress_level)
     return MatchOutcome(scores, hits, request.threshold)
@@ -114,5 +121,10 @@ def _write_scores(request: MatchRequest, scores: np.ndarray) -> None:
     else:
         levels = score_picture(scores, request.range_mode or "clip", top=255.0)
         picture = images.Image(levels, depth=8)
-    images.write_image(request.output, picture, format=request.format, depth=request.depth,
-                       compress_level=request.compress_level)
+    images.write_image(
+        request.output,
+        picture,
+        format=request.format,
+        depth=request.depth,
+        compress_level=request.compress_level,
+    )

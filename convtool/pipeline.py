@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from . import engine
-from .errors import KernelError, UsageError
+from .errors import ImageReadError, KernelError, UsageError
 from .kernels import Kernel, get_kernel
 from .padding import Padding, parse_padding
 
@@ -51,6 +51,19 @@ class FilterOptions:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", parse_padding(self.padding))
+        try:
+            cval = float(self.cval)
+        except (TypeError, ValueError):
+            cval = float("nan")
+        if not np.isfinite(cval):
+            raise UsageError(f"--cval must be a finite number, got {self.cval!r}")
+        object.__setattr__(self, "cval", cval)
+        if self.cval != 0 and self.padding is not Padding.CONSTANT:
+            # Every other mode ignores the value: say so rather than drop it silently.
+            raise UsageError(
+                f"--cval applies only to --padding constant, not {self.padding.value}; "
+                "add --padding constant or leave out --cval"
+            )
         for name in ("stride", "dilation"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
@@ -88,11 +101,22 @@ class Step(Protocol):
 def _filter(stack: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:
     if options.normalize:
         kernel = kernel.normalized()
+    _check_weights_fit(kernel, stack.dtype)
     run = engine.correlate if options.correlate else engine.convolve
     out = run(stack, kernel, **options.engine_args())
     if kernel.offset:  # libvips .mat files add a constant after the weighted sum
         out += kernel.offset
     return out
+
+
+def _check_weights_fit(kernel: Kernel, dtype: np.dtype) -> None:
+    """Refuse weights the working precision cannot hold (they would become infinite)."""
+    largest = float(np.abs(kernel.weights).max())
+    if largest > float(np.finfo(dtype).max):
+        raise UsageError(
+            f"kernel {kernel.name} has weights up to {largest:.3g}, beyond {np.dtype(dtype).name} "
+            "(the working precision); use --precision double or smaller weights"
+        )
 
 
 def _coverage(weights: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:
@@ -369,7 +393,17 @@ class Chain:
     def apply(
         self, pixels: np.ndarray, alpha: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Filter ``pixels`` (H, W, C) and move ``alpha`` (H, W) along; returns both."""
+        """Filter ``pixels`` (H, W, C) and move ``alpha`` (H, W) along; returns both.
+
+        Pixels and alpha must be finite: NaN or infinity would spread past the kernel's
+        window (a running sum or an FFT carries it on), so they are refused.
+        """
+        return self._apply(pixels, alpha, None)
+
+    def _apply(
+        self, pixels: np.ndarray, alpha: np.ndarray | None, source: str | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        _require_finite(pixels, alpha, source)
         stack = np.moveaxis(pixels, -1, 0)
         luma = self.channels == "luma" and stack.shape[0] == 3
         if luma:
@@ -430,8 +464,21 @@ class Chain:
 
     def apply_to(self, image):
         """Filter an :class:`convtool.images.Image`-like object; returns a new one."""
-        pixels, alpha = self.apply(image.pixels, image.alpha)
+        pixels, alpha = self._apply(image.pixels, image.alpha, getattr(image, "source", None))
         return dataclasses.replace(image, pixels=pixels, alpha=alpha)
+
+
+def _require_finite(pixels: np.ndarray, alpha: np.ndarray | None, source: str | None) -> None:
+    for what, array in (("pixel", pixels), ("alpha", alpha)):
+        if array is None or array.dtype.kind != "f" or array.size == 0:
+            continue
+        # min and max carry NaN and infinity along without an image-size temporary
+        if not (np.isfinite(np.min(array)) and np.isfinite(np.max(array))):
+            raise ImageReadError(
+                f"the image has NaN or infinite {what} values, which cannot be filtered; "
+                "replace them first (e.g. with 0)",
+                path=source,
+            )
 
 
 def _unpremultiply(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:

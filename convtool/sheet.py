@@ -17,7 +17,9 @@ BACKGROUND = (255, 255, 255)
 INK = (20, 20, 20)
 
 
-def display_rgb(pixels: np.ndarray, alpha: np.ndarray | None, max_value: float | None) -> np.ndarray:
+def display_rgb(
+    pixels: np.ndarray, alpha: np.ndarray | None, max_value: float | None
+) -> np.ndarray:
     """An (H, W, 3) uint8 picture of float pixels (H, W, C) in their value scale."""
     if max_value is None:
         low, high = float(np.min(pixels)), float(np.max(pixels))

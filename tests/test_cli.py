@@ -59,16 +59,29 @@ def test_filter_box_matches_scipy_and_rounds(tmp_path, grey_png):
     out = tmp_path / "out.png"
     result = invoke("filter", src, "-k", "box:3", "-o", out)
     assert result.exit_code == 0, result.stderr
-    expected = np.clip(np.rint(ndimage.convolve(values, np.full((3, 3), 1 / 9), mode="mirror")),
-                       0, 255)
+    expected = np.clip(
+        np.rint(ndimage.convolve(values, np.full((3, 3), 1 / 9), mode="mirror")), 0, 255
+    )
     np.testing.assert_array_equal(read_png(out), expected.astype(np.uint8))
 
 
 def test_filter_inline_matrix_iterations_and_padding(tmp_path, grey_png):
     src, values = grey_png
     out = tmp_path / "out.npy"
-    result = invoke("filter", src, "-k", "[1 2 1; 2 4 2; 1 2 1]/16", "-n", 3,
-                    "--padding", "edge", "--precision", "double", "-o", out)
+    result = invoke(
+        "filter",
+        src,
+        "-k",
+        "[1 2 1; 2 4 2; 1 2 1]/16",
+        "-n",
+        3,
+        "--padding",
+        "edge",
+        "--precision",
+        "double",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     kernel = np.outer([1, 2, 1], [1, 2, 1]) / 16
     expected = values
@@ -90,8 +103,18 @@ def test_sobel_x_is_positive_where_intensity_rises_to_the_right(tmp_path):
 def test_chain_of_named_kernels_on_rgb(tmp_path, rgb_png):
     src, values = rgb_png
     out = tmp_path / "out.npy"
-    result = invoke("filter", src, "-k", "gaussian:sigma=2", "-k", "sharpen:amount=1.5",
-                    "--precision", "double", "-o", out)
+    result = invoke(
+        "filter",
+        src,
+        "-k",
+        "gaussian:sigma=2",
+        "-k",
+        "sharpen:amount=1.5",
+        "--precision",
+        "double",
+        "-o",
+        out,
+    )
     assert result.exit_code == 0, result.stderr
     assert np.load(out).shape == values.shape
 
@@ -106,8 +129,9 @@ def test_stdout_carries_only_image_bytes(grey_png):
 
 def test_stdin_to_stdout_npy(grey_png):
     src, values = grey_png
-    result = invoke("filter", "-", "-k", "identity", "-o", "-", "--format", "npy",
-                    input=src.read_bytes())
+    result = invoke(
+        "filter", "-", "-k", "identity", "-o", "-", "--format", "npy", input=src.read_bytes()
+    )
     assert result.exit_code == 0, result.stderr
     np.testing.assert_array_equal(np.load(io.BytesIO(result.stdout_bytes)), values)
 
@@ -126,9 +150,24 @@ def test_range_offset_and_depth_float(tmp_path, grey_png):
 def test_kernels_lists_every_named_kernel():
     result = invoke("kernels")
     assert result.exit_code == 0
-    for name in ["identity", "box", "gaussian", "binomial", "roberts-x", "sobel-x", "sobel-diag1",
-                 "prewitt-y", "scharr-x", "laplacian", "sharpen", "edge", "outline", "emboss",
-                 "grad:OP", "maxpool:N"]:
+    for name in [
+        "identity",
+        "box",
+        "gaussian",
+        "binomial",
+        "roberts-x",
+        "sobel-x",
+        "sobel-diag1",
+        "prewitt-y",
+        "scharr-x",
+        "laplacian",
+        "sharpen",
+        "edge",
+        "outline",
+        "emboss",
+        "grad:OP",
+        "maxpool:N",
+    ]:
         assert name in result.stdout
 
 
@@ -222,8 +261,9 @@ def test_unwritable_output_folder_exits_1(tmp_path, grey_png):
 
 
 def test_debug_shows_the_traceback(tmp_path):
-    result = invoke("filter", tmp_path / "nope.png", "-k", "box", "-o", tmp_path / "o.png",
-                    "--debug")
+    result = invoke(
+        "filter", tmp_path / "nope.png", "-k", "box", "-o", tmp_path / "o.png", "--debug"
+    )
     assert result.exit_code != 0
     assert result.exception is not None
 
@@ -240,16 +280,22 @@ def test_shell_pipeline_npy_equals_one_process_chain(tmp_path, rgb_png):
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     first = subprocess.run(
         convtool_cmd("filter", src, "-k", "box:5", "-o", "-", "--format", "npy"),
-        capture_output=True, check=True, env=env,
+        capture_output=True,
+        check=True,
+        env=env,
     )
     second = subprocess.run(
         convtool_cmd("filter", "-", "-k", "grad:sobel", "-o", tmp_path / "piped.npy"),
-        input=first.stdout, capture_output=True, check=True, env=env,
+        input=first.stdout,
+        capture_output=True,
+        check=True,
+        env=env,
     )
     assert second.stderr == b""
     subprocess.run(
         convtool_cmd("filter", src, "-k", "box:5", "-k", "grad:sobel", "-o", tmp_path / "one.npy"),
-        check=True, env=env,
+        check=True,
+        env=env,
     )
     np.testing.assert_array_equal(np.load(tmp_path / "piped.npy"), np.load(tmp_path / "one.npy"))
 
@@ -259,8 +305,10 @@ def test_png_pipe_through_a_real_shell(tmp_path, grey_png):
     out = tmp_path / "out.png"
     python = sys.executable
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    cmd = (f'"{python}" -m convtool filter "{src}" -k box:5 -o - | '
-           f'"{python}" -m convtool filter - -k grad:sobel -o "{out}"')
+    cmd = (
+        f'"{python}" -m convtool filter "{src}" -k box:5 -o - | '
+        f'"{python}" -m convtool filter - -k grad:sobel -o "{out}"'
+    )
     done = subprocess.run(cmd, shell=True, capture_output=True, env=env)
     assert done.returncode == 0, done.stderr
     assert read_png(out).shape == (20, 24)
@@ -268,10 +316,12 @@ def test_png_pipe_through_a_real_shell(tmp_path, grey_png):
 
 def test_version_does_not_import_numpy():
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    code = ("import sys; sys.argv = ['convtool', '--version']\n"
-            "from convtool.cli import app\n"
-            "try:\n    app()\nexcept SystemExit:\n    pass\n"
-            "print('numpy' in sys.modules, 'scipy' in sys.modules)")
+    code = (
+        "import sys; sys.argv = ['convtool', '--version']\n"
+        "from convtool.cli import app\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('numpy' in sys.modules, 'scipy' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.stdout.split()[-2:] == ["False", "False"]
 
@@ -279,11 +329,13 @@ def test_version_does_not_import_numpy():
 def test_direct_filter_does_not_import_scipy(tmp_path, grey_png):
     src, _ = grey_png
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    code = ("import sys\nfrom convtool.cli import app\n"
-            f"sys.argv = ['convtool', 'filter', {str(src)!r}, '-k', 'sobel-x', '-o', "
-            f"{str(tmp_path / 'o.png')!r}]\n"
-            "try:\n    app()\nexcept SystemExit:\n    pass\n"
-            "print('scipy' in sys.modules)")
+    code = (
+        "import sys\nfrom convtool.cli import app\n"
+        f"sys.argv = ['convtool', 'filter', {str(src)!r}, '-k', 'sobel-x', '-o', "
+        f"{str(tmp_path / 'o.png')!r}]\n"
+        "try:\n    app()\nexcept SystemExit:\n    pass\n"
+        "print('scipy' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert done.stdout.split()[-1] == "False", done.stderr
 
@@ -356,8 +408,9 @@ def test_compare_makes_a_labelled_sheet_of_common_height(tmp_path, grey_png, rgb
     from convtool.sheet import GAP, scaled_width
 
     out = tmp_path / "sheet.png"
-    result = invoke("compare", grey_png[0], rgb_png[0], "-l", "grey", "-l", "rgb",
-                    "--height", 40, "-o", out)
+    result = invoke(
+        "compare", grey_png[0], rgb_png[0], "-l", "grey", "-l", "rgb", "--height", 40, "-o", out
+    )
     assert result.exit_code == 0, result.stderr
     sheet = np.asarray(Image.open(out))
     widths = [scaled_width((20, 24), 40), scaled_width((16, 18), 40)]
@@ -371,3 +424,42 @@ def test_compare_label_count_must_match(tmp_path, grey_png, rgb_png):
     result = invoke("compare", grey_png[0], rgb_png[0], "-l", "one", "-o", tmp_path / "s.png")
     assert result.exit_code == 2
     assert "--label" in one_error_line(result)
+
+
+# ------------------------------------------------------------------------ batch
+
+
+def test_folder_batch_goes_on_past_a_bad_file(tmp_path, grey_png, rgb_png):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for src, _ in (grey_png, rgb_png):
+        (folder / src.name).write_bytes(src.read_bytes())
+    (folder / "broken.png").write_bytes(b"not a png at all")
+    out = tmp_path / "out"
+    result = invoke("filter", folder, "-o", out, "-k", "box:3", "-j", 1)
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert "2 done" in result.stderr and "1 failed" in result.stderr
+    assert "broken.png" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["grey.png", "rgb.png"]
+
+
+def test_batch_collision_is_a_usage_error_before_any_work(tmp_path, grey_png):
+    src, _ = grey_png
+    (tmp_path / "grey.jpg").write_bytes(src.read_bytes())
+    out = tmp_path / "out"
+    result = invoke("filter", src, tmp_path / "grey.jpg", "-o", out, "-k", "box", "--format", "png")
+    assert result.exit_code == 2
+    assert "grey" in one_error_line(result)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_dask_without_distributed_says_how_to_install(tmp_path, grey_png, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    src, _ = grey_png
+    result = invoke(
+        "filter", src, src.with_name("x.png"), "-o", tmp_path / "out", "-k", "box",
+        "--dask", "tcp://127.0.0.1:1",
+    )
+    assert result.exit_code == 2
+    assert "pip install 'convtool[dask]'" in one_error_line(result)

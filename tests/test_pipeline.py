@@ -78,7 +78,9 @@ def test_pooling_with_its_own_stride():
     assert out[..., 0].tolist() == [[10, 11], [14, 15]]
 
 
-@pytest.mark.parametrize(("n", "size", "stride", "side"), [(5, 2, 2, 2), (7, 3, 2, 3), (9, 3, 3, 3)])
+@pytest.mark.parametrize(
+    ("n", "size", "stride", "side"), [(5, 2, 2, 2), (7, 3, 2, 3), (9, 3, 3, 3)]
+)
 def test_pool_output_side_is_pytorch_formula(n, size, stride, side):
     out, _ = run([f"avgpool:{size},stride={stride}"], rng_image(n, n))
     assert out.shape[:2] == (side, side) == ((n - size) // stride + 1,) * 2
@@ -112,28 +114,35 @@ def test_every_colour_channel_is_filtered_independently():
     out, _ = run(["laplacian"], x)
     lap = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], float)
     for c in range(3):
-        np.testing.assert_allclose(out[..., c], ndimage.convolve(x[..., c], lap, mode="mirror"),
-                                   atol=1e-9)
+        np.testing.assert_allclose(
+            out[..., c], ndimage.convolve(x[..., c], lap, mode="mirror"), atol=1e-9
+        )
 
 
 def test_correlate_option_applies_kernel_as_written():
     x = rng_image()
     out, _ = run(["sobel-x"], x, correlate=True)
-    np.testing.assert_allclose(out[..., 0], ndimage.correlate(x[..., 0], SOBEL_X, mode="mirror"),
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        out[..., 0], ndimage.correlate(x[..., 0], SOBEL_X, mode="mirror"), atol=1e-9
+    )
 
 
 def test_normalize_divides_by_sum():
     x = rng_image()
     out, _ = run(["[1 2 1]"], x, normalize=True)
-    np.testing.assert_allclose(out[..., 0], ndimage.convolve(x[..., 0], [[0.25, 0.5, 0.25]],
-                                                             mode="mirror"), atol=1e-9)
+    np.testing.assert_allclose(
+        out[..., 0], ndimage.convolve(x[..., 0], [[0.25, 0.5, 0.25]], mode="mirror"), atol=1e-9
+    )
 
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"stride": 0}, "--stride"), ({"dilation": -1}, "--dilation"), ({"method": "magic"}, "--method"),
-     ({"padding": "mirorr"}, "mirror")],
+    [
+        ({"stride": 0}, "--stride"),
+        ({"dilation": -1}, "--dilation"),
+        ({"method": "magic"}, "--method"),
+        ({"padding": "mirorr"}, "mirror"),
+    ],
 )
 def test_bad_options_name_the_flag(options, message):
     with pytest.raises(UsageError, match=message):
@@ -213,8 +222,9 @@ def test_filter_alpha_mode_filters_alpha_like_a_channel():
     x, alpha = rng_image(c=3), rng_image()[..., 0]
     out, out_alpha = run(["box:3"], x, alpha, alpha_mode="filter")
     assert out.shape == x.shape
-    np.testing.assert_allclose(out_alpha, ndimage.convolve(alpha, np.full((3, 3), 1 / 9),
-                                                           mode="mirror"), atol=1e-9)
+    np.testing.assert_allclose(
+        out_alpha, ndimage.convolve(alpha, np.full((3, 3), 1 / 9), mode="mirror"), atol=1e-9
+    )
 
 
 # ------------------------------------------------------------------------- channels
@@ -227,8 +237,9 @@ def test_only_picked_channels_are_filtered():
     np.testing.assert_array_equal(out[..., 1], x[..., 1])
     box = np.full((3, 3), 1 / 9)
     for c in (0, 2):
-        np.testing.assert_allclose(out[..., c], ndimage.convolve(x[..., c], box, mode="mirror"),
-                                   atol=1e-9)
+        np.testing.assert_allclose(
+            out[..., c], ndimage.convolve(x[..., c], box, mode="mirror"), atol=1e-9
+        )
 
 
 def test_unpicked_channels_follow_the_geometry():
@@ -242,12 +253,16 @@ def test_luma_filters_luminance_and_keeps_colour():
     x = rng_image(c=3)
     chain = Chain(parse_steps(["box:3"]), FilterOptions(), channels="luma")
     out, _ = chain.apply(x)
-    to_ycc = np.array([[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5],
-                       [0.5, -0.418688, -0.081312]])
+    to_ycc = np.array(
+        [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+    )
     ycc_in, ycc_out = x @ to_ycc.T, out @ to_ycc.T
     np.testing.assert_allclose(ycc_out[..., 1:], ycc_in[..., 1:], atol=1e-9)
-    np.testing.assert_allclose(ycc_out[..., 0], ndimage.convolve(ycc_in[..., 0],
-                               np.full((3, 3), 1 / 9), mode="mirror"), atol=1e-9)
+    np.testing.assert_allclose(
+        ycc_out[..., 0],
+        ndimage.convolve(ycc_in[..., 0], np.full((3, 3), 1 / 9), mode="mirror"),
+        atol=1e-9,
+    )
 
 
 def test_identity_through_luma_round_trips_exactly():

@@ -1,0 +1,238 @@
+"""Turning input files and folders into jobs: output names, what is skipped, safety checks.
+
+The rules are :func:`convtool.batch.plan`'s. Paths are built lexically: each output is the
+output folder joined with the input's path relative to its input folder, which never
+contains ``..``; then every output's folder, with symbolic links resolved, must lie inside
+the output folder, no output may be an input, and no two inputs may share an output.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from .batch import FAILED, SKIPPED, Job, JobResult, Plan, is_inside
+from .errors import UsageError
+
+
+def make_plan(inputs, output, *, recursive, suffix, format, skip_existing) -> Plan:  # noqa: A002
+    """See :func:`convtool.batch.plan`."""
+    inputs = [str(i) for i in inputs]
+    if not inputs:
+        raise UsageError("no input given; name image files or folders (or '-' for stdin)")
+    if not output:
+        raise UsageError("no output given; add -o FILE, -o FOLDER or -o -")
+    if suffix and any(sep in suffix for sep in _separators()):
+        raise UsageError(f"--suffix must not contain a path separator, got {suffix!r}")
+    extension = _format_extension(format)
+    if _is_single(inputs, output):
+        if suffix:
+            raise UsageError(
+                "--suffix names files in an output folder; with one output file, name it in -o"
+            )
+        job = Job(inputs[0], output)
+        if skip_existing and output != "-" and _is_complete(output):
+            return Plan([], [JobResult(job, SKIPPED, "output exists")], single=True)
+        return Plan([job], single=True)
+    _check_output_folder(inputs, output)
+    found, result = _find_inputs(inputs, os.path.realpath(output), recursive)
+    candidates = []
+    for source, relative in found:
+        name = _output_name(os.path.basename(relative), suffix, extension)
+        if name is None:
+            ext = os.path.splitext(source)[1]
+            reason = f"cannot write {ext!r} files; add --format to choose an output format"
+            result.failed.append(JobResult(Job(source, ""), FAILED, reason))
+            continue
+        dest = os.path.join(output, os.path.dirname(relative), name)
+        candidates.append(Job(source, dest, output))
+    jobs = _check_mapping(candidates, output)
+    for job in jobs:
+        if skip_existing and _is_complete(job.dest):
+            result.skipped.append(JobResult(job, SKIPPED, "output exists"))
+        else:
+            result.jobs.append(job)
+    return result
+
+
+def _separators() -> tuple[str, ...]:
+    return tuple(s for s in (os.sep, os.altsep) if s)
+
+
+def _format_extension(format: str | None) -> str | None:  # noqa: A002
+    """The output extension for ``--format`` in the user's spelling (jpg → .jpg, jpeg → .jpeg)."""
+    if format is None:
+        return None
+    from . import images
+
+    images.format_for("-", format)  # UsageError for an unknown format
+    return "." + format.lower().lstrip(".")
+
+
+def _is_single(inputs: list[str], output: str) -> bool:
+    if len(inputs) != 1 or (inputs[0] != "-" and os.path.isdir(inputs[0])):
+        return False
+    if output == "-":
+        return True
+    return not (os.path.isdir(output) or output.endswith(_separators()))
+
+
+def _check_output_folder(inputs: list[str], output: str) -> None:
+    if "-" in inputs:
+        raise UsageError("'-' (stdin) must be the only input, with -o naming a file or '-'")
+    if output == "-":
+        raise UsageError("several inputs or a folder need -o to name an output folder, not '-'")
+    if os.path.lexists(output) and not os.path.isdir(output):
+        raise UsageError(
+            "-o names a file, but several inputs or a folder need an output folder", path=output
+        )
+    out_real = os.path.realpath(output)
+    for source in inputs:
+        if os.path.isdir(source) and os.path.realpath(source) == out_real:
+            raise UsageError(
+                "the output folder is the input folder; choose another -o (a folder inside "
+                "the input folder is fine)",
+                path=source,
+            )
+
+
+def _find_inputs(inputs: list[str], out_real: str, recursive: bool) -> tuple[list, Plan]:
+    """(source, path relative to its input folder) for each input file, in a stable order."""
+    found: list[tuple[str, str]] = []
+    result = Plan([])
+    for source in inputs:
+        if os.path.isdir(source):
+            _walk(source, out_real, recursive, found, result)
+        elif not os.path.lexists(source):
+            found.append((source, os.path.basename(source)))  # fails when read: "no such file"
+        else:
+            # A named file is read even if hidden: the user chose it, no shell glob did.
+            why = _why_not_read(os.path.basename(source), source, hidden_ok=True)
+            if why:
+                result.skipped.append(JobResult(Job(source, ""), SKIPPED, why))
+            else:
+                found.append((source, os.path.basename(source)))
+    return found, result
+
+
+def _walk(root: str, out_real: str, recursive: bool, found: list, result: Plan) -> None:
+    def unreadable(err: OSError) -> None:
+        reason = (err.strerror or str(err)).lower()
+        name = err.filename or root
+        result.failed.append(JobResult(Job(name, ""), FAILED, f"cannot list the folder: {reason}"))
+
+    for folder, subfolders, files in os.walk(root, onerror=unreadable):
+        descend = []
+        for name in sorted(subfolders):
+            path = os.path.join(folder, name)
+            if os.path.realpath(path) == out_real:
+                continue  # the output folder inside an input folder: never read back
+            why = _why_not_descend(name, path, recursive)
+            if why:
+                result.skipped.append(JobResult(Job(path, ""), SKIPPED, why))
+            else:
+                descend.append(name)
+        subfolders[:] = descend
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            why = _why_not_read(name, path)
+            if why:
+                result.skipped.append(JobResult(Job(path, ""), SKIPPED, why))
+            else:
+                found.append((path, os.path.relpath(path, root)))
+
+
+def _why_not_descend(name: str, path: str, recursive: bool) -> str | None:
+    if name.startswith("."):
+        return "hidden folder"
+    if os.path.islink(path):
+        return "symbolic link to a folder (not followed)"
+    if not recursive:
+        return "folder (add -r to descend into it)"
+    return None
+
+
+def _why_not_read(name: str, path: str, *, hidden_ok: bool = False) -> str | None:
+    if name.startswith(".") and not hidden_ok:
+        return "hidden file"
+    if not _is_image_name(name):
+        return "not an image file name"
+    try:
+        mode = os.stat(path).st_mode  # a symbolic link to a file is read like the file
+    except OSError:
+        return None  # reading it will say why (broken link, permission)
+    # A FIFO or device would block or never end; only plain files are images.
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
+def _is_image_name(path: str) -> bool:
+    from . import images
+
+    return images.is_image_path(path)
+
+
+def _output_name(name: str, suffix: str, extension: str | None) -> str | None:
+    """``name`` with ``suffix`` before the extension and ``extension`` replacing it.
+
+    None when the input's own extension cannot be written (and no ``extension`` is given).
+    """
+    from . import images
+
+    stem, ext = os.path.splitext(name)
+    if extension is None:
+        if ext.lower() not in images.WRITE_EXTENSIONS:
+            return None
+        extension = ext
+    return stem + suffix + extension
+
+
+def _check_mapping(candidates: list[Job], output: str) -> list[Job]:
+    """Drop repeats of one file; refuse collisions, overwritten inputs and escaping outputs."""
+    jobs, by_dest, clashes = [], {}, []
+    for job in candidates:
+        key = os.path.normcase(os.path.normpath(job.dest))
+        if key not in by_dest:
+            by_dest[key] = job
+            jobs.append(job)
+        elif os.path.realpath(by_dest[key].source) != os.path.realpath(job.source):
+            clashes.append(f"{by_dest[key].source} and {job.source} -> {job.dest}")
+    if clashes:
+        raise UsageError(
+            f"inputs would be written to the same output: {_listing(clashes)}; "
+            "use --suffix, --format or separate runs"
+        )
+    sources = {_file_id(job.source) for job in jobs} - {None}
+    overwrites = [job for job in jobs if _file_id(job.dest) in sources]
+    if overwrites:
+        names = [f"{job.dest} (from {job.source})" for job in overwrites]
+        raise UsageError(f"outputs would overwrite inputs: {_listing(names)}; choose another -o")
+    out_real = os.path.realpath(output)
+    escaping = [job.dest for job in jobs if not is_inside(job.dest, out_real)]
+    if escaping:
+        raise UsageError(
+            f"outputs would be written outside the output folder {output!r} through a "
+            f"symbolic link: {_listing(escaping)}"
+        )
+    return jobs
+
+
+def _listing(items: list[str], limit: int = 5) -> str:
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return "; ".join(items[:limit]) + more
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _is_complete(path: str) -> bool:
+    """An output that exists is complete: outputs appear only by renaming a finished file."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_size > 0
