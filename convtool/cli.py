@@ -164,7 +164,12 @@ FILTER_EPILOG = """Examples:
   convtool filter in.png -k "[1 2 1; 2 4 2; 1 2 1]/16" -n 3 --padding edge -o blurred.png
 
   convtool filter in.png -k sobel-x --depth float -o gx.tif     (raw signed results)
-"""
+
+  convtool filter photos/ -o edges/ -r -j 2 -k grad:sobel --skip-existing
+
+\b
+Padding modes (k = kernel side):
+""" + "\n".join("  " + line for line in padding_help().splitlines())
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
 
@@ -174,7 +179,9 @@ def filter(  # noqa: A001 - the command is called `filter`
     inputs: Annotated[
         list[str],
         typer.Argument(
-            help="Input images or folders; '-' reads an image from stdin.", show_default=False
+            metavar="INPUTS",
+            help="Input images or folders; '-' reads an image from stdin.",
+            show_default=False,
         ),
     ],
     output: Annotated[
@@ -199,7 +206,13 @@ def filter(  # noqa: A001 - the command is called `filter`
         ),
     ],
     padding: Annotated[
-        str, typer.Option("--padding", "-p", help="Border mode:\n" + padding_help())
+        str,
+        typer.Option(
+            "--padding",
+            "-p",
+            help="Border mode: zero, constant (with --cval), edge, reflect, symmetric, wrap, "
+            "valid, full, or an alias (mirror, replicate, circular, ...); pictures below.",
+        ),
     ] = Padding.REFLECT.value,
     cval: Annotated[
         float, typer.Option(help="Value outside the image for --padding constant.")
@@ -697,7 +710,7 @@ def _note(message: str) -> None:
 def compare(
     paths: Annotated[
         list[str],
-        typer.Argument(metavar="IMAGES...", help="Images to put side by side.", show_default=False),
+        typer.Argument(metavar="IMAGES", help="Images to put side by side.", show_default=False),
     ],
     output: Annotated[
         str,
