@@ -856,7 +856,7 @@ def kernels_show(
         raise _fail(err, debug) from None
 
 
-def _print_heat_maps(reports) -> None:
+def _print_heat_maps(reports, console=None) -> None:
     """Kernels as coloured heat maps: red for positive weights, blue for negative."""
     from rich.console import Console
     from rich.table import Table
@@ -864,7 +864,7 @@ def _print_heat_maps(reports) -> None:
 
     from . import kernelview
 
-    console = Console()
+    console = console or Console()
     for rep in reports:
         plain = kernelview.format_plain([rep]).splitlines()
         console.print(Text(plain[0], style="bold"))

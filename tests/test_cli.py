@@ -458,8 +458,84 @@ def test_dask_without_distributed_says_how_to_install(tmp_path, grey_png, monkey
     monkeypatch.setitem(sys.modules, "distributed", None)
     src, _ = grey_png
     result = invoke(
-        "filter", src, src.with_name("x.png"), "-o", tmp_path / "out", "-k", "box",
-        "--dask", "tcp://127.0.0.1:1",
+        "filter",
+        src,
+        src.with_name("x.png"),
+        "-o",
+        tmp_path / "out",
+        "-k",
+        "box",
+        "--dask",
+        "tcp://127.0.0.1:1",
     )
     assert result.exit_code == 2
     assert "pip install 'convtool[dask]'" in one_error_line(result)
+
+
+# ------------------------------------------------------------------- alpha, pictures
+
+
+def test_weighted_alpha_keeps_the_hidden_colour_of_a_real_rgba_file(tmp_path):
+    # samples/rgba-hidden.png: opaque (40, 120, 200) beside fully transparent magenta.
+    src = ROOT / "samples" / "rgba-hidden.png"
+    before = np.asarray(Image.open(src))
+    opaque = before[..., 3] == 255
+    carried, weighted = tmp_path / "carry.png", tmp_path / "weighted.png"
+    assert invoke("filter", src, "-k", "box:5", "-o", carried).exit_code == 0
+    assert (
+        invoke("filter", src, "-k", "box:5", "--alpha", "weighted", "-o", weighted).exit_code == 0
+    )
+    leak = np.asarray(Image.open(carried))[opaque][:, :3]
+    kept = np.asarray(Image.open(weighted))[opaque][:, :3]
+    assert (leak[:, 0] > 40).any()  # without weighting the hidden magenta bleeds in
+    assert (kept == [40, 120, 200]).all()
+    np.testing.assert_array_equal(np.asarray(Image.open(weighted))[..., 3], before[..., 3])
+
+
+def test_kernels_show_heat_map_colours_signs():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from convtool import kernelview
+    from convtool.cli import _print_heat_maps
+
+    buffer = StringIO()
+    console = Console(file=buffer, force_terminal=True, color_system="truecolor", width=80)
+    _print_heat_maps(kernelview.report("sobel-x"), console=console)
+    text = buffer.getvalue()
+    assert "\x1b[" in text  # coloured cells
+    assert "rgb" not in text  # styles are rendered, not printed
+    assert "48;2;" in text  # truecolor backgrounds: positive red, negative blue
+    assert "sum: 0" in text
+
+
+def test_no_color_gives_plain_numbers(monkeypatch):
+    from convtool import cli
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
+    assert cli._rich_stdout() is False
+
+
+def test_installed_package_ships_the_kernel_files(tmp_path):
+    # Run from an empty folder so the source tree is not importable; in a non-editable
+    # install (as .ci/run makes) the kernels must come from inside the package.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+    def python(code):
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=env
+        )
+
+    where = python("import convtool; print(convtool.__file__)")
+    if where.returncode != 0 or where.stdout.strip().startswith(str(ROOT)):
+        pytest.skip("convtool is not installed apart from this source tree")
+    done = python(
+        "import importlib.util, convtool.kernel_builders as kb;"
+        "print(importlib.util.find_spec('convtool._kernels') is not None,"
+        " sorted(kb.fixed_files())[:3])"
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True")
+    assert "'edge'" in done.stdout
