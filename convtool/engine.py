@@ -10,32 +10,41 @@ keeps output pixels ``0, s, 2s, ...``.
 
 The work is split into bands of output rows. Each band gathers only its own padded rows
 (padding is an index map, the image is never padded as a whole), computes them with one of
-the METHODS, and writes into the output; bands run on a thread pool (numpy and scipy.fft
-release the GIL). Peak memory is the input, the output and the bands in flight, which are
-sized to stay within one more image (see _band_within_budget).
+the METHODS (direct and separable: ``bands`` over ``passes``; FFT: ``fftconv``), and writes
+into the output; bands run on a thread pool (numpy and scipy.fft release the GIL), each
+thread reusing one band's arrays. Peak memory is the input, the output and the bands in
+flight, which are sized to stay within one more image (see _band_within_budget).
+
+This module holds the public API, validation, the plan and the scheduling of bands.
 """
 
 from __future__ import annotations
 
 import operator
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
+from . import bands, passes
 from .errors import UsageError
 from .padding import Padding, parse_padding
 
+# Axis, Plan and Tuning are shared with bands, passes and fftconv; they are not public.
+__all__ = ["METHODS", "choose_method", "convolve", "correlate", "separable_factors"]
+
 METHODS = ("auto", "direct", "separable", "fft")
 
+# Sizes measured on the test machine (2048x2048 and 4096x4096 float32, two threads). Both the
+# choice of method here and the passes read them: they are set here, once.
 # Elements (channels x rows x columns) per band: the fastest of 2^16..2^21 for 3x3 kernels
-# on 2048^2 and 4096^2 float32 with two threads (smaller bands lose to per-call overhead).
+# (smaller bands lose to per-call overhead).
 _BAND_ELEMENTS = 1 << 18
 # A matrix product (BLAS) of a 1-D line of taps with a Toeplitz block of _MATMUL_BLOCK
 # outputs costs about as much as _PASS_COST ufunc passes over the band (one per nonzero tap,
-# one more per multiply by a weight other than +-1); measured on 2048x2048 float32.
+# one more per multiply by a weight other than +-1).
 _PASS_COST = 5
 _MATMUL_BLOCK = 16
 # Elements per strip of a ufunc pass (float32: 256 KiB, a quarter of a core's L2).
@@ -47,14 +56,12 @@ _RUNNING_MIN_WIDTH = 512
 _RUNNING_MAX_BAND = 256
 # Largest matrix product (multiply-adds) that OpenBLAS runs on the calling thread.
 _GEMM_MAX = 1 << 18
-# A 1-D factor whose taps agree to this relative tolerance is a box: summed, not multiplied.
-_CONSTANT_RTOL = 1e-13
 # Separable factors are accepted when the rank-1 residual is below this, relative to max|w|.
 _RANK1_RTOL = 1e-12
 
 
 @dataclass(frozen=True)
-class _Axis:
+class Axis:
     """Geometry along one axis: output pixel ``j`` reads input ``stride*j + offset + a*dilation``."""
 
     n: int
@@ -75,18 +82,31 @@ class _Axis:
 
 
 @dataclass(frozen=True)
-class _Plan:
+class Tuning:
+    """The measured sizes above that the band methods and their 1-D passes read."""
+
+    pass_cost: int
+    matmul_block: int
+    strip_elements: int
+    running_min_taps: int
+    running_min_width: int
+    gemm_max: int
+
+
+@dataclass(frozen=True)
+class Plan:
     """Everything a band needs, in canonical form (correlation, float weights)."""
 
     weights: np.ndarray  # (kh, kw), already flipped for convolution
     factors: tuple[np.ndarray, np.ndarray] | None  # (column, row)
-    rows: _Axis
-    cols: _Axis
+    rows: Axis
+    cols: Axis
     padding: Padding
     cval: float
     dtype: np.dtype
     col_start: int  # first input column held in a band buffer (<= 0)
     col_count: int  # columns in a band buffer (covers the whole image width)
+    tuning: Tuning
 
 
 # ----------------------------------------------------------------------------- public API
@@ -187,7 +207,6 @@ def choose_method(kernel_shape, is_separable: bool, image_shape) -> str:
 # Separable vs fft (gaussians): 31 285/86, 101 141/64, 151 84/64, 201 66/50.
 _DIRECT_MAX_COST = 450
 _FFT_MIN_PIXELS = 128 * 128
-_FFT_MIN_HEIGHT = 128
 
 
 # ----------------------------------------------------------------------------- validation
@@ -233,7 +252,18 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
-    plan = _Plan(weights, factors, rows, cols, padding, cval, dtype, col_start, col_end - col_start)
+    plan = Plan(
+        weights=weights,
+        factors=factors,
+        rows=rows,
+        cols=cols,
+        padding=padding,
+        cval=cval,
+        dtype=dtype,
+        col_start=col_start,
+        col_count=col_end - col_start,
+        tuning=_tuning(),
+    )
     if x.size == 0:  # an empty stack of images (a leading axis of length 0)
         out = np.empty((0, rows.size, cols.size), dtype=dtype)
     else:
@@ -319,7 +349,7 @@ def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
     return number
 
 
-def _axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> _Axis:
+def _axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> Axis:
     span = (k - 1) * d + 1
     if padding is Padding.VALID:
         offset, length = 0, n - span + 1
@@ -331,33 +361,52 @@ def _axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> _Axi
         offset, length = -(span - 1), n + span - 1
     else:
         offset, length = -(span // 2 + origin), n
-    return _Axis(n, k, d, s, offset, -(-length // s))
+    return Axis(n, k, d, s, offset, -(-length // s))
+
+
+def _tuning() -> Tuning:
+    """The measured sizes, read at each call (tests shrink them to reach every partial tile)."""
+    return Tuning(
+        pass_cost=_PASS_COST,
+        matmul_block=_MATMUL_BLOCK,
+        strip_elements=_STRIP_ELEMENTS,
+        running_min_taps=_RUNNING_MIN_TAPS,
+        running_min_width=_RUNNING_MIN_WIDTH,
+        gemm_max=_GEMM_MAX,
+    )
 
 
 # ----------------------------------------------------------------------------- bands
 
 
-def _run(plan: _Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarray:
+def _run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarray:
     """Compute all bands of output rows, on a thread pool when there are several."""
     channels = x.shape[0]
     out = np.empty((channels, plan.rows.size, plan.cols.size), dtype=plan.dtype)
     workers = threads or os.cpu_count() or 1
     if method == "fft":
-        band, compute = _fft_setup(plan, channels, workers)
+        from . import fftconv  # imports scipy.fft (~0.1 s): only when an FFT is asked for
+
+        wanted = fftconv.band_rows(plan)
+        band = _band_within_budget(plan, channels, wanted, workers, fftconv.BAND_COPIES)
+        bind = fftconv.bind_for(plan, band, workers)
     else:
-        band = _BAND_ELEMENTS // (channels * plan.col_count)
-        if method == "separable" and plan.rows.taps > 1 and _is_box(plan.factors[0]):
+        wanted = _BAND_ELEMENTS // (channels * plan.col_count)
+        if method == "separable" and plan.rows.taps > 1 and passes.is_box(plan.factors[0]):
             # A running sum down the rows starts each band with a whole window: make
             # bands about as tall as the kernel so that start costs ~1 step per row.
-            band = max(band, min(plan.rows.span, _RUNNING_MAX_BAND))
-        band = _band_within_budget(plan, channels, band, workers, copies=3)
-        compute = _direct_setup(plan) if method == "direct" else _separable_setup(plan)
+            wanted = max(wanted, min(plan.rows.span, _RUNNING_MAX_BAND))
+        band = _band_within_budget(plan, channels, wanted, workers, bands.BAND_COPIES)
+        bind = bands.direct(plan) if method == "direct" else bands.separable(plan)
     starts = range(0, plan.rows.size, band)
+    local = threading.local()  # each thread filters its bands in its own arrays
 
     def work(j0: int) -> None:
+        band_filter = getattr(local, "band_filter", None)
+        if band_filter is None:
+            band_filter = local.band_filter = bands.BandFilter(plan, bind)
         j1 = min(j0 + band, plan.rows.size)
-        buf = _gather_band(plan, x, j0, j1)
-        compute(plan, buf, out[:, j0:j1])
+        band_filter(x, j0, j1, out[:, j0:j1])
 
     workers = min(workers, len(starts))
     if workers <= 1:
@@ -370,7 +419,7 @@ def _run(plan: _Plan, x: np.ndarray, method: str, threads: int | None) -> np.nda
     return out
 
 
-def _band_within_budget(plan: _Plan, channels: int, wanted: int, workers: int, copies: int) -> int:
+def _band_within_budget(plan: Plan, channels: int, wanted: int, workers: int, copies: int) -> int:
     """Output rows per band: ``wanted``, fewer if all workers' bands would outgrow the image.
 
     A band holds ``copies`` arrays of its padded input rows; all workers' bands together
@@ -385,429 +434,3 @@ def _band_within_budget(plan: _Plan, channels: int, wanted: int, workers: int, c
     fitting = (budget // per_row - rows.span) // rows.stride + 1
     floor = rows.span // 2 // rows.stride
     return max(1, floor, min(wanted, fitting))
-
-
-def _extend(index: np.ndarray, n: int, padding: Padding) -> np.ndarray:
-    """Map input positions outside ``0..n-1`` to the inside, as scipy.ndimage does (any reach)."""
-    if padding is Padding.EDGE:
-        return np.clip(index, 0, n - 1)
-    if padding is Padding.WRAP:
-        return np.mod(index, n)
-    if padding is Padding.REFLECT:  # d c b | a b c d | c b a: period 2n-2
-        if n == 1:
-            return np.zeros_like(index)
-        m = np.mod(index, 2 * n - 2)
-        return np.where(m >= n, 2 * n - 2 - m, m)
-    m = np.mod(index, 2 * n)  # SYMMETRIC, c b a | a b c d | d c b: period 2n
-    return np.where(m >= n, 2 * n - 1 - m, m)
-
-
-def _gather_band(plan: _Plan, x: np.ndarray, j0: int, j1: int) -> np.ndarray:
-    """The padded input rows read by output rows ``j0..j1-1``, columns from ``plan.col_start``."""
-    rows = plan.rows
-    r0 = rows.stride * j0 + rows.offset
-    count = rows.stride * (j1 - j0 - 1) + rows.span
-    h, w = x.shape[-2:]
-    buf = np.empty((x.shape[0], count, plan.col_count), dtype=plan.dtype)
-    left = -plan.col_start  # buffer column of input column 0
-    right = left + w
-    fill = plan.padding in (Padding.ZERO, Padding.CONSTANT, Padding.VALID, Padding.FULL)
-    cval = plan.cval if plan.padding is Padding.CONSTANT else 0.0
-
-    inside0, inside1 = max(r0, 0), min(r0 + count, h)
-    if inside0 < inside1:
-        buf[:, inside0 - r0 : inside1 - r0, left:right] = x[:, inside0:inside1]
-    outside = np.r_[0 : max(0, min(count, -r0)), max(0, h - r0) : count]
-    if outside.size:
-        if fill:
-            buf[:, outside, :] = cval
-        else:
-            buf[:, outside, left:right] = x[:, _extend(outside + r0, h, plan.padding)]
-    for pad in (np.arange(0, left), np.arange(right, plan.col_count)):
-        if pad.size == 0:
-            continue
-        if fill:
-            buf[:, :, pad[0] : pad[-1] + 1] = cval
-        else:
-            source = left + _extend(pad - left, w, plan.padding)
-            buf[:, :, pad[0] : pad[-1] + 1] = buf[:, :, source]
-    return buf
-
-
-def _tap_slice(axis: _Axis, first: int, tap: int, count: int) -> slice:
-    """Positions in a band read by tap ``tap`` of ``count`` kept outputs starting at ``first``."""
-    start = first + tap * axis.dilation
-    return slice(start, start + axis.stride * (count - 1) + 1, axis.stride)
-
-
-def _along(array: np.ndarray, dim: int, part: slice) -> np.ndarray:
-    """``array`` sliced by ``part`` along ``dim``."""
-    index = [slice(None)] * array.ndim
-    index[dim] = part
-    return array[tuple(index)]
-
-
-def _accumulate(out: np.ndarray, terms) -> None:
-    """``out = sum(w * view for w, view in terms)`` with in-place ufuncs, skipping zero taps."""
-    tmp = None
-    first = True
-    for w, view in terms:
-        if w == 0:
-            continue
-        if first:
-            if w == 1:
-                np.copyto(out, view)
-            else:
-                np.multiply(view, w, out=out)
-            first = False
-        elif w == 1:
-            np.add(out, view, out=out)
-        elif w == -1:
-            np.subtract(out, view, out=out)
-        else:
-            if tmp is None:
-                tmp = np.empty_like(out)
-            np.multiply(view, w, out=tmp)
-            np.add(out, tmp, out=out)
-    if first:
-        out.fill(0)
-
-
-def _is_box(taps: np.ndarray) -> bool:
-    """Whether a 1-D factor of more than two taps has (nearly) equal weights."""
-    return taps.size > 2 and np.ptp(taps) <= _CONSTANT_RTOL * np.abs(taps).max()
-
-
-def _ufunc_passes(taps: np.ndarray) -> int:
-    """Ufunc passes over the band to apply ``taps`` one by one (adds, and multiplies by w)."""
-    nonzero = taps[taps != 0]
-    return nonzero.size + np.count_nonzero(np.abs(nonzero) != 1)
-
-
-def _tiles(
-    array: np.ndarray, dim: int, blocks: int, step: int, length: int, chunks: int, width: int
-) -> np.ndarray:
-    """View (channels, chunks, blocks, rows, columns) of 2-D tiles of a (C, rows, cols) array.
-
-    Tile ``(j, i)`` starts ``i*step`` along ``dim`` and ``j*width`` across it; it is
-    ``length`` long along ``dim`` and ``width`` wide across it. Tiles may overlap. Blocks
-    vary fastest, so one chunk's blocks reuse each other's rows while they are in cache.
-    """
-    strides = array.strides
-    core = (width, length) if dim == 2 else (length, width)
-    return as_strided(
-        array,
-        (array.shape[0], chunks, blocks) + core,
-        (strides[0], width * strides[3 - dim], step * strides[dim]) + strides[1:],
-        writeable=True,
-    )
-
-
-class _Pass:
-    """A 1-D correlation along one axis (``dim`` 1: rows, 2: columns) of a band, set up once.
-
-    Three ways, by cost on the test machine: a few taps are in-place ufunc passes over
-    shifted views; a constant factor (a box) is a running sum down the rows (O(1) per pixel)
-    or summed by doubling (O(log taps) passes); other factors are a matrix product with a
-    small banded Toeplitz block, which BLAS runs faster than ``_PASS_COST`` ufunc passes
-    even counting the block's zeros.
-    """
-
-    def __init__(self, taps: np.ndarray, axis: _Axis, dim: int, dtype: np.dtype) -> None:
-        self.axis, self.dim = axis, dim
-        self.taps = taps.astype(dtype)
-        if _is_box(taps):
-            self.kind, self.value = "sum", float(taps.mean())
-        elif _ufunc_passes(taps) >= _PASS_COST:
-            self.kind = "matmul"
-            block = _MATMUL_BLOCK
-            span = axis.stride * (block - 1) + axis.span
-            toeplitz = np.zeros((span, block), dtype=dtype)
-            for t, w in enumerate(self.taps):  # a loop over taps, not pixels
-                outputs = np.arange(block)
-                toeplitz[outputs * axis.stride + t * axis.dilation, outputs] = w
-            # Rows pass: block of outputs = toeplitz.T @ rows; columns: columns @ toeplitz.
-            self.toeplitz = toeplitz.T.copy() if dim == 1 else toeplitz
-        else:
-            self.kind = "taps"
-
-    def __call__(self, out: np.ndarray, src: np.ndarray, first: int) -> None:
-        """``out`` (count outputs along ``dim``) from ``src``, output 0 reading ``first`` on.
-
-        ``src`` and ``out`` match across ``dim``. Ufunc passes run on strips across ``dim``
-        small enough to stay in cache through all their passes.
-        """
-        if self.kind == "matmul":
-            self._matmul(out, src, first)
-            return
-        src = _along(src, self.dim, slice(first, None))
-        if self.dim == 1:  # whole rows: numpy is fastest on long contiguous inner loops
-            if self.kind == "sum" and self._running(out):
-                self._running_sum(out, src)
-            elif self.kind == "sum":
-                self._window_sum(out, src)
-            else:
-                self._taps(out, src)
-            return
-        strip = max(1, _STRIP_ELEMENTS // (src.shape[0] * src.shape[2]))
-        for start in range(0, out.shape[1], strip):
-            part = slice(start, start + strip)
-            if self.kind == "sum":
-                self._window_sum(out[:, part], src[:, part])
-            else:
-                self._taps(out[:, part], src[:, part])
-
-    def _taps(self, out: np.ndarray, src: np.ndarray) -> None:
-        count = out.shape[self.dim]
-        _accumulate(
-            out,
-            (
-                (w, _along(src, self.dim, _tap_slice(self.axis, 0, t, count)))
-                for t, w in enumerate(self.taps)
-            ),
-        )
-
-    def _running(self, out: np.ndarray) -> bool:
-        """Whether a running sum down the rows pays: unit steps, and rows long enough that
-        three vector operations per output row beat log2(taps) passes."""
-        axis = self.axis
-        return (
-            axis.stride == 1
-            and axis.dilation == 1
-            and axis.taps >= _RUNNING_MIN_TAPS
-            and out.shape[0] * out.shape[2] >= _RUNNING_MIN_WIDTH
-        )
-
-    def _running_sum(self, out: np.ndarray, src: np.ndarray) -> None:
-        """Box sums down the rows: add the row entering the window, drop the one leaving.
-
-        O(1) per pixel whatever the box height. The float64 accumulator drifts by about
-        ``rows * 1e-16`` of the window sum over a band, far below the tolerance.
-        """
-        taps, value = self.taps.size, self.value
-        total = src[:, :taps].sum(axis=1, dtype=np.float64)
-        np.multiply(total, value, out=out[:, 0])
-        for j in range(1, out.shape[1]):  # a loop over rows; each step is vectorised
-            np.add(total, src[:, j + taps - 1], out=total)
-            np.subtract(total, src[:, j - 1], out=total)
-            np.multiply(total, value, out=out[:, j])
-
-    def _matmul(self, out: np.ndarray, src: np.ndarray, first: int) -> None:
-        """Toeplitz products over tiles: blocks of outputs along ``dim`` x chunks across it.
-
-        All full tiles go into one stacked matmul; the last partial block and chunk get
-        their own. Tiles stay below ``_GEMM_MAX`` multiply-adds, so OpenBLAS keeps each
-        product on the calling thread (its own threads would fight the band pool).
-        """
-        axis, dim, toeplitz = self.axis, self.dim, self.toeplitz
-        across = 3 - dim
-        src = _along(src, dim, slice(first, None))
-        if src.strides[2] != src.itemsize:  # BLAS needs unit steps along the columns
-            src = np.ascontiguousarray(src)
-        step = _MATMUL_BLOCK * axis.stride  # input positions between two blocks' starts
-        whole, rest = divmod(out.shape[dim], _MATMUL_BLOCK)
-        chunk = max(1, _GEMM_MAX // toeplitz.size)
-        chunks, leftover = divmod(out.shape[across], chunk)
-        for blocks, block, start in ((whole, _MATMUL_BLOCK, 0), (int(rest > 0), rest, whole)):
-            if not blocks:
-                continue
-            span = axis.stride * (block - 1) + axis.span
-            matrix = toeplitz[:span, :block] if dim == 2 else toeplitz[:block, :span]
-            block_src = _along(src, dim, slice(start * step, None))
-            block_out = _along(out, dim, slice(start * _MATMUL_BLOCK, None))
-            for count, length, offset in (
-                (chunks, chunk, 0),
-                (int(leftover > 0), leftover, chunks * chunk),
-            ):
-                if not count:
-                    continue
-                tiles = _tiles(
-                    _along(block_src, across, slice(offset, None)),
-                    dim,
-                    blocks,
-                    step,
-                    span,
-                    count,
-                    length,
-                )
-                target = _tiles(
-                    _along(block_out, across, slice(offset, None)),
-                    dim,
-                    blocks,
-                    block,
-                    block,
-                    count,
-                    length,
-                )
-                if dim == 2:
-                    np.matmul(tiles, matrix, out=target)
-                else:
-                    np.matmul(matrix, tiles, out=target)
-
-    def _window_sum(self, out: np.ndarray, src: np.ndarray) -> None:
-        """Sums of consecutive (dilated) samples by doubling, times the constant weight.
-
-        O(log taps) passes, each vectorised over the whole strip.
-
-        ``sums`` holds windows of ``width`` taps; doubling adds it to itself shifted by
-        ``width`` taps. Each set bit of the tap count adds the current windows to the
-        result, shifted past the taps already covered. Tree-shaped sums lose no precision.
-        """
-        dim, taps = self.dim, self.taps.size
-        step, gap = self.axis.stride, self.axis.dilation
-        last = step * (out.shape[dim] - 1) + 1
-        sums, width, covered, bits = src, 1, 0, taps
-        spare = None  # two scratch arrays, reused: fresh large arrays would page-fault
-        while bits:
-            if bits & 1:
-                part = _along(sums, dim, slice(covered * gap, covered * gap + last, step))
-                if covered:
-                    np.add(out, part, out=out)
-                else:
-                    np.copyto(out, part)
-                covered += width
-            bits >>= 1
-            if bits:  # windows of 2*width taps, only as many as the higher bits read
-                length = last + (taps - 2 * width) * gap
-                if spare is None:
-                    shape = list(src.shape)
-                    shape[dim] = length
-                    spare = [np.empty(shape, dtype=out.dtype), np.empty(shape, dtype=out.dtype)]
-                target = _along(spare[0], dim, slice(0, length))
-                np.add(
-                    _along(sums, dim, slice(0, length)),
-                    _along(sums, dim, slice(width * gap, width * gap + length)),
-                    out=target,
-                )
-                sums = target
-                spare.reverse()
-                width *= 2
-        if self.value != 1:
-            np.multiply(out, self.value, out=out)
-
-
-def _direct_setup(plan: _Plan):
-    """Band function for a general kernel: tap by tap, or as one 1-D pass per kernel line.
-
-    Few taps (counting a multiply for each weight other than +-1) go tap by tap: ``out +=
-    w[a, b] * shifted band``, in-place ufuncs on strided views. Otherwise each nonzero kernel
-    row (or column, whichever needs fewer and shorter products) is a 1-D :class:`_Pass`
-    over the band's rows shifted by that row, and the passes are summed.
-    """
-    rows, cols = plan.rows, plan.cols
-    first_col = cols.offset - plan.col_start
-    weights = plan.weights.astype(plan.dtype)
-    nonzero = weights != 0
-    passes = np.count_nonzero(nonzero) + np.count_nonzero(nonzero & (np.abs(weights) != 1))
-    by_rows = np.count_nonzero(nonzero.any(axis=1))
-    by_cols = np.count_nonzero(nonzero.any(axis=0))
-    if passes < _PASS_COST * max(1, min(by_rows, by_cols)):  # (all-zero kernels too)
-
-        def compute(plan: _Plan, buf: np.ndarray, out: np.ndarray) -> None:
-            nr, nc = out.shape[-2:]
-            row_slices = [_tap_slice(rows, 0, a, nr) for a in range(rows.taps)]
-            col_slices = [_tap_slice(cols, first_col, b, nc) for b in range(cols.taps)]
-            _accumulate(
-                out,
-                (
-                    (weights[a, b], buf[:, rs, cs])
-                    for a, rs in enumerate(row_slices)
-                    for b, cs in enumerate(col_slices)
-                ),
-            )
-
-        return compute
-
-    # Cost of one pass ~ its span plus the block's waste and the sum; a column pass over a
-    # strided column selection first copies it (BLAS needs unit steps along columns).
-    row_cost = by_rows * (cols.span + 2 * _MATMUL_BLOCK)
-    col_cost = by_cols * (rows.span + 2 * _MATMUL_BLOCK + (16 if cols.stride > 1 else 0))
-    if row_cost <= col_cost:
-        lines = [(a, _Pass(w, cols, 2, plan.dtype)) for a, w in enumerate(plan.weights) if w.any()]
-    else:
-        lines = [
-            (b, _Pass(w, rows, 1, plan.dtype)) for b, w in enumerate(plan.weights.T) if w.any()
-        ]
-
-    def compute(plan: _Plan, buf: np.ndarray, out: np.ndarray) -> None:
-        nr, nc = out.shape[-2:]
-        tmp = np.empty_like(out) if len(lines) > 1 else None
-        for i, (line, one_pass) in enumerate(lines):
-            target = out if i == 0 else tmp
-            if row_cost <= col_cost:
-                one_pass(target, buf[:, _tap_slice(rows, 0, line, nr)], first_col)
-            else:
-                one_pass(target, buf[:, :, _tap_slice(cols, first_col, line, nc)], 0)
-            if i:
-                np.add(out, tmp, out=out)
-
-    return compute
-
-
-def _separable_setup(plan: _Plan):
-    """Band function for a rank-1 kernel: a column pass over the band, then a row pass.
-
-    Column pass first: it turns the band's ``nr + K - 1`` padded rows into ``nr`` rows, so
-    the row pass runs on no more rows than the output has (row-first would filter all
-    ``nr + K - 1``), and bands need not be tall to amortise the kernel's height.
-    """
-    rows, cols = plan.rows, plan.cols
-    column, row = plan.factors
-    # A single-tap factor is only a scale: fold it into the other pass and skip its pass.
-    if rows.taps == 1:
-        row, column = row * column[0], None
-    elif cols.taps == 1:
-        row, column = None, column * row[0]
-    row_pass = None if row is None else _Pass(row, cols, 2, plan.dtype)
-    column_pass = None if column is None else _Pass(column, rows, 1, plan.dtype)
-    first_col = cols.offset - plan.col_start
-
-    def compute(plan: _Plan, buf: np.ndarray, out: np.ndarray) -> None:
-        nr, nc = out.shape[-2:]
-        if column_pass is None:  # one-row kernel: the row pass reads only the kept rows
-            row_pass(out, buf[:, _tap_slice(rows, 0, 0, nr)], first_col)
-        elif row_pass is None:  # one-column kernel: the column pass reads the kept columns
-            column_pass(out, buf[:, :, _tap_slice(cols, first_col, 0, nc)], 0)
-        else:
-            mid = np.empty((buf.shape[0], nr, buf.shape[2]), dtype=plan.dtype)
-            column_pass(mid, buf, 0)
-            row_pass(out, mid, first_col)
-
-    return compute
-
-
-def _fft_setup(plan: _Plan, channels: int, workers: int):
-    """Band height and band function for FFT overlap-save (scipy.fft, imported only here).
-
-    Each band's padded rows are transformed whole (circular convolution); the first ``K-1``
-    rows and columns of the result are wrapped around and dropped, the rest is exact.
-    """
-    import scipy.fft
-
-    rows, cols = plan.rows, plan.cols
-    # Transform height ~4 kernel spans: the K-1 overlap rows cost under a third of the work,
-    # while a band's spectrum stays a small slice of the image.
-    height = scipy.fft.next_fast_len(max(_FFT_MIN_HEIGHT, 4 * rows.span), real=True)
-    band = max(1, (height - rows.span) // rows.stride + 1)
-    # A band holds its rows, their spectrum and scipy's temporaries: ~6 band-size arrays.
-    band = _band_within_budget(plan, channels, band, workers, copies=6)
-    height = scipy.fft.next_fast_len(rows.stride * (band - 1) + rows.span, real=True)
-    width = scipy.fft.next_fast_len(plan.col_count, real=True)
-
-    dilated = np.zeros((rows.span, cols.span))
-    dilated[:: rows.dilation, :: cols.dilation] = plan.weights
-    complex_dtype = np.result_type(plan.dtype, np.complex64)
-    spectrum = scipy.fft.rfft2(dilated[::-1, ::-1], s=(height, width)).astype(complex_dtype)
-    bands = -(-rows.size // band)
-    fft_workers = 1 if bands > 1 else workers  # one band: let scipy.fft use the threads
-    first_row = rows.span - 1
-    first_col = cols.offset - plan.col_start + cols.span - 1
-
-    def compute(plan: _Plan, buf: np.ndarray, out: np.ndarray) -> None:
-        nr, nc = out.shape[-2:]
-        product = scipy.fft.rfft2(buf, s=(height, width), workers=fft_workers)
-        product *= spectrum
-        full = scipy.fft.irfft2(product, s=(height, width), workers=fft_workers, overwrite_x=True)
-        out[...] = full[:, _tap_slice(rows, first_row, 0, nr), _tap_slice(cols, first_col, 0, nc)]
-
-    return band, compute

@@ -1,8 +1,8 @@
 """FFT overlap-save over bands of output rows, for large non-separable kernels.
 
 Each band's padded rows are transformed whole (a circular convolution); the first ``K-1`` rows
-and columns of the result wrap around and are dropped, and the rest is exact. This is the only
-module that imports scipy; the engine imports it on the first FFT call.
+and columns of the result wrap around and are dropped, and the rest is exact. The engine
+imports this module, and with it scipy, only when an FFT is asked for.
 """
 
 from __future__ import annotations
@@ -12,13 +12,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.fft
 
+from .bands import band_buffer
+
 if TYPE_CHECKING:
     from .engine import Axis, Plan
 
 # Arrays of the band's size that one band holds at its peak: its rows, their spectrum and
 # scipy's temporaries.
 BAND_COPIES = 6
-# Smallest transform height: below it, per-transform overhead outweighs the smaller band.
+# Smallest transform height (rows).
 _MIN_HEIGHT = 128
 
 
@@ -33,8 +35,12 @@ def band_rows(plan: Plan) -> int:
     return max(1, (height - rows.span) // rows.stride + 1)
 
 
-def band_function(plan: Plan, band: int, workers: int):
-    """Band function for bands of ``band`` output rows; scipy.fft gets the threads if only one."""
+def bind_for(plan: Plan, band: int, workers: int):
+    """``bind`` (see bands.BandFilter) for bands of ``band`` output rows.
+
+    The kernel's spectrum is computed here, once for all threads; scipy.fft gets the
+    threads when there is a single band.
+    """
     rows, cols = plan.rows, plan.cols
     height = scipy.fft.next_fast_len(rows.stride * (band - 1) + rows.span, real=True)
     width = scipy.fft.next_fast_len(plan.col_count, real=True)
@@ -48,14 +54,21 @@ def band_function(plan: Plan, band: int, workers: int):
     first_row = rows.span - 1
     first_col = cols.offset - plan.col_start + cols.span - 1
 
-    def compute(plan: Plan, buf: np.ndarray, out: np.ndarray) -> None:
-        nr, nc = out.shape[-2:]
-        product = scipy.fft.rfft2(buf, s=(height, width), workers=fft_workers)
-        product *= spectrum
-        full = scipy.fft.irfft2(product, s=(height, width), workers=fft_workers, overwrite_x=True)
-        out[...] = full[:, _kept(rows, first_row, nr), _kept(cols, first_col, nc)]
+    def bind(channels: int, nr: int):
+        buf = band_buffer(plan, channels, nr)
+        kept = (slice(None), _kept(rows, first_row, nr), _kept(cols, first_col, cols.size))
 
-    return compute
+        def run(out: np.ndarray) -> None:
+            product = scipy.fft.rfft2(buf, s=(height, width), workers=fft_workers)
+            product *= spectrum
+            full = scipy.fft.irfft2(
+                product, s=(height, width), workers=fft_workers, overwrite_x=True
+            )
+            out[...] = full[kept]
+
+        return buf, run
+
+    return bind
 
 
 def _kept(axis: Axis, first: int, count: int) -> slice:

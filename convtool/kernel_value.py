@@ -84,7 +84,7 @@ class Kernel:
 
     @property
     def is_separable(self) -> bool:
-        """True when the factors are known (the engine may still find others by SVD)."""
+        """True when the factors are known (the engine factors rank-1 kernels without them too)."""
         return self.factors is not None
 
     @property
