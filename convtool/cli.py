@@ -172,6 +172,22 @@ Padding modes (k = kernel side):
 """ + "\n".join("  " + line for line in padding_help().splitlines())
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+# Options that several commands share, defined once so their help cannot drift apart.
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No messages.")]
+Threads = Annotated[
+    int | None,
+    typer.Option(min=1, help="Threads per image (default: all CPUs).", show_default=False),
+]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        help="Refuse larger images (read from the header; default 250 million); 0 lifts the limit.",
+        show_default=False,
+    ),
+]
+CompressLevel = Annotated[
+    int, typer.Option(min=0, max=9, help="PNG/TIFF compression 0-9 (1: fast, 9: small).")
+]
 
 
 @app.command(epilog=FILTER_EPILOG)
@@ -244,9 +260,7 @@ def filter(  # noqa: A001 - the command is called `filter`
     method: Annotated[
         Method, typer.Option(help="How to compute; all give the same result within tolerance.")
     ] = Method.auto,
-    threads: Annotated[
-        int | None, typer.Option(help="Threads per image (default: all CPUs).", show_default=False)
-    ] = None,
+    threads: Threads = None,
     range_mode: Annotated[
         RangeMode | None,
         typer.Option(
@@ -277,9 +291,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             show_default=False,
         ),
     ] = None,
-    compress_level: Annotated[
-        int, typer.Option(min=0, max=9, help="PNG compression 0-9 (1: fast, 9: small).")
-    ] = 1,
+    compress_level: CompressLevel = 1,
     alpha: Annotated[
         AlphaMode,
         typer.Option(
@@ -294,13 +306,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             "kept), or names/indices like R,G or 0,2; the rest pass unfiltered."
         ),
     ] = "all",
-    max_pixels: Annotated[
-        int | None,
-        typer.Option(
-            help="Refuse larger images (read from the header); 0 lifts the limit.",
-            show_default=False,
-        ),
-    ] = None,
+    max_pixels: MaxPixels = None,
     recursive: Annotated[
         bool,
         typer.Option("-r", "--recursive", help="Descend into the subfolders of input folders."),
@@ -342,7 +348,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             show_default=False,
         ),
     ] = None,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No messages.")] = False,
+    quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Filter images with one or more kernels (true convolution by default).
@@ -646,15 +652,10 @@ def match(
     method: Annotated[
         Method, typer.Option(help="How to compute the correlation; same scores within 1e-12.")
     ] = Method.auto,
-    threads: Annotated[
-        int | None, typer.Option(help="Threads (default: all CPUs).", show_default=False)
-    ] = None,
-    max_pixels: Annotated[
-        int | None,
-        typer.Option(help="Refuse larger images; 0 lifts the limit.", show_default=False),
-    ] = None,
-    compress_level: Annotated[int, typer.Option(min=0, max=9, help="PNG compression 0-9.")] = 1,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No messages.")] = False,
+    threads: Threads = None,
+    max_pixels: MaxPixels = None,
+    compress_level: CompressLevel = 1,
+    quiet: Quiet = False,
     debug: Debug = False,
 ) -> None:
     """Find a template in a scene by zero-normalised cross-correlation (ZNCC).
