@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from . import __version__
+from . import __version__, terminal
 from .errors import ConvtoolError
 from .padding import Padding
 from .padding import help_text as padding_help
@@ -46,10 +46,10 @@ class OneLineErrors(TyperGroup):
                 ctx = getattr(err, "ctx", None)
                 command = ctx.command_path if ctx is not None else "convtool"
                 hint = f" (see '{command} --help')"
-            _error_line(f"{err.format_message()}{hint}")
+            terminal.error_line(f"{err.format_message()}{hint}")
             sys.exit(err.exit_code)
         except (typer.Abort, KeyboardInterrupt):
-            _error_line("interrupted")
+            terminal.error_line("interrupted")
             sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
 
@@ -71,11 +71,6 @@ kernels_app = typer.Typer(
 app.add_typer(kernels_app, name="kernels")
 
 
-def _error_line(message: str) -> None:
-    text = " ".join(str(message).split())
-    print(f"convtool: error: {text}", file=sys.stderr, flush=True)
-
-
 def _debug_enabled(flag: bool) -> bool:
     return flag or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
@@ -85,12 +80,16 @@ def _fail(err: BaseException, debug: bool) -> typer.Exit:
     if _debug_enabled(debug):
         raise err
     if isinstance(err, ConvtoolError):
-        _error_line(str(err))
+        terminal.error_line(str(err))
         return typer.Exit(err.exit_code)
     if isinstance(err, MemoryError):
-        _error_line("out of memory; try a smaller image, --precision single or fewer --threads")
+        terminal.error_line(
+            "out of memory; try a smaller image, --precision single or fewer --threads"
+        )
         return typer.Exit(1)
-    _error_line(f"internal error: {type(err).__name__}: {err} (run with --debug for details)")
+    terminal.error_line(
+        f"internal error: {type(err).__name__}: {err} (run with --debug for details)"
+    )
     return typer.Exit(1)
 
 
@@ -422,98 +421,19 @@ def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
     collected = []
     start = time.monotonic()
     try:
-        with contextlib.closing(results), _batch_progress(len(plan.jobs), quiet) as show:
+        with contextlib.closing(results), terminal.batch_progress(len(plan.jobs), quiet) as show:
             for result in results:
                 collected.append(result)
                 show(result)
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (batch.Interrupted)
         summary = batch.summarize(collected, plan)
-        _print_summary(summary, time.monotonic() - start, quiet, interrupted=True)
+        terminal.print_summary(summary, time.monotonic() - start, quiet, interrupted=True)
         return 128 + getattr(err, "signum", signal.SIGINT)
     except ConvtoolError as err:  # the output folder cannot be made, Dask unreachable, ...
         raise _fail(err, debug) from None
     summary = batch.summarize(collected, plan)
-    _print_summary(summary, time.monotonic() - start, quiet)
+    terminal.print_summary(summary, time.monotonic() - start, quiet)
     return summary.exit_code
-
-
-@contextlib.contextmanager
-def _batch_progress(total: int, quiet: bool):
-    """Yield ``show(result)``: a rich bar on a terminal, one line per file otherwise."""
-    if quiet:
-        yield lambda result: None
-        return
-    if not sys.stderr.isatty():
-
-        def line(result) -> None:
-            detail = f": {result.reason}" if result.reason else f" -> {result.job.dest}"
-            print(f"{result.status} {result.job.source}{detail}", file=sys.stderr, flush=True)
-
-        yield line
-        return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    progress = Progress(
-        TextColumn("filtering"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        TextColumn("left"),
-        console=Console(stderr=True),
-        transient=True,
-    )
-    with progress:
-        task = progress.add_task("filter", total=total, rate="")
-
-        def bar(result) -> None:
-            if result.status == "failed":
-                progress.console.print(
-                    f"failed {result.job.source}: {result.reason}", highlight=False, markup=False
-                )
-            elapsed = progress.tasks[task].elapsed or 0.0
-            done = progress.tasks[task].completed + 1
-            rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
-            progress.update(task, advance=1, rate=rate)
-
-        yield bar
-
-
-def _print_summary(summary, seconds: float, quiet: bool, *, interrupted: bool = False) -> None:
-    """The end-of-batch summary on stderr: counts, rate, failed files with reasons."""
-    from collections import Counter
-
-    finished = len(summary.done) + len(summary.failed)
-    if quiet:
-        for result in summary.failed:
-            _error_line(f"{result.job.source}: {result.reason}")
-        if interrupted:
-            _error_line(f"interrupted after {finished} of {finished + summary.not_run} files")
-        return
-    rate = f", {len(summary.done) / seconds:.1f} images/s" if seconds > 0 and summary.done else ""
-    counts = (
-        f"{len(summary.done)} done, {len(summary.skipped)} skipped, {len(summary.failed)} failed"
-    )
-    if summary.not_run:
-        counts += f", {summary.not_run} not run"
-    lines = [f"convtool: {counts} ({seconds:.1f} s{rate})"]
-    reasons = Counter(result.reason for result in summary.skipped)
-    if reasons:
-        lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common()))
-    lines += [f"  failed: {r.job.source}: {r.reason}" for r in summary.failed]
-    if interrupted:
-        lines.append(
-            f"convtool: interrupted after {finished} of {finished + summary.not_run} "
-            "files; run again with --skip-existing to finish"
-        )
-    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def _max_pixels(value: int | None) -> int | None:
@@ -692,13 +612,9 @@ def match(
 
             print(json.dumps([m.to_dict() for m in outcome.matches], indent=2))
         if not quiet:
-            _note(outcome.summary())
+            terminal.note(outcome.summary())
     except Exception as err:  # noqa: BLE001
         raise _fail(err, debug) from None
-
-
-def _note(message: str) -> None:
-    print(f"convtool: {message}", file=sys.stderr, flush=True)
 
 
 # ---------------------------------------------------------------------------- compare
@@ -784,43 +700,12 @@ def kernels_list(
     if ctx.invoked_subcommand is not None:
         return
     try:
-        from . import kernels
+        from . import kernels, pipeline
 
-        _print_kernel_table(kernels.list_kernels())
+        rows = [(e.name, e.size, e.params or "-", e.description) for e in kernels.list_kernels()]
+        terminal.print_kernel_table(rows + pipeline.step_entries())
     except Exception as err:  # noqa: BLE001
         raise _fail(err, debug) from None
-
-
-def _print_kernel_table(entries) -> None:
-    rows = [(e.name, e.size, e.params or "-", e.description) for e in entries]
-    rows += [
-        (
-            "grad:OP",
-            "2 kernels",
-            "op=sobel|prewitt|scharr|roberts, norm=l2|l1|max",
-            "gradient magnitude from a pair of derivative kernels",
-        ),
-        ("maxpool:N", "N×N", "size=2, stride=size", "max over windows, no padding"),
-        ("avgpool:N", "N×N", "size=2, stride=size", "mean over windows, no padding"),
-    ]
-    if _rich_stdout():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table("name", "size", "parameters (defaults)", "description", box=None)
-        for row in rows:
-            table.add_row(*row)
-        Console().print(table)
-        return
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3]
-        )
-
-
-def _rich_stdout() -> bool:
-    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
 @kernels_app.command(
@@ -849,41 +734,12 @@ def kernels_show(
         reports = kernelview.report(
             spec, iterations=iterations, correlate=correlate, normalize=normalize
         )
-        if _rich_stdout():
-            _print_heat_maps(reports)
+        if terminal.rich_stdout():
+            terminal.print_heat_maps(reports)
         else:
             print(kernelview.format_plain(reports))
     except Exception as err:  # noqa: BLE001
         raise _fail(err, debug) from None
-
-
-def _print_heat_maps(reports, console=None) -> None:
-    """Kernels as coloured heat maps: red for positive weights, blue for negative."""
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    from . import kernelview
-
-    console = console or Console()
-    for rep in reports:
-        plain = kernelview.format_plain([rep]).splitlines()
-        console.print(Text(plain[0], style="bold"))
-        peak = float(abs(rep.weights).max()) or 1.0
-        table = Table(show_header=False, box=None, padding=(0, 1))
-        for row in rep.weights:
-            cells = []
-            for value in row:
-                share = abs(float(value)) / peak
-                level = int(40 + 160 * share)
-                colour = f"rgb({level},30,30)" if value > 0 else f"rgb(30,30,{level})"
-                style = "dim" if value == 0 else f"bold white on {colour}"
-                cells.append(Text(kernelview.format_number(value, rep.denominator), style=style))
-            table.add_row(*cells)
-        console.print(table)
-        rows = rep.weights.shape[0]
-        for line in plain[1 + rows :]:
-            console.print(line, highlight=False)
 
 
 def main() -> None:

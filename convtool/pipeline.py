@@ -351,6 +351,20 @@ def _parse_pool(spec: str, kind: str, args: dict[str, str]) -> PoolStep:
     return PoolStep(kind, size, stride, spec=spec)
 
 
+def step_entries() -> list[tuple[str, str, str, str]]:
+    """The steps that are not kernels, as rows of ``convtool kernels``."""
+    return [
+        (
+            "grad:OP",
+            "2 kernels",
+            f"op={'|'.join(GRADIENT_OPERATORS)} (sobel), norm={'|'.join(GRADIENT_NORMS)} (l2)",
+            "gradient magnitude from a pair of derivative kernels",
+        ),
+        ("maxpool:N", "NxN", "size=2, stride=size", "max over windows, no padding"),
+        ("avgpool:N", "NxN", "size=2, stride=size", "mean over windows, no padding"),
+    ]
+
+
 def parse_steps(specs: list[str]) -> list[Step]:
     """Parse a chain of ``-k`` specs; an empty chain is a usage error."""
     if not specs:

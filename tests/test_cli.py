@@ -498,11 +498,11 @@ def test_kernels_show_heat_map_colours_signs():
     from rich.console import Console
 
     from convtool import kernelview
-    from convtool.cli import _print_heat_maps
+    from convtool.terminal import print_heat_maps
 
     buffer = StringIO()
     console = Console(file=buffer, force_terminal=True, color_system="truecolor", width=80)
-    _print_heat_maps(kernelview.report("sobel-x"), console=console)
+    print_heat_maps(kernelview.report("sobel-x"), console=console)
     text = buffer.getvalue()
     assert "\x1b[" in text  # coloured cells
     assert "rgb" not in text  # styles are rendered, not printed
@@ -511,11 +511,11 @@ def test_kernels_show_heat_map_colours_signs():
 
 
 def test_no_color_gives_plain_numbers(monkeypatch):
-    from convtool import cli
+    from convtool import terminal
 
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)
-    assert cli._rich_stdout() is False
+    assert terminal.rich_stdout() is False
 
 
 def test_installed_package_ships_the_kernel_files(tmp_path):
