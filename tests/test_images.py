@@ -882,3 +882,19 @@ def test_hidden_colour_under_transparency_is_kept():
     image = read_image(SAMPLES / "rgba-hidden.png")
     np.testing.assert_array_equal(image.alpha[:, 32:], 0)
     np.testing.assert_array_equal(image.pixels[0, 40], [255, 0, 255])
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("level", [0, 1, 3, 6, 9])
+def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
+    # Levels up to codecs.FAST_PNG_MAX_LEVEL use convtool's own Sub-filter writer, higher
+    # ones Pillow's adaptive filter; both must decode to the same pixels everywhere.
+    rng = np.random.default_rng(channels)
+    values = rng.integers(0, 256, (13, 17, channels)).astype(np.float32)
+    alpha = values[..., -1] if channels in (2, 4) else None
+    colour = values[..., : 3 if channels >= 3 else 1]
+    path = tmp_path / f"x{level}.png"
+    write_image(path, Image(colour, alpha=alpha, depth=8), compress_level=level)
+    decoded = np.asarray(PILImage.open(path))
+    expected = values.astype(np.uint8)
+    np.testing.assert_array_equal(decoded.reshape(expected.shape), expected)
