@@ -33,25 +33,28 @@ class OneLineErrors(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
         try:
             result = super().main(args, prog_name, complete_var, False, **extra)
-        except typer._click.exceptions.ClickException as err:
+        except (typer.Abort, KeyboardInterrupt):
+            terminal.error_line("interrupted")
+            sys.exit(130)
+        except Exception as err:
+            if not _is_click_error(err):
+                raise
+            if type(err).__name__ == "NoArgsIsHelpError":  # bare `convtool`: the help itself
+                print(err.format_message(), file=sys.stderr)
+                sys.exit(err.exit_code)
             hint = ""
-            if err.__class__.__name__ in (
-                "UsageError",
-                "BadParameter",
-                "NoSuchOption",
-                "MissingParameter",
-                "BadOptionUsage",
-                "BadArgumentUsage",
-            ):
+            if err.exit_code == 2:  # a usage error: point at the command's help
                 ctx = getattr(err, "ctx", None)
                 command = ctx.command_path if ctx is not None else "convtool"
                 hint = f" (see '{command} --help')"
             terminal.error_line(f"{err.format_message()}{hint}")
             sys.exit(err.exit_code)
-        except (typer.Abort, KeyboardInterrupt):
-            terminal.error_line("interrupted")
-            sys.exit(130)
         sys.exit(result if isinstance(result, int) else 0)
+
+
+def _is_click_error(err: BaseException) -> bool:
+    """Click's own errors (bad option, missing argument), whichever click typer bundles."""
+    return hasattr(err, "format_message") and isinstance(getattr(err, "exit_code", None), int)
 
 
 app = typer.Typer(

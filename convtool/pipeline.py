@@ -454,7 +454,8 @@ class Chain:
             stack = np.tensordot(RGB_TO_YCBCR.astype(stack.dtype), stack, axes=1)
         picked = self._picked(stack.shape[0], luma)
         kept = [c for c in range(stack.shape[0]) if c not in picked]
-        filtered, alpha = self._run(stack[list(picked)], alpha)
+        everything = len(picked) == stack.shape[0]  # the common case: no copy to pick
+        filtered, alpha = self._run(stack if everything else stack[list(picked)], alpha)
         if kept:
             carried = stack[kept]
             for _ in range(self.iterations):

@@ -539,3 +539,9 @@ def test_installed_package_ships_the_kernel_files(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("True")
     assert "'edge'" in done.stdout
+
+
+def test_bare_convtool_prints_the_help_not_an_error():
+    result = invoke()
+    assert "Usage" in result.stderr + result.stdout
+    assert "error:" not in result.stderr
