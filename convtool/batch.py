@@ -87,6 +87,7 @@ class Settings:
     chain: Chain
     read: ReadOptions = field(default_factory=ReadOptions)
     write: WriteOptions = field(default_factory=WriteOptions)
+    workers: int = 1  # images filtered at once on this machine: each gets 1/workers of memory
 
 
 # ------------------------------------------------------------------------------- planning
@@ -153,7 +154,7 @@ def is_inside(dest: str, root_real: str) -> bool:
 
 def process(job: Job, settings: Settings) -> None:
     """Read, filter and write one job; raises :class:`ConvtoolError` on failure."""
-    from . import images
+    from . import images, limits
 
     if job.source != "-" and job.dest != "-" and images.same_file(job.source, job.dest):
         raise UsageError(
@@ -166,7 +167,10 @@ def process(job: Job, settings: Settings) -> None:
         gray=settings.read.gray,
         max_pixels=settings.read.max_pixels,
     )
+    # refuse with a clear message now rather than be ended by the OOM killer halfway
+    limits.check_memory(settings.chain, image, share=settings.workers)
     result = settings.chain.apply_to(image)
+    del image  # its pixels need not be held through the write
     if job.root is not None:
         _make_folder_inside(job.dest, job.root)
     images.write_image(
@@ -209,7 +213,7 @@ def process_quietly(job: Job, settings: Settings) -> JobResult:
     try:
         process(job, settings)
     except ConvtoolError as err:
-        return _failed(job, str(err), start, fatal=_is_disk_full(err))
+        return _failed(job, str(err), start, fatal=_is_fatal(err))
     except MemoryError:
         return _failed(job, "out of memory", start)
     except Exception as err:  # noqa: BLE001 - reported per file; the batch goes on
@@ -229,17 +233,22 @@ def _failed(job: Job, message: str, start: float, *, fatal: bool = False) -> Job
     return JobResult(job, FAILED, reason, time.perf_counter() - start, fatal)
 
 
-def _disk_full_reasons() -> tuple[str, ...]:
+def _fatal_write_reasons() -> tuple[str, ...]:
     from .atomic import write_error_reason
 
-    return tuple(write_error_reason(OSError(e, "")) for e in (errno.ENOSPC, errno.EDQUOT))
+    return tuple(write_error_reason(OSError(e, "")) for e in _FATAL_WRITE_ERRNOS)
 
 
-def _is_disk_full(err: ConvtoolError) -> bool:
-    """A full disk or quota: every later write would fail the same way."""
-    if getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+# A full disk or quota, or a read-only file system: every later write would fail the same
+# way, so the batch stops. Not EACCES: permissions may differ from folder to folder.
+_FATAL_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _is_fatal(err: ConvtoolError) -> bool:
+    """A write error that every later write would meet too."""
+    if getattr(err, "errno", None) in _FATAL_WRITE_ERRNOS:
         return True
-    return isinstance(err, ImageWriteError) and any(r in str(err) for r in _disk_full_reasons())
+    return isinstance(err, ImageWriteError) and any(r in str(err) for r in _fatal_write_reasons())
 
 
 # -------------------------------------------------------------------------------- running
@@ -301,7 +310,7 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
         _create_folder(root)
         remove_stale_temp_files(root)
     ordered = largest_first(jobs)
-    with _sigterm_raises():
+    with sigterm_raises():
         if dask_address is not None:
             from . import dask_runner
 
@@ -315,7 +324,10 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
 
                 count = min(workers, len(jobs))
                 yield from run_in_pool(
-                    ordered, with_threads(settings, max(1, cpu_count() // count)), count, stop
+                    ordered,
+                    replace(with_threads(settings, max(1, cpu_count() // count)), workers=count),
+                    count,
+                    stop,
                 )
         finally:
             for root in roots:
@@ -380,7 +392,7 @@ def _run_here(jobs: list[Job], settings: Settings, stop) -> Iterator[JobResult]:
 
 
 @contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
+def sigterm_raises() -> Iterator[None]:
     """Make SIGTERM raise :class:`Interrupted` here, unless the program handles it itself."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
+import warnings
 from enum import Enum
 from typing import Annotated
 
@@ -31,6 +33,9 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        if not _debug_enabled("--debug" in (args if args is not None else sys.argv)):
+            # a library's warning on stderr would break the one-line promise; --debug shows them
+            warnings.simplefilter("ignore")
         try:
             result = super().main(args, prog_name, complete_var, False, **extra)
         except (typer.Abort, KeyboardInterrupt):
@@ -402,13 +407,17 @@ def filter(  # noqa: A001 - the command is called `filter`
         )
         if plan.single:
             if plan.jobs:
-                batch.process(plan.jobs[0], settings)
+                with batch.sigterm_raises():  # SIGTERM cleans up as Ctrl-C does
+                    batch.process(plan.jobs[0], settings)
             elif not quiet:
                 print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
             return
         results = batch.run(
             plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask
         )
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (batch.Interrupted)
+        terminal.error_line("interrupted; no partial output was left")
+        raise typer.Exit(128 + getattr(err, "signum", signal.SIGINT)) from None
     except Exception as err:  # noqa: BLE001 - every failure becomes one line
         raise _fail(err, debug) from None
     raise typer.Exit(_draw_batch(plan, results, quiet, debug))
@@ -416,7 +425,6 @@ def filter(  # noqa: A001 - the command is called `filter`
 
 def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
     """Draw a batch's progress and summary on stderr as results arrive; return the exit code."""
-    import signal
     import time
 
     from . import batch

@@ -355,7 +355,8 @@ def _axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> Axis
         offset, length = 0, n - span + 1
         if length < 1:
             raise UsageError(
-                f"kernel side {span} exceeds the image side {n}: valid padding leaves no output"
+                f"kernel side {span} exceeds the image side {n}: valid padding leaves no output; "
+                "use a smaller kernel or another --padding"
             )
     elif padding is Padding.FULL:
         offset, length = -(span - 1), n + span - 1
@@ -406,16 +407,23 @@ def _run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndar
         if band_filter is None:
             band_filter = local.band_filter = bands.BandFilter(plan, bind)
         j1 = min(j0 + band, plan.rows.size)
-        band_filter(x, j0, j1, out[:, j0:j1])
+        # errstate is per thread: overflow to inf is a result here (clipped on writing),
+        # not a warning for every band to print on stderr
+        with np.errstate(over="ignore", invalid="ignore"):
+            band_filter(x, j0, j1, out[:, j0:j1])
 
     workers = min(workers, len(starts))
     if workers <= 1:
         for j0 in starts:
             work(j0)
     else:
-        with ThreadPoolExecutor(workers) as pool:
+        pool = ThreadPoolExecutor(workers)
+        try:
             for future in [pool.submit(work, j0) for j0 in starts]:
                 future.result()
+        finally:
+            # On Ctrl-C (or any error) drop the queued bands instead of computing them all.
+            pool.shutdown(wait=True, cancel_futures=True)
     return out
 
 

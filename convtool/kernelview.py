@@ -109,6 +109,9 @@ def balanced(column: np.ndarray, row: np.ndarray) -> tuple[np.ndarray, np.ndarra
 
 def common_denominator(weights: np.ndarray) -> int | None:
     """The smallest d ≤ 65536 with every weight·d an integer (to 1e-12), or None."""
+    # integers past a million read worse than floats; infinities have no fraction
+    if not np.all(np.isfinite(weights)) or np.max(np.abs(weights), initial=0) > 1e6:
+        return None
     d = 1
     for w in np.unique(weights):
         frac = Fraction(float(w)).limit_denominator(MAX_DENOMINATOR)
@@ -121,6 +124,8 @@ def common_denominator(weights: np.ndarray) -> int | None:
 
 
 def format_number(value: float, denominator: int | None) -> str:
+    if not np.isfinite(value):
+        return str(value)
     if denominator is not None:
         return str(round(value * denominator))
     return f"{value:.6g}"
