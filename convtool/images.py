@@ -182,7 +182,9 @@ def read_image(
     if precision not in _PRECISIONS:
         raise UsageError(f"precision must be 'single' or 'double', got {precision!r}")
     if max_pixels is not None and max_pixels < 0:
-        raise UsageError(f"max_pixels must be positive, or 0/None for no limit, got {max_pixels}")
+        raise UsageError(
+            f"--max-pixels must be a positive number of pixels, or 0 for no limit, got {max_pixels}"
+        )
     name = str(source)
     with _read_errors(name):
         if name == "-":
@@ -223,17 +225,22 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _to_image(decoded: Decoded, name: str, dtype: type, gray: bool) -> Image:
-    """Orient, split alpha off, optionally reduce to grey, and convert to float."""
+    """Orient, split alpha off, optionally reduce to grey, and convert to float.
+
+    float64 values beyond float32's range become ±inf with ``precision="single"`` (no
+    warning on stderr); filtering refuses them with a hint for ``--precision double``.
+    """
     array = _apply_orientation(decoded.array, decoded.orientation)
     alpha = None
-    if decoded.has_alpha:
-        alpha = np.ascontiguousarray(array[:, :, -1], dtype=dtype)
-        array = array[:, :, :-1]
-    if gray and array.shape[2] == 3:
-        pixels = (array.astype(np.float64) @ np.asarray(GRAY_WEIGHTS))[:, :, np.newaxis]
-        pixels = pixels.astype(dtype)
-    else:
-        pixels = np.ascontiguousarray(array, dtype=dtype)
+    with np.errstate(over="ignore"):
+        if decoded.has_alpha:
+            alpha = np.ascontiguousarray(array[:, :, -1], dtype=dtype)
+            array = array[:, :, :-1]
+        if gray and array.shape[2] == 3:
+            pixels = (array.astype(np.float64) @ np.asarray(GRAY_WEIGHTS))[:, :, np.newaxis]
+            pixels = pixels.astype(dtype)
+        else:
+            pixels = np.ascontiguousarray(array, dtype=dtype)
     return Image(pixels, alpha, decoded.depth, decoded.format, name)
 
 

@@ -113,7 +113,9 @@ def parse_kernel_spec(spec: str) -> Kernel:
         raise KernelError(f"a kernel spec is text, got {type(spec).__name__}")
     text = spec.strip()
     if not text:
-        raise KernelError("empty kernel spec")
+        raise KernelError(
+            "empty kernel spec; give a kernel name, matrix or file (see `convtool kernels`)"
+        )
     if os.path.isfile(text) and text.lower() not in kernel_names():
         return read_kernel_file(text)
     fmt.reject_imagemagick_flags(text)

@@ -519,9 +519,10 @@ def _require_finite(pixels: np.ndarray, alpha: np.ndarray | None, source: str | 
             continue
         # min and max carry NaN and infinity along without an image-size temporary
         if not (np.isfinite(np.min(array)) and np.isfinite(np.max(array))):
+            hint = " (or, for values beyond float32, use --precision double)"
             raise ImageReadError(
                 f"the image has NaN or infinite {what} values, which cannot be filtered; "
-                "replace them first (e.g. with 0)",
+                f"replace them first (e.g. with 0){hint if array.dtype == np.float32 else ''}",
                 path=source,
             )
 
