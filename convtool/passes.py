@@ -32,9 +32,9 @@ def windows(src: np.ndarray, axis: Axis, dim: int, count: int, first: int = 0) -
     return _along(view, dim, slice(None, None, axis.stride))[..., :: axis.dilation]
 
 
-def is_box(taps: np.ndarray) -> bool:
-    """Whether a 1-D factor of more than two taps has (nearly) equal weights."""
-    return taps.size > 2 and np.ptp(taps) <= _CONSTANT_RTOL * np.abs(taps).max()
+def is_box(taps: np.ndarray, min_taps: int = 3) -> bool:
+    """Whether a 1-D factor of at least ``min_taps`` (> 2) taps has (nearly) equal weights."""
+    return taps.size >= max(3, min_taps) and np.ptp(taps) <= _CONSTANT_RTOL * np.abs(taps).max()
 
 
 class Pass:
@@ -51,7 +51,7 @@ class Pass:
     def __init__(self, taps: np.ndarray, axis: Axis, dim: int, plan: Plan) -> None:
         self.axis, self.dim, self.tuning = axis, dim, plan.tuning
         self.taps = taps.astype(plan.dtype)
-        if is_box(taps):
+        if is_box(taps, self.tuning.box_min_taps):
             self.kind, self.value = "sum", float(taps.mean())
         elif _ufunc_passes(taps) >= self.tuning.pass_cost:
             self.kind = "matmul"

@@ -135,6 +135,7 @@ def test_float32_stays_float32_within_tolerance(stack, shape, padding, method):
 def test_box_kernels_by_running_sums_and_doubling(rng, monkeypatch):
     """A box of any size is exact both ways: running sums down rows and doubling across."""
     x = rng.uniform(0, 255, size=(3, 40, 37))
+    monkeypatch.setattr(engine, "_BOX_MIN_TAPS", 3)  # the box paths for small boxes too
     for width in (1, 10**6):  # forces running sums on, then off
         monkeypatch.setattr(engine, "_RUNNING_MIN_WIDTH", width)
         for shape in [(3, 3), (17, 17), (16, 33), (1, 31)]:
