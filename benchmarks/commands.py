@@ -334,6 +334,8 @@ def _tool_path(cmd: list[str] | None) -> str:
 
 # ============================================================================= section 4
 
+DEFAULT_MOGRIFY = "mogrify, default PNG level"
+
 
 def section_batch(cfg: Config, tools: Tools) -> Section:
     """Images per second over a folder of PNGs: convtool -j 1 / -j 2 against mogrify."""
@@ -369,6 +371,10 @@ def section_batch(cfg: Config, tools: Tools) -> Section:
                 commands.append(
                     ("mogrify", tools.mogrify + ["-path", str(out)] + magick + MAGICK_PNG + files)
                 )
+                # The issue's own baseline: mogrify as people run it, at its default PNG level.
+                commands.append(
+                    (DEFAULT_MOGRIFY, tools.mogrify + ["-path", str(out)] + magick + files)
+                )
             results = {
                 tool: _batch_timing(cmd, out, n, cfg, tools, f"{label}, {tool}")
                 for tool, cmd in commands
@@ -389,25 +395,27 @@ def section_batch(cfg: Config, tools: Tools) -> Section:
                 )
             if not tools.mogrify:
                 table.rows.append([label, "mogrify", "not installed", "", ""])
-            speedup = ratio(rates.get("convtool -j 2"), rates.get("mogrify"))
-            goals.append(
-                Goal(
-                    f"{label}: convtool -j 2 ≥ 3× mogrify's images/s",
-                    _peer_ratio_text(
-                        rates.get("convtool -j 2"),
-                        rates.get("mogrify"),
-                        tools.mogrify,
-                        unit=" images/s",
-                    ),
-                    _at_least(speedup, 3.0),
+            for peer in ("mogrify", DEFAULT_MOGRIFY):
+                speedup = ratio(rates.get("convtool -j 2"), rates.get(peer))
+                goals.append(
+                    Goal(
+                        f"{label}: convtool -j 2 ≥ 3× {peer}'s images/s",
+                        _peer_ratio_text(
+                            rates.get("convtool -j 2"),
+                            rates.get(peer),
+                            tools.mogrify,
+                            unit=" images/s",
+                        ),
+                        _at_least(speedup, 3.0),
+                    )
                 )
-            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     notes = [
         "Each run starts with an empty output folder; outputs are counted after each run. "
         "Median of up to "
-        f"{cfg.repeats} runs, no warm-up; mogrify writes at zlib level 1 like convtool."
+        f"{cfg.repeats} runs, no warm-up; `mogrify` writes at zlib level 1 like convtool, "
+        f"`{DEFAULT_MOGRIFY}` at ImageMagick's default PNG level, as the issue measured it."
     ]
     return Section(tables=[goals_table(goals), table], notes=notes, goals=goals)
 
