@@ -393,10 +393,12 @@ def _pil_image(colour: np.ndarray, alpha: np.ndarray | None) -> PILImage.Image:
 _Encoder = Callable[[BinaryIO, np.ndarray, Any, Any, int], None]
 
 
-# Up to this zlib level PNGs are written by _write_png (Sub filter on every row): at level 1
-# it is twice as fast as Pillow's per-row adaptive filter for the same size (3840x2160 RGB
-# photo: 0.40 s / 13.8 MB against 0.83 s / 13.7 MB). Above it, Pillow's adaptive choice
-# gives the smaller files that a user asking for level 6-9 wants (13.1 against 11.7 MB).
+# Up to this zlib level PNGs are written by _write_png: the Sub filter on every row, then
+# deflate with the run-length strategy (Z_RLE). On Sub-filtered photographs RLE is both
+# faster and smaller than deflate's level 1 string matching (3840x2160 RGB photo with mild
+# noise: 0.27 s for 47.5% of the raw size against 0.37 s for 55.5%; a 512x512 photo-like
+# image: 8.5 ms for 66.5% against 16 ms for 72%); Pillow at level 1 took 0.83 s. Above it,
+# Pillow's per-row adaptive filter at the asked level gives the smallest files.
 FAST_PNG_MAX_LEVEL = 3
 
 
@@ -479,11 +481,11 @@ _PNG_BAND_BYTES = 8 << 20  # rows filtered at once: bounds memory for any image 
 
 
 def _write_png(f: BinaryIO, samples: np.ndarray, bits: int, level: int) -> None:
-    """Write an 8- or 16-bit PNG (Pillow cannot write 16-bit colour): Sub filter, zlib *level*.
+    """Write an 8- or 16-bit PNG (Pillow cannot write 16-bit colour): Sub filter, RLE deflate.
 
-    Every row uses filter 1 (Sub: each byte minus the same byte of the pixel to its left).
-    On photographs it compresses within about 2% of libpng's per-row adaptive choice, at
-    a fraction of the cost, and it needs no unfiltered row above, so bands stay independent.
+    Every row uses filter 1 (Sub: each byte minus the same byte of the pixel to its left),
+    which needs no row above, so bands of rows are independent: they are filtered and
+    deflated on all CPUs at once (see :func:`_deflate_bands`), in bounded memory.
     """
     height, width, channels = samples.shape
     f.write(b"\x89PNG\r\n\x1a\n")
@@ -493,18 +495,48 @@ def _write_png(f: BinaryIO, samples: np.ndarray, bits: int, level: int) -> None:
     rows = samples.astype(dtype, copy=False).reshape(height, -1).view(np.uint8)
     bpp = bits // 8 * channels
     band = max(1, _PNG_BAND_BYTES // rows.shape[1])
-    compressor = zlib.compressobj(level)
-    for start in range(0, height, band):  # a loop over bands of rows, each filtered at once
+
+    def filtered(start: int) -> bytes:
         block = rows[start : start + band]
-        filtered = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
-        filtered[:, 0] = 1  # the filter type byte: Sub
-        filtered[:, 1 : bpp + 1] = block[:, :bpp]
-        np.subtract(block[:, bpp:], block[:, :-bpp], out=filtered[:, bpp + 1 :])  # mod 256
-        data = compressor.compress(filtered.tobytes())
-        if data:
-            _png_chunk(f, b"IDAT", data)
-    _png_chunk(f, b"IDAT", compressor.flush())
+        out = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
+        out[:, 0] = 1  # the filter type byte: Sub
+        out[:, 1 : bpp + 1] = block[:, :bpp]
+        np.subtract(block[:, bpp:], block[:, :-bpp], out=out[:, bpp + 1 :])  # mod 256
+        return out.tobytes()
+
+    for data in _deflate_bands(filtered, range(0, height, band), level):
+        _png_chunk(f, b"IDAT", data)
     _png_chunk(f, b"IEND", b"")
+
+
+def _deflate_bands(make: Callable[[int], bytes], starts: range, level: int) -> Iterator[bytes]:
+    """One zlib stream of the bands ``make(start)``, deflated on a thread per CPU.
+
+    As pigz does: each band is a raw deflate stream ended on a byte boundary (a sync
+    flush), so the pieces join into one stream; the zlib header and the Adler-32 of all
+    the bytes wrap them. zlib releases the GIL, so the bands compress in parallel; at most
+    two bands per thread are held at once.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    strategy = zlib.Z_RLE if level > 0 else zlib.Z_DEFAULT_STRATEGY
+    last = starts[-1]
+
+    def deflate(start: int) -> tuple[bytes, bytes]:
+        raw = make(start)
+        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
+        end = zlib.Z_FINISH if start == last else zlib.Z_SYNC_FLUSH
+        return raw, compressor.compress(raw) + compressor.flush(end)
+
+    yield b"\x78\x01"  # zlib header: deflate, 32 KiB window; (0x7801 % 31 == 0)
+    adler = 1
+    workers = min(os.cpu_count() or 1, len(starts))
+    with ThreadPoolExecutor(workers) as pool:
+        for first in range(0, len(starts), 2 * workers):
+            for raw, data in pool.map(deflate, starts[first : first + 2 * workers]):
+                adler = zlib.adler32(raw, adler)
+                yield data
+    yield struct.pack(">I", adler & 0xFFFFFFFF)
 
 
 def _png_chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:

@@ -898,3 +898,24 @@ def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
     decoded = np.asarray(PILImage.open(path))
     expected = values.astype(np.uint8)
     np.testing.assert_array_equal(decoded.reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize("level", [0, 1, 3])
+def test_png_bands_deflated_in_parallel_form_one_valid_stream(tmp_path, monkeypatch, level):
+    # Tiny bands force many pieces (and several rounds of the thread pool); the joined
+    # stream must inflate to exactly the filtered rows, and Pillow must read the pixels.
+    monkeypatch.setattr(codecs, "_PNG_BAND_BYTES", 100)
+    values = np.random.default_rng(9).integers(0, 256, (37, 23, 3)).astype(np.float32)
+    path = tmp_path / "bands.png"
+    write_image(path, Image(values, depth=8), compress_level=level)
+    data = path.read_bytes()
+    idat, offset = b"", 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"IDAT":
+            idat += data[offset + 8 : offset + 8 + length]
+        offset += 12 + length
+    raw = zlib.decompress(idat)  # checks the zlib header and the Adler-32 too
+    assert len(raw) == 37 * (1 + 23 * 3)
+    np.testing.assert_array_equal(np.asarray(PILImage.open(path)), values.astype(np.uint8))
