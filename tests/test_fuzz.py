@@ -157,15 +157,6 @@ def test_damaged_files_on_disk_leave_no_open_handles(tmp_path):
         assert len(os.listdir("/proc/self/fd")) <= before
 
 
-@pytest.fixture(scope="module")
-def empty_folder(tmp_path_factory):
-    """Step text that happens to name a file must not find one: run in an empty folder."""
-    old = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("steps"))
-    yield
-    os.chdir(old)
-
-
 STEP_ALPHABET = "0123456789 .,:=x-+@!^%abcdefghilmnoprstuvwxyz_;[]/*"
 
 

@@ -6,7 +6,6 @@ References are hand-worked matrices and scipy.ndimage (float64), never convtool 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
@@ -451,15 +450,6 @@ def test_kernel_names_are_canonical_specs_that_parse_back():
         assert_array_equal(get_kernel(kernel.name).weights, kernel.weights)
     assert get_kernel("box:3x5").name == "box:size=3x5"
     assert get_kernel("sharpen:amount=2").name == "sharpen"
-
-
-@pytest.fixture(scope="module")
-def empty_folder(tmp_path_factory):
-    """Random spec text that happens to name a file must not find one: run in an empty folder."""
-    old = os.getcwd()
-    os.chdir(tmp_path_factory.mktemp("specs"))
-    yield
-    os.chdir(old)
 
 
 SPEC_ALPHABET = "0123456789 .,;:[]/*+-xXe@=!^%nabgilosuchpmrwkyz_'\n"
