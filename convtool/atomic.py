@@ -123,7 +123,21 @@ def _pid_is_running(pid: int) -> bool:
         return True  # alive, but owned by another user
     except (OverflowError, OSError):
         return False  # not a possible pid
-    return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A process that has exited but was not reaped (Linux): it writes nothing any more.
+
+    Where nothing reaps orphans (an init that does not wait, as in some containers), a
+    killed writer stays a zombie indefinitely; its temporary file is stale all the same.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # the state follows the command name, which is in parentheses and may hold spaces
+            return stat.read().rpartition(b")")[2].split()[:1] == [b"Z"]
+    except OSError:
+        return False  # no /proc (not Linux) or the process just went: keep the safe side
 
 
 def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:

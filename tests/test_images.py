@@ -14,6 +14,7 @@ import stat
 import struct
 import subprocess
 import sys
+import time
 import types
 import zlib
 from pathlib import Path
@@ -919,3 +920,22 @@ def test_png_bands_deflated_in_parallel_form_one_valid_stream(tmp_path, monkeypa
     raw = zlib.decompress(idat)  # checks the zlib header and the Adler-32 too
     assert len(raw) == 37 * (1 + 23 * 3)
     np.testing.assert_array_equal(np.asarray(PILImage.open(path)), values.astype(np.uint8))
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="needs Linux's /proc")
+def test_a_zombie_writer_counts_as_gone(tmp_path):
+    # A child that exited but was not reaped stays in the process table as a zombie; its
+    # temporary file is stale (nothing will finish it), so the next run may remove it.
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with open(f"/proc/{child.pid}/stat", "rb") as stat:
+            if stat.read().rpartition(b")")[2].split()[0] == b"Z":
+                break
+        time.sleep(0.01)
+    stale = tmp_path / f".out.png.convtool-{child.pid}-abc123.tmp"
+    stale.write_bytes(b"partial")
+    try:
+        assert stale in atomic.stale_temp_files(tmp_path)
+    finally:
+        child.wait()
