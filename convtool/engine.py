@@ -135,7 +135,9 @@ def correlate(
     (scipy.ndimage.correlate for the same-size paddings). Float32 and float64 images keep
     their dtype; other images are computed in float64. ``kernel`` is a 2-D array-like (1-D is
     one row) or an object with ``.weights`` and optional ``.factors`` (column, row) and
-    ``.origin``; ``origin=None`` takes the kernel's own origin, if any.
+    ``.origin``; ``origin=None`` takes the kernel's own origin, if any. The image should be
+    finite: a NaN or infinity may spread past the kernel's window on the running-sum and
+    FFT paths (:class:`convtool.pipeline.Chain` and the CLI refuse such images).
     """
     return _filter(image, kernel, False, padding, cval, stride, dilation, origin, method, threads)
 
