@@ -29,7 +29,7 @@ _EXPORTS = {
     "compose": "kernels",
     "list_kernels": "kernels",
     "read_kernel_file": "kernels",
-    "gradient_magnitude": "pipeline",
+    "gradient_magnitude": "steps",
     "Chain": "pipeline",
     "FilterOptions": "pipeline",
     "parse_steps": "pipeline",
