@@ -1,30 +1,42 @@
-"""The ``convtool`` command line: options become a chain of steps and library calls.
+"""The ``convtool`` command line: the app, ``filter`` and ``kernels``.
 
-Only this module imports typer and rich. It parses, calls the library, draws progress
-and tables on stderr, and turns :class:`~convtool.errors.ConvtoolError` into one line
-on stderr and an exit code (2 for usage, 1 for failures). numpy and the engine are
-imported inside the commands, so ``--version`` and ``--help`` start quickly.
+Options become a chain of steps and library calls; the CLI modules (this one,
+:mod:`convtool.cli_analysis`, :mod:`convtool.cli_shared`) are the only ones that import
+typer, and rich is drawn through :mod:`convtool.terminal`. Errors become one line on
+stderr and an exit code (2 for usage, 1 for failures). numpy and the engine are imported
+inside the commands, so ``--version`` and ``--help`` start quickly.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import sys
 import warnings
-from enum import Enum
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
-from . import __version__, terminal
+from . import __version__, cli_analysis, terminal
+from .cli_shared import (
+    AlphaMode,
+    CompressLevel,
+    Debug,
+    Depth,
+    MaxPixels,
+    Method,
+    Precision,
+    Quiet,
+    RangeMode,
+    Threads,
+    debug_enabled,
+    fail,
+    pixel_limit,
+)
 from .errors import ConvtoolError
 from .padding import Padding
 from .padding import help_text as padding_help
-
-DEBUG_ENV = "CONVTOOL_DEBUG"
 
 
 class OneLineErrors(TyperGroup):
@@ -33,7 +45,7 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
-        if not _debug_enabled("--debug" in (args if args is not None else sys.argv)):
+        if not debug_enabled("--debug" in (args if args is not None else sys.argv)):
             # a library's warning on stderr would break the one-line promise; --debug shows them
             warnings.simplefilter("ignore")
         try:
@@ -79,28 +91,6 @@ kernels_app = typer.Typer(
 app.add_typer(kernels_app, name="kernels")
 
 
-def _debug_enabled(flag: bool) -> bool:
-    return flag or os.environ.get(DEBUG_ENV, "") not in ("", "0")
-
-
-def _fail(err: BaseException, debug: bool) -> typer.Exit:
-    """Print ``err`` as one line (or re-raise it with --debug) and give the exit to raise."""
-    if _debug_enabled(debug):
-        raise err
-    if isinstance(err, ConvtoolError):
-        terminal.error_line(str(err))
-        return typer.Exit(err.exit_code)
-    if isinstance(err, MemoryError):
-        terminal.error_line(
-            "out of memory; try a smaller image, --precision single or fewer --threads"
-        )
-        return typer.Exit(1)
-    terminal.error_line(
-        f"internal error: {type(err).__name__}: {err} (run with --debug for details)"
-    )
-    return typer.Exit(1)
-
-
 def _version(value: bool) -> None:
     if value:
         print(f"convtool {__version__}")
@@ -129,37 +119,6 @@ def main_callback(
 # ------------------------------------------------------------------------------ filter
 
 
-class Precision(str, Enum):
-    single = "single"
-    double = "double"
-
-
-class Method(str, Enum):
-    auto = "auto"
-    direct = "direct"
-    separable = "separable"
-    fft = "fft"
-
-
-class RangeMode(str, Enum):
-    clip = "clip"
-    abs = "abs"
-    offset = "offset"
-    rescale = "rescale"
-
-
-class Depth(str, Enum):
-    d8 = "8"
-    d16 = "16"
-    float = "float"
-
-
-class AlphaMode(str, Enum):
-    carry = "carry"
-    weighted = "weighted"
-    filter = "filter"
-
-
 FILTER_EPILOG = """Examples:
 
   convtool filter samples/camera.png -k sobel-x --range offset -o edges.png
@@ -177,24 +136,6 @@ FILTER_EPILOG = """Examples:
 \b
 Padding modes (k = kernel side):
 """ + "\n".join("  " + line for line in padding_help().splitlines())
-
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
-# Options that several commands share, defined once so their help cannot drift apart.
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No messages.")]
-Threads = Annotated[
-    int | None,
-    typer.Option(min=1, help="Threads per image (default: all CPUs).", show_default=False),
-]
-MaxPixels = Annotated[
-    int | None,
-    typer.Option(
-        help="Refuse larger images (read from the header; default 250 million); 0 lifts the limit.",
-        show_default=False,
-    ),
-]
-CompressLevel = Annotated[
-    int, typer.Option(min=0, max=9, help="PNG/TIFF compression 0-9 (1: fast, 9: small).")
-]
 
 
 @app.command(epilog=FILTER_EPILOG)
@@ -388,7 +329,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             read=batch.ReadOptions(
                 precision=precision.value,
                 gray=gray,
-                max_pixels=_max_pixels(max_pixels),
+                max_pixels=pixel_limit(max_pixels),
             ),
             write=batch.WriteOptions(
                 format=format,
@@ -419,7 +360,7 @@ def filter(  # noqa: A001 - the command is called `filter`
         terminal.error_line("interrupted; no partial output was left")
         raise typer.Exit(128 + getattr(err, "signum", signal.SIGINT)) from None
     except Exception as err:  # noqa: BLE001 - every failure becomes one line
-        raise _fail(err, debug) from None
+        raise fail(err, debug) from None
     raise typer.Exit(_draw_batch(plan, results, quiet, debug))
 
 
@@ -441,253 +382,13 @@ def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
         terminal.print_summary(summary, time.monotonic() - start, quiet, interrupted=True)
         return 128 + getattr(err, "signum", signal.SIGINT)
     except ConvtoolError as err:  # the output folder cannot be made, Dask unreachable, ...
-        raise _fail(err, debug) from None
+        raise fail(err, debug) from None
     summary = batch.summarize(collected, plan)
     terminal.print_summary(summary, time.monotonic() - start, quiet)
     return summary.exit_code
 
 
-def _max_pixels(value: int | None) -> int | None:
-    from .images import DEFAULT_MAX_PIXELS
-
-    if value is None:
-        return DEFAULT_MAX_PIXELS
-    return None if value == 0 else value
-
-
-# ------------------------------------------------------------------------------ match
-
-
-class Geometry(str, Enum):
-    valid = "valid"
-    same = "same"
-
-
-MATCH_EPILOG = """Examples:
-
-  convtool match scene.png template.png -o response.png
-
-  convtool match scene.png template.png --threshold 0.8 --json
-
-  convtool match scene.png template.png -t 0.9 -m 5 --overlay hits.png
-
-  convtool match scene.png template.png -o scores.npy        (raw scores, valid geometry)
-"""
-
-
-@app.command(epilog=MATCH_EPILOG)
-def match(
-    scene_path: Annotated[
-        str,
-        typer.Argument(
-            metavar="SCENE",
-            help="The image to search; '-' reads it from stdin.",
-            show_default=False,
-        ),
-    ],
-    template_path: Annotated[
-        str,
-        typer.Argument(
-            metavar="TEMPLATE",
-            help="The pattern to look for (smaller than the scene).",
-            show_default=False,
-        ),
-    ],
-    output: Annotated[
-        str | None,
-        typer.Option(
-            "-o",
-            "--output",
-            help="Write the score map (ZNCC, -1..1) as an image; '-' "
-            "for stdout. .npy or --depth float keep the raw scores.",
-            show_default=False,
-        ),
-    ] = None,
-    as_json: Annotated[
-        bool,
-        typer.Option(
-            "--json",
-            help="Print the matches as a JSON list on stdout, best "
-            "first: x, y (top-left corner in the scene), score, width, height.",
-        ),
-    ] = False,
-    overlay: Annotated[
-        str | None,
-        typer.Option(
-            help="Write the scene with a box around each match; '-' for stdout.", show_default=False
-        ),
-    ] = None,
-    threshold: Annotated[
-        float,
-        typer.Option(
-            "-t",
-            "--threshold",
-            help="Lowest score that counts as a match (-1..1; 1 is a perfect match).",
-        ),
-    ] = 0.8,
-    max_matches: Annotated[
-        int | None,
-        typer.Option(
-            "-m",
-            "--max-matches",
-            min=1,
-            help="Report at most N matches (the best). Default: all.",
-            show_default=False,
-        ),
-    ] = None,
-    geometry: Annotated[
-        Geometry,
-        typer.Option(
-            help="Score map layout: valid = one pixel per window position, "
-            "(H-h+1)x(W-w+1), pixel (x, y) is the window with top-left corner "
-            "(x, y); same = the scene's size, each score on its window's "
-            "centre, 0 where no window fits."
-        ),
-    ] = Geometry.valid,
-    per_channel: Annotated[
-        bool,
-        typer.Option(
-            "--per-channel",
-            help="Match each colour channel and average the "
-            "scores (default: match on BT.601 luminance).",
-        ),
-    ] = False,
-    range_mode: Annotated[
-        RangeMode | None,
-        typer.Option(
-            "--range",
-            help="Scores to grey levels: clip (default: negative black, 1 "
-            "white), abs, offset (-1 black, 0 grey, 1 white), rescale.",
-            show_default=False,
-        ),
-    ] = None,
-    depth: Annotated[
-        Depth | None,
-        typer.Option(
-            help="Score map depth: 8, 16 or float (raw scores; the default for .npy).",
-            show_default=False,
-        ),
-    ] = None,
-    format: Annotated[  # noqa: A002
-        str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Score map format; default: from the -o extension, png for stdout.",
-            show_default=False,
-        ),
-    ] = None,
-    thickness: Annotated[
-        int, typer.Option(min=1, help="Box line width for --overlay (inside the window).")
-    ] = 2,
-    method: Annotated[
-        Method, typer.Option(help="How to compute the correlation; same scores within 1e-12.")
-    ] = Method.auto,
-    threads: Threads = None,
-    max_pixels: MaxPixels = None,
-    compress_level: CompressLevel = 1,
-    quiet: Quiet = False,
-    debug: Debug = False,
-) -> None:
-    """Find a template in a scene by zero-normalised cross-correlation (ZNCC).
-
-    Scores lie in -1..1 (OpenCV's TM_CCOEFF_NORMED): 1 = the window equals the template up
-    to brightness and contrast, 0 = unrelated or flat, -1 = inverted. Give -o for the score
-    map, --json for the matches, --overlay for the scene with the matches boxed.
-    """
-    try:
-        from . import matching
-
-        request = matching.MatchRequest(
-            scene=scene_path,
-            template=template_path,
-            output=output,
-            as_json=as_json,
-            overlay=overlay,
-            threshold=threshold,
-            max_matches=max_matches,
-            geometry=geometry.value,
-            per_channel=per_channel,
-            range_mode=range_mode.value if range_mode else None,
-            depth=depth.value if depth else None,
-            format=format,
-            thickness=thickness,
-            method=method.value,
-            threads=threads,
-            max_pixels=_max_pixels(max_pixels),
-            compress_level=compress_level,
-        )
-        outcome = matching.run(request)
-        if as_json:
-            import json
-
-            print(json.dumps([m.to_dict() for m in outcome.matches], indent=2))
-        if not quiet:
-            terminal.note(outcome.summary())
-    except Exception as err:  # noqa: BLE001
-        raise _fail(err, debug) from None
-
-
-# ---------------------------------------------------------------------------- compare
-
-
-@app.command(
-    epilog="Examples:\n\n  convtool compare in.png blur.png edges.png -o sheet.png\n\n"
-    "  convtool compare a.png b.png --label before --label after --height 256 -o s.png"
-)
-def compare(
-    paths: Annotated[
-        list[str],
-        typer.Argument(metavar="IMAGES", help="Images to put side by side.", show_default=False),
-    ],
-    output: Annotated[
-        str,
-        typer.Option(
-            "-o",
-            "--output",
-            help="The contact sheet (PNG, ...; '-' for stdout).",
-            show_default=False,
-        ),
-    ],
-    label: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--label",
-            "-l",
-            help="Caption per image, in order (default: file names).",
-            show_default=False,
-        ),
-    ] = None,
-    height: Annotated[
-        int | None,
-        typer.Option(
-            min=8,
-            help="Common height of the tiles (default: the tallest image's).",
-            show_default=False,
-        ),
-    ] = None,
-    debug: Debug = False,
-) -> None:
-    """Put images side by side at a common height, each labelled: a contact sheet."""
-    try:
-        from . import images, sheet
-        from .errors import UsageError
-
-        labels = list(label or [])
-        if labels and len(labels) != len(paths):
-            raise UsageError(
-                f"--label given {len(labels)} times for {len(paths)} images; "
-                "give one per image or none"
-            )
-        pictures = []
-        for path in paths:
-            image = images.read_image(path)
-            pictures.append(sheet.display_rgb(image.pixels, image.alpha, image.max_value))
-        labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
-        result = sheet.contact_sheet(pictures, labels, height=height)
-        images.write_image(output, images.Image(result, depth=8))
-    except Exception as err:  # noqa: BLE001
-        raise _fail(err, debug) from None
+cli_analysis.register(app)
 
 
 # ----------------------------------------------------------------------------- kernels
@@ -716,7 +417,7 @@ def kernels_list(
         rows = [(e.name, e.size, e.params or "-", e.description) for e in kernels.list_kernels()]
         terminal.print_kernel_table(rows + pipeline.step_entries())
     except Exception as err:  # noqa: BLE001
-        raise _fail(err, debug) from None
+        raise fail(err, debug) from None
 
 
 @kernels_app.command(
@@ -750,7 +451,7 @@ def kernels_show(
         else:
             print(kernelview.format_plain(reports))
     except Exception as err:  # noqa: BLE001
-        raise _fail(err, debug) from None
+        raise fail(err, debug) from None
 
 
 def main() -> None:
