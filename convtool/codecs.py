@@ -528,14 +528,21 @@ def _deflate_bands(make: Callable[[int], bytes], starts: range, level: int) -> I
         end = zlib.Z_FINISH if start == last else zlib.Z_SYNC_FLUSH
         return raw, compressor.compress(raw) + compressor.flush(end)
 
+    workers = min(os.cpu_count() or 1, len(starts))
+
+    def pieces() -> Iterator[tuple[bytes, bytes]]:
+        if workers == 1:  # one band (most images in a batch): no pool to start per file
+            yield from map(deflate, starts)
+            return
+        with ThreadPoolExecutor(workers) as pool:
+            for first in range(0, len(starts), 2 * workers):
+                yield from pool.map(deflate, starts[first : first + 2 * workers])
+
     yield b"\x78\x01"  # zlib header: deflate, 32 KiB window; (0x7801 % 31 == 0)
     adler = 1
-    workers = min(os.cpu_count() or 1, len(starts))
-    with ThreadPoolExecutor(workers) as pool:
-        for first in range(0, len(starts), 2 * workers):
-            for raw, data in pool.map(deflate, starts[first : first + 2 * workers]):
-                adler = zlib.adler32(raw, adler)
-                yield data
+    for raw, data in pieces():
+        adler = zlib.adler32(raw, adler)
+        yield data
     yield struct.pack(">I", adler & 0xFFFFFFFF)
 
 
