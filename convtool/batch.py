@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from .errors import ConvtoolError, ImageWriteError, UsageError
+from .errors import ConvtoolError, ImageReadError, ImageWriteError, UsageError
 
 if TYPE_CHECKING:  # pipeline pulls in the engine and kernels; planning needs neither
     from .pipeline import Chain
@@ -140,6 +140,32 @@ def plan(
         suffix=suffix,
         format=format,
         skip_existing=skip_existing,
+    )
+
+
+def require_images(plan: Plan, inputs: Iterable[str]) -> None:
+    """Raise :class:`ImageReadError` when a batch's inputs held no image file at all.
+
+    An empty folder (or one of text files only) is most likely the wrong folder, so it is
+    an error (exit 1) rather than ``0 done``. Outputs skipped because they exist
+    (``skip_existing``) and inputs that failed count as found: that run did its work.
+    """
+    if plan.single or plan.jobs or plan.failed:
+        return
+    if any(result.reason == "output exists" for result in plan.skipped):
+        return
+    from collections import Counter
+
+    from .images import IMAGE_EXTENSIONS
+
+    where = ", ".join(str(i) for i in inputs)
+    reasons = Counter(result.reason for result in plan.skipped)
+    left_out = ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+    extensions = " ".join(sorted(IMAGE_EXTENSIONS))
+    raise ImageReadError(
+        f"no images found in {where}"
+        + (f" (skipped: {left_out})" if left_out else "")
+        + f"; image files are named {extensions}"
     )
 
 

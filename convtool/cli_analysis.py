@@ -24,6 +24,7 @@ from .cli_shared import (
     Threads,
     fail,
     pixel_limit,
+    refuse_terminals,
 )
 
 COMPARE_EPILOG = (
@@ -165,6 +166,10 @@ def match(
     try:
         from . import matching
 
+        refuse_terminals(
+            reads_stdin="-" in (scene_path, template_path),
+            writes_stdout="-" in (output, overlay),
+        )
         request = matching.MatchRequest(
             scene=scene_path,
             template=template_path,
@@ -233,6 +238,7 @@ def compare(
         from . import images, sheet
         from .errors import UsageError
 
+        refuse_terminals(reads_stdin="-" in paths, writes_stdout=output == "-")
         labels = list(label or [])
         if labels and len(labels) != len(paths):
             raise UsageError(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import kernel_formats as fmt
-from .errors import KernelError
+from .errors import KernelError, UnknownKernelError
 from .kernel_builders import (
     BUILDERS,
     Builder,
@@ -174,7 +174,7 @@ def _parse_named(text: str) -> Kernel:
         return fixed_kernel(name)
     close = difflib.get_close_matches(name, kernel_names(), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(kernel_names())}"
-    raise KernelError(f"unknown kernel {name!r}; {hint}")
+    raise UnknownKernelError(f"unknown kernel {name!r}; {hint}", name=name)
 
 
 def _parse_args(builder: Builder, args: str | None) -> dict[str, Any]:
