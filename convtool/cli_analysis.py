@@ -27,19 +27,19 @@ from .cli_shared import (
     refuse_terminals,
 )
 
-COMPARE_EPILOG = (
-    "Examples:\n\n  convtool compare in.png blur.png edges.png -o sheet.png\n\n"
-    "  convtool compare a.png b.png --label before --label after --height 256 -o s.png"
-)
+COMPARE_EPILOG = """Examples:
+
+\b
+  convtool compare in.png blur.png edges.png -o sheet.png
+  convtool compare a.png b.png --label before --label after --height 256 -o s.png
+"""
 
 MATCH_EPILOG = """Examples:
 
+\b
   convtool match scene.png template.png -o response.png
-
   convtool match scene.png template.png --threshold 0.8 --json
-
   convtool match scene.png template.png -t 0.9 -m 5 --overlay hits.png
-
   convtool match scene.png template.png -o scores.npy        (raw scores, valid geometry)
 """
 
@@ -203,7 +203,7 @@ def match(
 def compare(
     paths: Annotated[
         list[str],
-        typer.Argument(metavar="IMAGES", help="Images to put side by side.", show_default=False),
+        typer.Argument(metavar="IMAGES...", help="Images to put side by side.", show_default=False),
     ],
     output: Annotated[
         str,
