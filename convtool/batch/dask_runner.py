@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from .errors import ConvtoolError, UsageError
+from convtool.errors import ConvtoolError, UsageError
 
 MISSING = "--dask needs dask.distributed: pip install 'convtool[dask]'"
 # How long to wait for the scheduler before saying it cannot be reached.
@@ -35,7 +35,8 @@ def run_on_dask(jobs, settings, address: str, stop: Callable) -> Iterator:
     """
     from distributed import Client, as_completed
 
-    from .batch import JobResult, process_quietly, with_threads
+    from convtool.batch.jobs import JobResult
+    from convtool.batch.worker import process_quietly, with_threads
 
     # A Dask worker runs as many tasks at once as it has threads, and clusters are usually
     # set up with one thread per core: one engine thread per image uses them all.

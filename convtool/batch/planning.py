@@ -10,12 +10,34 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterable
 
-from .batch import FAILED, SKIPPED, Job, JobResult, Plan, is_inside
-from .errors import UsageError
+from convtool.batch.jobs import FAILED, SKIPPED, Job, JobPlan, JobResult, is_inside
+from convtool.errors import UsageError
 
 
-def make_plan(inputs, output, *, recursive, suffix, format, skip_existing) -> Plan:  # noqa: A002
+def plan(
+    inputs: Iterable[str],
+    output: str,
+    *,
+    recursive: bool = False,
+    suffix: str = "",
+    format: str | None = None,  # noqa: A002 - the name users know from the CLI
+    skip_existing: bool = False,
+) -> JobPlan:
+    """Expand input files and folders into jobs writing under ``output``.
+
+    One input file with ``output`` a file name (not an existing folder, no trailing ``/``)
+    or ``-`` is a single job. Otherwise ``output`` names a folder: each file keeps its path
+    relative to its input folder (a file named as an input goes to the top), with
+    ``suffix`` before the extension and ``format`` choosing the extension. Inside folders,
+    hidden files and folders, files without an image extension, symbolic links to folders
+    and (unless ``recursive``) subfolders are skipped; named input files are skipped only
+    for their extension. The output folder is never read as input. Raises
+    :class:`UsageError` before any work when two inputs would map to one output, an output
+    would overwrite an input or land outside the output folder, or ``output`` is unusable.
+    """
+    inputs = list(inputs)
     """See :func:`convtool.batch.plan`."""
     inputs = [str(i) for i in inputs]
     if not inputs:
@@ -32,8 +54,8 @@ def make_plan(inputs, output, *, recursive, suffix, format, skip_existing) -> Pl
             )
         job = Job(inputs[0], output)
         if skip_existing and output != "-" and _is_complete(output):
-            return Plan([], [JobResult(job, SKIPPED, "output exists")], single=True)
-        return Plan([job], single=True)
+            return JobPlan([], [JobResult(job, SKIPPED, "output exists")], single=True)
+        return JobPlan([job], single=True)
     _check_output_folder(inputs, output)
     found, result = _find_inputs(inputs, os.path.realpath(output), recursive)
     candidates = []
@@ -63,7 +85,7 @@ def _format_extension(format: str | None) -> str | None:  # noqa: A002
     """The output extension for ``--format`` in the user's spelling (jpg → .jpg, jpeg → .jpeg)."""
     if format is None:
         return None
-    from . import images
+    from convtool import images
 
     images.format_for("-", format)  # UsageError for an unknown format
     return "." + format.lower().lstrip(".")
@@ -96,10 +118,10 @@ def _check_output_folder(inputs: list[str], output: str) -> None:
             )
 
 
-def _find_inputs(inputs: list[str], out_real: str, recursive: bool) -> tuple[list, Plan]:
+def _find_inputs(inputs: list[str], out_real: str, recursive: bool) -> tuple[list, JobPlan]:
     """(source, path relative to its input folder) for each input file, in a stable order."""
     found: list[tuple[str, str]] = []
-    result = Plan([])
+    result = JobPlan([])
     for source in inputs:
         if os.path.isdir(source):
             _walk(source, out_real, recursive, found, result)
@@ -115,7 +137,7 @@ def _find_inputs(inputs: list[str], out_real: str, recursive: bool) -> tuple[lis
     return found, result
 
 
-def _walk(root: str, out_real: str, recursive: bool, found: list, result: Plan) -> None:
+def _walk(root: str, out_real: str, recursive: bool, found: list, result: JobPlan) -> None:
     def unreadable(err: OSError) -> None:
         reason = (err.strerror or str(err)).lower()
         name = err.filename or root
@@ -166,7 +188,7 @@ def _why_not_read(name: str, path: str, *, hidden_ok: bool = False) -> str | Non
 
 
 def _is_image_name(path: str) -> bool:
-    from . import images
+    from convtool import images
 
     return images.is_image_path(path)
 
@@ -176,7 +198,7 @@ def _output_name(name: str, suffix: str, extension: str | None) -> str | None:
 
     None when the input's own extension cannot be written (and no ``extension`` is given).
     """
-    from . import images
+    from convtool import images
 
     stem, ext = os.path.splitext(name)
     if extension is None:

@@ -21,8 +21,9 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
-from .batch import Job, JobResult, Settings, process_quietly
-from .errors import ConvtoolError
+from convtool.batch.jobs import Job, JobResult, Settings
+from convtool.batch.worker import process_quietly
+from convtool.errors import ConvtoolError
 
 # Jobs handed to the pool ahead of the free workers: enough to keep them busy, few enough
 # that --fail-fast and Ctrl-C have little to cancel and the largest-first order holds.

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import typer
 
-from . import terminal
-from .cli_shared import (
+from convtool.cli import terminal
+from convtool.cli.options import (
     CompressLevel,
     Debug,
     Depth,
@@ -163,7 +163,7 @@ def match(
     map, --json for the matches, --overlay for the scene with the matches boxed.
     """
     try:
-        from . import matching
+        from convtool.match import request as matching
 
         request = matching.MatchRequest(
             scene=scene_path,
@@ -230,8 +230,9 @@ def compare(
 ) -> None:
     """Put images side by side at a common height, each labelled: a contact sheet."""
     try:
-        from . import images, sheet
-        from .errors import UsageError
+        from convtool import images
+        from convtool.errors import UsageError
+        from convtool.images import sheet
 
         labels = list(label or [])
         if labels and len(labels) != len(paths):

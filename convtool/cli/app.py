@@ -18,8 +18,10 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from . import __version__, cli_analysis, terminal
-from .cli_shared import (
+from convtool import __version__
+from convtool.cli import analysis as cli_analysis
+from convtool.cli import terminal
+from convtool.cli.options import (
     AlphaMode,
     CompressLevel,
     Debug,
@@ -34,9 +36,9 @@ from .cli_shared import (
     fail,
     pixel_limit,
 )
-from .errors import ConvtoolError
-from .padding import Padding
-from .padding import help_text as padding_help
+from convtool.errors import ConvtoolError
+from convtool.padding import Padding
+from convtool.padding import help_text as padding_help
 
 
 class OneLineErrors(TyperGroup):
@@ -305,8 +307,8 @@ def filter(  # noqa: A001 - the command is called `filter`
     FOLDER and run as a batch in parallel, going on past bad files.
     """
     try:
-        from . import batch
-        from .pipeline import Chain, FilterOptions, parse_steps
+        from convtool import batch
+        from convtool.pipeline import Chain, FilterOptions, parse_steps
 
         chain = Chain(
             steps=parse_steps(kernel),
@@ -368,7 +370,7 @@ def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
     """Draw a batch's progress and summary on stderr as results arrive; return the exit code."""
     import time
 
-    from . import batch
+    from convtool import batch
 
     collected = []
     start = time.monotonic()
@@ -412,7 +414,7 @@ def kernels_list(
     if ctx.invoked_subcommand is not None:
         return
     try:
-        from . import kernels, pipeline
+        from convtool import kernels, pipeline
 
         rows = [(e.name, e.size, e.params or "-", e.description) for e in kernels.list_kernels()]
         terminal.print_kernel_table(rows + pipeline.step_entries())
@@ -441,7 +443,7 @@ def kernels_show(
 ) -> None:
     """Show a kernel's matrix, sum and separability, as it will be applied."""
     try:
-        from . import kernelview
+        from convtool.pipeline import report as kernelview
 
         reports = kernelview.report(
             spec, iterations=iterations, correlate=correlate, normalize=normalize

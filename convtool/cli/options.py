@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from . import terminal
-from .errors import ConvtoolError
+from convtool.cli import terminal
+from convtool.errors import ConvtoolError
 
 DEBUG_ENV = "CONVTOOL_DEBUG"
 
@@ -97,7 +97,7 @@ CompressLevel = Annotated[
 
 def pixel_limit(value: int | None) -> int | None:
     """The --max-pixels value as read_image takes it: the default, a number, or None (0)."""
-    from .images import DEFAULT_MAX_PIXELS
+    from convtool.images import DEFAULT_MAX_PIXELS
 
     if value is None:
         return DEFAULT_MAX_PIXELS

@@ -49,7 +49,7 @@ def print_heat_maps(reports, console=None) -> None:
     from rich.table import Table
     from rich.text import Text
 
-    from . import kernelview
+    from convtool.pipeline import report as kernelview
 
     console = console or Console()
     for rep in reports:

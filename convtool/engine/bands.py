@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .padding import Padding
-from .passes import Pass, accumulate, windows
+from convtool.engine.passes import Pass, accumulate, windows
+from convtool.padding import Padding
 
 if TYPE_CHECKING:
-    from .engine import Plan
+    from convtool.engine.plan import Plan
 
 # Arrays of the band's size that one band holds at its peak: the buffer, the column pass's
 # output and a scratch array.

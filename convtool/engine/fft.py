@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.fft
 
-from .bands import band_buffer
+from convtool.engine.bands import band_buffer
 
 if TYPE_CHECKING:
-    from .engine import Axis, Plan
+    from convtool.engine.plan import Axis, Plan
 
 # Arrays of the band's size that one band holds at its peak: its rows, their spectrum and
 # scipy's temporaries.

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 if TYPE_CHECKING:
-    from .engine import Axis, Plan
+    from convtool.engine.plan import Axis, Plan
 
 # A 1-D factor whose taps agree to this relative tolerance is a box: summed, not multiplied.
 _CONSTANT_RTOL = 1e-13

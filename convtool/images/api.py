@@ -31,8 +31,6 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from convtool.atomic import atomic_write, remove_stale_temp_files, same_file, stale_temp_files
-from convtool.codecs import ENCODERS, Decoded, NeedsCodec, decode
 from convtool.errors import (
     ConvtoolError,
     ImageReadError,
@@ -40,7 +38,14 @@ from convtool.errors import (
     ResourceLimitError,
     UsageError,
 )
-from convtool.ranges import MAX_VALUES, RANGE_MODES, map_range, output_samples
+from convtool.images.atomic import (
+    atomic_write,
+    remove_stale_temp_files,
+    same_file,
+    stale_temp_files,
+)
+from convtool.images.codecs import ENCODERS, Decoded, NeedsCodec, decode
+from convtool.images.ranges import MAX_VALUES, RANGE_MODES, map_range, output_samples
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from . import kernel_formats as fmt
-from .errors import KernelError
-from .kernel_formats import MAX_KERNEL_SIDE
-from .kernel_value import Kernel, from_data
+from convtool.errors import KernelError
+from convtool.kernels import formats as fmt
+from convtool.kernels.formats import MAX_KERNEL_SIDE
+from convtool.kernels.value import Kernel, from_data
 
 __all__ = [
     "BUILDERS", "Builder", "Param", "identity", "box", "gaussian", "binomial", "laplacian",
@@ -358,7 +358,7 @@ def _kernel_folder():
             return folder
     except ModuleNotFoundError:
         pass  # running from a source checkout: kernels/ sits next to convtool/
-    return Path(__file__).resolve().parent.parent / "kernels"
+    return Path(__file__).resolve().parents[2] / "kernels"
 
 
 @functools.cache

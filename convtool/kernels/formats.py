@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import KernelError
+from convtool.errors import KernelError
 
 MAX_KERNEL_SIDE = 1025  # taps per side; a 1025x1025 kernel is already 1M taps per pixel
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a full-size kernel as text is ~20 MB

@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from . import kernel_formats as fmt
-from .errors import KernelError
-from .kernel_builders import (
+from convtool.errors import KernelError
+from convtool.kernels import formats as fmt
+from convtool.kernels.builders import (
     BUILDERS,
     Builder,
     Param,
@@ -40,8 +40,8 @@ from .kernel_builders import (
     sharpen,
     unsharp,
 )
-from .kernel_formats import MAX_KERNEL_SIDE
-from .kernel_value import Kernel, apply_scale, from_data
+from convtool.kernels.formats import MAX_KERNEL_SIDE
+from convtool.kernels.value import Kernel, apply_scale, from_data
 
 __all__ = [
     "MAX_KERNEL_SIDE", "Kernel", "KernelEntry", "Param", "get_kernel", "parse_kernel_spec",

@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from . import kernel_formats as fmt
-from .errors import KernelError
-from .kernel_formats import MatrixData, Scale
+from convtool.errors import KernelError
+from convtool.kernels import formats as fmt
+from convtool.kernels.formats import MatrixData, Scale
 
 __all__ = ["ZERO_SUM_TOLERANCE", "Kernel", "apply_scale", "from_data"]
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import images
-from .errors import UsageError
-from .match import Match, draw_overlay, find_matches, match_template, score_picture
+from convtool import images
+from convtool.errors import UsageError
+from convtool.match.scores import Match, draw_overlay, find_matches, match_template, score_picture
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from . import engine
-from .errors import UsageError
+from convtool import engine
+from convtool.errors import UsageError
 
 GEOMETRIES = ("valid", "same")
 # How a score map becomes a picture: the --range modes of the rest of convtool.

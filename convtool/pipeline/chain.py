@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ImageReadError, UsageError
-from .steps import (
+from convtool.errors import ImageReadError, UsageError
+from convtool.pipeline.steps import (
     ALPHA_MODES,
     GRADIENT_NORMS,
     GRADIENT_OPERATORS,

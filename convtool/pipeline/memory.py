@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import ResourceLimitError, UsageError
-from .padding import Padding, parse_padding
+from convtool.errors import ResourceLimitError, UsageError
+from convtool.padding import Padding, parse_padding
 
 __all__ = [
     "MEMORY_ENV",
@@ -183,7 +183,7 @@ def _band_rows(channels, height, width, rows, cols, stride, wanted, workers, cop
 def _resolve_method(method: str, kernel_shape, separable: bool, image_shape) -> str:
     if method != "auto":
         return method
-    from . import engine
+    from convtool import engine
 
     return engine.choose_method(tuple(kernel_shape), separable, image_shape)
 
@@ -219,7 +219,8 @@ def estimate_peak_bytes(
     ``.weights``), whose separability is then looked at; bare shapes count as not
     separable, which for ``method="auto"`` is the costlier case.
     """
-    from .pipeline import Chain, ConvolveStep, FilterOptions
+    from convtool.pipeline.chain import Chain, FilterOptions
+    from convtool.pipeline.steps import ConvolveStep
 
     steps = [ConvolveStep(_as_kernel(k)) for k in kernel_shapes]
     options = FilterOptions(
@@ -232,7 +233,7 @@ def estimate_peak_bytes(
 
 
 def _as_kernel(item):
-    from .kernels import Kernel
+    from convtool.kernels import Kernel
 
     if hasattr(item, "weights"):
         return item
@@ -256,7 +257,7 @@ def chain_peak_bytes(
     result's (H, W, C) copy and what writing it takes (a range-mapped copy, the integer
     samples, Pillow's copy, the encoded bytes).
     """
-    from .pipeline import GradientStep, PoolStep
+    from convtool.pipeline.steps import GradientStep, PoolStep
 
     options = chain.options
     threads = options.threads
@@ -314,7 +315,7 @@ def _picked_count(channels_option, channels: int) -> int:
 
 
 def _engine_call(kernel, options, itemsize: int, threads: int | None):
-    from . import engine
+    from convtool import engine
 
     separable = kernel.factors is not None or (
         options.method in ("auto", "separable")

@@ -11,10 +11,10 @@ from math import lcm
 
 import numpy as np
 
-from . import engine
-from .errors import UsageError
-from .kernels import Kernel, compose
-from .pipeline import ConvolveStep, GradientStep, PoolStep, parse_step
+from convtool import engine
+from convtool.errors import UsageError
+from convtool.kernels import Kernel, compose
+from convtool.pipeline.steps import ConvolveStep, GradientStep, PoolStep, parse_step
 
 # Show a kernel as integers over one denominator when it is exactly that (binomial:5 is
 # [1 4 6 4 1]ᵀ[1 4 6 4 1] / 256); beyond this the fraction is noise, not insight.

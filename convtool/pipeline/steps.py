@@ -19,10 +19,10 @@ from typing import Protocol
 
 import numpy as np
 
-from . import engine
-from .errors import KernelError, UsageError
-from .kernels import Kernel, get_kernel
-from .padding import Padding, parse_padding
+from convtool import engine
+from convtool.errors import KernelError, UsageError
+from convtool.kernels import Kernel, get_kernel
+from convtool.padding import Padding, parse_padding
 
 GRADIENT_OPERATORS = {
     "sobel": ("sobel-x", "sobel-y"),
