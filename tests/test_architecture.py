@@ -40,7 +40,9 @@ def module_name(path: Path) -> str:
 def imports_of(path: Path) -> set[str]:
     """The convtool modules ``path`` imports, resolved to module names."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    package = (
+        module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    )
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
