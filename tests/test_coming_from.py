@@ -59,6 +59,7 @@ def test_torch_conv2d_is_correlate_and_padding_0_is_valid(torch, shape):
     assert not np.allclose(convolve(X, w, padding="valid"), expected)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")
 @pytest.mark.parametrize(
     ("shape", "dilation"),
     [((4, 2), 1), ((3, 4), 1), ((4, 4), 3), ((2, 2), 3)],  # an even dilated side
@@ -373,7 +374,7 @@ def test_imagemagick_strings_are_width_by_height_and_sizes_print_rows_by_columns
     magick = get_kernel(f"5x3: {values}")
     assert magick.weights.shape == get_kernel("box:3x5").weights.shape == (3, 5)
     assert get_kernel("roberts-x").weights.shape == (1, 2)  # listed as 1x2
-    from convtool.kernelview import format_plain, report
+    from convtool.pipeline.report import format_plain, report
 
     for text in (f"5x3: {values}", "box:3x5"):
         assert ": 3x5," in format_plain(report(text)).splitlines()[0]

@@ -161,7 +161,7 @@ def test_the_format_help_names_every_output_format():
 
 
 def test_the_iterations_help_gives_the_range_the_chain_enforces():
-    from convtool.steps import MAX_ITERATIONS
+    from convtool.pipeline.steps import MAX_ITERATIONS
 
     assert f"(1-{MAX_ITERATIONS})" in " ".join(help_text(("filter",)).split())
 

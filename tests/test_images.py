@@ -24,11 +24,12 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from convtool import atomic, codecs
 from convtool.errors import ImageReadError, ImageWriteError, ResourceLimitError, UsageError
 from convtool.images import (
     GRAY_WEIGHTS,
     Image,
+    atomic,
+    codecs,
     format_for,
     is_image_path,
     map_range,
