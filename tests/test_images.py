@@ -33,6 +33,7 @@ from convtool.images import (
     format_for,
     is_image_path,
     map_range,
+    png,
     read_image,
     remove_stale_temp_files,
     same_file,
@@ -890,7 +891,7 @@ def test_hidden_colour_under_transparency_is_kept():
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("level", [0, 1, 3, 6, 9])
 def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
-    # Levels up to codecs.FAST_PNG_MAX_LEVEL use convtool's own Sub-filter writer, higher
+    # Levels up to png.FAST_PNG_MAX_LEVEL use convtool's own Up-filter writer, higher
     # ones Pillow's adaptive filter; both must decode to the same pixels everywhere.
     rng = np.random.default_rng(channels)
     values = rng.integers(0, 256, (13, 17, channels)).astype(np.float32)
@@ -907,7 +908,7 @@ def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
 def test_png_bands_deflated_in_parallel_form_one_valid_stream(tmp_path, monkeypatch, level):
     # Tiny bands force many pieces (and several rounds of the thread pool); the joined
     # stream must inflate to exactly the filtered rows, and Pillow must read the pixels.
-    monkeypatch.setattr(codecs, "_PNG_BAND_BYTES", 100)
+    monkeypatch.setattr(png, "_BAND_BYTES", 100)
     values = np.random.default_rng(9).integers(0, 256, (37, 23, 3)).astype(np.float32)
     path = tmp_path / "bands.png"
     write_image(path, Image(values, depth=8), compress_level=level)

@@ -45,6 +45,7 @@ from convtool.images.atomic import (
     stale_temp_files,
 )
 from convtool.images.codecs import ENCODERS, Decoded, NeedsCodec, decode
+from convtool.images.layout import to_planes
 from convtool.images.ranges import MAX_VALUES, RANGE_MODES, map_range, output_samples
 
 __all__ = [
@@ -232,22 +233,24 @@ def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _to_image(decoded: Decoded, name: str, dtype: type, gray: bool) -> Image:
-    """Orient, split alpha off, optionally reduce to grey, and convert to float.
+    """Orient, split alpha off, optionally reduce to grey, and convert to float planes.
 
-    float64 values beyond float32's range become ±inf with ``precision="single"`` (no
-    warning on stderr); filtering refuses them with a hint for ``--precision double``.
+    The pixels are the (H, W, C) view of new (C, H, W) planes (:mod:`convtool.images.layout`):
+    one pass de-interleaves and converts. float64 values beyond float32's range become
+    ±inf with ``precision="single"`` (no warning on stderr); filtering refuses them with a
+    hint for ``--precision double``.
     """
     array = _apply_orientation(decoded.array, decoded.orientation)
     alpha = None
-    with np.errstate(over="ignore"):
-        if decoded.has_alpha:
-            alpha = np.ascontiguousarray(array[:, :, -1], dtype=dtype)
-            array = array[:, :, :-1]
-        if gray and array.shape[2] == 3:
-            pixels = (array.astype(np.float64) @ np.asarray(GRAY_WEIGHTS))[:, :, np.newaxis]
+    if decoded.has_alpha:
+        alpha = to_planes(array[:, :, -1:], dtype)[0]
+        array = array[:, :, :-1]
+    if gray and array.shape[2] == 3:
+        pixels = (array.astype(np.float64) @ np.asarray(GRAY_WEIGHTS))[:, :, np.newaxis]
+        with np.errstate(over="ignore"):
             pixels = pixels.astype(dtype)
-        else:
-            pixels = np.ascontiguousarray(array, dtype=dtype)
+    else:
+        pixels = to_planes(array, dtype).transpose(1, 2, 0)
     return Image(pixels, alpha, decoded.depth, decoded.format, name)
 
 
@@ -372,12 +375,12 @@ def write_image(
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
         raise UsageError(f"compress level must be an integer from 0 to 9, got {compress_level!r}")
     alpha = image.alpha if fmt in _KEEPS_ALPHA else None
-    colour, alpha = output_samples(image.pixels, alpha, image.depth, out_depth, range_mode)
+    samples = output_samples(image.pixels, alpha, image.depth, out_depth, range_mode)
     encode = ENCODERS[fmt]
 
     def write(fileobj: BinaryIO) -> None:
         try:
-            encode(fileobj, colour, alpha, out_depth, compress_level)
+            encode(fileobj, samples, compress_level)
         except (ValueError, TypeError, KeyError, struct.error) as err:
             message = f"cannot encode as {fmt.upper()}: {_first_line(err)}"
             raise ImageWriteError(message, path=dest_name) from None

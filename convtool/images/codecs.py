@@ -20,11 +20,9 @@ import io
 import logging
 import os
 import re
-import struct
 import sys
 import tempfile
 import warnings
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,8 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from convtool.errors import ConvtoolError, ImageReadError, ResourceLimitError
+from convtool.images.png import FAST_PNG_MAX_LEVEL, write_png
+from convtool.images.ranges import Samples
 
 __all__ = ["ENCODERS", "Decoded", "NeedsCodec", "decode"]
 
@@ -378,81 +378,69 @@ def _import_tifffile() -> Any:
 # --------------------------------------------------------------------------------------------
 
 
-def _stacked(colour: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    if alpha is None:
-        return colour
-    return np.concatenate([colour, alpha[:, :, np.newaxis].astype(colour.dtype)], axis=2)
+def _pil_image(samples: Samples) -> PILImage.Image:
+    """An 8-bit Pillow image (L, LA, RGB or RGBA) from the samples, mapped whole."""
+    array = samples.whole()  # Pillow infers L, LA, RGB or RGBA from the shape
+    return PILImage.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def _pil_image(colour: np.ndarray, alpha: np.ndarray | None) -> PILImage.Image:
-    """An 8-bit Pillow image (L, LA, RGB or RGBA) from uint8 samples."""
-    samples = _stacked(colour, alpha)  # Pillow infers L, LA, RGB or RGBA from the shape
-    return PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+_Encoder = Callable[[BinaryIO, Samples, int], None]
 
 
-_Encoder = Callable[[BinaryIO, np.ndarray, Any, Any, int], None]
-
-
-# Up to this zlib level PNGs are written by _write_png: the Sub filter on every row, then
-# deflate with the run-length strategy (Z_RLE). On Sub-filtered photographs RLE is both
-# faster and smaller than deflate's level 1 string matching (3840x2160 RGB photo with mild
-# noise: 0.27 s for 47.5% of the raw size against 0.37 s for 55.5%; a 512x512 photo-like
-# image: 8.5 ms for 66.5% against 16 ms for 72%); Pillow at level 1 took 0.83 s. Above it,
-# Pillow's per-row adaptive filter at the asked level gives the smallest files.
-FAST_PNG_MAX_LEVEL = 3
-
-
-def _encode_png(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    if depth == 16 or level <= FAST_PNG_MAX_LEVEL:
-        _write_png(f, _stacked(colour, alpha), 16 if depth == 16 else 8, level)
+def _encode_png(f: BinaryIO, samples: Samples, level: int) -> None:
+    if samples.depth == 16 or level <= FAST_PNG_MAX_LEVEL:
+        write_png(f, samples, level)
     else:
-        _pil_image(colour, alpha).save(f, "PNG", compress_level=level)
+        _pil_image(samples).save(f, "PNG", compress_level=level)
 
 
-def _encode_jpeg(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
+def _encode_jpeg(f: BinaryIO, samples: Samples, level: int) -> None:
     # Quality 95 without chroma subsampling (4:4:4): filtered edges keep their colour.
-    _pil_image(colour, None).save(f, "JPEG", quality=95, subsampling=0)
+    _pil_image(samples).save(f, "JPEG", quality=95, subsampling=0)
 
 
-def _encode_bmp(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    _pil_image(colour, None).save(f, "BMP")
+def _encode_bmp(f: BinaryIO, samples: Samples, level: int) -> None:
+    _pil_image(samples).save(f, "BMP")
 
 
-def _encode_webp(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
+def _encode_webp(f: BinaryIO, samples: Samples, level: int) -> None:
     # Lossless: convtool's results are exact, and WebP has no grey mode, so grey → RGB.
-    image = _pil_image(colour, alpha)
+    image = _pil_image(samples)
     if image.mode in ("L", "LA"):
         image = image.convert("RGBA" if image.mode == "LA" else "RGB")
     image.save(f, "WEBP", lossless=True)
 
 
-def _encode_gif(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
+def _encode_gif(f: BinaryIO, samples: Samples, level: int) -> None:
     # Grey is exact (a 256-grey palette); colour is reduced to a 256-colour palette by Pillow.
-    _pil_image(colour, None).save(f, "GIF")
+    _pil_image(samples).save(f, "GIF")
 
 
-def _encode_pnm(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    _write_pnm(f, colour)
+def _encode_pnm(f: BinaryIO, samples: Samples, level: int) -> None:
+    _write_pnm(f, samples.whole())
 
 
-def _encode_tiff(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
+def _encode_tiff(f: BinaryIO, samples: Samples, level: int) -> None:
     # Float TIFF is 32-bit whatever the precision: the format most readers take (.npy for more).
     tifffile = _import_tifffile()
-    samples = _stacked(colour.astype(np.float32) if depth == "float" else colour, alpha)
+    array = samples.whole()
+    if samples.depth == "float":
+        array = array.astype(np.float32, copy=False)
+    colour = array.shape[2] - samples.has_alpha
     tifffile.imwrite(
         f,
-        samples if samples.shape[2] > 1 else samples[:, :, 0],
-        photometric="rgb" if colour.shape[2] == 3 else "minisblack",
-        extrasamples=["unassalpha"] if alpha is not None else None,
+        array if array.shape[2] > 1 else array[:, :, 0],
+        photometric="rgb" if colour == 3 else "minisblack",
+        extrasamples=["unassalpha"] if samples.has_alpha else None,
         compression="zlib" if level else None,
         compressionargs={"level": level} if level else None,
         metadata=None,  # no JSON ImageDescription: a plain TIFF
     )
 
 
-def _encode_npy(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    samples = _stacked(colour, alpha)
-    np.save(f, samples[:, :, 0] if samples.shape[2] == 1 else samples, allow_pickle=False)
+def _encode_npy(f: BinaryIO, samples: Samples, level: int) -> None:
+    array = samples.whole()
+    np.save(f, array[:, :, 0] if array.shape[2] == 1 else array, allow_pickle=False)
 
 
 ENCODERS: dict[str, _Encoder] = {
@@ -474,79 +462,3 @@ def _write_pnm(f: BinaryIO, colour: np.ndarray) -> None:
     maxval = 255 if colour.dtype == np.uint8 else 65535
     f.write(b"%s\n%d %d\n%d\n" % (magic, width, height, maxval))
     f.write(colour.astype(">u2" if maxval == 65535 else np.uint8).tobytes())
-
-
-_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels → grey, grey+alpha, RGB, RGBA
-_PNG_BAND_BYTES = 8 << 20  # rows filtered at once: bounds memory for any image size
-
-
-def _write_png(f: BinaryIO, samples: np.ndarray, bits: int, level: int) -> None:
-    """Write an 8- or 16-bit PNG (Pillow cannot write 16-bit colour): Sub filter, RLE deflate.
-
-    Every row uses filter 1 (Sub: each byte minus the same byte of the pixel to its left),
-    which needs no row above, so bands of rows are independent: they are filtered and
-    deflated on all CPUs at once (see :func:`_deflate_bands`), in bounded memory.
-    """
-    height, width, channels = samples.shape
-    f.write(b"\x89PNG\r\n\x1a\n")
-    header = struct.pack(">IIBBBBB", width, height, bits, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
-    _png_chunk(f, b"IHDR", header)
-    dtype = ">u2" if bits == 16 else np.uint8
-    rows = samples.astype(dtype, copy=False).reshape(height, -1).view(np.uint8)
-    bpp = bits // 8 * channels
-    band = max(1, _PNG_BAND_BYTES // rows.shape[1])
-
-    def filtered(start: int) -> bytes:
-        block = rows[start : start + band]
-        out = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
-        out[:, 0] = 1  # the filter type byte: Sub
-        out[:, 1 : bpp + 1] = block[:, :bpp]
-        np.subtract(block[:, bpp:], block[:, :-bpp], out=out[:, bpp + 1 :])  # mod 256
-        return out.tobytes()
-
-    for data in _deflate_bands(filtered, range(0, height, band), level):
-        _png_chunk(f, b"IDAT", data)
-    _png_chunk(f, b"IEND", b"")
-
-
-def _deflate_bands(make: Callable[[int], bytes], starts: range, level: int) -> Iterator[bytes]:
-    """One zlib stream of the bands ``make(start)``, deflated on a thread per CPU.
-
-    As pigz does: each band is a raw deflate stream ended on a byte boundary (a sync
-    flush), so the pieces join into one stream; the zlib header and the Adler-32 of all
-    the bytes wrap them. zlib releases the GIL, so the bands compress in parallel; at most
-    two bands per thread are held at once.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    strategy = zlib.Z_RLE if level > 0 else zlib.Z_DEFAULT_STRATEGY
-    last = starts[-1]
-
-    def deflate(start: int) -> tuple[bytes, bytes]:
-        raw = make(start)
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
-        end = zlib.Z_FINISH if start == last else zlib.Z_SYNC_FLUSH
-        return raw, compressor.compress(raw) + compressor.flush(end)
-
-    workers = min(os.cpu_count() or 1, len(starts))
-
-    def pieces() -> Iterator[tuple[bytes, bytes]]:
-        if workers == 1:  # one band (most images in a batch): no pool to start per file
-            yield from map(deflate, starts)
-            return
-        with ThreadPoolExecutor(workers) as pool:
-            for first in range(0, len(starts), 2 * workers):
-                yield from pool.map(deflate, starts[first : first + 2 * workers])
-
-    yield b"\x78\x01"  # zlib header: deflate, 32 KiB window; (0x7801 % 31 == 0)
-    adler = 1
-    for raw, data in pieces():
-        adler = zlib.adler32(raw, adler)
-        yield data
-    yield struct.pack(">I", adler & 0xFFFFFFFF)
-
-
-def _png_chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
-    f.write(struct.pack(">I", len(data)) + kind)
-    f.write(data)
-    f.write(struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))

@@ -120,6 +120,10 @@ class Chain:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Filter ``pixels`` (H, W, C) and move ``alpha`` (H, W) along; returns both.
 
+        Channels are filtered as planes: pixels that are the (H, W, C) view of (C, H, W)
+        planes, as :func:`convtool.images.read_image` gives them, are used without a copy,
+        and the result is such a view too.
+
         Pixels and alpha must be finite: NaN or infinity would spread past the kernel's
         window (a running sum or an FFT carries it on), so they are refused.
         """
@@ -147,7 +151,8 @@ class Chain:
             filtered = out
         if luma:
             filtered = np.tensordot(YCBCR_TO_RGB.astype(filtered.dtype), filtered, axes=1)
-        return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
+        # the (H, W, C) view of the filtered planes: writing reads them band by band
+        return np.moveaxis(filtered, 0, -1), alpha
 
     def _picked(self, count: int, luma: bool) -> tuple[int, ...]:
         if self.channels == "all" or (self.channels == "luma" and count == 1):
