@@ -10,13 +10,16 @@ from __future__ import annotations
 import io
 import shutil
 import subprocess
+import sys
 import zlib
 
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from PIL import ImageFile as PILImageFile
 
-from convtool.images import Image, map_range, png, ranges, read_image, write_image
+from convtool.errors import ImageReadError
+from convtool.images import Image, jpeg, map_range, png, ranges, read_image, write_image
 from convtool.pipeline import Chain, parse_steps
 
 RNG = np.random.default_rng(14)
@@ -183,3 +186,160 @@ def test_adler32_of_joined_bands(sizes):
     first, second = (RNG.integers(0, 256, n, dtype=np.uint8).tobytes() for n in sizes)
     joined = png.adler32_combine(zlib.adler32(first), zlib.adler32(second), len(second))
     assert joined == zlib.adler32(first + second)
+
+
+# ------------------------------------------------------------------------------ decoders
+
+
+def pillow_only(monkeypatch) -> None:
+    """Make read_image decode everything with Pillow, as before the faster decoders."""
+    monkeypatch.setattr(png, "decode", lambda *args: None)
+    monkeypatch.setattr(jpeg, "decode", lambda *args: None)
+
+
+def no_pillow_decoding(monkeypatch) -> None:
+    """Make Pillow's pixel decoding fail: only a faster decoder can read the file."""
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("Pillow decoded the pixels")
+
+    monkeypatch.setattr(PILImageFile.ImageFile, "load", refuse)
+
+
+def png_variants(folder) -> dict[str, object]:
+    """PNGs of every colour type and depth the faster decoders take, written by Pillow."""
+    rgb = RNG.integers(0, 256, (19, 27, 3), dtype=np.uint8)
+    alpha = RNG.integers(0, 256, (19, 27), dtype=np.uint8)
+    wide = RNG.integers(0, 65536, (19, 27), dtype=np.uint16)
+    exif = PILImage.Exif()
+    exif[0x0112] = 6
+    images = {
+        "grey.png": (PILImage.fromarray(rgb[:, :, 0]), {}),
+        "bits.png": (PILImage.fromarray(rgb[:, :, 0] > 128), {}),
+        "rgb.png": (PILImage.fromarray(rgb), {}),
+        "rgba.png": (PILImage.fromarray(np.dstack([rgb, alpha])), {}),
+        "la.png": (PILImage.fromarray(np.dstack([rgb[:, :, 0], alpha])), {}),
+        "palette.png": (PILImage.fromarray(rgb).convert("P"), {}),
+        "palette-trns.png": (PILImage.fromarray(rgb).convert("P"), {"transparency": 3}),
+        "rgb-trns.png": (PILImage.fromarray(rgb), {"transparency": (1, 2, 3)}),
+        "grey16.png": (PILImage.fromarray(wide), {}),
+        "turned.png": (PILImage.fromarray(rgb), {"exif": exif}),
+    }
+    for name, (image, options) in images.items():
+        image.save(folder / name, **options)
+    # 16-bit colour (Pillow cannot write it): convtool's own writer
+    for name, channels in (("rgb16.png", 3), ("rgba16.png", 4)):
+        values = RNG.integers(0, 65536, (19, 27, channels)).astype(np.float32)
+        alpha16 = values[:, :, 3] if channels == 4 else None
+        write_image(folder / name, Image(values[:, :, :3], alpha=alpha16, depth=16))
+    return images
+
+
+def jpeg_variants(folder) -> list[str]:
+    rgb = RNG.integers(0, 256, (21, 33, 3), dtype=np.uint8)
+    exif = PILImage.Exif()
+    exif[0x0112] = 8
+    saves = {
+        "420.jpg": {"subsampling": 2},
+        "444.jpg": {"subsampling": 0, "quality": 95},
+        "progressive.jpg": {"progressive": True},
+        "turned.jpg": {"exif": exif},
+    }
+    for name, options in saves.items():
+        PILImage.fromarray(rgb).save(folder / name, **options)
+    PILImage.fromarray(rgb[:, :, 0]).save(folder / "grey.jpg")
+    return [*saves, "grey.jpg"]
+
+
+def as_read(path, monkeypatch, faster: bool):
+    with monkeypatch.context() as patch:
+        if faster:
+            no_pillow_decoding(patch)
+        else:
+            pillow_only(patch)
+        image = read_image(path)
+    return image
+
+
+@pytest.mark.parametrize("kind", ["png", "jpeg"])
+def test_faster_decoders_read_what_pillow_reads(tmp_path, monkeypatch, kind):
+    names = png_variants(tmp_path) if kind == "png" else jpeg_variants(tmp_path)
+    names = [*names, "rgb16.png", "rgba16.png"] if kind == "png" else names
+    for name in names:
+        fast = as_read(tmp_path / name, monkeypatch, faster=True)
+        plain = as_read(tmp_path / name, monkeypatch, faster=False)
+        assert fast.pixels.shape == plain.pixels.shape, name
+        np.testing.assert_array_equal(fast.pixels, plain.pixels, err_msg=name)
+        assert (fast.alpha is None) == (plain.alpha is None), name
+        if plain.alpha is not None:
+            np.testing.assert_array_equal(fast.alpha, plain.alpha, err_msg=name)
+        assert (fast.depth, fast.format) == (plain.depth, plain.format), name
+
+
+def test_orientation_is_applied_by_the_faster_decoders(tmp_path, monkeypatch):
+    png_variants(tmp_path)
+    turned = as_read(tmp_path / "turned.png", monkeypatch, faster=True)
+    plain = read_image(tmp_path / "rgb.png")
+    np.testing.assert_array_equal(turned.pixels, np.rot90(plain.pixels, -1))  # tag 6
+
+
+def test_pillow_decodes_what_the_faster_decoders_leave(tmp_path, monkeypatch):
+    rgb = RNG.integers(0, 256, (9, 8, 3), dtype=np.uint8)
+    PILImage.fromarray(rgb).convert("CMYK").save(tmp_path / "cmyk.jpg")
+    left = ["cmyk.jpg", "rgb.png"]
+    if shutil.which("vips"):  # grey+alpha, interlaced: libpng would warn on stderr
+        PILImage.fromarray(np.dstack([rgb[:, :, 0], rgb[:, :, 1]])).save(tmp_path / "la.png")
+        subprocess.run(
+            ["vips", "copy", str(tmp_path / "la.png"), f"{tmp_path / 'interlaced.png'}[interlace]"],
+            check=True,
+        )
+        left.append("interlaced.png")
+    # XMP may hold an orientation (Pillow reads it)
+    PILImage.fromarray(rgb).save(tmp_path / "rgb.png", pnginfo=_xmp_text())
+    for name in left:
+        with monkeypatch.context() as patch:
+            no_pillow_decoding(patch)
+            with pytest.raises(ImageReadError, match="Pillow decoded the pixels"):
+                read_image(tmp_path / name)
+        read_image(tmp_path / name)  # and Pillow does read it
+
+
+def _xmp_text():
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta tiff:Orientation="3"/>')
+    return info
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9])
+@pytest.mark.parametrize("name", ["rgb.png", "420.jpg"])
+def test_damaged_files_are_reported_as_pillow_reports_them(tmp_path, name, cut):
+    png_variants(tmp_path)
+    jpeg_variants(tmp_path)
+    data = (tmp_path / name).read_bytes()
+    damaged = tmp_path / f"cut-{name}"
+    damaged.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(ImageReadError, match="truncated or corrupt"):
+        read_image(damaged)
+
+
+def test_libpng_warnings_stay_off_stderr(tmp_path):
+    # A grey+alpha PNG (decoded by libpng) with a broken iCCP chunk, which libpng warns
+    # about from C; the pixels still decode, and stderr must stay empty.
+    pixels = RNG.integers(0, 256, (5, 6, 2), dtype=np.uint8)
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, "PNG")
+    data = buffer.getvalue()
+    body = b"junk\0\0" + zlib.compress(b"not a profile")
+    iccp = len(body).to_bytes(4, "big") + b"iCCP" + body
+    iccp += (zlib.crc32(b"iCCP" + body) & 0xFFFFFFFF).to_bytes(4, "big")
+    path = tmp_path / "bad-iccp.png"
+    path.write_bytes(data[:33] + iccp + data[33:])
+    code = (
+        "import sys; from convtool.images import read_image; "
+        f"image = read_image({str(path)!r}); print(image.alpha.shape)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "(5, 6)"
+    assert done.stderr == ""

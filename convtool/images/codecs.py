@@ -18,10 +18,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -33,6 +31,8 @@ from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
 from convtool.errors import ConvtoolError, ImageReadError, ResourceLimitError
+from convtool.images import jpeg, png
+from convtool.images.native import native_stderr_discarded
 from convtool.images.png import FAST_PNG_MAX_LEVEL, write_png
 from convtool.images.ranges import Samples
 
@@ -44,6 +44,7 @@ __all__ = ["ENCODERS", "Decoded", "NeedsCodec", "decode"]
 PILImage.MAX_IMAGE_PIXELS = None
 
 _NPY_MAGIC = b"\x93NUMPY"
+_FASTER_MAGICS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG: see _decode_faster
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -64,11 +65,17 @@ class Decoded:
 
 
 def decode(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
-    """Pick the decoder from the first bytes: ``.npy``, else Pillow (tifffile for some TIFFs)."""
+    """Pick the decoder from the first bytes: ``.npy``, else Pillow (tifffile for some TIFFs).
+
+    PNG and JPEG files are read whole first: Pillow checks their header on those bytes,
+    and libspng/libpng or libjpeg-turbo decode the same bytes (:func:`_decode_faster`).
+    """
     with _fresh(src) as fileobj:
         head = fileobj.read(8)
     if head.startswith(_NPY_MAGIC):
         return _decode_npy(src, name, max_pixels)
+    if head.startswith(_FASTER_MAGICS) and not isinstance(src, bytes):
+        src = src.read_bytes()
     with _quiet_decoders(native=head.startswith(_TIFF_MAGICS)):
         try:
             return _decode_pillow(src, name, max_pixels)
@@ -93,33 +100,11 @@ def _quiet_decoders(native: bool) -> Iterator[None]:
     level = logger.level
     logger.setLevel(logging.CRITICAL + 1)
     try:
-        with warnings.catch_warnings(), _native_stderr_discarded(native):
+        with warnings.catch_warnings(), native_stderr_discarded(native):
             warnings.simplefilter("ignore")
             yield
     finally:
         logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _native_stderr_discarded(enabled: bool) -> Iterator[None]:
-    saved = None
-    if enabled:
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-        with contextlib.suppress(OSError):
-            saved = os.dup(2)
-    if saved is None:
-        yield
-        return
-    try:
-        with tempfile.TemporaryFile() as sink:
-            os.dup2(sink.fileno(), 2)
-            try:
-                yield
-            finally:
-                os.dup2(saved, 2)
-    finally:
-        os.close(saved)
 
 
 def _fresh(src: Path | bytes) -> BinaryIO:
@@ -183,6 +168,10 @@ def _decode_pillow(src: Path | bytes, name: str, max_pixels: int | None) -> Deco
         _check_size(im.width, im.height, name, max_pixels)
         fmt = im.format or "unknown"
         rawmode = _tile_rawmode(im)  # before anything loads the image (PNG's getexif does)
+        if isinstance(src, bytes):
+            faster = _decode_faster(src, im, fmt, rawmode)
+            if faster is not None:
+                return faster
         if fmt == "TIFF" and im.mode == "I":
             # Pillow reads 32-bit integer TIFF as signed; tifffile keeps uint32/int16 exact.
             try:
@@ -196,6 +185,27 @@ def _decode_pillow(src: Path | bytes, name: str, max_pixels: int | None) -> Deco
             return Decoded(_decode_ppm16(src, im), False, 16, fmt)
         im.load()  # decode now, inside the error mapping: truncated data fails here
         return _pillow_samples(im, fmt, _orientation(im), name)
+
+
+def _decode_faster(data: bytes, im: PILImage.Image, fmt: str, rawmode: str) -> Decoded | None:
+    """PNG and JPEG pixels by libraries faster than Pillow's decoders, or None.
+
+    *im* is Pillow's opened, not yet loaded, image of the same bytes: its format passed the
+    allow-list and its size the limit. None when this file is Pillow's to decode.
+    """
+    size = (im.width, im.height)
+    if fmt == "PNG":
+        found = png.decode(data, rawmode, im.info, size)
+        if found is not None:
+            array, has_alpha, orientation = found
+            return Decoded(
+                array, has_alpha, 16 if array.dtype == np.uint16 else 8, fmt, orientation
+            )
+    elif fmt == "JPEG":
+        array = jpeg.decode(data, im.mode, size)
+        if array is not None:
+            return Decoded(array, False, 8, fmt, _orientation(im))
+    return None
 
 
 class NeedsCodec(Exception):

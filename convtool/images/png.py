@@ -1,5 +1,13 @@
-"""convtool's own PNG writer: bands of rows mapped, filtered and deflated on all CPUs at once.
+"""PNG: libspng and libpng where they beat Pillow's decoder, and convtool's own banded writer.
 
+Reading (:func:`decode`): after Pillow has opened the file (its format allow-list and the
+size in the header are checked there), the pixels of the common kinds of PNG are
+decoded by libspng or libpng through ``imagecodecs`` instead of Pillow: 25 % less time
+for 8-bit colour, and one pass instead of Pillow's two for 16-bit colour. The samples are
+the same; anything else (interlaced files for libpng, 16-bit with a tRNS colour, EXIF in
+text chunks) is left to Pillow.
+
+Writing (:func:`write_png`):
 A band is mapped from the float image (:class:`~convtool.images.ranges.Samples`), given
 the *Up* filter (each byte minus the byte above it; the band's first row reads the last
 row of the band before, mapped again), deflated as a byte-aligned piece of one zlib
@@ -19,9 +27,10 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from convtool.images.native import native_stderr_discarded
 from convtool.images.ranges import Samples
 
-__all__ = ["FAST_PNG_MAX_LEVEL", "write_png"]
+__all__ = ["FAST_PNG_MAX_LEVEL", "decode", "write_png"]
 
 # Up to this zlib level PNGs are written here; above it Pillow's per-row adaptive filter at
 # the asked level gives the smallest files, at many times the cost (see the README table).
@@ -31,6 +40,95 @@ _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels → grey, grey+alpha, RGB, 
 _BAND_BYTES = 8 << 20  # raw bytes a band holds: bounds memory for any image size
 _NONE, _UP = 0, 2  # PNG filter types
 _ADLER_BASE = 65521
+
+
+# Pillow's raw modes of PNG (how the file stores samples) that libspng decodes as Pillow
+# does; with a tRNS chunk or a 16-bit layout libspng does not output, libpng does.
+_SPNG_RAWMODES = frozenset(
+    {"1", "L;2", "L;4", "L", "RGB", "P;1", "P;2", "P;4", "P", "RGBA", "RGBA;16B"}
+)
+_LIBPNG_RAWMODES = frozenset({"I;16B", "RGB;16B", "LA", "LA;16B"})
+_TRNS_RAWMODES = frozenset({"1", "L;2", "L;4", "L", "RGB", "P;1", "P;2", "P;4", "P"})
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def decode(
+    data: bytes, rawmode: str, info: dict, size: tuple[int, int]
+) -> tuple[np.ndarray, bool, int] | None:
+    """Samples ``(H, W, C)``, whether the last is alpha, and the EXIF orientation; or None.
+
+    ``rawmode``, ``info`` and ``size`` (width, height) are what Pillow read from the
+    header. None means Pillow should decode this file: a kind not listed above, an
+    orientation only Pillow finds (EXIF or XMP in text chunks), or a decoder error
+    (Pillow then gives its own, well-known error for a damaged file).
+    """
+    if not data.startswith(_SIGNATURE):
+        return None
+    transparent = "transparency" in info
+    if rawmode in _SPNG_RAWMODES and not transparent:
+        decoder = "spng"
+    elif (rawmode in _LIBPNG_RAWMODES and not transparent) or (
+        transparent and rawmode in _TRNS_RAWMODES
+    ):
+        decoder = "libpng"
+        if info.get("interlace"):
+            return None  # libpng would warn on stderr, from C, for interlaced files
+    else:
+        return None
+    orientation = _orientation(data)
+    if orientation is None:
+        return None
+    try:
+        imagecodecs = _imagecodecs()
+        if imagecodecs is None:
+            return None
+        if decoder == "spng":
+            array = imagecodecs.spng_decode(data)
+        else:
+            with native_stderr_discarded():  # libpng warns from C (a bad iCCP, say)
+                array = imagecodecs.png_decode(data)
+    except MemoryError:
+        raise
+    except Exception:  # noqa: BLE001 - Pillow decodes it again and says what is wrong
+        return None
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    if array.shape[1::-1] != tuple(size):
+        return None
+    channels = array.shape[2]
+    return array, channels in (2, 4), orientation
+
+
+def _orientation(data: bytes) -> int | None:
+    """The EXIF orientation from an eXIf chunk wherever it is (1 without one); None when
+    text chunks may hold one too (``Raw profile type exif``, XMP), which Pillow reads."""
+    exif = None
+    offset = len(_SIGNATURE)
+    while offset + 8 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        if kind == b"IEND":
+            break
+        body = data[offset + 8 : offset + 8 + min(length, 32)] if kind != b"IDAT" else b""
+        if kind == b"eXIf":
+            exif = data[offset + 8 : offset + 8 + length]
+        elif kind in (b"tEXt", b"zTXt", b"iTXt") and body.startswith(_ORIENTATION_TEXTS):
+            return None
+        offset += 12 + length
+    if exif is None:
+        return 1
+    from PIL import Image as PILImage
+
+    try:
+        tags = PILImage.Exif()
+        tags.load(exif)
+        value = int(tags.get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a damaged EXIF block should not stop reading the pixels
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+_ORIENTATION_TEXTS = (b"XML:com.adobe.xmp\0", b"Raw profile type exif\0")
 
 
 def write_png(f: BinaryIO, samples: Samples, level: int) -> None:
@@ -116,6 +214,15 @@ def _deflater(level: int) -> Callable[[memoryview, bool], bytes]:
         )
 
     return zlib_band
+
+
+def _imagecodecs() -> Any:
+    """The ``imagecodecs`` package (libspng, libpng), or None where it is not installed."""
+    try:
+        import imagecodecs
+    except ImportError:
+        return None
+    return imagecodecs
 
 
 def _isal() -> Any:
