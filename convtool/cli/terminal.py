@@ -94,6 +94,7 @@ def _bar(console, unit: str):
         TextColumn("filtering"),
         BarColumn(),
         count,
+        TextColumn("{task.fields[failed]}"),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         TextColumn("left"),
@@ -130,7 +131,7 @@ def image_progress(quiet: bool):
                 return
             progress = _bar(Console(stderr=True), "steps")
             progress.start()
-            task = progress.add_task("filter", total=total, rate="")
+            task = progress.add_task("filter", total=total, rate="", failed="")
         progress.update(task, completed=done, total=total)
 
     try:
@@ -158,16 +159,17 @@ def batch_progress(total: int, quiet: bool):
         return
     from rich.console import Console
 
+    # Failures are counted on the bar, not printed as they come: the summary lists each
+    # once with its reason (printed here too, they appeared twice on the screen).
     progress = _bar(Console(stderr=True), "images")
     with progress:
-        task = progress.add_task("filter", total=total, rate="")
+        task = progress.add_task("filter", total=total, rate="", failed="")
+        failures = 0
 
         def bar(result) -> None:
-            if result.status == "failed":
-                progress.console.print(
-                    f"failed {result.job.source}: {result.reason}", highlight=False, markup=False
-                )
-            for warning in result.warnings:
+            nonlocal failures
+            failures += result.status == "failed"
+            for warning in result.warnings:  # the summary does not repeat these
                 progress.console.print(
                     f"convtool: warning: {result.job.dest}: {warning}",
                     highlight=False,
@@ -176,7 +178,8 @@ def batch_progress(total: int, quiet: bool):
             elapsed = progress.tasks[task].elapsed or 0.0
             done = progress.tasks[task].completed + 1
             rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
-            progress.update(task, advance=1, rate=rate)
+            failed = f"{failures} failed" if failures else ""
+            progress.update(task, advance=1, rate=rate, failed=failed)
 
         yield bar
 

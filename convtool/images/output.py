@@ -10,7 +10,7 @@ apart from its I/O.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -20,9 +20,6 @@ from convtool.images.background import DEFAULT_BACKGROUND, composite, parse_colo
 from convtool.images.encoders import COMPRESSIONS, SUBSAMPLINGS, Encoding
 from convtool.images.frames import TIMED_FORMATS, format_name
 from convtool.images.ranges import finite_span, output_samples
-
-if TYPE_CHECKING:
-    from convtool.images.api import Image
 
 __all__ = ["KEEPS_ALPHA", "OUTPUT_CONTROLS", "check_output_controls", "prepare"]
 
@@ -42,7 +39,7 @@ _ANIMATED_CANVAS = ("gif", "apng", "webp")  # one canvas: every frame the same s
 
 
 def prepare(
-    image: Image,
+    image: Any,  # an images.Image (api imports this module, so not named here)
     fmt: str,
     depth: int | str,
     range_mode: str | None,
