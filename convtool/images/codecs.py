@@ -1,16 +1,15 @@
-"""Format codecs: file bytes ↔ raw sample arrays, with Pillow and where Pillow falls short.
+"""Format codecs: file bytes → raw sample arrays, with Pillow and where Pillow falls short.
 
 Decoding gives a :class:`Decoded`: numeric samples ``(H, W, C)`` in the source's own scale,
-alpha (if any) still the last channel, orientation not yet applied; :mod:`convtool.images`
-turns that into an :class:`~convtool.images.Image`. Encoding takes samples already mapped
-and cast for the output depth (:mod:`convtool.ranges`) and writes one format's bytes.
+alpha (if any) still the last channel, orientation not yet applied, with the file's
+metadata and, for animations and multi-page TIFFs, the later frames and their timing;
+:mod:`convtool.images` turns that into an :class:`~convtool.images.Image`. Encoding is
+:mod:`convtool.images.encoders`' (its ``ENCODERS`` are re-exported here).
 
 Pillow cannot hold 16-bit colour, so 16-bit RGB(A) and grey+alpha PNG/TIFF are decoded by
-Pillow's own decoder in two byte planes (see :func:`_decode_16bit_colour`), 16-bit binary
-PPM is read here (:func:`_decode_ppm16`), and 16-bit PNG and all PNM files are encoded here
-with zlib (:func:`_write_png`, :func:`_write_pnm`); TIFF is written with ``tifffile``
-(imported lazily), which also reads the TIFFs Pillow cannot open (float colour, 16-bit
-grey+alpha, 32-bit integers).
+Pillow's own decoder in two byte planes (see :func:`_decode_16bit_colour`) and 16-bit
+binary PPM is read here (:func:`_decode_ppm16`); ``tifffile`` (imported lazily) reads the
+TIFFs Pillow cannot open (float colour, 16-bit grey+alpha, 32-bit integers).
 """
 
 from __future__ import annotations
@@ -21,22 +20,24 @@ import logging
 import re
 import sys
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
-from convtool.errors import ConvtoolError, ImageReadError, ResourceLimitError
+from convtool.errors import ImageReadError, ResourceLimitError
 from convtool.images import jpeg, png
+from convtool.images import metadata as meta
+from convtool.images.encoders import ENCODERS
+from convtool.images.encoders import import_tifffile as _import_tifffile
+from convtool.images.frames import Timing
 from convtool.images.native import native_stderr_discarded
-from convtool.images.png import FAST_PNG_MAX_LEVEL, write_png
-from convtool.images.ranges import Samples
 
-__all__ = ["ENCODERS", "Decoded", "NeedsCodec", "decode"]
+__all__ = ["ENCODERS", "Decoded", "NeedsCodec", "decode"]  # ENCODERS: encoders' registry
 
 # Our own header check (read_image's max_pixels, applied in _check_size) replaces Pillow's
 # decompression-bomb guard, which would otherwise warn on stderr or raise before we can
@@ -45,6 +46,10 @@ PILImage.MAX_IMAGE_PIXELS = None
 
 _NPY_MAGIC = b"\x93NUMPY"
 _FASTER_MAGICS = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")  # PNG, JPEG: see _decode_faster
+# Formats whose frames are frames (or pages) of one picture. Pillow gives others frames
+# too that are not: MPO's second JPEG (a phone's depth map or preview), PSD's layers,
+# ICO's sizes; of those only the first frame is read.
+_FRAMED = frozenset({"GIF", "PNG", "WEBP", "TIFF"})
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
@@ -62,27 +67,45 @@ class Decoded:
     depth: int | str
     format: str
     orientation: int = 1  # EXIF/TIFF orientation tag, 1 = as stored
+    metadata: meta.Metadata = field(default_factory=meta.Metadata)  # of the file (frame 1)
+    more: list[Decoded] = field(default_factory=list)  # the later frames or pages
+    timing: Timing | None = None  # an animation's, for all its frames
 
 
-def decode(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
+def decode(src: Path | bytes, name: str, max_pixels: int | None, frames: str = "all") -> Decoded:
     """Pick the decoder from the first bytes: ``.npy``, else Pillow (tifffile for some TIFFs).
 
-    PNG and JPEG files are read whole first: Pillow checks their header on those bytes,
-    and libspng/libpng or libjpeg-turbo decode the same bytes (:func:`_decode_faster`).
+    ``frames``: ``"all"`` frames or pages, or only the ``"first"``. PNG and JPEG files are
+    read whole first: Pillow opens those bytes (format allow-list, header, metadata), and
+    libspng/libpng or libjpeg-turbo decode the pixels of the same bytes where they can
+    (:func:`_decode_faster`).
     """
     with _fresh(src) as fileobj:
         head = fileobj.read(8)
     if head.startswith(_NPY_MAGIC):
         return _decode_npy(src, name, max_pixels)
     if head.startswith(_FASTER_MAGICS) and not isinstance(src, bytes):
-        src = src.read_bytes()
-    with _quiet_decoders(native=head.startswith(_TIFF_MAGICS)):
+        src = src.read_bytes()  # Pillow reads the header, a faster library the pixels
+    tiff = head.startswith(_TIFF_MAGICS)
+    with _quiet_decoders(native=tiff):
         try:
-            return _decode_pillow(src, name, max_pixels)
+            decoded = _decode_pillow(src, name, max_pixels, frames == "all")
         except UnidentifiedImageError:
-            if head.startswith(_TIFF_MAGICS):  # float colour, 16-bit grey+alpha, float64, ...
-                return _decode_tifffile(src, name, max_pixels)
-            raise
+            if not tiff:
+                raise
+            # float colour, 16-bit grey+alpha, float64, ...
+            decoded = _decode_tifffile(src, name, max_pixels, frames == "all")
+        if tiff:
+            with _fresh(src) as fileobj:
+                decoded.metadata = _tiff_metadata(fileobj)
+    return decoded
+
+
+def _tiff_metadata(fileobj: BinaryIO) -> meta.Metadata:
+    try:
+        return meta.from_tiff(fileobj)
+    except Exception:  # damaged tags should not stop reading the pixels
+        return meta.Metadata()
 
 
 @contextlib.contextmanager
@@ -112,13 +135,27 @@ def _fresh(src: Path | bytes) -> BinaryIO:
     return io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115
 
 
-def _check_size(width: int, height: int, name: str, max_pixels: int | None) -> None:
+def _check_size(
+    width: int,
+    height: int,
+    name: str,
+    max_pixels: int | None,
+    frames: int = 1,
+    total: int | None = None,
+) -> None:
+    """Refuse an empty image, or more pixels (over all *frames*) than *max_pixels*.
+
+    *total*: the pixels of all frames when they differ in size (TIFF pages).
+    """
     if width <= 0 or height <= 0:
         raise ImageReadError(f"image has no pixels ({width}×{height})", path=name)
-    if max_pixels and width * height > max_pixels:
+    total = width * height * frames if total is None else total
+    if max_pixels and total > max_pixels:
+        size = f"{width}×{height}" if frames == 1 else f"{frames} frames of {width}×{height}"
         raise ResourceLimitError(
-            f"image is {width}×{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,}; raise it with --max-pixels N (0 for no limit)",
+            f"image is {size} = {total:,} pixels, over the limit of "
+            f"{max_pixels:,}; raise it with --max-pixels N (0 for no limit)"
+            + (", or read one frame with --frames first" if frames > 1 else ""),
             path=name,
         )
 
@@ -163,49 +200,120 @@ def _depth_of_dtype(dtype: np.dtype) -> int | str:
     return 32
 
 
-def _decode_pillow(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
+def _decode_pillow(
+    src: Path | bytes, name: str, max_pixels: int | None, all_frames: bool
+) -> Decoded:
+    """The first frame with the file's metadata, then (if asked) the others and their timing."""
     with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
-        _check_size(im.width, im.height, name, max_pixels)
+        count = getattr(im, "n_frames", 1) if all_frames and im.format in _FRAMED else 1
+        _check_size(im.width, im.height, name, max_pixels, count)
         fmt = im.format or "unknown"
-        rawmode = _tile_rawmode(im)  # before anything loads the image (PNG's getexif does)
-        if isinstance(src, bytes):
-            faster = _decode_faster(src, im, fmt, rawmode)
+        if count == 1 and isinstance(src, bytes):
+            faster = _decode_faster(src, im, fmt)
             if faster is not None:
                 return faster
-        if fmt == "TIFF" and im.mode == "I":
-            # Pillow reads 32-bit integer TIFF as signed; tifffile keeps uint32/int16 exact.
-            try:
-                return _decode_tifffile(src, name, max_pixels)
-            except NeedsCodec:
-                pass
-        if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
-            array, has_alpha, orientation = _decode_16bit_colour(src, rawmode)
-            return Decoded(array, has_alpha, 16, fmt, orientation)
-        if fmt == "PPM" and im.mode == "RGB" and _ppm_maxval(im) > 255 and _is_binary_ppm(im):
-            return Decoded(_decode_ppm16(src, im), False, 16, fmt)
-        im.load()  # decode now, inside the error mapping: truncated data fails here
-        return _pillow_samples(im, fmt, _orientation(im), name)
+        first = _pillow_frame(src, im, 0, fmt, name, max_pixels)
+        if fmt != "TIFF":  # TIFF tags are read apart, from the file (see decode)
+            first.metadata = _pillow_metadata(im)
+        if count == 1:
+            return first
+        durations, disposals, plays = [_duration(im)], [_disposal(im)], _plays(im)
+        width, height, total = im.width, im.height, im.width * im.height
+        for index in range(1, count):
+            im.seek(index)
+            if fmt == "TIFF" and int(getattr(im, "tag_v2", {}).get(254, 0)) & 1:
+                continue  # a reduced-resolution copy (a preview), not a page
+            _check_size(im.width, im.height, name, None)
+            total += im.width * im.height  # TIFF pages may differ in size
+            _check_size(width, height, name, max_pixels, count, total)
+            frame = _pillow_frame(src, im, index, fmt, name, max_pixels)
+            if fmt != "TIFF":
+                frame.orientation = first.orientation  # EXIF is the file's, not a frame's
+            first.more.append(frame)
+            durations.append(_duration(im))
+            disposals.append(_disposal(im))
+        if fmt != "TIFF":  # pages are not an animation
+            first.timing = Timing(tuple(durations), tuple(disposals), plays)
+        return first
 
 
-def _decode_faster(data: bytes, im: PILImage.Image, fmt: str, rawmode: str) -> Decoded | None:
+def _decode_faster(data: bytes, im: PILImage.Image, fmt: str) -> Decoded | None:
     """PNG and JPEG pixels by libraries faster than Pillow's decoders, or None.
 
-    *im* is Pillow's opened, not yet loaded, image of the same bytes: its format passed the
-    allow-list and its size the limit. None when this file is Pillow's to decode.
+    *im* is Pillow's opened, not yet loaded, image of the same bytes (one frame): its
+    format passed the allow-list, its size the limit, and its header gave the metadata.
+    None when this file is Pillow's to decode.
     """
     size = (im.width, im.height)
     if fmt == "PNG":
-        found = png.decode(data, rawmode, im.info, size)
-        if found is not None:
-            array, has_alpha, orientation = found
-            return Decoded(
-                array, has_alpha, 16 if array.dtype == np.uint16 else 8, fmt, orientation
-            )
-    elif fmt == "JPEG":
+        text = getattr(getattr(im, "png", None), "im_text", None)  # the chunks before IDAT
+        found = None if text is None else png.decode(data, _tile_rawmode(im), im.info, size)
+        if found is None:
+            return None
+        array, has_alpha, orientation = found
+        depth = 16 if array.dtype == np.uint16 else 8
+        # png.decode has checked that no metadata follows the pixels: the header had it all
+        return Decoded(array, has_alpha, depth, fmt, orientation, _pillow_metadata(im, text))
+    if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with a second picture after it; this is the first
         array = jpeg.decode(data, im.mode, size)
         if array is not None:
-            return Decoded(array, False, 8, fmt, _orientation(im))
+            return Decoded(array, False, 8, fmt, _orientation(im), _pillow_metadata(im))
     return None
+
+
+def _pillow_frame(
+    src: Path | bytes, im: PILImage.Image, index: int, fmt: str, name: str, max_pixels: int | None
+) -> Decoded:
+    """One frame (or page) of an opened image, already seeked to *index*."""
+    rawmode = _tile_rawmode(im)  # before anything loads the image (PNG's getexif does)
+    if fmt == "TIFF" and im.mode == "I":
+        # Pillow reads 32-bit integer TIFF as signed; tifffile keeps uint32/int16 exact.
+        try:
+            return _decode_tifffile_page(src, name, max_pixels, index)
+        except NeedsCodec:
+            pass
+    if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
+        array, has_alpha, orientation = _decode_16bit_colour(src, rawmode, index)
+        return Decoded(array, has_alpha, 16, fmt, orientation)
+    if fmt == "PPM" and im.mode == "RGB" and _ppm_maxval(im) > 255 and _is_binary_ppm(im):
+        return Decoded(_decode_ppm16(src, im), False, 16, fmt)
+    im.load()  # decode now, inside the error mapping: truncated data fails here
+    return _pillow_samples(im, fmt, _orientation(im), name)
+
+
+def _pillow_metadata(im: PILImage.Image, text: dict | None = None) -> meta.Metadata:
+    """The file's metadata as Pillow reads it (PNG text chunks after the pixels included,
+    unless *text* gives the PNG's text already)."""
+    try:
+        if text is None and im.format == "PNG":
+            text = im.text  # loads the pixels if not yet done
+        return meta.from_pillow(im.info, text)
+    except Exception:  # damaged metadata should not stop reading the pixels
+        return meta.Metadata()
+
+
+_GIF_DISPOSALS = {0: "none", 1: "none", 2: "background", 3: "previous"}
+_APNG_DISPOSALS = {0: "none", 1: "background", 2: "previous"}
+
+
+def _duration(im: PILImage.Image) -> float:
+    return float(im.info.get("duration") or 0.0)
+
+
+def _disposal(im: PILImage.Image) -> str:
+    if im.format == "GIF":
+        return _GIF_DISPOSALS.get(getattr(im, "disposal_method", 0), "none")
+    if im.format == "PNG":
+        return _APNG_DISPOSALS.get(im.info.get("disposal", 0), "none")
+    return "none"  # WebP frames come composited
+
+
+def _plays(im: PILImage.Image) -> int:
+    """How many times the animation plays (0: for ever)."""
+    loop = im.info.get("loop")
+    if im.format == "GIF":  # the loop extension counts repeats; without it, one play
+        return 1 if loop is None else (0 if loop == 0 else int(loop) + 1)
+    return int(loop or 0)
 
 
 class NeedsCodec(Exception):
@@ -282,14 +390,18 @@ def _with_rawmode(im: PILImage.Image, rawmode: str) -> None:
     im.tile = tiles
 
 
-def _decode_16bit_colour(src: Path | bytes, rawmode: str) -> tuple[np.ndarray, bool, int]:
+def _decode_16bit_colour(
+    src: Path | bytes, rawmode: str, index: int = 0
+) -> tuple[np.ndarray, bool, int]:
     """Decode 16-bit RGB, RGBA or grey+alpha exactly with Pillow's decoder (PNG, TIFF).
 
-    Returns the samples, whether the last one is alpha, and the orientation tag.
+    Returns the samples of frame (page) *index*, whether the last one is alpha, and the
+    orientation tag.
     """
     if rawmode == "LA;16B":
         # Grey+alpha has 4 bytes a pixel, as RGBA: unpacked as "RGBA" it keeps all 4 bytes.
         with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+            im.seek(index)
             _with_rawmode(im, "RGBA")
             im.load()
             raw = np.asarray(im).astype(np.uint16)
@@ -301,6 +413,7 @@ def _decode_16bit_colour(src: Path | bytes, rawmode: str) -> tuple[np.ndarray, b
     planes = []
     for unpack in (rawmode, f"{bands};16{'L' if order == 'B' else 'B'}"):
         with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+            im.seek(index)
             _with_rawmode(im, unpack)
             im.load()
             planes.append(np.asarray(im).astype(np.uint16))
@@ -337,29 +450,52 @@ def _decode_ppm16(src: Path | bytes, im: PILImage.Image) -> np.ndarray:
     return np.rint(samples * (65535 / maxval)).astype(np.uint16)
 
 
-def _decode_tifffile(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
-    """Read grey or RGB(A) TIFF samples exactly with tifffile (any integer or float type)."""
+def _decode_tifffile(
+    src: Path | bytes, name: str, max_pixels: int | None, all_pages: bool = False
+) -> Decoded:
+    """Read a TIFF's first page (and, if asked, the others) exactly with tifffile."""
     tifffile = _import_tifffile()
     with _fresh(src) as fileobj, tifffile.TiffFile(fileobj) as tif:
         if not tif.pages:
             raise ImageReadError("truncated or corrupt image (a TIFF without pages)", path=name)
-        page = tif.pages[0]
+        pages = [tif.pages[0]]
+        if all_pages:  # reduced-resolution copies (previews) are not pages
+            pages += [page for page in tif.pages[1:] if not int(page.subfiletype) & 1]
+        total = sum(page.imagewidth * page.imagelength for page in pages)
+        first = pages[0]
+        _check_size(first.imagewidth, first.imagelength, name, max_pixels, len(pages), total)
+        decoded = _tifffile_page(pages[0], name)
+        decoded.more = [_tifffile_page(page, name) for page in pages[1:]]
+    return decoded
+
+
+def _decode_tifffile_page(
+    src: Path | bytes, name: str, max_pixels: int | None, index: int
+) -> Decoded:
+    tifffile = _import_tifffile()
+    with _fresh(src) as fileobj, tifffile.TiffFile(fileobj) as tif:
+        page = tif.pages[index]
         _check_size(page.imagewidth, page.imagelength, name, max_pixels)
-        photometric = int(page.photometric)
-        if photometric not in (1, 2):  # MINISBLACK, RGB
-            raise ImageReadError(
-                f"TIFF photometric interpretation {page.photometric.name} is not supported",
-                path=name,
-            )
-        try:
-            array = page.asarray()
-        except (KeyError, ValueError) as err:
-            if "imagecodecs" in str(err):
-                raise NeedsCodec from None
-            raise
-        orientation_tag = page.tags.get(274)
-        orientation = int(orientation_tag.value) if orientation_tag else 1
-        axes = page.axes
+        return _tifffile_page(page, name)
+
+
+def _tifffile_page(page, name: str) -> Decoded:
+    """Grey or RGB(A) samples of one TIFF page, any integer or float type."""
+    photometric = int(page.photometric)
+    if photometric not in (1, 2):  # MINISBLACK, RGB
+        raise ImageReadError(
+            f"TIFF photometric interpretation {page.photometric.name} is not supported",
+            path=name,
+        )
+    try:
+        array = page.asarray()
+    except (KeyError, ValueError) as err:
+        if "imagecodecs" in str(err):
+            raise NeedsCodec from None
+        raise
+    orientation_tag = page.tags.get(274)
+    orientation = int(orientation_tag.value) if orientation_tag else 1
+    axes = page.axes
     if axes.startswith("S"):  # planar configuration: one plane a sample
         array = np.moveaxis(array, 0, -1)
     if array.ndim == 2:
@@ -371,104 +507,3 @@ def _decode_tifffile(src: Path | bytes, name: str, max_pixels: int | None) -> De
         array = array.astype(np.uint8) * 255
     has_alpha = array.shape[2] in (2, 4)
     return Decoded(array, has_alpha, _depth_of_dtype(array.dtype), "TIFF", orientation)
-
-
-def _import_tifffile() -> Any:
-    try:
-        import tifffile
-    except ImportError:  # a declared dependency, but say what is missing rather than crash
-        raise ConvtoolError(
-            "this TIFF needs the 'tifffile' package: pip install tifffile"
-        ) from None
-    return tifffile
-
-
-# --------------------------------------------------------------------------------------------
-# Encoding
-# --------------------------------------------------------------------------------------------
-
-
-def _pil_image(samples: Samples) -> PILImage.Image:
-    """An 8-bit Pillow image (L, LA, RGB or RGBA) from the samples, mapped whole."""
-    array = samples.whole()  # Pillow infers L, LA, RGB or RGBA from the shape
-    return PILImage.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
-
-
-_Encoder = Callable[[BinaryIO, Samples, int], None]
-
-
-def _encode_png(f: BinaryIO, samples: Samples, level: int) -> None:
-    if samples.depth == 16 or level <= FAST_PNG_MAX_LEVEL:
-        write_png(f, samples, level)
-    else:
-        _pil_image(samples).save(f, "PNG", compress_level=level)
-
-
-def _encode_jpeg(f: BinaryIO, samples: Samples, level: int) -> None:
-    # Quality 95 without chroma subsampling (4:4:4): filtered edges keep their colour.
-    _pil_image(samples).save(f, "JPEG", quality=95, subsampling=0)
-
-
-def _encode_bmp(f: BinaryIO, samples: Samples, level: int) -> None:
-    _pil_image(samples).save(f, "BMP")
-
-
-def _encode_webp(f: BinaryIO, samples: Samples, level: int) -> None:
-    # Lossless: convtool's results are exact, and WebP has no grey mode, so grey → RGB.
-    image = _pil_image(samples)
-    if image.mode in ("L", "LA"):
-        image = image.convert("RGBA" if image.mode == "LA" else "RGB")
-    image.save(f, "WEBP", lossless=True)
-
-
-def _encode_gif(f: BinaryIO, samples: Samples, level: int) -> None:
-    # Grey is exact (a 256-grey palette); colour is reduced to a 256-colour palette by Pillow.
-    _pil_image(samples).save(f, "GIF")
-
-
-def _encode_pnm(f: BinaryIO, samples: Samples, level: int) -> None:
-    _write_pnm(f, samples.whole())
-
-
-def _encode_tiff(f: BinaryIO, samples: Samples, level: int) -> None:
-    # Float TIFF is 32-bit whatever the precision: the format most readers take (.npy for more).
-    tifffile = _import_tifffile()
-    array = samples.whole()
-    if samples.depth == "float":
-        array = array.astype(np.float32, copy=False)
-    colour = array.shape[2] - samples.has_alpha
-    tifffile.imwrite(
-        f,
-        array if array.shape[2] > 1 else array[:, :, 0],
-        photometric="rgb" if colour == 3 else "minisblack",
-        extrasamples=["unassalpha"] if samples.has_alpha else None,
-        compression="zlib" if level else None,
-        compressionargs={"level": level} if level else None,
-        metadata=None,  # no JSON ImageDescription: a plain TIFF
-    )
-
-
-def _encode_npy(f: BinaryIO, samples: Samples, level: int) -> None:
-    array = samples.whole()
-    np.save(f, array[:, :, 0] if array.shape[2] == 1 else array, allow_pickle=False)
-
-
-ENCODERS: dict[str, _Encoder] = {
-    "png": _encode_png,
-    "jpeg": _encode_jpeg,
-    "bmp": _encode_bmp,
-    "webp": _encode_webp,
-    "gif": _encode_gif,
-    "pnm": _encode_pnm,
-    "tiff": _encode_tiff,
-    "npy": _encode_npy,
-}
-
-
-def _write_pnm(f: BinaryIO, colour: np.ndarray) -> None:
-    """Binary PGM (P5, grey) or PPM (P6, RGB), maxval 255 or 65535, big-endian samples."""
-    height, width, channels = colour.shape
-    magic = b"P5" if channels == 1 else b"P6"
-    maxval = 255 if colour.dtype == np.uint8 else 65535
-    f.write(b"%s\n%d %d\n%d\n" % (magic, width, height, maxval))
-    f.write(colour.astype(">u2" if maxval == 65535 else np.uint8).tobytes())

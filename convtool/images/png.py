@@ -1,24 +1,28 @@
-"""PNG: libspng and libpng where they beat Pillow's decoder, and convtool's own banded writer.
+"""PNG and APNG files: libspng/libpng where they beat Pillow's decoder, and convtool's writer.
 
 Reading (:func:`decode`): after Pillow has opened the file (its format allow-list and the
 size in the header are checked there), the pixels of the common kinds of PNG are
-decoded by libspng or libpng through ``imagecodecs`` instead of Pillow: 25 % less time
-for 8-bit colour, and one pass instead of Pillow's two for 16-bit colour. The samples are
-the same; anything else (interlaced files for libpng, 16-bit with a tRNS colour, EXIF in
-text chunks) is left to Pillow.
+decoded by libspng or libpng through ``imagecodecs`` instead of Pillow: about a quarter
+less time for 8-bit colour, and one pass instead of Pillow's two for 16-bit colour. The
+samples are the same; anything else (interlaced files for libpng, 16-bit with a tRNS
+colour, EXIF in text chunks) is left to Pillow.
 
-Writing (:func:`write_png`):
-A band is mapped from the float image (:class:`~convtool.images.ranges.Samples`), given
-the *Up* filter (each byte minus the byte above it; the band's first row reads the last
-row of the band before, mapped again), deflated as a byte-aligned piece of one zlib
-stream (as pigz does) and written as one IDAT chunk. Bands are independent, so they run
-on a thread per CPU (numpy, zlib and ISA-L release the GIL); at most two per thread are
-held at once, so memory stays bounded whatever the image size. Pillow writes the higher
-levels (see :data:`FAST_PNG_MAX_LEVEL`).
+Writing (:func:`write_png`): Pillow cannot hold 16-bit colour, and its filter choice is
+slow at low levels, so PNGs are written here. Each band of rows is mapped from the float
+image (:class:`~convtool.images.ranges.Samples`), given the *Up* filter (each byte minus
+the byte above it; a band's first row reads the last row of the band before, mapped
+again), deflated as a byte-aligned piece of one zlib stream (as pigz does) — bands run on
+a thread per CPU, two at most per thread held at once (:func:`deflate_frame`). For 8-bit
+samples above :data:`FAST_PNG_MAX_LEVEL` the zlib stream is the one Pillow's adaptive
+filters make. Around the pixels go the chunks that carry metadata (iCCP, pHYs, eXIf,
+tEXt/iTXt, XMP in iTXt) and, for several frames, APNG's acTL/fcTL/fdAT. Frames are whole
+canvases (as read), so each replaces the last (``APNG_BLEND_OP_SOURCE``) and its
+disposal is kept as read.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -26,20 +30,26 @@ from collections.abc import Callable, Iterator
 from typing import Any, BinaryIO
 
 import numpy as np
+from PIL import Image as PILImage
 
+from convtool.images.frames import DISPOSALS, Timing
+from convtool.images.metadata import Metadata
 from convtool.images.native import native_stderr_discarded
 from convtool.images.ranges import Samples
 
-__all__ = ["FAST_PNG_MAX_LEVEL", "decode", "write_png"]
+__all__ = ["FAST_PNG_MAX_LEVEL", "adler32_combine", "decode", "deflate_frame", "write_png"]
 
-# Up to this zlib level PNGs are written here; above it Pillow's per-row adaptive filter at
-# the asked level gives the smallest files, at many times the cost (see the README table).
+# Up to this zlib level PNGs are deflated by convtool (see deflate_frame); above it
+# Pillow's per-row adaptive filter at the asked level gives the smallest files, at many
+# times the cost (README, "PNG compression").
 FAST_PNG_MAX_LEVEL = 3
 
 _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels → grey, grey+alpha, RGB, RGBA
-_BAND_BYTES = 8 << 20  # raw bytes a band holds: bounds memory for any image size
+_BAND_BYTES = 8 << 20  # raw bytes of the rows a band holds: bounds memory for any image size
 _NONE, _UP = 0, 2  # PNG filter types
 _ADLER_BASE = 65521
+_XMP_KEYWORD = b"XML:com.adobe.xmp"
+_INCH = 0.0254  # metres
 
 
 # Pillow's raw modes of PNG (how the file stores samples) that libspng decodes as Pillow
@@ -100,25 +110,29 @@ def decode(
 
 
 def _orientation(data: bytes) -> int | None:
-    """The EXIF orientation from an eXIf chunk wherever it is (1 without one); None when
-    text chunks may hold one too (``Raw profile type exif``, XMP), which Pillow reads."""
-    exif = None
+    """The EXIF orientation from an eXIf chunk (1 without one); None where Pillow should
+    read the file: metadata after the pixels (Pillow reads it only by decoding them), text
+    chunks that may hold an orientation (``Raw profile type exif``, XMP), an animation."""
+    exif, pixels = None, False
     offset = len(_SIGNATURE)
     while offset + 8 <= len(data):
         length = int.from_bytes(data[offset : offset + 4], "big")
         kind = data[offset + 4 : offset + 8]
         if kind == b"IEND":
             break
-        body = data[offset + 8 : offset + 8 + min(length, 32)] if kind != b"IDAT" else b""
-        if kind == b"eXIf":
+        if kind == b"IDAT":
+            pixels = True
+        elif kind == b"acTL" or (pixels and kind in _METADATA_CHUNKS):
+            return None
+        elif kind == b"eXIf":
             exif = data[offset + 8 : offset + 8 + length]
-        elif kind in (b"tEXt", b"zTXt", b"iTXt") and body.startswith(_ORIENTATION_TEXTS):
+        elif kind in _METADATA_CHUNKS and data[offset + 8 : offset + 40].startswith(
+            _ORIENTATION_TEXTS
+        ):
             return None
         offset += 12 + length
     if exif is None:
         return 1
-    from PIL import Image as PILImage
-
     try:
         tags = PILImage.Exif()
         tags.load(exif)
@@ -128,48 +142,142 @@ def _orientation(data: bytes) -> int | None:
     return value if 1 <= value <= 8 else 1
 
 
+_METADATA_CHUNKS = (b"tEXt", b"zTXt", b"iTXt", b"eXIf")
 _ORIENTATION_TEXTS = (b"XML:com.adobe.xmp\0", b"Raw profile type exif\0")
 
 
-def write_png(f: BinaryIO, samples: Samples, level: int) -> None:
-    """Write *samples* (8- or 16-bit) as a PNG at zlib *level* 0–3, band by band.
+def write_png(
+    f: BinaryIO,
+    frames: list[Samples],
+    bits: int,
+    level: int,
+    metadata: Metadata | None = None,
+    timing: Timing | None = None,
+) -> None:
+    """Write 8- or 16-bit samples (:class:`Samples`, mapped as they are written) as a PNG,
+    or as an APNG for several frames.
 
-    Level 0 stores the rows unfiltered; levels 1–3 use the Up filter, level 1 deflated by
-    ISA-L where the ``isal`` package is installed (about 3× faster than zlib's level 1 on
-    filtered photographs, and a little larger), levels 2–3 (and level 1 without ISA-L)
-    with zlib's run-length strategy, which on filtered rows is faster and smaller than its
-    string matching.
+    All frames share one size. *timing* gives the APNG's durations, disposals and plays
+    (default: 100 ms a frame, played for ever).
     """
-    height, width, channels = samples.shape
-    bits = 16 if samples.dtype.itemsize == 2 else 8
+    height, width, channels = frames[0].shape
     f.write(b"\x89PNG\r\n\x1a\n")
     header = struct.pack(">IIBBBBB", width, height, bits, _COLOUR_TYPES[channels], 0, 0, 0)
-    f.write(_chunk(b"IHDR", header))
-    row_bytes = width * channels * bits // 8
+    _chunk(f, b"IHDR", header)
+    for kind, data in _metadata_chunks(metadata or Metadata()):
+        _chunk(f, kind, data)
+    if len(frames) == 1:
+        for data in _zlib_stream(frames[0], bits, level):
+            _chunk(f, b"IDAT", data)
+        _chunk(f, b"IEND", b"")
+        return
+    if timing is None:
+        timing = Timing((100.0,) * len(frames), ("none",) * len(frames), 0)
+    _chunk(f, b"acTL", struct.pack(">II", len(frames), timing.loop))
+    sequence = 0
+    for index, samples in enumerate(frames):
+        numerator, denominator = _delay(timing.durations[index])
+        dispose = DISPOSALS.index(timing.disposals[index])
+        control = struct.pack(
+            ">IIIIIHHBB", sequence, width, height, 0, 0, numerator, denominator, dispose, 0
+        )
+        _chunk(f, b"fcTL", control)
+        sequence += 1
+        for data in _zlib_stream(samples, bits, level):
+            if index == 0:
+                _chunk(f, b"IDAT", data)
+            else:
+                _chunk(f, b"fdAT", struct.pack(">I", sequence) + data)
+                sequence += 1
+    _chunk(f, b"IEND", b"")
+
+
+def _delay(milliseconds: float) -> tuple[int, int]:
+    """An fcTL delay fraction (two 16-bit numbers) for a duration in milliseconds."""
+    for denominator in (1000, 100, 10, 1):
+        numerator = round(milliseconds * denominator / 1000)
+        if numerator <= 0xFFFF:
+            return numerator, denominator
+    return 0xFFFF, 1
+
+
+def _metadata_chunks(metadata: Metadata) -> Iterator[tuple[bytes, bytes]]:
+    if metadata.icc:
+        yield b"iCCP", b"ICC profile\x00\x00" + zlib.compress(metadata.icc)
+    if metadata.dpi:
+        x, y = (round(v / _INCH) for v in metadata.dpi)
+        yield b"pHYs", struct.pack(">IIB", x, y, 1)
+    if metadata.exif:
+        yield b"eXIf", metadata.exif
+    for key, value in metadata.text.items():
+        yield _text_chunk(key.encode("latin-1", "replace")[:79] or b"?", value)
+    if metadata.xmp:
+        yield b"iTXt", _XMP_KEYWORD + b"\x00\x00\x00\x00\x00" + metadata.xmp
+
+
+def _text_chunk(keyword: bytes, value: str) -> tuple[bytes, bytes]:
+    """tEXt when the value is Latin-1 (the chunk's own encoding), iTXt (UTF-8) otherwise."""
+    try:
+        return b"tEXt", keyword + b"\x00" + value.encode("latin-1")
+    except UnicodeEncodeError:
+        return b"iTXt", keyword + b"\x00\x00\x00\x00\x00" + value.encode("utf-8")
+
+
+def _zlib_stream(samples: Samples, bits: int, level: int) -> Iterator[bytes]:
+    """The pieces of one frame's zlib stream of filtered rows."""
+    if bits == 8 and level > FAST_PNG_MAX_LEVEL:
+        yield _pillow_stream(samples.whole(), level)
+    else:
+        yield from deflate_frame(samples, level)
+
+
+def _pillow_stream(samples: np.ndarray, level: int) -> bytes:
+    """The zlib stream Pillow writes for 8-bit samples: adaptive filters, at *level*."""
+    picture = PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG", compress_level=level)
+    data, position, stream = buffer.getbuffer(), 8, []
+    while position < len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        if bytes(data[position + 4 : position + 8]) == b"IDAT":
+            stream.append(bytes(data[position + 8 : position + 8 + length]))
+        position += 12 + length
+    return b"".join(stream)
+
+
+def deflate_frame(samples: Samples, level: int) -> Iterator[bytes]:
+    """One frame's zlib stream (level 0–3), in pieces: bands of rows mapped, filtered and
+    deflated on a thread per CPU.
+
+    Level 0 stores the rows unfiltered. Levels 1–3 use the Up filter; level 1 is deflated
+    by ISA-L where the ``isal`` package is installed (about 3× faster than zlib's level 1
+    on filtered photographs, for files some 15 % larger), levels 2–3 (and level 1 without
+    ISA-L) with zlib's run-length strategy, which on filtered rows is faster and smaller
+    than its string matching. Each band is a raw deflate stream ended on a byte boundary
+    (a sync flush), so the pieces join into one stream, as pigz makes them; its Adler-32
+    is taken on the band's thread and joined here (:func:`adler32_combine`).
+    """
+    height, width, channels = samples.shape
+    big_endian = samples.dtype.itemsize == 2
+    row_bytes = width * channels * samples.dtype.itemsize
     band = max(1, _BAND_BYTES // row_bytes)
-    starts = range(0, height, band)
     deflater = _deflater(level)
-    big_endian = ">u2" if bits == 16 else None
 
     def piece(start: int) -> tuple[bytes, int, int]:
         end = min(start + band, height)
         above = 1 if start and level else 0  # the Up filter's row above the band
         block = samples.rows(start - above, end)
         if big_endian:
-            block = block.astype(big_endian)
-        rows = block.reshape(block.shape[0], -1).view(np.uint8)
-        raw = _filtered(rows, above, level)
-        data = deflater(raw, end == height)
-        if start == 0:
-            data = b"\x78\x01" + data  # zlib header: deflate, 32 KiB window (0x7801 % 31 == 0)
-        return _chunk(b"IDAT", data), zlib.adler32(raw), len(raw)
+            block = block.astype(">u2")
+        raw = _filtered(block.reshape(block.shape[0], -1).view(np.uint8), above, level)
+        return deflater(raw, end == height), zlib.adler32(raw), len(raw)
 
+    yield b"\x78\x01"  # zlib header: deflate, 32 KiB window (0x7801 % 31 == 0)
     adler = 1
-    for chunk, band_adler, length in _in_order(piece, starts):
-        f.write(chunk)
+    for data, band_adler, length in _in_order(piece, range(0, height, band)):
         adler = adler32_combine(adler, band_adler, length)
-    f.write(_chunk(b"IDAT", struct.pack(">I", adler)))  # the zlib stream's Adler-32 ends it
-    f.write(_chunk(b"IEND", b""))
+        yield data
+    yield struct.pack(">I", adler)
 
 
 def _filtered(rows: np.ndarray, above: int, level: int) -> memoryview:
@@ -259,6 +367,7 @@ def adler32_combine(first: int, second: int, length: int) -> int:
     return low | (high << 16)
 
 
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    crc = zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF
-    return b"".join((struct.pack(">I", len(data)), kind, data, struct.pack(">I", crc)))
+def _chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
+    f.write(struct.pack(">I", len(data)) + kind)
+    f.write(data)
+    f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF))

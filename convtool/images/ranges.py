@@ -14,7 +14,7 @@ import numpy as np
 
 from convtool.errors import UsageError
 
-__all__ = ["MAX_VALUES", "RANGE_MODES", "Samples", "map_range", "output_samples"]
+__all__ = ["MAX_VALUES", "RANGE_MODES", "Samples", "finite_span", "map_range", "output_samples"]
 
 RANGE_MODES = ("clip", "abs", "offset", "rescale")
 MAX_VALUES = {8: 255, 16: 65535, 32: 4294967295}
@@ -23,21 +23,24 @@ MAX_VALUES = {8: 255, 16: 65535, 32: 4294967295}
 _INT_DTYPES = {8: np.uint8, 16: np.uint16, 32: np.uint32}
 
 
-def map_range(pixels: np.ndarray, mode: str, max_value: float) -> np.ndarray:
+def map_range(
+    pixels: np.ndarray, mode: str, max_value: float, span: tuple[float, float] | None = None
+) -> np.ndarray:
     """Map values into 0..max_value as an integer output needs; return floats, unrounded.
 
     ``clip``: values below 0 become 0, above max_value become max_value. ``abs``: |x|, then
     clip. ``offset``: add half the range ((max_value + 1) / 2: 128 for 8-bit, 32768 for
     16-bit; max_value / 2 for a 0..1 scale), then clip — zero lands mid-grey. ``rescale``:
     the minimum over all channels goes to 0, the maximum to max_value, linearly; a constant
-    image maps to 0; NaN and infinities are left out of the minimum and maximum. NaN always
-    becomes 0.
+    image maps to 0; NaN and infinities are left out of the minimum and maximum (*span*
+    gives them instead: the frames of an animation share one). NaN always becomes 0.
     """
     _check_mode(mode)
     x = np.asarray(pixels)
     if x.dtype.kind != "f":
         x = x.astype(np.float64)
-    span = _finite_min_max(x) if mode == "rescale" else None
+    if mode == "rescale" and span is None:
+        span = finite_span(x)
     out = np.empty_like(x) if x is pixels else x
     return _mapped(x, mode, max_value, span, out)
 
@@ -70,7 +73,8 @@ def _mapped(
     return np.fmin(out, max_value, out=out)
 
 
-def _finite_min_max(x: np.ndarray) -> tuple[float, float]:
+def finite_span(x: np.ndarray) -> tuple[float, float]:
+    """The minimum and maximum of the finite values of *x* ((0, 0) if there are none)."""
     span = _finite_range(x)
     return span if span is not None else (0.0, 0.0)
 
@@ -104,6 +108,7 @@ class Samples:
         source_depth: int | str,
         depth: int | str,
         range_mode: str | None,
+        span: tuple[float, float] | None = None,
     ) -> None:
         if range_mode is not None:
             _check_mode(range_mode)
@@ -133,7 +138,24 @@ class Samples:
                     self._alpha.dtype, depth, alpha_factor, "clip", max_value
                 )
         if self._colour.mode == "rescale":
-            self._colour.span = self._rescale_span()
+            factor = self._colour.factor
+            if span is None:
+                span = self._rescale_span()
+            elif factor != 1.0:  # a span shared by frames is in the values' own scale
+                span = (span[0] * factor, span[1] * factor)
+            self._colour.span = span
+
+    @classmethod
+    def of(cls, samples: np.ndarray) -> Samples:
+        """Samples already mapped and cast: ``(H, W, C)`` integers, written as they are."""
+        self = cls.__new__(cls)
+        array = np.asarray(samples)
+        self.depth = 16 if array.dtype.itemsize == 2 else 8
+        self.has_alpha, self._alpha = False, None  # alpha, if any, is among the channels
+        self._planes = np.moveaxis(array, -1, 0)
+        self.shape, self.dtype = array.shape, array.dtype
+        self._colour = _Recipe(array.dtype, 1.0, None, 0, False, array.dtype)
+        return self
 
     def _rescale_span(self) -> tuple[float, float]:
         """The minimum and maximum that ``rescale`` maps, over all channels.
@@ -161,21 +183,43 @@ class Samples:
         height, width, channels = self.shape
         out = np.empty((r1 - r0, width, channels), self.dtype)
         colour = self._planes.shape[0]
-        # a few rows at a time: the float scratch stays in cache between the passes
-        step = max(1, _CHUNK_ELEMENTS // width)
-        scratch: dict[np.dtype, np.ndarray] = {}
-        for start in range(r0, r1, step):
-            stop = min(start + step, r1)
-            here = out[start - r0 : stop - r0]
-            for c in range(colour):
-                self._colour.apply(self._planes[c, start:stop], here[:, :, c], scratch)
-            if self._alpha is not None:
-                self._alpha_recipe.apply(self._alpha[start:stop], here[:, :, colour], scratch)
+        self._fill(r0, r1, out[:, :, :colour], out[:, :, colour] if self.has_alpha else None)
         return out
 
     def whole(self) -> np.ndarray:
         """All rows (``rows(0, H)``), for encoders that take the image at once."""
         return self.rows(0, self.shape[0])
+
+    def split(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """All rows as (colour (H, W, C), alpha (H, W) or None), each its own array.
+
+        Raw float colour is the input array itself, as no value changes.
+        """
+        height, width, channels = self.shape
+        colour_channels = self._planes.shape[0]
+        alpha = None if self._alpha is None else np.empty((height, width), self.dtype)
+        if self._colour.identity:
+            colour = np.moveaxis(self._planes, 0, -1)
+            self._fill(0, height, None, alpha)
+        else:
+            colour = np.empty((height, width, colour_channels), self.dtype)
+            self._fill(0, height, colour, alpha)
+        return colour, alpha
+
+    def _fill(self, r0: int, r1: int, colour: np.ndarray | None, alpha: np.ndarray | None) -> None:
+        """Map rows ``r0..r1-1`` into *colour* (n, W, C) and *alpha* (n, W), any strides
+        (None: not that one)."""
+        width = self.shape[1]
+        # a few rows at a time: the float scratch stays in cache between the passes
+        step = max(1, _CHUNK_ELEMENTS // width)
+        scratch: dict[np.dtype, np.ndarray] = {}
+        for start in range(r0, r1, step):
+            stop = min(start + step, r1)
+            here = slice(start - r0, stop - r0)
+            for c in range(self._planes.shape[0] if colour is not None else 0):
+                self._colour.apply(self._planes[c, start:stop], colour[here, :, c], scratch)
+            if alpha is not None:
+                self._alpha_recipe.apply(self._alpha[start:stop], alpha[here], scratch)  # type: ignore[index]
 
 
 # Elements (all channels) of one band whose minimum and maximum rescale reads at a time.
@@ -209,6 +253,11 @@ class _Recipe:
         work = dtype if kind == "f" or (mode is None and factor == 1.0) else np.float64
         return cls(work, factor, mode, max_value, False, work)
 
+    @property
+    def identity(self) -> bool:
+        """Whether the values are written as they are (raw float output)."""
+        return self.factor == 1.0 and self.mode is None and not self.rounds
+
     def apply(self, values: np.ndarray, out: np.ndarray, scratch: dict) -> None:
         """Map ``values`` (a few rows of one channel) into ``out`` (a strided view)."""
         if self.factor == 1.0 and self.mode is None:
@@ -240,16 +289,18 @@ def output_samples(
     source_depth: int | str,
     depth: int | str,
     range_mode: str | None,
-) -> Samples:
+    span: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Map, round and cast colour and alpha (None: no alpha) for the output *depth*.
 
     *source_depth* gives the values' scale (:data:`MAX_VALUES`; 0..1 for ``"float"``).
     Integer outputs: *range_mode* (default ``clip``) into 0..max, 8 ↔ 16-bit rescaling,
     round half to even. Float output: raw, or mapped into the source's own scale when a
-    *range_mode* is given. Alpha is opacity (:func:`_alpha_factor`) and only ever clipped.
-    The work is done as the encoder asks for rows (:class:`Samples`).
+    *range_mode* is given. *span*: ``rescale``'s minimum and maximum, when several arrays
+    share them. Alpha is opacity (:func:`_alpha_factor`) and only ever clipped. The whole
+    arrays; :class:`Samples` maps the same values band by band.
     """
-    return Samples(pixels, alpha, source_depth, depth, range_mode)
+    return Samples(pixels, alpha, source_depth, depth, range_mode, span).split()
 
 
 def _alpha_factor(source: int | str, target: int | str) -> float:
