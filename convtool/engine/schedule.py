@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from convtool.engine import bands, passes
+from convtool.engine import bands, native, passes
 from convtool.engine.plan import Plan, band_within_budget
 
 
@@ -24,7 +24,7 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
 
         wanted = fftconv.band_rows(plan)
         band = band_within_budget(plan, channels, wanted, workers, fftconv.BAND_COPIES)
-        bind = fftconv.bind_for(plan, band, workers)
+        bind = _numpy_bind(fftconv.bind_for(plan, band, workers))
     else:
         wanted = plan.tuning.band_elements // (channels * plan.col_count)
         if method == "separable" and passes.is_box(plan.factors[0], plan.tuning.box_min_taps):
@@ -32,7 +32,9 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
             # bands about as tall as the kernel so that start costs ~1 step per row.
             wanted = max(wanted, min(plan.rows.span, plan.tuning.running_max_band))
         band = band_within_budget(plan, channels, wanted, workers, bands.BAND_COPIES)
-        bind = bands.direct(plan) if method == "direct" else bands.separable(plan)
+        bind = native.bind_for(plan, method) or _numpy_bind(
+            bands.direct(plan) if method == "direct" else bands.separable(plan)
+        )
     starts = range(0, plan.rows.size, band)
     local = threading.local()  # each thread filters its bands in its own arrays
 
@@ -59,3 +61,14 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
             # On Ctrl-C (or any error) drop the queued bands instead of computing them all.
             pool.shutdown(wait=True, cancel_futures=True)
     return out
+
+
+def _numpy_bind(bind):
+    """A numpy method's ``bind`` whose ``run`` also takes the band's first row (and ignores it:
+    only the compiled running sums need it)."""
+
+    def bind_rows(channels: int, nr: int):
+        buf, run = bind(channels, nr)
+        return buf, lambda out, j0: run(out)
+
+    return bind_rows

@@ -1,0 +1,123 @@
+"""The compiled kernels (``convtool.engine._native``), when built, and their band binds.
+
+The C module takes bands the engine has planned and gathered (padding stays in Python) and
+writes output rows; it releases the GIL, so the band thread pool runs it in parallel. The
+numpy methods in :mod:`convtool.engine.bands` compute the same results and remain the
+reference the tests compare with, and the fallback: when the module was not built (no
+compiler at install) or ``CONVTOOL_NATIVE=0`` is set, they run instead. ``--method`` names
+the algorithm (direct, separable, fft); :func:`implementation` says which code runs it.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from convtool.engine.plan import Plan
+
+NATIVE_ENV = "CONVTOOL_NATIVE"
+"""Environment variable: ``0`` runs the numpy engine even where the compiled one is built."""
+
+_UNSET = object()
+_module: object = _UNSET
+
+
+def _load() -> ModuleType | None:
+    global _module
+    if _module is _UNSET:
+        try:
+            from convtool.engine import _native
+        except ImportError:
+            _native = None
+        _module = _native
+    return _module  # type: ignore[return-value]
+
+
+def module() -> ModuleType | None:
+    """The compiled module, or None (not built, or switched off by ``CONVTOOL_NATIVE=0``)."""
+    if os.environ.get(NATIVE_ENV, "").strip() == "0":
+        return None
+    return _load()
+
+
+def implementation() -> str:
+    """Which code runs the direct and separable methods, in words for ``--debug`` and reports."""
+    if os.environ.get(NATIVE_ENV, "").strip() == "0":
+        return f"numpy ({NATIVE_ENV}=0)"
+    native = _load()
+    if native is None:
+        return "numpy (compiled kernels not built)"
+    return f"compiled ({native.info()['simd']})"
+
+
+def bind_for(plan: Plan, method: str):
+    """``bind`` (see :class:`convtool.engine.bands.BandFilter`) running ``method`` compiled,
+    or None when the numpy method must run (module absent, FFT, or an integer dtype)."""
+    native = module()
+    if native is None or method not in ("direct", "separable"):
+        return None
+    if plan.dtype not in (np.float32, np.float64):
+        return None
+    from convtool.engine.bands import band_buffer
+
+    rows, cols = plan.rows, plan.cols
+    geometry = (rows.stride, rows.dilation, cols.stride, cols.dilation)
+    first_col = cols.offset - plan.col_start
+    if method == "direct":
+        weights = np.ascontiguousarray(plan.weights, dtype=np.float64)
+
+        def bind(channels: int, nr: int):
+            buf = band_buffer(plan, channels, nr)
+
+            def run(out: np.ndarray, j0: int) -> None:
+                native.correlate_direct(buf, out, weights, *geometry, first_col)
+
+            return buf, run
+
+        return bind
+
+    column, row = (np.ascontiguousarray(f, dtype=np.float64) for f in plan.factors)
+
+    def bind(channels: int, nr: int):
+        buf = band_buffer(plan, channels, nr)
+
+        def run(out: np.ndarray, j0: int) -> None:
+            # row_origin: where the band starts in the padded image, so that running sums
+            # give the same bits however the image is cut into bands
+            origin = rows.stride * j0 + rows.offset
+            native.correlate_separable(buf, out, column, row, *geometry, first_col, origin)
+
+        return buf, run
+
+    return bind
+
+
+def window_sums(x: np.ndarray, h: int, w: int, threads: int):
+    """Sums of ``x`` and of ``x**2`` (float64, 2-D) over every h x w window at valid positions,
+    computed in bands of rows on ``threads`` threads; None when the module is absent."""
+    native = module()
+    if native is None:
+        return None
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    rows, cols = x.shape[0] - h + 1, x.shape[1] - w + 1
+    sums, squares = np.empty((rows, cols)), np.empty((rows, cols))
+    band = max(1, -(-rows // max(1, threads)))
+
+    def part(j0: int) -> None:
+        j1 = min(j0 + band, rows)
+        native.window_sums(x[j0 : j1 + h - 1], sums[j0:j1], squares[j0:j1], h, w, j0)
+
+    starts = range(0, rows, band)
+    if len(starts) == 1:
+        part(0)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(starts)) as pool:
+            for future in [pool.submit(part, j0) for j0 in starts]:
+                future.result()
+    return sums, squares
