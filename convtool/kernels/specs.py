@@ -62,7 +62,6 @@ class KernelEntry:
     params: str  # "sigma=1, size=2*ceil(3*sigma)+1"; "" for a fixed kernel
     description: str
     parameters: tuple[Param, ...] = ()
-    kind: str = "fixed"  # "fixed" (a file in kernels/) or "parametric" (a builder)
 
 
 def list_kernels() -> list[KernelEntry]:
