@@ -11,6 +11,7 @@ the algorithm (direct, separable, fft); :func:`implementation` says which code r
 from __future__ import annotations
 
 import os
+import threading
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -54,9 +55,18 @@ def implementation() -> str:
     return f"compiled ({native.info()['simd']})"
 
 
-def bind_for(plan: Plan, method: str):
+# Multiply-adds per compiled call (~10 ms): a band is done in calls of at most this much
+# work, so a cancelled run (Ctrl-C, an error in another band) stops within one of them.
+_CALL_WORK = 1 << 24
+
+
+def bind_for(plan: Plan, method: str, stop: threading.Event):
     """``bind`` (see :class:`convtool.engine.bands.BandFilter`) running ``method`` compiled,
-    or None when the numpy method must run (module absent, FFT, or an integer dtype)."""
+    or None when the numpy method must run (module absent, FFT, or an integer dtype).
+
+    A band's rows go through the kernel in calls of about ``_CALL_WORK`` multiply-adds;
+    once ``stop`` is set, the remaining calls are skipped (the run is being abandoned).
+    """
     native = module()
     if native is None or method not in ("direct", "separable"):
         return None
@@ -69,27 +79,31 @@ def bind_for(plan: Plan, method: str):
     first_col = cols.offset - plan.col_start
     if method == "direct":
         weights = np.ascontiguousarray(plan.weights, dtype=np.float64)
+        per_row = cols.size * weights.size
 
-        def bind(channels: int, nr: int):
-            buf = band_buffer(plan, channels, nr)
+        def call(src, out, origin):
+            native.correlate_direct(src, out, weights, *geometry, first_col)
 
-            def run(out: np.ndarray, j0: int) -> None:
-                native.correlate_direct(buf, out, weights, *geometry, first_col)
+    else:
+        column, row = (np.ascontiguousarray(f, dtype=np.float64) for f in plan.factors)
+        per_row = plan.col_count * column.size + cols.size * row.size
 
-            return buf, run
-
-        return bind
-
-    column, row = (np.ascontiguousarray(f, dtype=np.float64) for f in plan.factors)
+        def call(src, out, origin):
+            # origin: where src starts in the padded image, so that running sums give the
+            # same bits however the image is cut into bands
+            native.correlate_separable(src, out, column, row, *geometry, first_col, origin)
 
     def bind(channels: int, nr: int):
         buf = band_buffer(plan, channels, nr)
+        chunk = max(1, _CALL_WORK // max(1, channels * per_row))
 
         def run(out: np.ndarray, j0: int) -> None:
-            # row_origin: where the band starts in the padded image, so that running sums
-            # give the same bits however the image is cut into bands
-            origin = rows.stride * j0 + rows.offset
-            native.correlate_separable(buf, out, column, row, *geometry, first_col, origin)
+            for r0 in range(0, nr, chunk):
+                if stop.is_set():
+                    return
+                r1 = min(r0 + chunk, nr)
+                src = buf[:, rows.stride * r0 : rows.stride * (r1 - 1) + rows.span]
+                call(src, out[:, r0:r1], rows.stride * (j0 + r0) + rows.offset)
 
         return buf, run
 

@@ -17,6 +17,7 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
     channels = x.shape[0]
     out = np.empty((channels, plan.rows.size, plan.cols.size), dtype=plan.dtype)
     workers = threads or os.cpu_count() or 1
+    stop = threading.Event()  # set when the run is abandoned: compiled bands stop early
     if method == "fft":
         from convtool.engine import (
             fft as fftconv,  # imports scipy.fft (~0.1 s): only when an FFT is asked for
@@ -32,7 +33,7 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
             # bands about as tall as the kernel so that start costs ~1 step per row.
             wanted = max(wanted, min(plan.rows.span, plan.tuning.running_max_band))
         band = band_within_budget(plan, channels, wanted, workers, bands.BAND_COPIES)
-        bind = native.bind_for(plan, method) or _numpy_bind(
+        bind = native.bind_for(plan, method, stop) or _numpy_bind(
             bands.direct(plan) if method == "direct" else bands.separable(plan)
         )
     starts = range(0, plan.rows.size, band)
@@ -50,15 +51,20 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
 
     workers = min(workers, len(starts))
     if workers <= 1:
-        for j0 in starts:
-            work(j0)
+        try:
+            for j0 in starts:
+                work(j0)
+        finally:
+            stop.set()
     else:
         pool = ThreadPoolExecutor(workers)
         try:
             for future in [pool.submit(work, j0) for j0 in starts]:
                 future.result()
         finally:
-            # On Ctrl-C (or any error) drop the queued bands instead of computing them all.
+            # On Ctrl-C (or any error) drop the queued bands instead of computing them all,
+            # and let the running compiled ones stop after their current call.
+            stop.set()
             pool.shutdown(wait=True, cancel_futures=True)
     return out
 
