@@ -72,7 +72,7 @@ def list_kernels() -> list[KernelEntry]:
         size = f"{h}x{w}" if builder.size == "3x3" else f"{builder.size} ({h}x{w})"
         params = ", ".join(p.describe() for p in builder.params)
         entries.append(
-            KernelEntry(name, size, params, builder.description, builder.params, "parametric")
+            KernelEntry(name, size, params, builder.description, builder.params)
         )
     for name in fixed_files():
         kernel, description = load_fixed(name)
