@@ -116,7 +116,9 @@ def _new_pool(workers: int):
         # Workers forked from a clean single-threaded server (the CLI draws its progress
         # bar from a thread; the engine runs thread pools).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["convtool.batch.pool", "convtool.pipeline", "convtool.images"])
+        context.set_forkserver_preload(
+            ["convtool.batch.pool", "convtool.pipeline", "convtool.images"]
+        )
     else:
         context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
