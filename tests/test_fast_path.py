@@ -109,11 +109,15 @@ def test_banded_mapping_equals_mapping_the_whole_image(monkeypatch, mode, source
     monkeypatch.setattr(ranges, "_SPAN_ELEMENTS", 100)  # rescale's span read in bands
     pixels = results(channels)
     alpha = RNG.uniform(-10, 300, pixels.shape[:2]).astype(np.float32)
-    samples = ranges.output_samples(pixels, alpha, source, depth, mode)
+    samples = ranges.Samples(pixels, alpha, source, depth, mode)
     expected = whole_image_reference(pixels, alpha, source, depth, mode)
     np.testing.assert_array_equal(samples.whole(), expected)
     # any band of rows is the same rows of the whole
     np.testing.assert_array_equal(samples.rows(5, 17), expected[5:17])
+    # and the whole arrays, apart
+    colour, apart = ranges.output_samples(pixels, alpha, source, depth, mode)
+    np.testing.assert_array_equal(colour, expected[:, :, :-1])
+    np.testing.assert_array_equal(apart, expected[:, :, -1])
 
 
 def test_rescale_reads_its_span_band_by_band_with_infinities_in_one_band(monkeypatch):
@@ -121,7 +125,7 @@ def test_rescale_reads_its_span_band_by_band_with_infinities_in_one_band(monkeyp
     pixels = np.tile(np.arange(31, dtype=np.float32), (8, 1))[:, :, None]
     pixels[3] = np.inf  # a band with nothing finite at all
     pixels[5, 0] = np.nan
-    mapped = ranges.output_samples(pixels, None, 8, 8, "rescale").whole()
+    mapped = ranges.Samples(pixels, None, 8, 8, "rescale").whole()
     np.testing.assert_array_equal(mapped, whole_image_reference(pixels, None, 8, 8, "rescale"))
     assert mapped[0, 0, 0] == 0 and mapped[0, -1, 0] == 255
 
