@@ -20,7 +20,6 @@ from dataclasses import replace
 
 from convtool.batch import dask_runner
 from convtool.batch.jobs import FAILED, Job, JobResult, Settings
-from convtool.batch.pool import run_in_pool
 from convtool.batch.worker import process_quietly, with_threads
 from convtool.errors import ImageWriteError, UsageError
 from convtool.images import atomic
@@ -94,6 +93,9 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
             if min(workers, len(jobs)) == 1:
                 yield from _run_here(ordered, settings, stop)
             else:
+                # multiprocessing (~10 ms to import) only for a pool: one file never needs it
+                from convtool.batch.pool import run_in_pool
+
                 count = min(workers, len(jobs))
                 yield from run_in_pool(
                     ordered,

@@ -13,7 +13,6 @@ import contextlib
 import errno
 import os
 import re
-import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +46,7 @@ def write_error_reason(err: OSError) -> str:
 def temp_path_for(path: Path) -> Path:
     """Return a fresh temporary path beside *path*: ``.<name>.convtool-<pid>-<random>.tmp``."""
     name = path.name[:_MAX_NAME_IN_TEMP]
-    return path.with_name(f".{name}.convtool-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    return path.with_name(f".{name}.convtool-{os.getpid()}-{os.urandom(4).hex()}.tmp")
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:

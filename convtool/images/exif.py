@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from PIL import Image as PILImage
-from PIL import TiffImagePlugin
 
 __all__ = [
     "EXIF_IFD",
@@ -213,6 +212,10 @@ def sub_ifd_bytes(tags: dict[int, Any], group: int, offset: int, byteorder: str)
 
     *byteorder* is ``"<"`` or ``">"``, the file's; classic TIFF only (4-byte offsets).
     """
+    # Pillow's TIFF plugin (with fractions, decimal, logging: ~10 ms) only when a TIFF with
+    # EXIF is written
+    from PIL import TiffImagePlugin
+
     head = (b"II*\x00" if byteorder == "<" else b"MM\x00*") + b"\x00" * 4
     ifd = TiffImagePlugin.ImageFileDirectory_v2(ifh=head, group=group)
     for tag, value in tags.items():

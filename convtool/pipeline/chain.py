@@ -172,8 +172,10 @@ class Chain:
         alpha: np.ndarray | None,
         source: str | None,
         ticker: _Ticker | None = None,
+        finite: bool = False,
     ) -> tuple[np.ndarray, np.ndarray | None]:
-        _require_finite(pixels, alpha, source)
+        if not finite:
+            _require_finite(pixels, alpha, source)
         stack = np.moveaxis(pixels, -1, 0)
         luma = self.channels == "luma" and stack.shape[0] == 3
         if luma:
@@ -238,16 +240,24 @@ class Chain:
         return stack, alpha
 
     def apply_to(self, image, progress: Progress | None = None):
-        """Filter an :class:`convtool.images.Image`-like object, every frame; returns a new one."""
+        """Filter an :class:`convtool.images.Image`-like object, every frame; returns a new one.
+
+        An image of an integer depth (8, 16, 32: values read from integers) is finite by
+        construction, so only float images are checked for NaN and infinity (two passes
+        over the pixels that integer images are spared).
+        """
         source = getattr(image, "source", None)
         frames = list(getattr(image, "frames", None) or ())
         ticker = self._ticker(progress, 1 + len(frames))
-        pixels, alpha = self._apply(image.pixels, image.alpha, source, ticker)
+        finite = getattr(image, "depth", "float") in (8, 16, 32)
+        pixels, alpha = self._apply(image.pixels, image.alpha, source, ticker, finite)
         if not frames:
             return dataclasses.replace(image, pixels=pixels, alpha=alpha)
         filtered = []
         for frame in frames:
-            frame_pixels, frame_alpha = self._apply(frame.pixels, frame.alpha, source, ticker)
+            frame_pixels, frame_alpha = self._apply(
+                frame.pixels, frame.alpha, source, ticker, finite
+            )
             filtered.append(dataclasses.replace(frame, pixels=frame_pixels, alpha=frame_alpha))
         return dataclasses.replace(image, pixels=pixels, alpha=alpha, frames=filtered)
 
