@@ -249,7 +249,20 @@ def save_png(path: Path, pixels: np.ndarray, compress_level: int = 1) -> None:
 
 
 def load_png(path: Path) -> np.ndarray:
-    """Read an image file as an int32 array (signed, so differences cannot wrap)."""
+    """Read an image file as an int32 array (signed, so differences cannot wrap).
+
+    16-bit colour keeps its 16 bits through OpenCV where it is installed (Pillow keeps 8).
+    """
+    try:
+        import cv2
+    except ImportError:
+        cv2 = None
+    if cv2 is not None:
+        pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if pixels is not None:
+            if pixels.ndim == 3:
+                pixels = pixels[:, :, 2::-1] if pixels.shape[2] == 3 else pixels
+            return pixels.astype(np.int32)
     from PIL import Image
 
     with Image.open(path) as im:

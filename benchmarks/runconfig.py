@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import os
 import sys
 import time
@@ -21,7 +22,8 @@ class Config:
     name: str
     engine_side: int  # section 1: square float32 image
     naive_macs: float  # multiply-adds one naive run may do; sets the side of its crop
-    cli_size: tuple[int, int]  # section 2: (width, height) of the RGB PNG
+    cli_size: tuple[int, int]  # section 2: (width, height) of the RGB PNG, JPEG and 16-bit PNG
+    grey_size: tuple[int, int]  # section 2: (width, height) of the 8-bit grey PNG
     startup_repeats: int
     memory_side: int  # section 3: square float32 image in each child
     big_side: int | None  # section 3: the 8-bit giant, full mode only
@@ -39,6 +41,7 @@ MODES = {
         engine_side=4096,
         naive_macs=5e8,
         cli_size=(3840, 2160),
+        grey_size=(6000, 4000),
         startup_repeats=15,
         memory_side=4096,
         big_side=20000,
@@ -54,6 +57,7 @@ MODES = {
         engine_side=1024,
         naive_macs=1e8,
         cli_size=(1920, 1080),
+        grey_size=(1500, 1000),
         startup_repeats=10,
         memory_side=1024,
         big_side=None,
@@ -70,6 +74,7 @@ MODES = {
         engine_side=96,
         naive_macs=1e6,
         cli_size=(160, 120),
+        grey_size=(150, 100),
         startup_repeats=2,
         memory_side=96,
         big_side=None,
@@ -110,6 +115,10 @@ class Tools:
         magick = find_program("magick")
         convert = [magick] if magick else _listed(find_program("convert"))
         mogrify = [magick, "mogrify"] if magick else _listed(find_program("mogrify"))
+        # Bytecode for the source tree, as `pip install` writes it: with
+        # PYTHONDONTWRITEBYTECODE set (as on this machine) every run would compile convtool
+        # anew, ~50 ms that no installed copy pays.
+        compileall.compile_dir(str(ROOT / "convtool"), quiet=1)
         # The console script where the venv has one (what users type), else `python -m`.
         script = Path(sys.executable).with_name("convtool")
         convtool = [str(script)] if script.is_file() else [sys.executable, "-m", "convtool"]

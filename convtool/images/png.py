@@ -46,6 +46,9 @@ FAST_PNG_MAX_LEVEL = 3
 
 _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels → grey, grey+alpha, RGB, RGBA
 _BAND_BYTES = 8 << 20  # raw bytes of the rows a band holds: bounds memory for any image size
+# An image is cut into a band per CPU, down to bands of this size: a 512×512 RGB image
+# (0.8 MB, most of a batch, where processes share the CPUs) stays one band, on no thread.
+_MIN_BAND_BYTES = 1 << 20
 _NONE, _UP = 0, 2  # PNG filter types
 _ADLER_BASE = 65521
 _XMP_KEYWORD = b"XML:com.adobe.xmp"
@@ -260,7 +263,8 @@ def deflate_frame(samples: Samples, level: int) -> Iterator[bytes]:
     height, width, channels = samples.shape
     big_endian = samples.dtype.itemsize == 2
     row_bytes = width * channels * samples.dtype.itemsize
-    band = max(1, _BAND_BYTES // row_bytes)
+    share = -(-height * row_bytes // (os.cpu_count() or 1))  # a band per CPU, rounded up
+    band = max(1, min(_BAND_BYTES, max(share, _MIN_BAND_BYTES)) // row_bytes)
     deflater = _deflater(level)
 
     def piece(start: int) -> tuple[bytes, int, int]:

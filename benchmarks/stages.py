@@ -1,0 +1,68 @@
+"""Where one ``convtool filter`` run spends its time, stage by stage (section 2's breakdown).
+
+    python benchmarks/stages.py IN.png SPEC RUNS
+
+Runs the stages of ``convtool filter IN.png -k SPEC -o out.png`` one after the other in
+this process and prints, as JSON, the median seconds of each over RUNS runs: the imports a
+filter run makes, decode (file bytes to samples: Pillow's header, then libspng/libpng or
+Pillow), convert (to float channel planes), filter (the chain), map (range mapping, rounding
+and the cast, alone, one thread), encode (the PNG writer into memory: it maps each band on
+its own thread, then filters and deflates it, so map is inside this figure too), write
+(the atomic write of those bytes: temporary file, fsync, rename). Stages run apart here; in
+the command the encoder writes straight into the temporary file.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str]) -> int:
+    source, spec, runs = Path(argv[0]), argv[1], int(argv[2])
+    sys.path.insert(0, str(ROOT))
+    start = time.perf_counter()
+    from convtool.batch import worker  # noqa: F401 - what a one-file run imports
+    from convtool.images import api, codecs, encoders, ranges
+    from convtool.images.atomic import atomic_write
+    from convtool.pipeline import Chain, parse_steps
+
+    imports = time.perf_counter() - start
+    chain = Chain(parse_steps([spec]))
+    times: dict[str, list[float]] = {}
+    out = source.with_name("stages-out.png")
+
+    def timed(name, fn, *args):
+        begin = time.perf_counter()
+        result = fn(*args)
+        times.setdefault(name, []).append(time.perf_counter() - begin)
+        return result
+
+    for _ in range(runs):
+        decoded = timed("decode", codecs.decode, source, str(source), None)
+        image = timed(
+            "convert", api._to_image, decoded, str(source), api._PRECISIONS["single"], False
+        )
+        filtered = timed("filter", chain.apply_to, image)
+        depth = api._output_depth("png", filtered.depth, None)
+        samples = ranges.Samples(filtered.pixels, filtered.alpha, filtered.depth, depth, None)
+        timed("map", samples.whole)
+        encoding = encoders.Encoding([], depth, 1, samples=[samples])
+        buffer = io.BytesIO()
+        timed("encode", encoders.ENCODERS["png"], buffer, encoding)
+        data = buffer.getvalue()
+        timed("write", atomic_write, str(out), lambda f, data=data: f.write(data))
+    out.unlink(missing_ok=True)
+    medians = {name: statistics.median(values) for name, values in times.items()}
+    print(json.dumps({"imports": imports, **medians}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
