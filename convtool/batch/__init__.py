@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from convtool.batch.heap import keep_freed_memory
 from convtool.batch.jobs import (
     DONE,
     FAILED,
@@ -47,6 +48,7 @@ __all__ = [
     "is_inside",
     "Summary",
     "summarize",
+    "keep_freed_memory",
     "plan",
     "require_images",
     "process",

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from convtool.batch.heap import keep_freed_memory
 from convtool.batch.jobs import Job, JobResult, Settings
 from convtool.batch.worker import process_quietly
 from convtool.errors import ConvtoolError
@@ -151,6 +152,7 @@ _in_job = False
 
 
 def _init_worker() -> None:
+    keep_freed_memory()  # a worker filters image after image: reuse their memory
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _on_sigterm)
     parent = multiprocessing.parent_process()

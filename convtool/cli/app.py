@@ -438,6 +438,7 @@ def filter(  # noqa: A001 - the command is called `filter`
                 print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
             return
         batch.require_images(plan, inputs)
+        batch.keep_freed_memory()  # image after image here too with -j 1: reuse their memory
         results = batch.run(
             plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask
         )
