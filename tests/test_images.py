@@ -732,7 +732,9 @@ def test_permission_denied_when_creating_the_temp_file(tmp_path, monkeypatch):
 
 def test_image_validates_its_arrays():
     with pytest.raises(UsageError, match="shape"):
-        Image(np.zeros((2, 2, 2)))
+        Image(np.zeros((2, 2, 2, 2)))
+    with pytest.raises(UsageError, match="shape"):
+        Image(np.zeros((2, 2, 0)))
     with pytest.raises(UsageError, match="alpha"):
         Image(np.zeros((2, 2)), np.zeros((3, 3)))
     with pytest.raises(UsageError, match="depth"):

@@ -30,6 +30,12 @@ def process(job: Job, settings: Settings) -> None:
     # refuse with a clear message now rather than be ended by the OOM killer halfway
     limits.check_memory(settings.chain, image, share=settings.workers)
     result = settings.chain.apply_to(image)
+    range_mode = settings.write.range_mode
+    if settings.chain.stack and images.format_for(job.dest, settings.write.format) not in (
+        "npy",
+        "tiff",
+    ):
+        result, range_mode = _stack_sheet(result, settings, image.channels), None  # mapped
     del image  # its pixels need not be held through the write
     if job.root is not None:
         _make_folder_inside(job.dest, job.root)
@@ -38,9 +44,22 @@ def process(job: Job, settings: Settings) -> None:
         result,
         format=settings.write.format,
         depth=settings.write.depth,
-        range_mode=settings.write.range_mode,
+        range_mode=range_mode,
         compress_level=settings.write.compress_level,
     )
+
+
+def _stack_sheet(result: images.Image, settings: Settings, channels: int) -> images.Image:
+    """A filter bank written to an image format: its channels as a labelled contact sheet."""
+    from convtool.images.sheet import stack_sheet
+
+    if settings.write.depth not in (None, "8", 8):
+        raise UsageError(
+            "a --stack contact sheet is 8-bit; for --depth 16 or float write .npy or .tif"
+        )
+    groups = settings.chain.stack_sizes(channels)
+    sheet = stack_sheet(result.pixels, groups, result.depth, settings.write.range_mode)
+    return images.Image(sheet, depth=8, source=result.source)
 
 
 def _make_folder_inside(dest: str, root: str) -> None:

@@ -20,18 +20,33 @@ from typer.core import TyperGroup
 
 from convtool import __version__
 from convtool.cli import analysis as cli_analysis
+from convtool.cli import teach as cli_teach
 from convtool.cli import terminal
 from convtool.cli.options import (
     AlphaMode,
+    Bias,
     CompressLevel,
+    Correlate,
+    Cval,
     Debug,
-    Depth,
+    DepthOption,
+    Dilation,
+    Gray,
+    Groups,
+    Iterations,
+    KernelSpecs,
     MaxPixels,
     Method,
+    MethodOption,
+    Normalize,
+    PaddingMode,
     Precision,
+    PrecisionOption,
     Quiet,
-    RangeMode,
+    RangeOption,
+    Stride,
     Threads,
+    Transposed,
     debug_enabled,
     fail,
     pixel_limit,
@@ -135,6 +150,12 @@ FILTER_EPILOG = """Examples:
 
   convtool filter photos/ -o edges/ -r -j 2 -k grad:sobel --skip-existing
 
+  convtool filter in.png -k "binomial:3@scale=4" --transposed --stride 2 -o up.png  (2x bilinear)
+
+  convtool filter in.png -k sobel-x -k sobel-y --stack -o g.npy          (H x W x 2)
+
+  convtool filter rgb.png -k dw.npy -k pw.npy --correlate --padding zero -o f.npy
+
 \b
 Padding modes (k = kernel side):
 """ + "\n".join("  " + line for line in padding_help().splitlines())
@@ -160,77 +181,31 @@ def filter(  # noqa: A001 - the command is called `filter`
             show_default=False,
         ),
     ],
-    kernel: Annotated[
-        list[str],
-        typer.Option(
-            "-k",
-            "--kernel",
-            help="Kernel spec, repeatable, applied in order: NAME, "
-            "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N. "
-            "See `convtool kernels`.",
-            show_default=False,
-        ),
-    ],
-    padding: Annotated[
-        str,
-        typer.Option(
-            "--padding",
-            "-p",
-            help="Border mode: zero, constant (with --cval), edge, reflect, symmetric, wrap, "
-            "valid, full, or an alias (mirror, replicate, circular, ...); pictures below.",
-        ),
-    ] = Padding.REFLECT.value,
-    cval: Annotated[
-        float, typer.Option(help="Value outside the image for --padding constant.")
-    ] = 0.0,
-    iterations: Annotated[
-        int, typer.Option("-n", "--iterations", help="Apply the whole chain N times.")
-    ] = 1,
-    correlate: Annotated[
+    kernel: KernelSpecs,
+    padding: PaddingMode = Padding.REFLECT.value,
+    cval: Cval = 0.0,
+    iterations: Iterations = 1,
+    correlate: Correlate = False,
+    stride: Stride = 1,
+    dilation: Dilation = 1,
+    normalize: Normalize = False,
+    transposed: Transposed = False,
+    stack: Annotated[
         bool,
         typer.Option(
-            "--correlate",
-            help="Apply kernels as written (cross-correlation) "
-            "instead of true convolution (kernel flipped).",
+            "--stack",
+            help="Filter bank: apply each -k to the input on its own and stack the results as "
+            "channels (kernel by kernel); .npy/.tif keep them, image formats get a contact sheet.",
         ),
     ] = False,
-    stride: Annotated[int, typer.Option(help="Keep every S-th output pixel of each step.")] = 1,
-    dilation: Annotated[int, typer.Option(help="Space kernel taps D pixels apart.")] = 1,
-    normalize: Annotated[
-        bool,
-        typer.Option(
-            "--normalize",
-            help="Divide each kernel by its sum (zero-sum kernels: "
-            "positive weights to 1, negative to -1).",
-        ),
-    ] = False,
-    precision: Annotated[
-        Precision, typer.Option(help="Floating point inside: float32 or float64.")
-    ] = Precision.single,
-    method: Annotated[
-        Method, typer.Option(help="How to compute; all give the same result within tolerance.")
-    ] = Method.auto,
+    groups: Groups = None,
+    bias: Bias = None,
+    precision: PrecisionOption = Precision.single,
+    method: MethodOption = Method.auto,
     threads: Threads = None,
-    range_mode: Annotated[
-        RangeMode | None,
-        typer.Option(
-            "--range",
-            help="Map results into an integer output: clip (default), abs, "
-            "offset (add half the range), rescale (min..max to full range).",
-            show_default=False,
-        ),
-    ] = None,
-    depth: Annotated[
-        Depth | None,
-        typer.Option(
-            help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
-            "Default: the input's depth where the format holds it.",
-            show_default=False,
-        ),
-    ] = None,
-    gray: Annotated[
-        bool, typer.Option("--gray", help="Convert colour input to luminance first (BT.601).")
-    ] = False,
+    range_mode: RangeOption = None,
+    depth: DepthOption = None,
+    gray: Gray = False,
     format: Annotated[  # noqa: A002
         str | None,
         typer.Option(
@@ -308,10 +283,10 @@ def filter(  # noqa: A001 - the command is called `filter`
     """
     try:
         from convtool import batch
-        from convtool.pipeline import Chain, FilterOptions, parse_steps
+        from convtool.pipeline import Chain, FilterOptions, parse_steps, with_layer_options
 
         chain = Chain(
-            steps=parse_steps(kernel),
+            steps=with_layer_options(parse_steps(kernel), groups or [], bias or []),
             options=FilterOptions(
                 padding=padding,
                 cval=cval,
@@ -321,10 +296,12 @@ def filter(  # noqa: A001 - the command is called `filter`
                 normalize=normalize,
                 method=method.value,
                 threads=threads,
+                transposed=transposed,
             ),
             iterations=iterations,
             alpha_mode=alpha.value,
             channels=channels,
+            stack=stack,
         )
         settings = batch.Settings(
             chain=chain,
@@ -391,6 +368,7 @@ def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
 
 
 cli_analysis.register(app)
+cli_teach.register(app)
 
 
 # ----------------------------------------------------------------------------- kernels

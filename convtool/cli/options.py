@@ -102,3 +102,104 @@ def pixel_limit(value: int | None) -> int | None:
     if value is None:
         return DEFAULT_MAX_PIXELS
     return None if value == 0 else value
+
+
+# The options of `filter` that `explain` and `animate` share: one definition, one help text.
+KernelSpecs = Annotated[
+    list[str],
+    typer.Option(
+        "-k",
+        "--kernel",
+        help="Kernel spec, repeatable, applied in order: NAME, "
+        "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N, "
+        "a .npy of layer weights. See `convtool kernels`.",
+        show_default=False,
+    ),
+]
+PaddingMode = Annotated[
+    str,
+    typer.Option(
+        "--padding",
+        "-p",
+        help="Border mode: zero, constant (with --cval), edge, reflect, symmetric, wrap, "
+        "valid, full, or an alias (mirror, replicate, circular, ...); pictures below.",
+    ),
+]
+Cval = Annotated[float, typer.Option(help="Value outside the image for --padding constant.")]
+Iterations = Annotated[
+    int, typer.Option("-n", "--iterations", help="Apply the whole chain N times.")
+]
+Correlate = Annotated[
+    bool,
+    typer.Option(
+        "--correlate",
+        help="Apply kernels as written (cross-correlation) "
+        "instead of true convolution (kernel flipped).",
+    ),
+]
+Stride = Annotated[int, typer.Option(help="Keep every S-th output pixel of each step.")]
+Dilation = Annotated[int, typer.Option(help="Space kernel taps D pixels apart.")]
+Normalize = Annotated[
+    bool,
+    typer.Option(
+        "--normalize",
+        help="Divide each kernel by its sum (zero-sum kernels: "
+        "positive weights to 1, negative to -1).",
+    ),
+]
+Transposed = Annotated[
+    bool,
+    typer.Option(
+        "--transposed",
+        help="Apply each convolving step's transpose (adjoint): --stride S "
+        "upsamples by S; valid padding crops nothing (PyTorch's conv_transpose2d).",
+    ),
+]
+Groups = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--groups",
+        min=1,
+        help="Groups of each layer kernel (.npy weights (C_out, C_in/groups, kh, kw)), in "
+        "order; one value for all. Default: C_in / the weights' second side.",
+        show_default=False,
+    ),
+]
+Bias = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--bias",
+        metavar="FILE",
+        help="A bias file (.npy or numbers as text, one per output channel) for each layer "
+        "kernel, in order.",
+        show_default=False,
+    ),
+]
+PrecisionOption = Annotated[
+    Precision, typer.Option("--precision", help="Floating point inside: float32 or float64.")
+]
+MethodOption = Annotated[
+    Method,
+    typer.Option("--method", help="How to compute; all give the same result within tolerance."),
+]
+RangeOption = Annotated[
+    RangeMode | None,
+    typer.Option(
+        "--range",
+        help="Map results into an integer output: clip (default), abs, "
+        "offset (add half the range), rescale (min..max to full range).",
+        show_default=False,
+    ),
+]
+DepthOption = Annotated[
+    Depth | None,
+    typer.Option(
+        "--depth",
+        help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
+        "Default: the input's depth where the format holds it.",
+        show_default=False,
+    ),
+]
+Gray = Annotated[
+    bool, typer.Option("--gray", help="Convert colour input to luminance first (BT.601).")
+]

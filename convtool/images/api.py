@@ -98,6 +98,7 @@ FORMAT_DEPTHS: dict[str, tuple[int | str, ...]] = {
 """The depths each output format can hold (``"float"``: 32-bit float TIFF, raw ``.npy``)."""
 
 _KEEPS_ALPHA = frozenset({"png", "tiff", "webp", "npy"})
+_ANY_CHANNELS = frozenset({"tiff", "npy"})  # the formats that hold any number of channels
 _PRECISIONS = {"single": np.float32, "double": np.float64}
 
 
@@ -105,7 +106,8 @@ _PRECISIONS = {"single": np.float32, "double": np.float64}
 class Image:
     """An image as floats in its source's value scale, with alpha kept apart.
 
-    ``pixels``: (H, W, C) floating array, C = 1 (grey) or 3 (RGB); a 2-D array is taken as
+    ``pixels``: (H, W, C) floating array, C = 1 (grey) or 3 (RGB) as read; filter banks and
+    layers make other counts, which only TIFF and ``.npy`` hold. A 2-D array is taken as
     grey and given the channel axis. ``alpha``: (H, W) in the same value scale, or None.
     ``depth``: the source depth, 8, 16, 32 or ``"float"``; it gives the value scale
     (:attr:`max_value`) and the default output depth. ``format``/``source``: where it came
@@ -122,10 +124,9 @@ class Image:
         self.pixels = np.asarray(self.pixels)
         if self.pixels.ndim == 2:
             self.pixels = self.pixels[:, :, np.newaxis]
-        if self.pixels.ndim != 3 or self.pixels.shape[2] not in (1, 3):
+        if self.pixels.ndim != 3 or self.pixels.shape[2] < 1:
             raise UsageError(
-                f"Image pixels must have shape (H, W), (H, W, 1) or (H, W, 3), "
-                f"got {self.pixels.shape}"
+                f"Image pixels must have shape (H, W) or (H, W, C), got {self.pixels.shape}"
             )
         if self.alpha is not None:
             self.alpha = np.asarray(self.alpha)
@@ -151,7 +152,7 @@ class Image:
 
     @property
     def channels(self) -> int:
-        """Colour channels (1 or 3), alpha not counted."""
+        """Colour channels (1 or 3 as read), alpha not counted."""
         return self.pixels.shape[2]
 
 
@@ -345,6 +346,12 @@ def write_image(
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
         raise UsageError(f"compress level must be an integer from 0 to 9, got {compress_level!r}")
     alpha = image.alpha if fmt in _KEEPS_ALPHA else None
+    if image.channels not in (1, 3) and fmt not in _ANY_CHANNELS:
+        raise UsageError(
+            f"{fmt.upper()} holds 1 or 3 colour channels, the result has {image.channels}; "
+            "write .npy or .tif (or, with --stack, any image format for a contact sheet)",
+            path=dest_name,
+        )
     colour, alpha = output_samples(image.pixels, alpha, image.depth, out_depth, range_mode)
     encode = ENCODERS[fmt]
 

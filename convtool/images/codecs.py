@@ -439,11 +439,16 @@ def _encode_tiff(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level:
     # Float TIFF is 32-bit whatever the precision: the format most readers take (.npy for more).
     tifffile = _import_tifffile()
     samples = _stacked(colour.astype(np.float32) if depth == "float" else colour, alpha)
+    channels = colour.shape[2]
+    # grey and RGB are photometric; other counts (filter banks) are grey plus unnamed samples
+    extra = ["unspecified"] * (channels - 1) if channels not in (1, 3) else []
+    extra += ["unassalpha"] if alpha is not None else []
     tifffile.imwrite(
         f,
         samples if samples.shape[2] > 1 else samples[:, :, 0],
-        photometric="rgb" if colour.shape[2] == 3 else "minisblack",
-        extrasamples=["unassalpha"] if alpha is not None else None,
+        photometric="rgb" if channels == 3 else "minisblack",
+        planarconfig="contig" if samples.shape[2] > 1 else None,
+        extrasamples=extra or None,
         compression="zlib" if level else None,
         compressionargs={"level": level} if level else None,
         metadata=None,  # no JSON ImageDescription: a plain TIFF

@@ -12,6 +12,7 @@ from convtool.pipeline.chain import (
     ConvolveStep,
     FilterOptions,
     GradientStep,
+    LayerStep,
     PoolStep,
     Step,
     combine_gradients,
@@ -21,6 +22,7 @@ from convtool.pipeline.chain import (
     parse_steps,
     pool,
     step_entries,
+    with_layer_options,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "ConvolveStep",
     "FilterOptions",
     "GradientStep",
+    "LayerStep",
     "PoolStep",
     "Step",
     "combine_gradients",
@@ -42,4 +45,5 @@ __all__ = [
     "parse_steps",
     "pool",
     "step_entries",
+    "with_layer_options",
 ]
