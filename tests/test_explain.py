@@ -192,7 +192,7 @@ def test_stride_names_the_input_position_and_padding_cells_their_mode():
     assert data["sources"][2][0] == [6, 0]  # symmetric: (7, -1) copies (6, 0)
     text = format_explanation(e)
     assert "padding, symmetric: c b a | a b c d | d c b" in text
-    assert "(7,-1)←(6,0)" in text
+    assert "copied from:" in text and "(7,-1)←(6,0)" in text
 
 
 def test_dilated_taps_are_placed_with_gaps():
@@ -286,3 +286,17 @@ def test_read_input_tells_matrices_from_files(tmp_path):
     assert read_input("1 2; 3 4").pixels.shape == (2, 2, 1)
     Image.fromarray(np.zeros((3, 4), np.uint8)).save(tmp_path / "1.png")
     assert read_input(str(tmp_path / "1.png")).depth == 8
+
+
+def test_the_readme_transcripts_are_what_explain_prints():
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    blocks = re.findall(r"```\n\$ (convtool explain .*?)\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    for command, shown in blocks:
+        result = invoke(*shlex.split(command)[1:])
+        assert result.exit_code == 0, result.output
+        assert result.stdout == shown

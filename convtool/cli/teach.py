@@ -39,6 +39,7 @@ from convtool.cli.options import (
     pixel_limit,
 )
 from convtool.padding import Padding
+from convtool.padding import help_text as padding_help
 
 EXPLAIN_EPILOG = """Examples:
 
@@ -52,6 +53,9 @@ EXPLAIN_EPILOG = """Examples:
 
   convtool explain "[1 2; 3 4]" -k binomial:3 --transposed --stride 2 --padding zero --at 1,1
 """
+PADDING_PICTURES = "\n\b\nPadding modes (k = kernel side):\n" + "\n".join(
+    "  " + line for line in padding_help().splitlines()
+)
 
 ANIMATE_EPILOG = """Examples:
 
@@ -275,5 +279,5 @@ def animate(
 
 def register(app: typer.Typer) -> None:
     """Add ``explain`` and ``animate`` to ``app``."""
-    app.command(epilog=EXPLAIN_EPILOG)(explain)
-    app.command(epilog=ANIMATE_EPILOG)(animate)
+    app.command(epilog=EXPLAIN_EPILOG + PADDING_PICTURES)(explain)
+    app.command(epilog=ANIMATE_EPILOG + PADDING_PICTURES)(animate)

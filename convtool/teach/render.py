@@ -85,9 +85,7 @@ def _step_block(step: StepExplanation, count: int) -> str:
                 lines.append(f"  sum = {_sum_text(term)}")
         lines.append("")
         lines += _combination(step)
-    legend = _legend(step)
-    if legend:
-        lines.append("  " + legend)
+    lines += ["  " + part for part in _legend(step)]
     lines += [f"  note: {n}" for n in step.notes]
     value = number(step.value)
     if not np.isclose(step.value, step.computed, rtol=1e-5, atol=1e-6):
@@ -151,7 +149,7 @@ def _combination(step: StepExplanation) -> list[str]:
     return lines
 
 
-def _legend(step: StepExplanation) -> str:
+def _legend(step: StepExplanation) -> list[str]:
     parts = []
     padded = [(cell, term) for term in step.terms for cell in term.cells(PADDING)]
     if padded and step.padding is not None:
@@ -165,12 +163,12 @@ def _legend(step: StepExplanation) -> str:
         if copies:
             shown = copies[:MAX_SOURCES_SHOWN]
             more = f" and {len(copies) - len(shown)} more" if len(copies) > len(shown) else ""
-            parts.append("copies " + " ".join(shown) + more)
+            parts.append("  copied from: " + " ".join(shown) + more)
     if any(term.cells(INSERTED) for term in step.terms):
         parts.append(f"[ ] zeros inserted between input pixels (stride {step.stride[0]})")
     if step.dilation > 1:
         parts.append(f"· between taps (dilation {step.dilation}: no weight)")
-    return "; ".join(parts)
+    return parts
 
 
 def _cells(term: Term, values: np.ndarray) -> list[list[str]]:
