@@ -18,6 +18,7 @@ from convtool.batch.jobs import (
 )
 from convtool.batch.planning import (
     plan,
+    require_images,
 )
 from convtool.batch.run import (
     Interrupted,
@@ -47,6 +48,7 @@ __all__ = [
     "Summary",
     "summarize",
     "plan",
+    "require_images",
     "process",
     "process_quietly",
     "with_threads",

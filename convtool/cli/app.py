@@ -50,6 +50,8 @@ from convtool.cli.options import (
     debug_enabled,
     fail,
     pixel_limit,
+    refuse_terminals,
+    reset_debug,
 )
 from convtool.errors import ConvtoolError
 from convtool.padding import Padding
@@ -62,6 +64,7 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        reset_debug()  # each run starts without the --debug of an earlier one (tests)
         if not debug_enabled("--debug" in (args if args is not None else sys.argv)):
             # a library's warning on stderr would break the one-line promise; --debug shows them
             warnings.simplefilter("ignore")
@@ -100,7 +103,6 @@ app = typer.Typer(
 )
 kernels_app = typer.Typer(
     cls=OneLineErrors,
-    help="List the named kernels, or show one as it will be applied.",
     context_settings={"help_option_names": ["-h", "--help"]},
     invoke_without_command=True,
     rich_markup_mode=None,
@@ -114,23 +116,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(
+    epilog="Examples:\n\n\b\n"
+    "  convtool filter photo.png -k sobel-x -o edges.png\n"
+    "  convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png\n"
+    "  convtool filter photos/ -o edges/ -k grad:sobel -j 2\n"
+    "  convtool kernels show gaussian:sigma=1 -n 3\n"
+    "  convtool match scene.png template.png --json\n"
+    "  convtool compare in.png edges.png -o sheet.png\n"
+    '  convtool explain "[10 20 30; 40 50 60; 70 80 90]" -k sharpen --at 1,1\n'
+    "  convtool animate --size 5x5 -k box:3 --stride 2 -o conv.gif"
+)
 def main_callback(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    debug: Debug = False,
 ) -> None:
-    """Exact, fast 2-D convolution of images: named or custom kernels, every padding mode.
-
-    Examples:
-
-      convtool filter photo.png -k sobel-x -o edges.png
-
-      convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png
-
-      convtool kernels show gaussian:sigma=1 -n 3
-    """
+    """Exact, fast 2-D convolution of images: named or custom kernels, every padding mode."""
 
 
 # ------------------------------------------------------------------------------ filter
@@ -138,22 +142,15 @@ def main_callback(
 
 FILTER_EPILOG = """Examples:
 
+\b
   convtool filter samples/camera.png -k sobel-x --range offset -o edges.png
-
-  convtool filter photo.jpg -k gaussian:sigma=2 -k sharpen:amount=1.5 -o out.png
-
+  convtool filter photo.jpg -k unsharp:sigma=2,amount=1.5 -o sharper.png
   convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png
-
   convtool filter in.png -k "[1 2 1; 2 4 2; 1 2 1]/16" -n 3 --padding edge -o blurred.png
-
   convtool filter in.png -k sobel-x --depth float -o gx.tif     (raw signed results)
-
   convtool filter photos/ -o edges/ -r -j 2 -k grad:sobel --skip-existing
-
-  convtool filter in.png -k "binomial:3@scale=4" --transposed --stride 2 -o up.png  (2x bilinear)
-
-  convtool filter in.png -k sobel-x -k sobel-y --stack -o g.npy          (H x W x 2)
-
+  convtool filter in.png -k binomial:3@scale=4 --transposed --stride 2 -o up.png  (2x bilinear)
+  convtool filter in.png -k sobel-x -k sobel-y --stack -o g.npy           (H x W x 2)
   convtool filter rgb.png -k dw.npy -k pw.npy --correlate --padding zero -o f.npy
 
 \b
@@ -166,7 +163,7 @@ def filter(  # noqa: A001 - the command is called `filter`
     inputs: Annotated[
         list[str],
         typer.Argument(
-            metavar="INPUTS",
+            metavar="INPUTS...",
             help="Input images or folders; '-' reads an image from stdin.",
             show_default=False,
         ),
@@ -176,8 +173,9 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "-o",
             "--output",
-            help="Output file, or folder when there are several "
-            "inputs or a folder; '-' for stdout.",
+            help="Output file, or folder when there are several inputs or a folder; "
+            "'-' for stdout (not a terminal). A name with an image extension (x.png) is "
+            "always a file; a trailing / makes any name a folder.",
             show_default=False,
         ),
     ],
@@ -211,8 +209,8 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "--format",
             "-f",
-            help="Output format (png, jpg, tif, bmp, webp, ppm, npy); "
-            "default: from the -o extension, png for stdout.",
+            help="Output format (png, jpg, tif, bmp, webp, gif, ppm, npy); "
+            "default: from the -o extension (which must agree), png for stdout.",
             show_default=False,
         ),
     ] = None,
@@ -267,9 +265,9 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "--dask",
             metavar="ADDRESS",
-            help="Send the files to this Dask scheduler "
+            help="Send a batch's files to this Dask scheduler "
             "(e.g. tcp://host:8786); its workers must see the same paths. Needs "
-            "pip install 'convtool[dask]'.",
+            "pip install 'convtool[dask]'. One input file is filtered here (a note says so).",
             show_default=False,
         ),
     ] = None,
@@ -317,6 +315,7 @@ def filter(  # noqa: A001 - the command is called `filter`
                 compress_level=compress_level,
             ),
         )
+        refuse_terminals(reads_stdin="-" in inputs, writes_stdout=output == "-")
         plan = batch.plan(
             inputs,
             output,
@@ -326,12 +325,18 @@ def filter(  # noqa: A001 - the command is called `filter`
             skip_existing=skip_existing,
         )
         if plan.single:
+            if dask is not None and not quiet:
+                terminal.note(
+                    "--dask sends batches (several inputs or a folder) to a cluster; "
+                    "this one file is filtered here"
+                )
             if plan.jobs:
                 with batch.sigterm_raises():  # SIGTERM cleans up as Ctrl-C does
                     batch.process(plan.jobs[0], settings)
             elif not quiet:
                 print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
             return
+        batch.require_images(plan, inputs)
         results = batch.run(
             plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask
         )
@@ -374,20 +379,18 @@ cli_teach.register(app)
 # ----------------------------------------------------------------------------- kernels
 
 
-@kernels_app.callback()
+@kernels_app.callback(
+    epilog="Examples:\n\n\b\n  convtool kernels\n  convtool kernels show sobel-x\n"
+    "  convtool kernels show sharpen:amount=1.5     (its sum: 1/2)\n"
+    "  convtool kernels show binomial:3 -n 2"
+)
 def kernels_list(
     ctx: typer.Context,
     debug: Debug = False,
 ) -> None:
-    """List the named kernels: name, size, parameters with defaults, description.
+    """List the named kernels and steps (size, parameters, description), or show one.
 
-    Examples:
-
-      convtool kernels
-
-      convtool kernels show sobel-x
-
-      convtool kernels show binomial:3 -n 2
+    Sizes are rows x columns (HxW), as in box:3x5.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -402,9 +405,10 @@ def kernels_list(
 
 @kernels_app.command(
     "show",
-    epilog="Examples:\n\n  convtool kernels show sobel-x\n\n"
-    "  convtool kernels show binomial:3 -n 2\n\n"
-    '  convtool kernels show "[1 2 1]/4" --correlate',
+    epilog="Examples:\n\n\b\n  convtool kernels show sobel-x\n"
+    "  convtool kernels show binomial:3 -n 2\n"
+    '  convtool kernels show "[1 2 1]/4" --correlate\n'
+    '  convtool kernels show "5x3: 1 2 3 4 5 1 2 3 4 5 1 2 3 4 5"   (ImageMagick: WxH)',
 )
 def kernels_show(
     spec: Annotated[str, typer.Argument(help="A kernel spec, as given to -k.", show_default=False)],

@@ -43,15 +43,12 @@ from convtool.padding import help_text as padding_help
 
 EXPLAIN_EPILOG = """Examples:
 
+\b
   convtool explain "[10 20 30; 40 50 60; 70 80 90]" -k sharpen --at 1,1
-
   convtool explain "[10 20 30; 40 50 60; 70 80 90]" -k sobel-x --at 0,0 --padding edge
-
   convtool explain photo.png -k gaussian:sigma=1 -k grad:sobel --at 120,64 --json
-
   convtool explain "[0 0 0 0 0; 0 0 0 0 0; 0 0 1 0 0; 0 0 0 0 0; 0 0 0 0 0]" -k binomial:3 -n 2 --at 2,2
-
-  convtool explain "[1 2; 3 4]" -k binomial:3 --transposed --stride 2 --padding zero --at 1,1
+  convtool explain "[1 2; 3 4]" -k binomial:3 --transposed --stride 2 -p zero --at 1,1
 """
 PADDING_PICTURES = "\n\b\nPadding modes (k = kernel side):\n" + "\n".join(
     "  " + line for line in padding_help().splitlines()
@@ -59,14 +56,11 @@ PADDING_PICTURES = "\n\b\nPadding modes (k = kernel side):\n" + "\n".join(
 
 ANIMATE_EPILOG = """Examples:
 
+\b
   convtool animate --size 5x5 -k box:3 --padding zero --stride 2 -o conv.gif
-
   convtool animate --size 5x5 -k box:3 --dilation 2 --padding valid -o dilated.gif
-
   convtool animate "[1 2 3; 4 5 6; 7 8 9]" -k sharpen --padding reflect -o frames/
-
   convtool animate --size 3x3 -k box:3 --transposed --stride 2 --padding valid -o up.gif
-
   convtool animate --size 6x6 -k maxpool:2 -o pool.gif
 """
 

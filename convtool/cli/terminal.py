@@ -95,10 +95,13 @@ def batch_progress(total: int, quiet: bool):
         TimeRemainingColumn,
     )
 
+    # Failures are counted on the bar, not printed as they come: the summary lists each
+    # once with its reason (printed here too, they appeared twice on the screen).
     progress = Progress(
         TextColumn("filtering"),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]}"),
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
         TextColumn("left"),
@@ -106,17 +109,17 @@ def batch_progress(total: int, quiet: bool):
         transient=True,
     )
     with progress:
-        task = progress.add_task("filter", total=total, rate="")
+        task = progress.add_task("filter", total=total, rate="", failed="")
+        failures = 0
 
         def bar(result) -> None:
-            if result.status == "failed":
-                progress.console.print(
-                    f"failed {result.job.source}: {result.reason}", highlight=False, markup=False
-                )
+            nonlocal failures
+            failures += result.status == "failed"
             elapsed = progress.tasks[task].elapsed or 0.0
             done = progress.tasks[task].completed + 1
             rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
-            progress.update(task, advance=1, rate=rate)
+            failed = f"{failures} failed" if failures else ""
+            progress.update(task, advance=1, rate=rate, failed=failed)
 
         yield bar
 

@@ -219,5 +219,3 @@ def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
 
 
 # ----------------------------------------------------------------------------- bands
-
-

@@ -56,6 +56,7 @@ __all__ = [
     "WRITE_EXTENSIONS",
     "Image",
     "atomic_write",
+    "check_format_agrees",
     "format_for",
     "is_image_path",
     "map_range",
@@ -108,7 +109,8 @@ class Image:
 
     ``pixels``: (H, W, C) floating array, C = 1 (grey) or 3 (RGB) as read; filter banks and
     layers make other counts, which only TIFF and ``.npy`` hold. A 2-D array is taken as
-    grey and given the channel axis. ``alpha``: (H, W) in the same value scale, or None.
+    grey and given the channel axis. ``alpha``: (H, W) opacity, or None: 0..255 for 8-bit,
+    0..65535 for 16-bit (the value scale), and 0..1 for float images (1 = opaque).
     ``depth``: the source depth, 8, 16, 32 or ``"float"``; it gives the value scale
     (:attr:`max_value`) and the default output depth. ``format``/``source``: where it came
     from (e.g. ``"PNG"``, ``"photo.png"``; ``"-"`` for stdin).
@@ -317,6 +319,27 @@ def format_for(path: str | os.PathLike[str], format: str | None = None) -> str: 
     raise UsageError(f"cannot write {str(path)!r}: {what}; use one of {known} (or --format)")
 
 
+def check_format_agrees(dest: str | os.PathLike[str], format: str | None) -> None:  # noqa: A002
+    """Refuse a ``format`` that contradicts ``dest``'s image extension (``x.png`` as JPEG).
+
+    Nothing to check without ``format``, for ``"-"``, or for a name without an image
+    extension (``result.dat`` takes any format). Spellings of one format agree (``.jpeg``
+    with ``jpg``, ``.tif`` with ``tiff``). UsageError otherwise.
+    """
+    name = str(dest)
+    if format is None or name == "-":
+        return
+    wanted = format_for("-", format)
+    suffix = Path(name).suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS or WRITE_EXTENSIONS.get(suffix) == wanted:
+        return
+    raise UsageError(
+        f"the name ends in {suffix} but --format {format} writes {wanted.upper()}; "
+        f"make them agree, or leave out --format to write what the name says",
+        path=name,
+    )
+
+
 def write_image(
     dest: str | os.PathLike[str],
     image: Image,
@@ -337,10 +360,14 @@ def write_image(
     written as they are. ``range_mode`` (:func:`map_range`): integer outputs default to
     ``clip``, then round half to even; float outputs are raw unless a mode is given, which
     then maps into the image's own scale (0..1 for float images). Alpha is kept by PNG,
-    TIFF, WebP and ``.npy`` (as the last channel), clipped, never rescaled; dropped by
-    JPEG, BMP, GIF and PNM. ``compress_level`` 0–9: zlib level of PNG and TIFF.
+    TIFF, WebP and ``.npy`` (as the last channel) as opacity: 0..max for integer depths,
+    0..1 for float (so float alpha 0.5 is 8-bit 128, and 8-bit 255 is float 1.0), clipped,
+    never range-mapped; dropped by JPEG, BMP, GIF and PNM. ``compress_level`` 0–9: zlib
+    level of PNG and TIFF. A ``format`` contradicting dest's image extension is refused
+    (:func:`check_format_agrees`).
     """
     dest_name = str(dest)
+    check_format_agrees(dest_name, format)
     fmt = format_for(dest_name, format)
     out_depth = _output_depth(fmt, image.depth, depth)
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:

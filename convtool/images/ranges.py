@@ -70,14 +70,17 @@ def output_samples(
     *source_depth* gives the values' scale (:data:`MAX_VALUES`; 0..1 for ``"float"``).
     Integer outputs: *range_mode* (default ``clip``) into 0..max, 8 ↔ 16-bit rescaling,
     round half to even. Float output: raw, or mapped into the source's own scale when a
-    *range_mode* is given. Alpha is only ever clipped.
+    *range_mode* is given. Alpha is opacity (:func:`_alpha_factor`) and only ever clipped.
     """
+    alpha_factor = _alpha_factor(source_depth, depth)
     if depth == "float":
         colour = pixels
+        if alpha is not None and alpha_factor != 1.0:
+            alpha = alpha * alpha_factor
         if range_mode is not None:
             scale = MAX_VALUES.get(source_depth) or 1.0  # type: ignore[call-overload]
             colour = map_range(colour, range_mode, scale)
-            alpha = None if alpha is None else map_range(alpha, "clip", scale)
+            alpha = None if alpha is None else map_range(alpha, "clip", 1.0)
         return colour, alpha
     max_value = MAX_VALUES[depth]  # type: ignore[index]
     factor = _rescale_factor(source_depth, depth)
@@ -85,8 +88,23 @@ def output_samples(
     colour = map_range(_times(pixels, factor, depth), range_mode or "clip", max_value)
     colour = _round_to(colour, dtype)
     if alpha is not None:
-        alpha = _round_to(map_range(_times(alpha, factor, depth), "clip", max_value), dtype)
+        alpha = _round_to(map_range(_times(alpha, alpha_factor, depth), "clip", max_value), dtype)
     return colour, alpha
+
+
+def _alpha_factor(source: int | str, target: int | str) -> float:
+    """What alpha is multiplied by: it is opacity, 0..max for integers and 0..1 for float.
+
+    Float alpha is 0 (transparent) to 1 (opaque), as float TIFF and image libraries hold
+    it, whatever the scale of the float colour; so float → integer multiplies by the
+    target's max and integer → float divides by the source's. Between integer depths
+    alpha changes scale as the colour does (:func:`_rescale_factor`).
+    """
+    if source == "float" and target != "float":
+        return float(MAX_VALUES[target])  # type: ignore[index]
+    if source != "float" and target == "float":
+        return 1.0 / MAX_VALUES[source]  # type: ignore[index]
+    return _rescale_factor(source, target)
 
 
 def _rescale_factor(source: int | str, target: int | str) -> float:

@@ -8,9 +8,11 @@ array, which is a layer (:class:`convtool.pipeline.layers.LayerStep`).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 
-from convtool.errors import KernelError, UsageError
+from convtool.errors import KernelError, UnknownKernelError, UsageError
 from convtool.kernels import LayerKernel, get_kernel, read_bias_file, read_layer_file
+from convtool.kernels.builders import kernel_names
 from convtool.pipeline.layers import LayerStep
 from convtool.pipeline.steps import (
     GRADIENT_NORMS,
@@ -33,11 +35,26 @@ def parse_step(spec: str) -> Step:
         layer = read_layer_file(spec.strip())
         if layer is not None:
             return LayerStep(layer, spec=spec)
-        return ConvolveStep(get_kernel(spec), spec=spec)
+        try:
+            return ConvolveStep(get_kernel(spec), spec=spec)
+        except UnknownKernelError as err:
+            raise UnknownKernelError(_unknown_name(err.name), name=err.name) from None
     args = _step_args(spec, rest, STEP_MAIN_PARAMETER[name])
     if name == "grad":
         return _parse_gradient(spec, args)
     return _parse_pool(spec, name, args)
+
+
+def _unknown_name(name: str) -> str:
+    """The message for a name that is neither a kernel nor a step: the nearest, or all."""
+    close = difflib.get_close_matches(name, [*kernel_names(), *STEP_MAIN_PARAMETER], 3, 0.6)
+    if close:
+        return f"unknown kernel or step {name!r}; did you mean {' or '.join(close)}?"
+    steps = ", ".join(entry[0] for entry in step_entries())
+    return (
+        f"unknown kernel or step {name!r}; kernels: {', '.join(kernel_names())}; "
+        f"steps: {steps} (see `convtool kernels`)"
+    )
 
 
 def _step_args(spec: str, text: str, main: str) -> dict[str, str]:
