@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from convtool.engine.api import _as_image, _as_kernel, _filter, _pair
-from convtool.engine.bands import source_positions
+from convtool.engine.bands import FILLED, source_positions
 from convtool.engine.plan import Axis, axis, check_origin, correlation_form
 from convtool.errors import UsageError
 from convtool.padding import Padding, parse_padding
@@ -177,7 +177,7 @@ def _transposed(
     # scatter = full convolution with the weights as the forward step correlates with them
     line = _filter(up, weights, True, Padding.FULL, 0.0, 1, dilation, (0, 0), method, threads)
     line = fold(line, rows, padding, -2)
-    return fold(line, cols, padding, -1)
+    return np.ascontiguousarray(fold(line, cols, padding, -1))  # (one copy for two crops)
 
 
 def fold(line: np.ndarray, ax: Axis, padding: Padding, where: int) -> np.ndarray:
@@ -185,16 +185,30 @@ def fold(line: np.ndarray, ax: Axis, padding: Padding, where: int) -> np.ndarray
 
     Position ``t`` is input position ``t + ax.offset``; inside it is that pixel, outside it is
     added to the pixel the padding copied (or dropped where the padding was a constant).
+    Slices along ``where`` keep the arrays' memory order (a moved axis would copy strided).
     """
-    z = np.moveaxis(line, where, -1)
-    out = np.zeros(z.shape[:-1] + (ax.n,), dtype=z.dtype)
-    length = z.shape[-1]
+    length = line.shape[where]
+
+    def along(index) -> tuple:
+        key = [slice(None)] * line.ndim
+        key[where] = index
+        return tuple(key)
+
+    shape = list(line.shape)
+    shape[where] = ax.n
     first, last = max(0, -ax.offset), min(length, ax.n - ax.offset)  # the inside, in t
-    if first < last:
-        out[..., first + ax.offset : last + ax.offset] = z[..., first:last]
+    covered = first + ax.offset == 0 and last + ax.offset == ax.n  # every pixel has a t
+    if covered and padding in FILLED:
+        return line[along(slice(first, last))]  # a crop, nothing to fold: a view
+    if covered and first == 0 and last == length:
+        out = line  # nothing to crop; the border folds onto it in place
+    else:
+        out = np.zeros(shape, dtype=line.dtype)
+        if first < last:
+            out[along(slice(first + ax.offset, last + ax.offset))] = line[along(slice(first, last))]
     outside = np.r_[0:first, max(last, first) : length]
     targets = source_positions(outside + ax.offset, ax.n, padding)
     for t, target in zip(outside, targets, strict=True):
         if target >= 0:
-            out[..., target] += z[..., t]
-    return np.moveaxis(out, -1, where)
+            out[along(int(target))] += line[along(int(t))]
+    return out
