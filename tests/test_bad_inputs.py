@@ -314,14 +314,20 @@ IMAGE_CASES = [
     # valid but unusual: they succeed, with the documented behaviour
     Case("one-pixel", filter_args(b.one_pixel_png), 0, check=is_constant(200, shape=(1, 1))),
     Case(
-        "multi-frame-gif-first-frame",
+        "multi-frame-gif-to-png",
         filter_args(lambda ws: b.multi_frame_gif(ws.root)),
+        2,
+        ("anim.gif", "frames", "--frames first"),
+    ),
+    Case(
+        "multi-frame-gif-first-frame",
+        filter_args(lambda ws: b.multi_frame_gif(ws.root), "--frames", "first"),
         0,
         check=is_constant(10),
     ),
     Case(
         "multi-page-tiff-first-page",
-        filter_args(lambda ws: b.multi_page_tiff(ws.root)),
+        filter_args(lambda ws: b.multi_page_tiff(ws.root), "--frames", "first"),
         0,
         check=is_constant(10),
     ),

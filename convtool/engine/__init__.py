@@ -16,6 +16,7 @@ from convtool.engine.plan import (
     choose_method,
     separable_factors,
 )
+from convtool.engine.schedule import BandObserver, observe_bands
 from convtool.engine.transposed import (
     convolve_transposed,
     correlate_transposed,
@@ -35,4 +36,6 @@ __all__ = [
     "Tuning",
     "choose_method",
     "separable_factors",
+    "BandObserver",
+    "observe_bands",
 ]

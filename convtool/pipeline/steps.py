@@ -171,7 +171,8 @@ def _carry_like(
     if options.transposed:
         raise UsageError(
             "--transposed inserts pixels, so alpha or channels left unfiltered cannot be "
-            "carried along; use --alpha filter, --channels all, or drop alpha (--gray)"
+            "carried along; use --alpha filter (alpha filtered like a colour channel) and "
+            "--channels all"
         )
     delta = np.zeros(shape)
     if options.correlate:
