@@ -15,17 +15,15 @@ why); :func:`process` runs a single job and raises on failure (the one-file CLI 
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
-import signal
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .errors import ConvtoolError, ImageWriteError, UsageError
+from .interrupts import Interrupted, signals_raise  # noqa: F401 - callers catch Interrupted
 
 if TYPE_CHECKING:  # pipeline pulls in the engine and kernels; planning needs neither
     from .pipeline import Chain
@@ -171,8 +169,6 @@ def process(job: Job, settings: Settings) -> None:
     limits.check_memory(settings.chain, image, share=settings.workers)
     result = settings.chain.apply_to(image)
     del image  # its pixels need not be held through the write
-    if job.root is not None:
-        _make_folder_inside(job.dest, job.root)
     images.write_image(
         job.dest,
         result,
@@ -180,27 +176,8 @@ def process(job: Job, settings: Settings) -> None:
         depth=settings.write.depth,
         range_mode=settings.write.range_mode,
         compress_level=settings.write.compress_level,
+        inside=job.root,  # its folders are opened with no symbolic link followed
     )
-
-
-def _make_folder_inside(dest: str, root: str) -> None:
-    """Create ``dest``'s folder, refusing if a symbolic link would take it out of ``root``.
-
-    Checked before creating (so no folder is made outside) and after (the folders may
-    have changed meanwhile).
-    """
-    from .atomic import write_error_reason
-
-    root_real = os.path.realpath(root)
-    if not is_inside(dest, root_real):
-        raise ImageWriteError("refusing to write outside the output folder", path=dest)
-    try:
-        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-    except OSError as err:
-        reason = write_error_reason(err)
-        raise ImageWriteError(f"cannot create its folder: {reason}", path=dest) from None
-    if not is_inside(dest, root_real):
-        raise ImageWriteError("refusing to write outside the output folder", path=dest)
 
 
 def process_quietly(job: Job, settings: Settings) -> JobResult:
@@ -254,14 +231,6 @@ def _is_fatal(err: ConvtoolError) -> bool:
 # -------------------------------------------------------------------------------- running
 
 
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) arrived while :func:`run` was active; ``signum`` tells which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 def run(
     jobs: Iterable[Job],
     settings: Settings,
@@ -280,10 +249,10 @@ def run(
     jobs to that Dask scheduler instead (its workers must see the same paths).
 
     Stale temporary files left in the output folders by dead processes are removed first,
-    and again at the end of a local run. While iterating, SIGTERM raises :class:`Interrupted` (a
-    KeyboardInterrupt). On an interruption, or when the iterator is closed early, queued
-    jobs are cancelled, worker processes are stopped (removing their temporary files) and
-    the exception propagates. Close the iterator when leaving early (``contextlib.closing``).
+    and again at the end of a local run. While iterating, SIGTERM, SIGHUP and the other
+    terminating signals raise :class:`Interrupted` (a KeyboardInterrupt). On an
+    interruption, or when the iterator is closed early, queued jobs are cancelled, worker
+    processes are stopped (removing their temporary files) and the exception propagates. Close the iterator when leaving early (``contextlib.closing``).
     Usage errors (no Dask, a bad ``workers``) are raised at the call, before iterating.
     """
     jobs = list(jobs)
@@ -310,7 +279,7 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
         _create_folder(root)
         remove_stale_temp_files(root)
     ordered = largest_first(jobs)
-    with sigterm_raises():
+    with signals_raise():
         if dask_address is not None:
             from . import dask_runner
 
@@ -348,11 +317,7 @@ def remove_stale_temp_files(root: str) -> int:
     """Remove temporary files of dead convtool processes anywhere under ``root``; count them."""
     from . import atomic
 
-    removed = 0
-    for folder, subfolders, _files in os.walk(root):
-        subfolders.sort()
-        removed += len(atomic.remove_stale_temp_files(folder))
-    return removed
+    return atomic.remove_stale_temp_files_below(root)
 
 
 def largest_first(jobs: list[Job]) -> list[Job]:
@@ -391,25 +356,7 @@ def _run_here(jobs: list[Job], settings: Settings, stop) -> Iterator[JobResult]:
             return
 
 
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Make SIGTERM raise :class:`Interrupted` here, unless the program handles it itself."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous not in (signal.SIG_DFL, None):
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+sigterm_raises = signals_raise  # the name of earlier versions
 
 
 # -------------------------------------------------------------------------------- summary

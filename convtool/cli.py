@@ -13,12 +13,12 @@ import contextlib
 import signal
 import sys
 import warnings
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from . import __version__, cli_analysis, terminal
+from . import __version__, cli_analysis, stdio, terminal
 from .cli_shared import (
     AlphaMode,
     CompressLevel,
@@ -34,17 +34,33 @@ from .cli_shared import (
     fail,
     pixel_limit,
 )
-from .errors import ConvtoolError
+from .errors import ConvtoolError, StdoutError
 from .padding import Padding
 from .padding import help_text as padding_help
 
 
 class OneLineErrors(TyperGroup):
-    """Render every error as one line on stderr; tracebacks only with --debug."""
+    """Render every error as one line on stderr; tracebacks only with --debug.
+
+    Stdout is checked too (:mod:`convtool.stdio`): whatever a command, its help or
+    ``--version`` writes there either all arrives or the run fails with one line (exit 1),
+    or quietly with 141 when the reader of a pipe has gone (``| head``).
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        stdio.install()
+        try:
+            code = self._run(args, prog_name, complete_var, **extra)
+            stdio.flush()
+        except StdoutError as err:
+            if not getattr(err, "quiet", False):
+                terminal.error_line(str(err))
+            code = err.exit_code
+        sys.exit(code)
+
+    def _run(self, args, prog_name, complete_var, **extra) -> int:
         if not debug_enabled("--debug" in (args if args is not None else sys.argv)):
             # a library's warning on stderr would break the one-line promise; --debug shows them
             warnings.simplefilter("ignore")
@@ -52,21 +68,24 @@ class OneLineErrors(TyperGroup):
             result = super().main(args, prog_name, complete_var, False, **extra)
         except (typer.Abort, KeyboardInterrupt):
             terminal.error_line("interrupted")
-            sys.exit(130)
-        except Exception as err:
-            if not _is_click_error(err):
+            return 130
+        except StdoutError:
+            raise
+        except Exception as caught:
+            if not _is_click_error(caught):
                 raise
+            err: Any = caught  # click's exception, whichever click typer bundles
             if type(err).__name__ == "NoArgsIsHelpError":  # bare `convtool`: the help itself
-                print(err.format_message(), file=sys.stderr)
-                sys.exit(err.exit_code)
+                terminal.print_stderr(err.format_message())
+                return err.exit_code
             hint = ""
             if err.exit_code == 2:  # a usage error: point at the command's help
                 ctx = getattr(err, "ctx", None)
                 command = ctx.command_path if ctx is not None else "convtool"
                 hint = f" (see '{command} --help')"
             terminal.error_line(f"{err.format_message()}{hint}")
-            sys.exit(err.exit_code)
-        sys.exit(result if isinstance(result, int) else 0)
+            return err.exit_code
+        return result if isinstance(result, int) else 0
 
 
 def _is_click_error(err: BaseException) -> bool:
@@ -348,10 +367,10 @@ def filter(  # noqa: A001 - the command is called `filter`
         )
         if plan.single:
             if plan.jobs:
-                with batch.sigterm_raises():  # SIGTERM cleans up as Ctrl-C does
+                with batch.signals_raise():  # SIGTERM, SIGHUP, ... clean up as Ctrl-C does
                     batch.process(plan.jobs[0], settings)
             elif not quiet:
-                print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
+                terminal.note(f"{output}: skipped, the output exists")
             return
         results = batch.run(
             plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask

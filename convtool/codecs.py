@@ -16,8 +16,10 @@ grey+alpha, 32-bit integers).
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import logging
+import math
 import os
 import re
 import struct
@@ -32,11 +34,11 @@ from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
+from PIL import ImageFile, UnidentifiedImageError
 
 from convtool.errors import ConvtoolError, ImageReadError, ResourceLimitError
 
-__all__ = ["ENCODERS", "Decoded", "NeedsCodec", "decode"]
+__all__ = ["ENCODERS", "HEAD_BYTES", "READ_FORMATS", "Decoded", "NeedsCodec", "decode", "sniff"]
 
 # Our own header check (read_image's max_pixels, applied in _check_size) replaces Pillow's
 # decompression-bomb guard, which would otherwise warn on stderr or raise before we can
@@ -45,6 +47,117 @@ PILImage.MAX_IMAGE_PIXELS = None
 
 _NPY_MAGIC = b"\x93NUMPY"
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+# --------------------------------------------------------------------------------------------
+# The formats convtool reads, and nothing else
+# --------------------------------------------------------------------------------------------
+
+# The formats of README's "What convtool reads": Pillow's name for each → the one plugin
+# that reads it. A file is handed to a decoder only when its first bytes are one of these
+# (sniff), and Pillow is then asked to open it as that format alone. Pillow knows some 40
+# formats, and opening any file by its content would reach them all: EPS among them, whose
+# loader runs Ghostscript on the file (which can write and read files). Only these plugins
+# are ever imported, so Image.init() (all plugins, ~70 ms) never runs either.
+READ_FORMATS = {
+    "PNG": "PngImagePlugin",
+    "JPEG": "JpegImagePlugin",
+    "TIFF": "TiffImagePlugin",
+    "BMP": "BmpImagePlugin",
+    "WEBP": "WebPImagePlugin",
+    "GIF": "GifImagePlugin",
+    "PPM": "PpmImagePlugin",
+}
+READ_NAMES = "PNG, JPEG, TIFF, BMP, WebP, GIF, PNM (PBM/PGM/PPM) and .npy"
+HEAD_BYTES = 4096
+"""Bytes read to tell a file's format (:func:`sniff`) before anything else is read."""
+
+
+def sniff(head: bytes) -> str | None:
+    """The format of a file from its first bytes: a READ_FORMATS name, ``"NPY"``, or None."""
+    if head.startswith(_NPY_MAGIC):
+        return "NPY"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(_TIFF_MAGICS):
+        return "TIFF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if re.match(rb"P[1-6](\s|#|$)", head[:3]):  # PBM, PGM, PPM; not PFM ("Pf", "PF")
+        return "PPM"
+    return None
+
+
+# What a refused file is, told from its first bytes, so the error can say so. Only names
+# from this table (or "text") are printed: nothing of the file itself.
+_OTHER_FORMATS = (
+    (rb"%!PS|\xc5\xd0\xd3\xc6", "a PostScript/EPS file"),
+    (rb"%PDF-", "a PDF document"),
+    (rb"(?:\xef\xbb\xbf)?\s*<(\?xml|svg|!DOCTYPE svg)", "an XML/SVG file"),
+    (rb"\x00\x00\x00\x0cjP  |\xff\x4f\xff\x51", "a JPEG 2000 image"),
+    (rb"\x00\x00\x00\x0cJXL |\xff\x0a", "a JPEG XL image"),
+    (rb"....ftyp(heic|heix|hevc|mif1|msf1|avif|avis)", "a HEIF/AVIF image"),
+    (rb"8BPS", "a Photoshop (PSD) file"),
+    (rb"gimp xcf", "a GIMP (XCF) file"),
+    (rb"\x00\x00[\x01\x02]\x00", "a Windows icon (ICO/CUR)"),
+    (rb"DDS ", "a DirectDraw surface (DDS)"),
+    (rb"qoif", "a QOI image"),
+    (rb"P[fF]\s", "a PFM (float PNM) image"),
+    (rb"SIMPLE  =", "a FITS file"),
+    (rb"\x76\x2f\x31\x01", "an OpenEXR image"),
+    (rb"icns", "an Apple icon (ICNS)"),
+    (rb"\x59\xa6\x6a\x95", "a Sun raster image"),
+    (rb"\x01\xda", "an SGI image"),
+    (rb"\xd7\xcd\xc6\x9a|\x01\x00\x00\x00.{36} EMF", "a Windows metafile (WMF/EMF)"),
+    (rb"PK\x03\x04|\x1f\x8b|BZh|\xfd7zXZ|7z\xbc\xaf", "an archive or compressed file"),
+    (rb"MATLAB", "a MATLAB file"),
+)
+
+
+def identify(head: bytes) -> str:
+    """What a file that convtool does not read seems to be, for the error message."""
+    for pattern, what in _OTHER_FORMATS:
+        if re.match(pattern, head, re.DOTALL):
+            return what
+    if head[:1] in (b"\x00", b"\xff") and len(set(head[:64])) == 1:
+        return "all zero bytes" if head[:1] == b"\x00" else "all 0xFF bytes"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:  # binary, or a character cut at the end of the head
+        if err.start < len(head) - 3:
+            return "an unknown format"
+        text = head[: err.start].decode("utf-8")
+    return "text" if all(c.isprintable() or c.isspace() for c in text) else "an unknown format"
+
+
+def refusal(head: bytes) -> str:
+    """The one-line reason a file is not read: what it seems to be, and what convtool reads."""
+    what = identify(head)
+    if what in ("an unknown format", "text", "all zero bytes", "all 0xFF bytes"):
+        return f"not an image, or a format convtool cannot read ({what}); it reads {READ_NAMES}"
+    return f"{what}, not a format convtool reads; it reads {READ_NAMES} (convert it first)"
+
+
+def open_pillow(fileobj: BinaryIO, fmt: str) -> ImageFile.ImageFile:
+    """The one door to Pillow's decoders: open *fileobj* as *fmt* (a READ_FORMATS name) only."""
+    _import_plugin(fmt)
+    return PILImage.open(fileobj, formats=[fmt])
+
+
+def _import_plugin(fmt: str) -> None:
+    """Register the plugin of *fmt* alone (Pillow would otherwise import all of them)."""
+    importlib.import_module(f"PIL.{READ_FORMATS[fmt]}")  # KeyError: not a format we read
+
+
+def _save_pillow(image: PILImage.Image, f: BinaryIO, fmt: str, **options: Any) -> None:
+    _import_plugin(fmt)  # an unregistered format would make Pillow import every plugin
+    image.save(f, fmt, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -64,16 +177,24 @@ class Decoded:
 
 
 def decode(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
-    """Pick the decoder from the first bytes: ``.npy``, else Pillow (tifffile for some TIFFs)."""
+    """Decode *src* with the decoder of the format its first bytes show; refuse any other.
+
+    ``.npy`` by numpy (no pickles), the READ_FORMATS by Pillow opened as that format only,
+    TIFFs Pillow cannot hold exactly by tifffile. Anything else is an ImageReadError naming
+    what the file seems to be.
+    """
     with _fresh(src) as fileobj:
-        head = fileobj.read(8)
-    if head.startswith(_NPY_MAGIC):
+        head = fileobj.read(HEAD_BYTES)
+    fmt = sniff(head)
+    if fmt is None:
+        raise ImageReadError(refusal(head), path=name)
+    if fmt == "NPY":
         return _decode_npy(src, name, max_pixels)
-    with _quiet_decoders(native=head.startswith(_TIFF_MAGICS)):
+    with _quiet_decoders(native=fmt == "TIFF"):
         try:
-            return _decode_pillow(src, name, max_pixels)
+            return _decode_pillow(src, name, max_pixels, fmt)
         except UnidentifiedImageError:
-            if head.startswith(_TIFF_MAGICS):  # float colour, 16-bit grey+alpha, float64, ...
+            if fmt == "TIFF":  # float colour, 16-bit grey+alpha, float64, signed, ...
                 return _decode_tifffile(src, name, max_pixels)
             raise
 
@@ -127,15 +248,23 @@ def _fresh(src: Path | bytes) -> BinaryIO:
     return io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115
 
 
-def _check_size(width: int, height: int, name: str, max_pixels: int | None) -> None:
+def _check_size(
+    width: int, height: int, name: str, max_pixels: int | None, planes: int = 1
+) -> None:
+    """Refuse an image without pixels, or over ``max_pixels`` (which counts *planes* too)."""
     if width <= 0 or height <= 0:
         raise ImageReadError(f"image has no pixels ({width}×{height})", path=name)
-    if max_pixels and width * height > max_pixels:
+    count = width * height * planes
+    if max_pixels and count > max_pixels:
+        size = f"{width}×{height}" + (f"×{planes} planes" if planes > 1 else "")
         raise ResourceLimitError(
-            f"image is {width}×{height} = {width * height:,} pixels, over the limit of "
+            f"image is {size} = {count:,} pixels, over the limit of "
             f"{max_pixels:,}; raise it with --max-pixels N (0 for no limit)",
             path=name,
         )
+
+
+_COMPLEX = "complex numbers; convtool reads real-valued images"
 
 
 def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
@@ -153,6 +282,8 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
                 f".npy array has shape {shape}; expected (H, W) or (H, W, C) with C from 1 to 4",
                 path=name,
             )
+        if dtype.kind == "c":
+            raise ImageReadError(f".npy array has dtype {dtype}: {_COMPLEX}", path=name)
         if dtype.kind not in "biuf":
             raise ImageReadError(f".npy array has dtype {dtype}, not a number type", path=name)
         _check_size(shape[1], shape[0], name, max_pixels)
@@ -169,28 +300,116 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
 
 
 def _depth_of_dtype(dtype: np.dtype) -> int | str:
+    """The value scale of integer or float samples: the bits of the type (signed alike).
+
+    A signed type keeps its sign and takes the scale of the unsigned type of its size
+    (int8: 0–255, so −27 stays −27, below black; int16: 0–65535).
+    """
     if dtype.kind == "f":
         return "float"
-    if dtype == np.uint8:
+    if dtype.itemsize == 1:
         return 8
-    if dtype.itemsize <= 2:
+    if dtype.itemsize == 2:
         return 16
     return 32
 
 
-def _decode_pillow(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
-    with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
-        _check_size(im.width, im.height, name, max_pixels)
-        fmt = im.format or "unknown"
+# TIFF tags read from the header, before any pixel is decoded.
+_SAMPLES_PER_PIXEL, _BITS_PER_SAMPLE, _SAMPLE_FORMAT, _IMAGE_DEPTH, _PHOTOMETRIC = (
+    277, 258, 339, 32997, 262,
+)  # fmt: skip
+_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating point"}
+_SAMPLE_BITS = {1: (1, 2, 4, 8, 16, 32, 64), 2: (8, 16, 32, 64), 3: (16, 32, 64)}
+_SEPARATED = 5  # photometric CMYK: 4 colour samples, + alpha
+
+
+@dataclass(frozen=True)
+class TiffLayout:
+    """What a TIFF's first page declares: the fields that decide whether convtool reads it."""
+
+    width: int
+    height: int
+    samples: int = 1
+    bits: int = 8
+    sample_format: int = 1  # 1 unsigned, 2 signed, 3 float, 4 undefined, 5-6 complex
+    planes: int = 1  # ImageDepth: the slices of a volume
+    photometric: int = 1
+
+    @classmethod
+    def from_tags(cls, width: int, height: int, tags: Any) -> TiffLayout:
+        """From Pillow's parsed tags (``im.tag_v2``)."""
+
+        def first(tag: int, default: int) -> int:
+            value = tags.get(tag, default)
+            return int(value[0] if isinstance(value, tuple) else value)
+
+        return cls(
+            width,
+            height,
+            samples=first(_SAMPLES_PER_PIXEL, 1),
+            bits=first(_BITS_PER_SAMPLE, 1),
+            sample_format=first(_SAMPLE_FORMAT, 1),
+            planes=first(_IMAGE_DEPTH, 1),
+            photometric=first(_PHOTOMETRIC, 1),
+        )
+
+    def check(self, name: str, max_pixels: int | None) -> None:
+        """Refuse, from the header alone, what convtool does not read or what is too large.
+
+        ``max_pixels`` counts the planes of a volume, and a pixel of more than 4 samples as
+        ⌈samples / 4⌉ pixels; then volumes, more than 4 samples (5 for CMYK with alpha),
+        complex or undefined samples and unusual bit depths (12-bit, 24-bit) are refused.
+        """
+        planes = max(1, self.planes) * max(1, math.ceil(self.samples / 4))
+        _check_size(self.width, self.height, name, max_pixels, planes)
+        if self.planes > 1:
+            raise ImageReadError(
+                f"TIFF volume of {self.planes} planes (ImageDepth) is not supported; convtool "
+                "reads 2-D images",
+                path=name,
+            )
+        most = 5 if self.photometric == _SEPARATED else 4
+        if self.samples > most:
+            raise ImageReadError(
+                f"TIFF with {self.samples} samples per pixel is not supported; convtool reads "
+                "grey, RGB or CMYK samples with at most one alpha",
+                path=name,
+            )
+        if self.sample_format in (5, 6):
+            raise ImageReadError(f"TIFF samples are {_COMPLEX}", path=name)
+        kind = _SAMPLE_KINDS.get(self.sample_format)
+        if kind is None:
+            raise ImageReadError(
+                f"TIFF sample format {self.sample_format} (undefined) is not supported", path=name
+            )
+        if self.bits not in _SAMPLE_BITS[self.sample_format]:
+            allowed = ", ".join(map(str, _SAMPLE_BITS[self.sample_format]))
+            raise ImageReadError(
+                f"TIFF with {self.bits}-bit {kind} samples is not supported ({kind} samples "
+                f"of {allowed} bits are)",
+                path=name,
+            )
+
+
+def _decode_pillow(src: Path | bytes, name: str, max_pixels: int | None, fmt: str) -> Decoded:
+    with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
+        if fmt == "TIFF":
+            layout = TiffLayout.from_tags(im.width, im.height, getattr(im, "tag_v2", {}))
+            layout.check(name, max_pixels)
+        else:
+            _check_size(im.width, im.height, name, max_pixels)
+        fmt = im.format or fmt  # JPEG may be MPO
         rawmode = _tile_rawmode(im)  # before anything loads the image (PNG's getexif does)
-        if fmt == "TIFF" and im.mode == "I":
-            # Pillow reads 32-bit integer TIFF as signed; tifffile keeps uint32/int16 exact.
+        if fmt == "TIFF" and (im.mode == "I" or layout.sample_format == 2):
+            # Pillow reads unsigned 32-bit TIFF as signed (3e9 wraps round) and signed 8-bit
+            # as unsigned (-27 becomes 229); tifffile keeps every integer type exact.
             try:
                 return _decode_tifffile(src, name, max_pixels)
             except NeedsCodec:
-                pass
+                if not (im.mode == "I" and layout.sample_format == 2):
+                    raise  # only signed 16- and 32-bit samples would come out right
         if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
-            array, has_alpha, orientation = _decode_16bit_colour(src, rawmode)
+            array, has_alpha, orientation = _decode_16bit_colour(src, rawmode, fmt)
             return Decoded(array, has_alpha, 16, fmt, orientation)
         if fmt == "PPM" and im.mode == "RGB" and _ppm_maxval(im) > 255 and _is_binary_ppm(im):
             return Decoded(_decode_ppm16(src, im), False, 16, fmt)
@@ -272,14 +491,14 @@ def _with_rawmode(im: PILImage.Image, rawmode: str) -> None:
     im.tile = tiles
 
 
-def _decode_16bit_colour(src: Path | bytes, rawmode: str) -> tuple[np.ndarray, bool, int]:
+def _decode_16bit_colour(src: Path | bytes, rawmode: str, fmt: str) -> tuple[np.ndarray, bool, int]:
     """Decode 16-bit RGB, RGBA or grey+alpha exactly with Pillow's decoder (PNG, TIFF).
 
     Returns the samples, whether the last one is alpha, and the orientation tag.
     """
     if rawmode == "LA;16B":
         # Grey+alpha has 4 bytes a pixel, as RGBA: unpacked as "RGBA" it keeps all 4 bytes.
-        with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+        with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
             _with_rawmode(im, "RGBA")
             im.load()
             raw = np.asarray(im).astype(np.uint16)
@@ -290,7 +509,7 @@ def _decode_16bit_colour(src: Path | bytes, rawmode: str) -> tuple[np.ndarray, b
         order = "L" if sys.byteorder == "little" else "B"
     planes = []
     for unpack in (rawmode, f"{bands};16{'L' if order == 'B' else 'B'}"):
-        with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+        with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
             _with_rawmode(im, unpack)
             im.load()
             planes.append(np.asarray(im).astype(np.uint16))
@@ -334,7 +553,15 @@ def _decode_tifffile(src: Path | bytes, name: str, max_pixels: int | None) -> De
         if not tif.pages:
             raise ImageReadError("truncated or corrupt image (a TIFF without pages)", path=name)
         page = tif.pages[0]
-        _check_size(page.imagewidth, page.imagelength, name, max_pixels)
+        TiffLayout(
+            page.imagewidth,
+            page.imagelength,
+            samples=page.samplesperpixel,
+            bits=page.bitspersample,
+            sample_format=int(page.sampleformat),
+            planes=page.imagedepth,
+            photometric=int(page.photometric),
+        ).check(name, max_pixels)
         photometric = int(page.photometric)
         if photometric not in (1, 2):  # MINISBLACK, RGB
             raise ImageReadError(
@@ -406,16 +633,16 @@ def _encode_png(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: 
     if depth == 16 or level <= FAST_PNG_MAX_LEVEL:
         _write_png(f, _stacked(colour, alpha), 16 if depth == 16 else 8, level)
     else:
-        _pil_image(colour, alpha).save(f, "PNG", compress_level=level)
+        _save_pillow(_pil_image(colour, alpha), f, "PNG", compress_level=level)
 
 
 def _encode_jpeg(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
     # Quality 95 without chroma subsampling (4:4:4): filtered edges keep their colour.
-    _pil_image(colour, None).save(f, "JPEG", quality=95, subsampling=0)
+    _save_pillow(_pil_image(colour, None), f, "JPEG", quality=95, subsampling=0)
 
 
 def _encode_bmp(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    _pil_image(colour, None).save(f, "BMP")
+    _save_pillow(_pil_image(colour, None), f, "BMP")
 
 
 def _encode_webp(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
@@ -423,12 +650,12 @@ def _encode_webp(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level:
     image = _pil_image(colour, alpha)
     if image.mode in ("L", "LA"):
         image = image.convert("RGBA" if image.mode == "LA" else "RGB")
-    image.save(f, "WEBP", lossless=True)
+    _save_pillow(image, f, "WEBP", lossless=True)
 
 
 def _encode_gif(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
     # Grey is exact (a 256-grey palette); colour is reduced to a 256-colour palette by Pillow.
-    _pil_image(colour, None).save(f, "GIF")
+    _save_pillow(_pil_image(colour, None), f, "GIF")
 
 
 def _encode_pnm(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:

@@ -2,7 +2,8 @@
 
 Workers are started by a fork server (or spawned): the engine runs thread pools, and
 forking a process that has threads can deadlock. A worker ignores SIGINT (Ctrl-C reaches
-the whole process group; the parent decides what to do) and turns SIGTERM into an
+the whole process group; the parent decides what to do) and turns SIGTERM, SIGHUP and the
+other terminating signals (:data:`convtool.interrupts.TERMINATING_SIGNALS`) into an
 exception while a job runs, so the atomic writer removes its temporary file before the
 process exits. A worker whose parent process disappears (SIGKILL) stops the same way
 instead of waiting forever for work.
@@ -23,6 +24,7 @@ from collections.abc import Callable, Iterator
 
 from .batch import Job, JobResult, Settings, process_quietly
 from .errors import ConvtoolError
+from .interrupts import TERMINATING_SIGNALS
 
 # Jobs handed to the pool ahead of the free workers: enough to keep them busy, few enough
 # that --fail-fast and Ctrl-C have little to cancel and the largest-first order holds.
@@ -140,7 +142,11 @@ def terminate(pool) -> None:
 
 
 class _Terminated(BaseException):
-    """Raised in a worker by SIGTERM; not an Exception, so no handler swallows it."""
+    """Raised in a worker by a terminating signal; not an Exception, so no handler swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 _in_job = False
@@ -148,7 +154,9 @@ _in_job = False
 
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for signum in TERMINATING_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(signum, _on_signal)
     parent = multiprocessing.parent_process()
     if parent is None:
         return
@@ -163,10 +171,11 @@ def _init_worker() -> None:
     threading.Thread(target=watch_parent, name="convtool-watch-parent", daemon=True).start()
 
 
-def _on_sigterm(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def _on_signal(signum, frame) -> None:
+    for other in TERMINATING_SIGNALS:  # a second signal must not interrupt the clean-up
+        signal.signal(other, signal.SIG_IGN)
     if _in_job:
-        raise _Terminated
+        raise _Terminated(signum)
     os._exit(128 + signum)
 
 
@@ -175,7 +184,7 @@ def _work(job: Job, settings: Settings) -> JobResult:
     _in_job = True
     try:
         return process_quietly(job, settings)
-    except _Terminated:
-        os._exit(128 + signal.SIGTERM)
+    except _Terminated as stopped:
+        os._exit(128 + stopped.signum)
     finally:
         _in_job = False
