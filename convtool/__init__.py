@@ -29,7 +29,7 @@ _EXPORTS = {
     "compose": "kernels",
     "list_kernels": "kernels",
     "read_kernel_file": "kernels",
-    "gradient_magnitude": "steps",
+    "gradient_magnitude": "pipeline",
     "Chain": "pipeline",
     "FilterOptions": "pipeline",
     "parse_steps": "pipeline",

@@ -30,7 +30,7 @@ import select
 import sys
 from typing import BinaryIO
 
-from .errors import ClosedPipe, StdoutError
+from convtool.errors import ClosedPipe, StdoutError
 
 __all__ = ["ClosedPipe", "StdoutError", "flush", "install", "write_all"]
 

@@ -24,10 +24,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import convtool
-from convtool import codecs
 from convtool.cli import app
 from convtool.errors import ImageReadError, ResourceLimitError
-from convtool.images import STREAM_BYTES_PER_PIXEL, read_image
+from convtool.images import codecs, read_image
+from convtool.images.api import STREAM_BYTES_PER_PIXEL
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = Path(convtool.__file__).parent
@@ -199,7 +199,8 @@ def test_decode_reaches_tifffile_only_after_a_tiff_signature(monkeypatch):
 PLUGINS_SCRIPT = """
 import sys
 import numpy as np
-from convtool import images, sheet
+from convtool import images
+from convtool.images import sheet
 pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3)).astype(np.float32)
 for ext in ("png", "jpg", "tif", "bmp", "webp", "gif", "ppm", "npy"):
     path = f"{sys.argv[1]}/x.{ext}"
