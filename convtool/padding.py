@@ -49,7 +49,6 @@ ALIASES = {
     "periodic": Padding.WRAP,
 }
 
-DEFAULT = Padding.REFLECT
 
 
 def parse_padding(text: str | Padding) -> Padding:

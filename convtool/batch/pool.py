@@ -1,9 +1,11 @@
 """The local process pool that runs batch jobs, and what its worker processes do.
 
-Workers are started by a fork server (or spawned): the engine runs thread pools, and
-forking a process that has threads can deadlock. A worker ignores SIGINT (Ctrl-C reaches
-the whole process group; the parent decides what to do) and turns SIGTERM, SIGHUP and the
-other terminating signals (:data:`convtool.batch.interrupts.TERMINATING_SIGNALS`) into an
+Workers are forked while this process runs a single thread (fast, and nothing is imported
+again); otherwise they come from a fork server (or are spawned where there is none): the
+engine runs thread pools, and forking a process that has threads can deadlock. A worker
+ignores SIGINT (Ctrl-C reaches the whole process group; the parent decides what to do) and
+turns SIGTERM, SIGHUP and the other terminating signals
+(:data:`convtool.batch.interrupts.TERMINATING_SIGNALS`) into an
 exception while a job runs, so the atomic writer removes its temporary file before the
 process exits. A worker whose parent process disappears (SIGKILL) stops the same way
 instead of waiting forever for work.

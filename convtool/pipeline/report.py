@@ -64,11 +64,11 @@ def report(
             kernel = kernel.normalized()
         if iterations > 1:
             kernel = compose(kernel, iterations)
-        out.append(_report_one(kernel, iterations, correlate))
+        out.append(_report_one(kernel, correlate))
     return out
 
 
-def _report_one(kernel: Kernel, iterations: int, correlate: bool) -> KernelReport:
+def _report_one(kernel: Kernel, correlate: bool) -> KernelReport:
     title = kernel.name
     factors = kernel.factors
     if factors is None:

@@ -222,8 +222,6 @@ def gradient_magnitude(
     run = engine.correlate if correlate else engine.convolve
     image = np.asarray(image)
     gx = run(image, kx, **engine_options)
-    if gx is image or np.shares_memory(gx, image):
-        gx = gx.copy()
     return combine_gradients(gx, run(image, ky, **engine_options), norm)
 
 
