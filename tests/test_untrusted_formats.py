@@ -12,7 +12,9 @@ the only door (no other call opens image data) and that no other Pillow plugin i
 from __future__ import annotations
 
 import ast
+import io
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -240,3 +242,25 @@ def test_a_stream_is_read_no_further_than_the_pixel_limit_allows():
         read_image("-", stdin=endless, max_pixels=1000)
     limit = 1000 * STREAM_BYTES_PER_PIXEL + (16 << 20)
     assert limit < endless.taken <= limit + (2 << 20)
+
+
+def bomb_headers() -> dict[str, bytes]:
+    """Headers declaring 100 000 × 100 000 pixels, in the formats whose size sits up front."""
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        npy, {"descr": "|u1", "fortran_order": False, "shape": (100_000, 100_000)}
+    )
+    return {
+        "png": b.png_declaring(100_000, 100_000)[:33],
+        "gif": b"GIF89a" + struct.pack("<HH", 65_535, 65_535) + bytes(10),
+        "bmp": b"BM" + bytes(12) + struct.pack("<Iii", 40, 100_000, -100_000) + bytes(30),
+        "npy": npy.getvalue(),
+    }
+
+
+@pytest.mark.parametrize("kind", ["png", "gif", "bmp", "npy"])
+def test_a_bomb_on_stdin_is_refused_from_its_header_before_its_data(kind):
+    endless = b.Endless(head=bomb_headers()[kind])  # the header, then data for ever
+    with pytest.raises(ResourceLimitError, match="pixels, over the limit .* --max-pixels"):
+        read_image("-", stdin=endless)
+    assert endless.taken <= codecs.HEAD_BYTES

@@ -50,6 +50,7 @@ from convtool.images.codecs import (
     HEAD_BYTES,
     Decoded,
     NeedsCodec,
+    check_head_size,
     decode,
     refusal,
     sniff,
@@ -237,8 +238,8 @@ def read_stream(stream: BinaryIO, name: str, max_pixels: int | None) -> bytes:
     """All the bytes of a stream (stdin, a pipe, a device), within limits; the image's bytes.
 
     Its first bytes must show a format convtool reads (:data:`codecs.HEAD_BYTES` are read
-    to tell, no more): anything else (``/dev/zero``, text, EPS, ...) is refused at once.
-    Then at most ``32 × max_pixels`` bytes (plus 16 MB of metadata) are read, the largest an
+    to tell, no more): anything else (``/dev/zero``, text, EPS, ...) is refused at once,
+    as is a PNG, GIF, BMP or ``.npy`` header over ``max_pixels``. Then at most ``32 × max_pixels`` bytes (plus 16 MB of metadata) are read, the largest an
     image within ``--max-pixels`` can take uncompressed (4 float64 samples a pixel): a
     longer stream is refused naming the limit. ``max_pixels`` None or 0: no limit.
     """
@@ -248,6 +249,7 @@ def read_stream(stream: BinaryIO, name: str, max_pixels: int | None) -> bytes:
         raise ImageReadError(what, path=name)
     if sniff(head) is None:
         raise ImageReadError(refusal(head), path=name)
+    check_head_size(head, name, max_pixels)  # a bomb's header is refused before its data
     limit = max_pixels * STREAM_BYTES_PER_PIXEL + _STREAM_SLACK if max_pixels else None
     chunks = [head]
     size = len(head)

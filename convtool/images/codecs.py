@@ -94,6 +94,43 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def check_head_size(head: bytes, name: str, max_pixels: int | None) -> None:
+    """Refuse a stream over ``max_pixels`` from its first bytes, before reading the rest.
+
+    The formats whose size sits at a fixed place near the start (PNG's IHDR, GIF's screen,
+    BMP's header, a ``.npy`` header) are checked here, so a decompression bomb on stdin is
+    refused after :data:`HEAD_BYTES`; the others are checked once the stream is read.
+    """
+    size = _head_size(head)
+    if size is not None and min(size) > 0:  # no pixels: the decoder's message, as for files
+        _check_size(size[0], size[1], name, max_pixels)
+
+
+def _head_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) as the first bytes declare them, where that is simple; else None."""
+    fmt = sniff(head)
+    try:
+        if fmt == "PNG" and head[12:16] == b"IHDR":
+            return struct.unpack(">II", head[16:24])  # type: ignore[return-value]
+        if fmt == "GIF":
+            return struct.unpack("<HH", head[6:10])  # type: ignore[return-value]
+        if fmt == "BMP":
+            if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 core header: 16-bit sides
+                return struct.unpack("<HH", head[18:22])  # type: ignore[return-value]
+            width, height = struct.unpack("<ii", head[18:26])
+            return abs(width), abs(height)
+        if fmt == "NPY":
+            fileobj = io.BytesIO(head)
+            version = np.lib.format.read_magic(fileobj)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}[version]  # fmt: skip
+            shape = read(fileobj)[0]
+            return (shape[1], shape[0]) if len(shape) in (2, 3) else None
+    except (struct.error, ValueError, KeyError, IndexError, SyntaxError, TypeError):
+        return None  # cut short or unusual: the decoder will say what is wrong
+    return None
+
+
 # What a refused file is, told from its first bytes, so the error can say so. Only names
 # from this table (or "text") are printed: nothing of the file itself.
 _OTHER_FORMATS = (
