@@ -50,7 +50,6 @@ ALIASES = {
 }
 
 
-
 def parse_padding(text: str | Padding) -> Padding:
     """Turn a user's padding name (or alias, any case) into a :class:`Padding`."""
     if isinstance(text, Padding):

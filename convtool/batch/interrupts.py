@@ -42,27 +42,32 @@ class Interrupted(KeyboardInterrupt):
         self.signum = signum
 
 
-def _raise(signum, frame) -> None:
-    raise Interrupted(signum)
-
-
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
     """Make the :data:`TERMINATING_SIGNALS` raise :class:`Interrupted` inside the block.
 
     Only signals left at their default action are taken (an ignored or otherwise handled
     one is left as it is), only in the main thread, and the previous handlers come back
-    afterwards.
+    afterwards. Only the first signal raises: the clean-up it starts is not interrupted
+    by a second one (a SIGHUP to the process group, then a SIGTERM).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    raised = False
+
+    def interrupt(signum, frame) -> None:
+        nonlocal raised
+        if not raised:
+            raised = True
+            raise Interrupted(signum)
+
     taken = {}
     for signum in TERMINATING_SIGNALS:
         previous = signal.getsignal(signum)
         if previous in (signal.SIG_DFL, None):
             taken[signum] = previous
-            signal.signal(signum, _raise)
+            signal.signal(signum, interrupt)
     try:
         yield
     finally:

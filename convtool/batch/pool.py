@@ -177,11 +177,19 @@ def _init_worker() -> None:
 
 
 def _on_signal(signum, frame) -> None:
-    for other in TERMINATING_SIGNALS:  # a second signal must not interrupt the clean-up
-        signal.signal(other, signal.SIG_IGN)
+    # A second signal (the parent's SIGTERM after a SIGHUP to the group) must not interrupt
+    # the clean-up. A Python handler that does nothing, not SIG_IGN: a signal already
+    # pending when the handler changes would make Python print "Signal N ignored due to
+    # race condition" on stderr.
+    for other in TERMINATING_SIGNALS:
+        signal.signal(other, _ignore)
     if _in_job:
         raise _Terminated(signum)
     os._exit(128 + signum)
+
+
+def _ignore(signum, frame) -> None:
+    """A terminating signal after the first: the worker is already stopping."""
 
 
 def _work(job: Job, settings: Settings) -> JobResult:

@@ -251,7 +251,7 @@ def compare(
                 )
             pictures = []
             for path in paths:
-                image = images.read_image(path)
+                image = images.read_image(path, frames="first")  # a sheet shows one picture
                 pictures.append(sheet.display_rgb(image.pixels, image.alpha, image.max_value))
             labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
             result = sheet.contact_sheet(pictures, labels, height=height)

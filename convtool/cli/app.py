@@ -23,15 +23,20 @@ from convtool.cli import analysis as cli_analysis
 from convtool.cli import terminal
 from convtool.cli.options import (
     AlphaMode,
+    Compression,
     CompressLevel,
     Debug,
     Depth,
+    Frames,
     MaxPixels,
     Method,
     Precision,
     Quiet,
     RangeMode,
+    Subsampling,
     Threads,
+    complete_kernel,
+    complete_padding,
     debug_enabled,
     fail,
     pixel_limit,
@@ -151,6 +156,8 @@ FILTER_EPILOG = """Examples:
   convtool filter in.png -k "[1 2 1; 2 4 2; 1 2 1]/16" -n 3 --padding edge -o blurred.png
   convtool filter in.png -k sobel-x --depth float -o gx.tif     (raw signed results)
   convtool filter photos/ -o edges/ -r -j 2 -k grad:sobel --skip-existing
+  convtool filter photo.jpg -k sharpen --quality 85 --subsampling 4:2:0 -o out.jpg
+  convtool filter anim.gif -k box:3 -o anim.webp     (every frame; --frames first: one)
 
 \b
 Padding modes (k = kernel side):
@@ -187,6 +194,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N. "
             "See `convtool kernels`.",
             show_default=False,
+            autocompletion=complete_kernel,
         ),
     ],
     padding: Annotated[
@@ -196,6 +204,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             "-p",
             help="Border mode: zero, constant (with --cval), edge, reflect, symmetric, wrap, "
             "valid, full, or an alias (mirror, replicate, circular, ...); pictures below.",
+            autocompletion=complete_padding,
         ),
     ] = Padding.REFLECT.value,
     cval: Annotated[
@@ -254,12 +263,64 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "--format",
             "-f",
-            help="Output format (png, jpg, tif, bmp, webp, gif, ppm, npy); "
+            help="Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy); "
             "default: from the -o extension (which must agree), png for stdout.",
             show_default=False,
         ),
     ] = None,
     compress_level: CompressLevel = 1,
+    quality: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=100,
+            help="JPEG quality 1-100 (default 92); for WebP, lossy at this quality instead "
+            "of lossless; for TIFF with --compression jpeg.",
+            show_default=False,
+        ),
+    ] = None,
+    subsampling: Annotated[
+        Subsampling | None,
+        typer.Option(
+            help="JPEG chroma subsampling (default 4:4:4: filtered edges keep their colour).",
+            show_default=False,
+        ),
+    ] = None,
+    progressive: Annotated[
+        bool, typer.Option("--progressive", help="Write progressive JPEG.")
+    ] = False,
+    compression: Annotated[
+        Compression | None,
+        typer.Option(
+            help="TIFF compression (default deflate at --compress-level; none at 0). "
+            "lzw, zstd, jpeg and packbits use imagecodecs when installed, else Pillow.",
+            show_default=False,
+        ),
+    ] = None,
+    strip: Annotated[
+        bool,
+        typer.Option(
+            "--strip",
+            help="Write no metadata (ICC profile, EXIF, XMP, DPI, text); by default it is "
+            "kept where the output format holds it.",
+        ),
+    ] = False,
+    frames: Annotated[
+        Frames,
+        typer.Option(
+            help="all: filter every frame of an animation (GIF, APNG, WebP) or page of a "
+            "TIFF; first: only the first.",
+        ),
+    ] = Frames.all,
+    background: Annotated[
+        str | None,
+        typer.Option(
+            metavar="COLOR",
+            help="Colour that alpha is composited over for JPEG, BMP and PNM: a name, "
+            "#rrggbb or R,G,B (default white, with a warning).",
+            show_default=False,
+        ),
+    ] = None,
     alpha: Annotated[
         AlphaMode,
         typer.Option(
@@ -350,12 +411,19 @@ def filter(  # noqa: A001 - the command is called `filter`
                 precision=precision.value,
                 gray=gray,
                 max_pixels=pixel_limit(max_pixels),
+                frames=frames.value,
             ),
             write=batch.WriteOptions(
                 format=format,
                 depth=depth.value if depth else None,
                 range_mode=range_mode.value if range_mode else None,
                 compress_level=compress_level,
+                quality=quality,
+                subsampling=subsampling.value if subsampling else None,
+                progressive=progressive,
+                compression=compression.value if compression else None,
+                background=background,
+                strip=strip,
             ),
         )
         refuse_terminals(reads_stdin="-" in inputs, writes_stdout=output == "-")
@@ -367,6 +435,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             format=format,
             skip_existing=skip_existing,
         )
+        settings.write.check(job.dest for job in plan.jobs)  # a usage error before any work
         if plan.single:
             if dask is not None and not quiet:
                 terminal.note(
@@ -374,8 +443,12 @@ def filter(  # noqa: A001 - the command is called `filter`
                     "this one file is filtered here"
                 )
             if plan.jobs:
-                with batch.signals_raise():  # SIGTERM, SIGHUP, ... clean up as Ctrl-C does
-                    batch.process(plan.jobs[0], settings)
+                job = plan.jobs[0]
+                # SIGTERM, SIGHUP, ... clean up as Ctrl-C does
+                with batch.signals_raise(), terminal.image_progress(quiet) as progress:
+                    notes = batch.process(job, settings, progress=progress)
+                for note in [] if quiet else notes:
+                    terminal.warning_line(f"{job.dest}: {note}")
             elif not quiet:
                 terminal.note(f"{output}: skipped, the output exists")
             return
@@ -450,7 +523,8 @@ def kernels_list(
     epilog="Examples:\n\n\b\n  convtool kernels show sobel-x\n"
     "  convtool kernels show binomial:3 -n 2\n"
     '  convtool kernels show "[1 2 1]/4" --correlate\n'
-    '  convtool kernels show "5x3: 1 2 3 4 5 1 2 3 4 5 1 2 3 4 5"   (ImageMagick: WxH)',
+    '  convtool kernels show "5x3: 1 2 3 4 5 1 2 3 4 5 1 2 3 4 5"   (ImageMagick: WxH)\n'
+    "  convtool kernels show log:sigma=2 --image log.png",
 )
 def kernels_show(
     spec: Annotated[str, typer.Argument(help="A kernel spec, as given to -k.", show_default=False)],
@@ -463,6 +537,16 @@ def kernels_show(
     normalize: Annotated[
         bool, typer.Option("--normalize", help="Apply --normalize first.")
     ] = False,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            metavar="PATH",
+            help="Also write the kernel as a heat map picture (PNG, or the format of "
+            "PATH's extension): red for positive weights, blue for negative.",
+            show_default=False,
+        ),
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Show a kernel's matrix, sum and separability, as it will be applied."""
@@ -472,6 +556,15 @@ def kernels_show(
         reports = kernelview.report(
             spec, iterations=iterations, correlate=correlate, normalize=normalize
         )
+        if image is not None:
+            refuse_terminals(writes_stdout=image == "-")
+            from convtool import images
+            from convtool.images.heatmap import heat_map
+
+            picture = heat_map([kernelview.heat_map_cells(rep) for rep in reports])
+            images.write_image(image, images.Image(picture.astype("float32"), depth=8))
+            if image == "-":
+                return  # stdout holds the picture: no listing beside it
         if terminal.rich_stdout():
             terminal.print_heat_maps(reports)
         else:

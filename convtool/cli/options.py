@@ -136,6 +136,46 @@ class Geometry(str, Enum):
     same = "same"
 
 
+# The output choices below are the library's (images.FRAME_CHOICES, encoders.SUBSAMPLINGS,
+# encoders.COMPRESSIONS), written out so that --help need not import numpy and Pillow;
+# tests/test_cli.py checks that they agree.
+class Frames(str, Enum):
+    all = "all"
+    first = "first"
+
+
+class Subsampling(str, Enum):
+    s444 = "4:4:4"
+    s422 = "4:2:2"
+    s420 = "4:2:0"
+
+
+class Compression(str, Enum):
+    none = "none"
+    deflate = "deflate"
+    lzw = "lzw"
+    zstd = "zstd"
+    jpeg = "jpeg"
+    packbits = "packbits"
+
+
+def complete_kernel(incomplete: str) -> list[str]:
+    """Shell completion for -k: kernel names and the other steps (grad:OP, pooling)."""
+    from convtool.kernels.builders import kernel_names
+    from convtool.pipeline.steps import GRADIENT_OPERATORS, POOL_KINDS
+
+    steps = [f"grad:{op}" for op in GRADIENT_OPERATORS] + [f"{kind}:2" for kind in POOL_KINDS]
+    return [name for name in kernel_names() + steps if name.startswith(incomplete)]
+
+
+def complete_padding(incomplete: str) -> list[str]:
+    """Shell completion for -p: the padding modes, then their aliases."""
+    from convtool.padding import ALIASES, Padding
+
+    names = [mode.value for mode in Padding] + sorted(ALIASES)
+    return [name for name in names if name.startswith(incomplete.lower())]
+
+
 Debug = Annotated[
     bool,
     typer.Option(

@@ -1,15 +1,38 @@
-"""Running a plan: bands of output rows on a thread pool, each thread reusing its arrays."""
+"""Running a plan: bands of output rows on a thread pool, each thread reusing its arrays.
+
+A caller who wants to follow a long run (a progress bar) sets a band observer with
+:func:`observe_bands`; it is told ``(bands done, bands in all)`` after each band, on the
+thread that called the engine. The engine itself never draws anything.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import threading
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from convtool.engine import bands, passes
 from convtool.engine.plan import Plan, band_within_budget
+
+BandObserver = Callable[[int, int], None]
+_observer: contextvars.ContextVar[BandObserver | None] = contextvars.ContextVar(
+    "convtool_band_observer", default=None
+)
+
+
+@contextlib.contextmanager
+def observe_bands(observer: BandObserver | None) -> Iterator[None]:
+    """Within the block, call ``observer(done, total)`` as each engine call's bands finish."""
+    token = _observer.set(observer)
+    try:
+        yield
+    finally:
+        _observer.reset(token)
 
 
 def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarray:
@@ -47,14 +70,20 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
             band_filter(x, j0, j1, out[:, j0:j1])
 
     workers = min(workers, len(starts))
+    observer = _observer.get()
     if workers <= 1:
-        for j0 in starts:
+        for done, j0 in enumerate(starts, 1):
             work(j0)
+            if observer is not None:
+                observer(done, len(starts))
     else:
         pool = ThreadPoolExecutor(workers)
         try:
-            for future in [pool.submit(work, j0) for j0 in starts]:
+            futures = [pool.submit(work, j0) for j0 in starts]
+            for done, future in enumerate(futures, 1):
                 future.result()
+                if observer is not None:
+                    observer(done, len(starts))
         finally:
             # On Ctrl-C (or any error) drop the queued bands instead of computing them all.
             pool.shutdown(wait=True, cancel_futures=True)

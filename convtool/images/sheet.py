@@ -69,7 +69,6 @@ def contact_sheet(
     return np.asarray(sheet)
 
 
-
 def scaled_width(shape: tuple[int, ...], height: int) -> int:
     """The width of a picture of ``shape`` scaled to ``height``, aspect kept."""
     return max(1, round(shape[1] * height / shape[0]))

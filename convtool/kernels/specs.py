@@ -71,9 +71,7 @@ def list_kernels() -> list[KernelEntry]:
         h, w = builder.build().shape
         size = f"{h}x{w}" if builder.size == "3x3" else f"{builder.size} ({h}x{w})"
         params = ", ".join(p.describe() for p in builder.params)
-        entries.append(
-            KernelEntry(name, size, params, builder.description, builder.params)
-        )
+        entries.append(KernelEntry(name, size, params, builder.description, builder.params))
     for name in fixed_files():
         kernel, description = load_fixed(name)
         h, w = kernel.shape

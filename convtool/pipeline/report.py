@@ -182,3 +182,10 @@ def _vector(values: np.ndarray) -> str:
     den = common_denominator(values)
     body = " ".join(format_number(v, den) for v in values)
     return f"[{body}]" + (f" / {den}" if den not in (None, 1) else "")
+
+
+def heat_map_cells(rep: KernelReport) -> tuple[str, np.ndarray, list[list[str]]]:
+    """A report as a heat map draws it: title (with the denominator), weights, cell labels."""
+    title = rep.title + (f"  (/ {rep.denominator})" if rep.denominator not in (None, 1) else "")
+    labels = [[format_number(v, rep.denominator) for v in row] for row in rep.weights]
+    return title, rep.weights, labels
