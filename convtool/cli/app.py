@@ -427,6 +427,10 @@ def filter(  # noqa: A001 - the command is called `filter`
             ),
         )
         refuse_terminals(reads_stdin="-" in inputs, writes_stdout=output == "-")
+        if debug_enabled(debug):
+            from convtool.engine import native
+
+            terminal.note(f"engine: {native.implementation()}")
         plan = batch.plan(
             inputs,
             output,

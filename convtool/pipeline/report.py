@@ -151,8 +151,16 @@ def format_plain(reports: list[KernelReport]) -> str:
             lines.append(f"  row:    {_vector(row)}")
         else:
             lines.append("separable: no")
+        lines.append(f"engine: {implementation()}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def implementation() -> str:
+    """Which code applies kernels by the direct and separable methods (FFT: numpy/scipy)."""
+    from convtool.engine import native
+
+    return f"{native.implementation()}; FFT: scipy"
 
 
 def matrix_lines(weights: np.ndarray, denominator: int | None) -> list[str]:
