@@ -13,12 +13,12 @@ import contextlib
 import signal
 import sys
 import warnings
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from convtool import __version__
+from convtool import __version__, stdio
 from convtool.cli import analysis as cli_analysis
 from convtool.cli import teach as cli_teach
 from convtool.cli import terminal
@@ -56,17 +56,33 @@ from convtool.cli.options import (
     refuse_terminals,
     reset_debug,
 )
-from convtool.errors import ConvtoolError
+from convtool.errors import ConvtoolError, StdoutError
 from convtool.padding import Padding
 from convtool.padding import help_text as padding_help
 
 
 class OneLineErrors(TyperGroup):
-    """Render every error as one line on stderr; tracebacks only with --debug."""
+    """Render every error as one line on stderr; tracebacks only with --debug.
+
+    Stdout is checked too (:mod:`convtool.stdio`): whatever a command, its help or
+    ``--version`` writes there either all arrives or the run fails with one line (exit 1),
+    or quietly with 141 when the reader of a pipe has gone (``| head``).
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        stdio.install()
+        try:
+            code = self._run(args, prog_name, complete_var, **extra)
+            stdio.flush()
+        except StdoutError as err:
+            if not getattr(err, "quiet", False):
+                terminal.error_line(str(err))
+            code = err.exit_code
+        sys.exit(code)
+
+    def _run(self, args, prog_name, complete_var, **extra) -> int:
         reset_debug()  # each run starts without the --debug of an earlier one (tests)
         if not debug_enabled("--debug" in (args if args is not None else sys.argv)):
             # a library's warning on stderr would break the one-line promise; --debug shows them
@@ -75,21 +91,24 @@ class OneLineErrors(TyperGroup):
             result = super().main(args, prog_name, complete_var, False, **extra)
         except (typer.Abort, KeyboardInterrupt):
             terminal.error_line("interrupted")
-            sys.exit(130)
-        except Exception as err:
-            if not _is_click_error(err):
+            return 130
+        except StdoutError:
+            raise
+        except Exception as caught:
+            if not _is_click_error(caught):
                 raise
+            err: Any = caught  # click's exception, whichever click typer bundles
             if type(err).__name__ == "NoArgsIsHelpError":  # bare `convtool`: the help itself
-                print(err.format_message(), file=sys.stderr)
-                sys.exit(err.exit_code)
+                terminal.print_stderr(err.format_message())
+                return err.exit_code
             hint = ""
             if err.exit_code == 2:  # a usage error: point at the command's help
                 ctx = getattr(err, "ctx", None)
                 command = ctx.command_path if ctx is not None else "convtool"
                 hint = f" (see '{command} --help')"
             terminal.error_line(f"{err.format_message()}{hint}")
-            sys.exit(err.exit_code)
-        sys.exit(result if isinstance(result, int) else 0)
+            return err.exit_code
+        return result if isinstance(result, int) else 0
 
 
 def _is_click_error(err: BaseException) -> bool:
@@ -401,13 +420,13 @@ def filter(  # noqa: A001 - the command is called `filter`
                 )
             if plan.jobs:
                 job = plan.jobs[0]
-                # SIGTERM cleans up as Ctrl-C does
-                with batch.sigterm_raises(), terminal.image_progress(quiet) as progress:
+                # SIGTERM, SIGHUP, ... clean up as Ctrl-C does
+                with batch.signals_raise(), terminal.image_progress(quiet) as progress:
                     notes = batch.process(job, settings, progress=progress)
                 for note in [] if quiet else notes:
                     terminal.warning_line(f"{job.dest}: {note}")
             elif not quiet:
-                print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
+                terminal.note(f"{output}: skipped, the output exists")
             return
         batch.require_images(plan, inputs)
         results = batch.run(

@@ -6,8 +6,11 @@ and :mod:`convtool.cli_analysis`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated
 
@@ -59,11 +62,15 @@ def refuse_terminals(*, reads_stdin: bool = False, writes_stdout: bool = False) 
 
 
 def fail(err: BaseException, debug: bool) -> typer.Exit:
-    """Print ``err`` as one line (or re-raise it with --debug) and give the exit to raise."""
+    """Print ``err`` as one line (or re-raise it with --debug) and give the exit to raise.
+
+    A closed pipe on stdout (``| head``) is quiet: exit 141, as a shell reports for ``cat``.
+    """
     if debug_enabled(debug):
         raise err
     if isinstance(err, ConvtoolError):
-        terminal.error_line(str(err))
+        if not getattr(err, "quiet", False):
+            terminal.error_line(str(err))
         return typer.Exit(err.exit_code)
     if isinstance(err, MemoryError):
         terminal.error_line(
@@ -74,6 +81,23 @@ def fail(err: BaseException, debug: bool) -> typer.Exit:
         f"internal error: {type(err).__name__}: {err} (run with --debug for details)"
     )
     return typer.Exit(1)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Run a command so that Ctrl-C and every terminating signal clean up, then exit 128 + N.
+
+    Inside, SIGTERM, SIGHUP, SIGUSR1, ... raise like Ctrl-C (:mod:`convtool.batch.interrupts`), so
+    a write under way removes its temporary file; the command then ends with one line.
+    """
+    from convtool.batch.interrupts import signals_raise
+
+    try:
+        with signals_raise():
+            yield
+    except KeyboardInterrupt as err:
+        terminal.error_line("interrupted; no partial output was left")
+        raise typer.Exit(128 + getattr(err, "signum", signal.SIGINT)) from None
 
 
 class Precision(str, Enum):
