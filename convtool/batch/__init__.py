@@ -27,6 +27,7 @@ from convtool.batch.run import (
     largest_first,
     remove_stale_temp_files,
     run,
+    signals_raise,
     sigterm_raises,
 )
 from convtool.batch.worker import (
@@ -60,4 +61,5 @@ __all__ = [
     "largest_first",
     "cpu_count",
     "sigterm_raises",
+    "signals_raise",
 ]
