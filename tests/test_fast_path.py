@@ -380,3 +380,38 @@ def test_batch_workers_keep_freed_memory_and_write_the_same_files(tmp_path):
             pillow_array((tmp_path / f"{index}.png").read_bytes()),
             pillow_array((tmp_path / "a" / f"{index}.png").read_bytes()),
         )
+
+
+def test_without_the_faster_libraries_the_same_files_are_read_and_written(tmp_path, monkeypatch):
+    # imagecodecs, simplejpeg and isal are dependencies, but convtool must not need them:
+    # without them Pillow decodes and zlib deflates, to the same pixels.
+    png_variants(tmp_path)
+    jpeg_variants(tmp_path)
+    names = ["rgb.png", "rgba16.png", "grey16.png", "420.jpg"]
+    fast = {name: read_image(tmp_path / name) for name in names}
+    smooth = Image(np.repeat(np.add.outer(np.arange(48.0), np.arange(64.0))[:, :, None], 3, 2))
+    write_image(tmp_path / "fast.png", smooth)
+    monkeypatch.setattr(png, "_imagecodecs", lambda: None)
+    monkeypatch.setattr(png, "_isal", lambda: None)
+    monkeypatch.setattr(jpeg, "_simplejpeg", lambda: None)
+    for name in names:
+        np.testing.assert_array_equal(read_image(tmp_path / name).pixels, fast[name].pixels)
+    write_image(tmp_path / "plain.png", smooth)
+    assert (tmp_path / "plain.png").read_bytes() != (tmp_path / "fast.png").read_bytes()  # zlib
+    np.testing.assert_array_equal(
+        pillow_array((tmp_path / "plain.png").read_bytes()),
+        pillow_array((tmp_path / "fast.png").read_bytes()),
+    )
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_npy_written_band_by_band_is_what_np_save_writes(tmp_path, monkeypatch, channels):
+    from convtool.images import encoders
+
+    monkeypatch.setattr(encoders, "_NPY_BAND_BYTES", 100)  # a row or so per band
+    pixels = results(channels)
+    path = tmp_path / "out.npy"
+    write_image(path, Image(pixels, depth="float"))
+    buffer = io.BytesIO()
+    np.save(buffer, pixels[:, :, 0] if channels == 1 else pixels, allow_pickle=False)
+    assert path.read_bytes() == buffer.getvalue()

@@ -217,8 +217,34 @@ def _encode_pnm(f: BinaryIO, encoding: Encoding) -> None:
 
 
 def _encode_npy(f: BinaryIO, encoding: Encoding) -> None:
-    samples = encoding.stacked()[0]
-    np.save(f, samples[:, :, 0] if samples.shape[2] == 1 else samples, allow_pickle=False)
+    """A ``.npy`` file written band by band: its header, then the rows in C order.
+
+    What ``np.save`` writes, without the whole mapped (and, for a view of channel planes,
+    copied) image at once.
+    """
+    if encoding.samples is not None:
+        samples = encoding.samples[0]
+    else:
+        samples = Samples.of(encoding.stacked()[0])
+    height, width, channels = samples.shape
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    header = {"descr": np.lib.format.dtype_to_descr(samples.dtype), "fortran_order": False,
+              "shape": shape}  # fmt: skip
+    if _header_too_long(header):
+        np.lib.format.write_array_header_2_0(f, header)
+    else:
+        np.lib.format.write_array_header_1_0(f, header)
+    step = max(1, _NPY_BAND_BYTES // max(1, width * channels * samples.dtype.itemsize))
+    for start in range(0, height, step):
+        f.write(samples.rows(start, min(start + step, height)).tobytes())
+
+
+_NPY_BAND_BYTES = 1 << 20
+
+
+def _header_too_long(header: dict[str, Any]) -> bool:
+    """Whether the header needs format 2.0 (its text over 65535 bytes: a huge shape)."""
+    return len(repr(header)) > 65000
 
 
 def _write_pnm(f: BinaryIO, colour: np.ndarray) -> None:

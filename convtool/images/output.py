@@ -36,7 +36,7 @@ KEEPS_ALPHA = frozenset({"png", "apng", "tiff", "webp", "gif", "npy"})
 """Formats that hold alpha (GIF as one transparent palette entry); the others composite."""
 
 _ANIMATED_CANVAS = ("gif", "apng", "webp")  # one canvas: every frame the same size
-_BANDED = ("png", "apng")  # written band by band (convtool.images.png)
+_BANDED = ("png", "apng", "npy")  # written band by band (convtool.images.png, encoders)
 
 
 def prepare(
@@ -62,7 +62,7 @@ def prepare(
         spans = [finite_span(p) for p, _ in pictures]
         span = (min(s[0] for s in spans), max(s[1] for s in spans))
     samples = None
-    if fmt in _BANDED:  # mapped band by band as the PNG writer asks (alpha kept: no composite)
+    if fmt in _BANDED:  # mapped band by band as the writer asks (alpha kept: no composite)
         samples = [Samples(p, a, image.depth, depth, range_mode, span) for p, a in pictures]
         frames = []
         height, width = samples[0].shape[:2]
