@@ -77,18 +77,18 @@ def gather(plan: Plan, x: np.ndarray, j0: int, j1: int, buf: np.ndarray) -> None
         if fill:
             buf[:, outside, :] = cval
         else:
-            buf[:, outside, left:right] = x[:, _extend(outside + r0, h, plan.padding)]
+            buf[:, outside, left:right] = x[:, extend(outside + r0, h, plan.padding)]
     for pad in (np.arange(0, left), np.arange(right, plan.col_count)):
         if pad.size == 0:
             continue
         if fill:
             buf[:, :, pad[0] : pad[-1] + 1] = cval
         else:
-            source = left + _extend(pad - left, w, plan.padding)
+            source = left + extend(pad - left, w, plan.padding)
             buf[:, :, pad[0] : pad[-1] + 1] = buf[:, :, source]
 
 
-def _extend(index: np.ndarray, n: int, padding: Padding) -> np.ndarray:
+def extend(index: np.ndarray, n: int, padding: Padding) -> np.ndarray:
     """Map input positions outside ``0..n-1`` to the inside, as scipy.ndimage does (any reach)."""
     if padding is Padding.EDGE:
         return np.clip(index, 0, n - 1)

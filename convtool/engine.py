@@ -33,7 +33,7 @@ from .errors import UsageError
 from .padding import Padding, parse_padding
 
 # Axis, Plan and Tuning are shared with bands, passes and fftconv; they are not public.
-__all__ = ["METHODS", "choose_method", "convolve", "correlate", "separable_factors"]
+__all__ = ["METHODS", "carry", "choose_method", "convolve", "correlate", "separable_factors"]
 
 METHODS = ("auto", "direct", "separable", "fft")
 
@@ -66,7 +66,13 @@ _RANK1_RTOL = 1e-12
 
 @dataclass(frozen=True)
 class Axis:
-    """Geometry along one axis: output pixel ``j`` reads input ``stride*j + offset + a*dilation``."""
+    """Geometry along one axis: output pixel ``j`` reads input ``stride*j + offset + a*dilation``.
+
+    ``centre`` is the position in the (dilated) window that sits on the output pixel: the
+    kernel's centre tap ``K//2 + origin``, after the flip for convolution. So output pixel
+    ``j`` stands on input pixel ``anchor(j) = stride*j + offset + centre`` (``stride*j`` for
+    the same-size paddings); :func:`carry` moves unfiltered arrays by it.
+    """
 
     n: int
     taps: int
@@ -74,10 +80,15 @@ class Axis:
     stride: int
     offset: int
     size: int  # output length, after the stride
+    centre: int
 
     @property
     def span(self) -> int:
         return (self.taps - 1) * self.dilation + 1
+
+    def anchors(self) -> np.ndarray:
+        """The input pixel each output pixel stands on (outside ``0..n-1`` for ``full``)."""
+        return self.stride * np.arange(self.size) + self.offset + self.centre
 
     @property
     def reach(self) -> int:
@@ -163,6 +174,51 @@ def convolve(
     return _filter(image, kernel, True, padding, cval, stride, dilation, origin, method, threads)
 
 
+def carry(
+    image,
+    kernel,
+    *,
+    convolve: bool = True,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+) -> np.ndarray:
+    """Move ``image`` as filtering it with ``kernel`` would, without mixing its pixels.
+
+    The result has the filtered shape, and each output pixel takes the input value it
+    stands on: the one under the window's centre, position ``K//2 + origin`` of the kernel
+    as written (``K`` its dilated side), in convolution and correlation alike (convolution
+    flips the kernel and mirrors the origin, so that position stays on the output pixel).
+    That is what alpha and unfiltered channels become beside filtered ones: the same crop
+    (``valid``), padding (``full``, whose ring is 0) and stride, from the same window
+    arithmetic as :func:`correlate` and :func:`convolve`. Only the kernel's shape and
+    origin matter; ``convolve`` says which of the two the geometry is for. The dtype is kept.
+
+    >>> carry(np.arange(5.0)[None], np.ones((1, 2)), padding="valid")  # correlating: 1 2 3 4
+    array([[0., 1., 2., 3.]])
+    """
+    x = _as_image(image)
+    weights, _, kernel_origin = _as_kernel(kernel)
+    padding = parse_padding(padding)
+    cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+    rows, cols = _axes(x.shape[-2:], weights.shape, convolve, padding, stride, dilation,
+                       kernel_origin if origin is None else origin)  # fmt: skip
+    out = x
+    for axis, geometry in ((-2, rows), (-1, cols)):
+        index = geometry.anchors()
+        inside = (index >= 0) & (index < geometry.n)
+        if padding in (Padding.ZERO, Padding.CONSTANT, Padding.VALID, Padding.FULL):
+            out = np.take(out, np.clip(index, 0, geometry.n - 1), axis=axis)
+            if not inside.all():
+                outside = (slice(None),) * (out.ndim + axis) + (~inside,)
+                out[outside] = cval if padding is Padding.CONSTANT else 0
+        else:
+            out = np.take(out, bands.extend(index, geometry.n, padding), axis=axis)
+    return out
+
+
 def separable_factors(weights) -> tuple[np.ndarray, np.ndarray] | None:
     """Return ``(column, row)`` with ``weights == np.outer(column, row)``, or None if not rank 1.
 
@@ -224,26 +280,16 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     x = _as_image(image)
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
-    stride = _pair(stride, "stride")
-    dilation = _pair(dilation, "dilation")
-    origin = _pair(kernel_origin if origin is None else origin, "origin", minimum=None)
+    origin = kernel_origin if origin is None else origin
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if threads is not None:
         threads = _integer(threads, "threads")
-    try:
-        cval = float(cval)
-    except (TypeError, ValueError):
-        raise UsageError(f"cval must be a number, got {cval!r}") from None
-    if padding is Padding.ZERO:
-        cval = 0.0
-
-    spans = [(k - 1) * d + 1 for k, d in zip(weights.shape, dilation, strict=True)]
-    _check_origin(origin, spans, padding)
+    cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+    rows, cols = _axes(x.shape[-2:], weights.shape, flip, padding, stride, dilation, origin)
     if flip:
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
-        origin = tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
 
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)
@@ -252,10 +298,6 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     if method == "separable" and factors is None:
         raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
 
-    rows, cols = (
-        _axis(n, k, d, s, o, padding)
-        for n, k, d, s, o in zip(x.shape[-2:], weights.shape, dilation, stride, origin, strict=True)
-    )
     dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
@@ -277,6 +319,33 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         out = _run(plan, x.reshape((-1,) + x.shape[-2:]), method, threads)
     out = out.reshape(x.shape[:-2] + out.shape[-2:])
     return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
+
+
+def _number(value, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
+
+
+def _axes(image_shape, kernel_shape, flip: bool, padding: Padding, stride, dilation, origin):
+    """The window arithmetic, once: (rows, cols) :class:`Axis` of a filter on an image.
+
+    Filtering (:func:`correlate`, :func:`convolve`) and moving what is not filtered
+    (:func:`carry`) both take their geometry from here. Convolution mirrors the origin as
+    scipy does (``-origin``, minus 1 on axes of even dilated side).
+    """
+    stride = _pair(stride, "stride")
+    dilation = _pair(dilation, "dilation")
+    origin = _pair(origin, "origin", minimum=None)
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
+    _check_origin(origin, spans, padding)
+    if flip:
+        origin = tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
+    return tuple(
+        _axis(n, k, d, s, o, padding)
+        for n, k, d, s, o in zip(image_shape, kernel_shape, dilation, stride, origin, strict=True)
+    )
 
 
 def _check_origin(origin: tuple[int, int], spans, padding: Padding) -> None:
@@ -358,6 +427,7 @@ def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
 
 def _axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> Axis:
     span = (k - 1) * d + 1
+    centre = span // 2 + origin
     if padding is Padding.VALID:
         offset, length = 0, n - span + 1
         if length < 1:
@@ -368,8 +438,8 @@ def _axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> Axis
     elif padding is Padding.FULL:
         offset, length = -(span - 1), n + span - 1
     else:
-        offset, length = -(span // 2 + origin), n
-    return Axis(n, k, d, s, offset, -(-length // s))
+        offset, length = -centre, n
+    return Axis(n, k, d, s, offset, -(-length // s), centre)
 
 
 def _tuning() -> Tuning:

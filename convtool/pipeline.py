@@ -181,7 +181,7 @@ class Chain:
                 if weights is not None:
                     weights = step.coverage(weights, self.options)
                 if alpha is not None:
-                    alpha = step.carry(alpha, self.options)
+                    alpha = step.carry_alpha(alpha, self.options)
         if weights is not None:
             stack = _unpremultiply(stack, weights)
         if alpha_in_stack:

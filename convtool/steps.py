@@ -7,8 +7,11 @@ all of them. Pooling has its own window and stride and no padding, as PyTorch's
 ``max_pool2d`` / ``avg_pool2d``.
 
 Arrays here are channel-first stacks ``(C, H, W)``. Each step also moves arrays it does
-not filter (alpha, channels left alone) with its geometry (:meth:`Step.carry`) and
-gives the alpha coverage that ``--alpha weighted`` divides by (:meth:`Step.coverage`).
+not filter with its geometry, without mixing their pixels: channels left alone
+(:meth:`Step.carry`) and alpha (:meth:`Step.carry_alpha`, the same but pooled by a
+pooling step); and it gives the alpha coverage that ``--alpha weighted`` divides by
+(:meth:`Step.coverage`). Those geometries come from the engine's one window arithmetic
+(:func:`convtool.engine.carry`), so they cannot drift from the filtered channels.
 """
 
 from __future__ import annotations
@@ -95,6 +98,8 @@ class Step(Protocol):
 
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
+    def carry_alpha(self, array: np.ndarray, options: FilterOptions) -> np.ndarray: ...
+
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
 
@@ -133,24 +138,13 @@ def _coverage(weights: np.ndarray, kernel: Kernel, options: FilterOptions) -> np
     return _filter(weights, share, plain)
 
 
-def _carry_like(
-    array: np.ndarray, shape: tuple[int, int], origin, options: FilterOptions
-) -> np.ndarray:
-    """Move ``array`` (alpha, or channels left unfiltered) as a kernel of ``shape`` moves
-    the filtered channels, without blurring it.
-
-    The one-tap kernel sits where the filter's centre is: ``k // 2`` for correlation
-    and, for convolution, where the flipped kernel's centre lands (``(k - 1) // 2``),
-    so valid/full crops and pads match the colour channels pixel for pixel.
-    """
-    delta = np.zeros(shape)
-    if options.correlate:
-        centre = tuple(k // 2 + o for k, o in zip(shape, origin, strict=True))
-    else:
-        centre = tuple((k - 1) // 2 - o for k, o in zip(shape, origin, strict=True))
-    delta[centre] = 1.0
-    args = options.engine_args() | {"method": "direct"}
-    return engine.correlate(array, delta, origin=tuple(origin), **args)
+def _carry(array: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:
+    """Move ``array`` (alpha, or channels left unfiltered) as filtering with ``kernel`` moves
+    the filtered channels, without mixing its pixels: :func:`convtool.engine.carry`, which
+    takes its geometry from the same window arithmetic as the filter itself."""
+    args = options.engine_args()
+    del args["method"], args["threads"]
+    return engine.carry(array, kernel, convolve=not options.correlate, **args)
 
 
 @dataclass(frozen=True)
@@ -164,7 +158,9 @@ class ConvolveStep:
         return _filter(stack, self.kernel, options)
 
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
-        return _carry_like(array, self.kernel.weights.shape, self.kernel.origin, options)
+        return _carry(array, self.kernel, options)
+
+    carry_alpha = carry
 
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _coverage(weights, self.kernel, options)
@@ -188,8 +184,17 @@ class GradientStep:
         gy = _filter(stack, self.ky, options)
         return combine_gradients(gx, gy, self.norm)
 
+    def __post_init__(self) -> None:
+        if self.kx.shape != self.ky.shape or self.kx.origin != self.ky.origin:
+            raise UsageError(
+                f"gradient kernels {self.kx.name} and {self.ky.name} differ in shape or "
+                "origin; their results would not line up"
+            )
+
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
-        return _carry_like(array, self.kx.weights.shape, self.kx.origin, options)
+        return _carry(array, self.kx, options)
+
+    carry_alpha = carry
 
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _coverage(weights, self.kx, options)
@@ -245,7 +250,9 @@ class PoolStep:
 
     Output side is ``(n - size) // stride + 1``, as PyTorch's ``max_pool2d`` /
     ``avg_pool2d``. The chain's padding, stride and dilation do not apply: a pooling
-    step carries its own window and stride. Alpha is pooled the same way.
+    step carries its own window and stride. Alpha is pooled the same way; channels left
+    unfiltered take the value at each window's centre (index ``size // 2``), the anchor
+    a correlation with a kernel of the window's size would have under ``valid``.
     """
 
     kind: str
@@ -257,6 +264,12 @@ class PoolStep:
         return pool(stack, self.kind, self.size, self.stride)
 
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
+        window = np.ones(self.size)
+        return engine.carry(
+            array, window, convolve=False, padding=Padding.VALID, stride=self.stride
+        )
+
+    def carry_alpha(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
         return pool(array, self.kind, self.size, self.stride)
 
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
