@@ -6,7 +6,8 @@ and ``K = (k-1)*d + 1`` the kernel's side once dilated by ``d``. Convolution is 
 with the flipped kernel and the mirrored origin (``-origin``, and ``-1`` more on axes of even
 ``K``), exactly as ``scipy.ndimage.convolve``. ``valid`` reads no padding and shrinks the output
 by ``K-1``; ``full`` pads ``K-1`` zeros on each side and grows it by ``K-1``. A stride ``s``
-keeps output pixels ``0, s, 2s, ...``.
+keeps output pixels ``0, s, 2s, ...``. :func:`carry` moves what is not filtered (alpha,
+channels left alone) with the same geometry: one function (``_axes``) holds that arithmetic.
 
 The work is split into bands of output rows. Each band gathers only its own padded rows
 (padding is an index map, the image is never padded as a whole), computes them with one of
