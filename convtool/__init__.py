@@ -5,15 +5,16 @@ stays quick::
 
     import convtool
     image = convtool.read_image("photo.png")                  # float pixels (H, W, C)
-    edges = convtool.convolve(image.pixels[..., 0], convtool.get_kernel("sobel-x"))
-    channels_first = image.pixels.transpose(2, 0, 1)           # (C, H, W): all at once
-    blurred = convtool.correlate(channels_first, convtool.get_kernel("gaussian:sigma=2"),
-                                 padding="edge")
+    edges = convtool.convolve(image.pixels[..., 0], "sobel-x")
+    blurred = convtool.correlate(image.pixels, "gaussian:sigma=2", channel_axis=-1,
+                                 padding="edge")               # (H, W, C): each channel
     magnitude = convtool.gradient_magnitude(image.pixels[..., 0], "scharr")
     convtool.write_image("edges.tif", convtool.Image(edges, depth="float"))
 
 ``convolve``/``correlate`` filter the last two axes of any array (leading axes, such as
-channels, in one call); ``Chain`` applies a parsed ``-k`` chain to an image as the CLI does.
+channels, in one call), or each channel along ``channel_axis``; a kernel is a spec, a
+``Kernel``, a file or an array. ``Chain`` applies a parsed ``-k`` chain to an image as the
+CLI does.
 """
 
 from __future__ import annotations
@@ -21,15 +22,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "convolve": "engine",
-    "correlate": "engine",
+    "convolve": "filters",
+    "correlate": "filters",
     "Padding": "padding",
     "Kernel": "kernels",
     "get_kernel": "kernels",
     "compose": "kernels",
     "list_kernels": "kernels",
     "read_kernel_file": "kernels",
-    "gradient_magnitude": "steps",
+    "gradient_magnitude": "filters",
     "Chain": "pipeline",
     "FilterOptions": "pipeline",
     "parse_steps": "pipeline",

@@ -377,6 +377,11 @@ def _as_image(image) -> np.ndarray:
 def _as_kernel(kernel):
     """Return (weights float64 (kh, kw), factors or None, origin) from any accepted kernel."""
     weights = getattr(kernel, "weights", kernel)
+    if isinstance(weights, str):
+        raise UsageError(
+            f"the engine takes kernel weights, not a spec like {weights!r}; use "
+            "convtool.correlate / convtool.convolve, or convtool.get_kernel first"
+        )
     try:
         w = np.array(weights, dtype=np.float64)
     except (TypeError, ValueError):

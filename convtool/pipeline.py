@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import ImageReadError, UsageError
+from .filters import gradient_magnitude
 from .steps import (
     ALPHA_MODES,
     GRADIENT_NORMS,
@@ -27,7 +28,6 @@ from .steps import (
     PoolStep,
     Step,
     combine_gradients,
-    gradient_magnitude,
     parse_step,
     parse_steps,
     pool,

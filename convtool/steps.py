@@ -200,36 +200,6 @@ class GradientStep:
         return _coverage(weights, self.kx, options)
 
 
-def gradient_magnitude(
-    image: np.ndarray,
-    operator: str = "sobel",
-    *,
-    norm: str = "l2",
-    correlate: bool = False,
-    **engine_options,
-) -> np.ndarray:
-    """Gradient magnitude of ``image`` (..., H, W) from a pair of derivative kernels.
-
-    ``operator`` is ``sobel``, ``prewitt``, ``scharr`` or ``roberts`` (its two diagonal
-    kernels); ``norm`` ``l2`` (sqrt(gx² + gy²)), ``l1`` or ``max``. ``engine_options``
-    (padding, cval, stride, dilation, method, threads) go to both derivative filters.
-
-    >>> gradient_magnitude(np.eye(4), "prewitt", padding="edge").shape
-    (4, 4)
-    """
-    if operator not in GRADIENT_OPERATORS:
-        raise UsageError(
-            f"gradient operator must be one of {', '.join(GRADIENT_OPERATORS)}, got {operator!r}"
-        )
-    kx, ky = (get_kernel(name) for name in GRADIENT_OPERATORS[operator])
-    run = engine.correlate if correlate else engine.convolve
-    image = np.asarray(image)
-    gx = run(image, kx, **engine_options)
-    if gx is image or np.shares_memory(gx, image):
-        gx = gx.copy()
-    return combine_gradients(gx, run(image, ky, **engine_options), norm)
-
-
 def combine_gradients(gx: np.ndarray, gy: np.ndarray, norm: str = "l2") -> np.ndarray:
     """Combine two derivative images into a magnitude, in place in ``gx``."""
     if norm == "l2":
