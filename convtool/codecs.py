@@ -7,8 +7,8 @@ and cast for the output depth (:mod:`convtool.ranges`) and writes one format's b
 
 Pillow cannot hold 16-bit colour, so 16-bit RGB(A) and grey+alpha PNG/TIFF are decoded by
 Pillow's own decoder in two byte planes (see :func:`_decode_16bit_colour`), 16-bit binary
-PPM is read here (:func:`_decode_ppm16`), and 16-bit PNG and all PNM files are encoded here
-with zlib (:func:`_write_png`, :func:`_write_pnm`); TIFF is written with ``tifffile``
+PPM is read here (:func:`_decode_ppm16`), and PNG (every depth, every level) and PNM files
+are encoded here (:func:`_write_png`, :func:`_write_pnm`); TIFF is written with ``tifffile``
 (imported lazily), which also reads the TIFFs Pillow cannot open (float colour, 16-bit
 grey+alpha, 32-bit integers).
 """
@@ -393,20 +393,21 @@ def _pil_image(colour: np.ndarray, alpha: np.ndarray | None) -> PILImage.Image:
 _Encoder = Callable[[BinaryIO, np.ndarray, Any, Any, int], None]
 
 
-# Up to this zlib level PNGs are written by _write_png: the Sub filter on every row, then
-# deflate with the run-length strategy (Z_RLE). On Sub-filtered photographs RLE is both
-# faster and smaller than deflate's level 1 string matching (3840x2160 RGB photo with mild
-# noise: 0.27 s for 47.5% of the raw size against 0.37 s for 55.5%; a 512x512 photo-like
-# image: 8.5 ms for 66.5% against 16 ms for 72%); Pillow at level 1 took 0.83 s. Above it,
-# Pillow's per-row adaptive filter at the asked level gives the smallest files.
-FAST_PNG_MAX_LEVEL = 3
+# What each --compress-level means for PNG (all levels are written by _write_png, on all
+# CPUs; measured on samples/*.png and a 3840x2160 photo-like image, see the README):
+# 0 stores the rows; 1 filters every row with Sub and deflates with zlib's run-length
+# strategy (Z_RLE: the fastest, and on filtered photographs smaller than deflate's level-1
+# string matching); 2 picks each row's filter as libpng does (the one of None, Sub, Up,
+# Average, Paeth with the smallest sum of |signed bytes|), 3-12% smaller on the photographs
+# for a few more passes over the rows; from 3 on the same filters are deflated both with
+# Z_RLE and with string matching at that zlib level (Z_FILTERED), keeping the smaller per
+# band: string matching wins on drawings and flat areas and costs more at each level.
+PNG_SUB_RLE_LEVEL = 1
+PNG_ADAPTIVE_RLE_LEVEL = 2
 
 
 def _encode_png(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    if depth == 16 or level <= FAST_PNG_MAX_LEVEL:
-        _write_png(f, _stacked(colour, alpha), 16 if depth == 16 else 8, level)
-    else:
-        _pil_image(colour, alpha).save(f, "PNG", compress_level=level)
+    _write_png(f, _stacked(colour, alpha), 16 if depth == 16 else 8, level)
 
 
 def _encode_jpeg(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
@@ -481,11 +482,12 @@ _PNG_BAND_BYTES = 8 << 20  # rows filtered at once: bounds memory for any image 
 
 
 def _write_png(f: BinaryIO, samples: np.ndarray, bits: int, level: int) -> None:
-    """Write an 8- or 16-bit PNG (Pillow cannot write 16-bit colour): Sub filter, RLE deflate.
+    """Write an 8- or 16-bit PNG (Pillow cannot write 16-bit colour) at a zlib ``level``.
 
-    Every row uses filter 1 (Sub: each byte minus the same byte of the pixel to its left),
-    which needs no row above, so bands of rows are independent: they are filtered and
-    deflated on all CPUs at once (see :func:`_deflate_bands`), in bounded memory.
+    The rows are filtered and deflated in bands of rows, on all CPUs at once (see
+    :func:`_deflate_bands`), in bounded memory: a row's filter reads only the raw rows,
+    never the filtered ones, so each band needs nothing but its own rows and the one above.
+    What each level does is said above :data:`PNG_SUB_RLE_LEVEL`.
     """
     height, width, channels = samples.shape
     f.write(b"\x89PNG\r\n\x1a\n")
@@ -498,15 +500,67 @@ def _write_png(f: BinaryIO, samples: np.ndarray, bits: int, level: int) -> None:
 
     def filtered(start: int) -> bytes:
         block = rows[start : start + band]
-        out = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
-        out[:, 0] = 1  # the filter type byte: Sub
-        out[:, 1 : bpp + 1] = block[:, :bpp]
-        np.subtract(block[:, bpp:], block[:, :-bpp], out=out[:, bpp + 1 :])  # mod 256
-        return out.tobytes()
+        if level == 0:
+            out = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
+            out[:, 0], out[:, 1:] = 0, block  # filter None: stored as it is
+            return out.tobytes()
+        if level <= PNG_SUB_RLE_LEVEL:
+            return _sub_filtered(block, bpp).tobytes()
+        above = rows[start - 1] if start else np.zeros(rows.shape[1], np.uint8)
+        return _adaptive_filtered(block, above, bpp).tobytes()
 
+    # The stream's pieces (header, bands, checksum) go into as few IDAT chunks as memory
+    # allows: each chunk costs 12 bytes, a fifth of a small image's whole stream.
+    pending: list[bytes] = []
+    held = 0
     for data in _deflate_bands(filtered, range(0, height, band), level):
-        _png_chunk(f, b"IDAT", data)
+        pending.append(data)
+        held += len(data)
+        if held >= _PNG_BAND_BYTES:
+            _png_chunk(f, b"IDAT", b"".join(pending))
+            pending, held = [], 0
+    if pending:
+        _png_chunk(f, b"IDAT", b"".join(pending))
     _png_chunk(f, b"IEND", b"")
+
+
+def _sub_filtered(block: np.ndarray, bpp: int) -> np.ndarray:
+    """Rows with filter 1 (Sub: each byte minus the same byte of the pixel to its left)."""
+    out = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
+    out[:, 0] = 1  # the filter type byte
+    out[:, 1 : bpp + 1] = block[:, :bpp]
+    np.subtract(block[:, bpp:], block[:, :-bpp], out=out[:, bpp + 1 :])  # mod 256
+    return out
+
+
+# Bytes of rows filtered at once by _adaptive_filtered: its temporaries stay within ~25 MiB.
+_ADAPTIVE_CHUNK_BYTES = 1 << 20
+
+
+def _adaptive_filtered(block: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
+    """Rows each with the filter of the PNG spec's heuristic (as libpng and Pillow choose):
+    of None, Sub, Up, Average and Paeth, the one whose bytes, read as signed, have the
+    smallest sum of magnitudes. ``above`` is the raw row before ``block`` (zeros for the
+    first row of the image)."""
+    out = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
+    step = max(1, _ADAPTIVE_CHUNK_BYTES // block.shape[1])
+    for r0 in range(0, block.shape[0], step):
+        rows = block[r0 : r0 + step]
+        up = np.concatenate([(above if r0 == 0 else block[r0 - 1])[None], rows[:-1]])
+        left, upper_left = np.zeros_like(rows), np.zeros_like(rows)
+        left[:, bpp:], upper_left[:, bpp:] = rows[:, :-bpp], up[:, :-bpp]
+        # Paeth: the neighbour nearest to left + up - upper_left (ties: left, up, upper left)
+        a, b, c = (v.astype(np.int16) for v in (left, up, upper_left))
+        pa, pb, pc = np.abs(b - c), np.abs(a - c), np.abs(a + b - 2 * c)
+        paeth = np.where((pa <= pb) & (pa <= pc), left, np.where(pb <= pc, up, upper_left))
+        average = (left & up) + ((left ^ up) >> 1)  # floor((left + up) / 2) in 8 bits
+        candidates = np.stack([rows, rows - left, rows - up, rows - average, rows - paeth])
+        magnitude = np.minimum(candidates, 0 - candidates)  # |byte as signed| (mod 256)
+        best = magnitude.sum(axis=2, dtype=np.int64).argmin(axis=0)
+        picked = np.arange(rows.shape[0])
+        out[r0 : r0 + step, 0] = best
+        out[r0 : r0 + step, 1:] = candidates[best, picked]
+    return out
 
 
 def _deflate_bands(make: Callable[[int], bytes], starts: range, level: int) -> Iterator[bytes]:
@@ -515,18 +569,27 @@ def _deflate_bands(make: Callable[[int], bytes], starts: range, level: int) -> I
     As pigz does: each band is a raw deflate stream ended on a byte boundary (a sync
     flush), so the pieces join into one stream; the zlib header and the Adler-32 of all
     the bytes wrap them. zlib releases the GIL, so the bands compress in parallel; at most
-    two bands per thread are held at once.
+    two bands per thread are held at once. Above :data:`PNG_ADAPTIVE_RLE_LEVEL` each band
+    is deflated both ways (run lengths, and string matching at ``level``), the smaller kept.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    strategy = zlib.Z_RLE if level > 0 else zlib.Z_DEFAULT_STRATEGY
     last = starts[-1]
+    if level == 0:
+        strategies = [(0, zlib.Z_DEFAULT_STRATEGY)]
+    elif level <= PNG_ADAPTIVE_RLE_LEVEL:
+        strategies = [(1, zlib.Z_RLE)]  # RLE ignores the level: 1 is as good as any
+    else:
+        strategies = [(1, zlib.Z_RLE), (level, zlib.Z_FILTERED)]
 
     def deflate(start: int) -> tuple[bytes, bytes]:
         raw = make(start)
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
         end = zlib.Z_FINISH if start == last else zlib.Z_SYNC_FLUSH
-        return raw, compressor.compress(raw) + compressor.flush(end)
+        pieces = []
+        for zlevel, strategy in strategies:
+            compressor = zlib.compressobj(zlevel, zlib.DEFLATED, -15, 9, strategy)
+            pieces.append(compressor.compress(raw) + compressor.flush(end))
+        return raw, min(pieces, key=len)
 
     workers = min(os.cpu_count() or 1, len(starts))
 
