@@ -352,8 +352,11 @@ def _axes(image_shape, kernel_shape, flip: bool, padding: Padding, stride, dilat
 def _check_origin(origin: tuple[int, int], spans, padding: Padding) -> None:
     """The centre ``span // 2 + origin`` must fall on the (dilated) kernel, as scipy requires."""
     if not padding.keeps_size and origin != (0, 0):
+        centre = tuple(span // 2 + o for o, span in zip(origin, spans, strict=True))
         raise UsageError(
-            f"origin {origin} has no meaning with {padding.value} padding; leave it at (0, 0)"
+            f"origin {origin} (the centre at row {centre[0]}, column {centre[1]} of the kernel) "
+            f"has no meaning with {padding.value} padding, whose output is where the whole "
+            "kernel fits; leave the origin out"
         )
     for o, span, axis in zip(origin, spans, ("rows", "columns"), strict=True):
         if not -(span // 2) <= o <= (span - 1) // 2:

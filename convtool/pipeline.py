@@ -27,6 +27,7 @@ from .steps import (
     GradientStep,
     PoolStep,
     Step,
+    check_steps_fit,
     combine_gradients,
     parse_step,
     parse_steps,
@@ -112,6 +113,7 @@ class Chain:
                 f"--alpha must be one of {', '.join(ALPHA_MODES)}, got {self.alpha_mode!r}"
             )
         object.__setattr__(self, "steps", tuple(self.steps))
+        check_steps_fit(self.steps, self.options)
         if isinstance(self.channels, str):
             object.__setattr__(self, "channels", parse_channels(self.channels))
 

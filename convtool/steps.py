@@ -96,6 +96,8 @@ class Step(Protocol):
 
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
+    def kernels(self) -> tuple[Kernel, ...]: ...
+
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
     def carry_alpha(self, array: np.ndarray, options: FilterOptions) -> np.ndarray: ...
@@ -157,6 +159,9 @@ class ConvolveStep:
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _filter(stack, self.kernel, options)
 
+    def kernels(self) -> tuple[Kernel, ...]:
+        return (self.kernel,)
+
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _carry(array, self.kernel, options)
 
@@ -183,6 +188,9 @@ class GradientStep:
         gx = _filter(stack, self.kx, options)
         gy = _filter(stack, self.ky, options)
         return combine_gradients(gx, gy, self.norm)
+
+    def kernels(self) -> tuple[Kernel, ...]:
+        return (self.kx, self.ky)
 
     def __post_init__(self) -> None:
         if self.kx.shape != self.ky.shape or self.kx.origin != self.ky.origin:
@@ -232,6 +240,9 @@ class PoolStep:
 
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
         return pool(stack, self.kind, self.size, self.stride)
+
+    def kernels(self) -> tuple[Kernel, ...]:
+        return ()
 
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
         window = np.ones(self.size)
@@ -346,6 +357,27 @@ def step_entries() -> list[tuple[str, str, str, str]]:
         ("maxpool:N", "NxN", "size=2, stride=size", "max over windows, no padding"),
         ("avgpool:N", "NxN", "size=2, stride=size", "mean over windows, no padding"),
     ]
+
+
+def check_steps_fit(steps, options: FilterOptions) -> None:
+    """Refuse what the options make meaningless, in the units the user typed.
+
+    A kernel origin (``@origin=ROW,COL``, a file's ``origin:``, ImageMagick's ``+X+Y``)
+    picks the centre tap; ``valid`` and ``full`` output where the whole kernel fits, so
+    they have no centre to move.
+    """
+    if options.padding.keeps_size:
+        return
+    for step in steps:
+        for kernel in step.kernels():
+            if kernel.origin != (0, 0):
+                row, column = kernel.centre
+                raise UsageError(
+                    f"kernel {kernel.name} puts its centre at row {row}, column {column} "
+                    f"(counted from 0), which --padding {options.padding.value} does not use "
+                    "(its output is where the whole kernel fits); leave the origin out or "
+                    "use a same-size padding"
+                )
 
 
 def parse_steps(specs: list[str]) -> list[Step]:
