@@ -22,15 +22,15 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "convolve": "filters",
-    "correlate": "filters",
+    "convolve": "pipeline.filters",
+    "correlate": "pipeline.filters",
     "Padding": "padding",
     "Kernel": "kernels",
     "get_kernel": "kernels",
     "compose": "kernels",
     "list_kernels": "kernels",
     "read_kernel_file": "kernels",
-    "gradient_magnitude": "filters",
+    "gradient_magnitude": "pipeline.filters",
     "Chain": "pipeline",
     "FilterOptions": "pipeline",
     "parse_steps": "pipeline",

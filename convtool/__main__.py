@@ -1,5 +1,5 @@
 """``python -m convtool`` runs the command line."""
 
-from .cli import main
+from convtool.cli import main
 
 main()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 from enum import Enum
 
-from .errors import UsageError
+from convtool.errors import UsageError
 
 
 class Padding(str, Enum):

@@ -369,10 +369,8 @@ IMAGE_CASES = [
     Case(
         "input-folder-without-images",
         lambda ws: ["filter", ws / directory("photos")(ws), "-o", ws / "out", "-k", "box:3"],
-        0,
-        check=lambda ws: None,
-        note="0 done, 0 skipped, 0 failed",
-        outputs=(),
+        1,
+        ("photos", "no images found", ".png"),
     ),
     Case(
         "input-folder-to-stdout",
@@ -573,7 +571,7 @@ OPTION_CASES = [
     ),
     Case(
         "depth-and-format-conflict",
-        filter_args(grey_and_copy, "--depth", "16", "--format", "jpg"),
+        filter_args(grey_and_copy, "--depth", "16", "--format", "jpg", out="out.jpg"),
         2,
         ("JPEG", "depth", "holds 8"),
     ),

@@ -413,7 +413,8 @@ def test_largest_inputs_go_first(tree):
 
 
 def test_a_full_disk_stops_the_batch(tree, tmp_path, monkeypatch):
-    from convtool import atomic, images
+    from convtool import images
+    from convtool.images import atomic
 
     def disk_full(dest, *args, **kwargs):
         reason = atomic.write_error_reason(OSError(errno.ENOSPC, "No space left on device"))

@@ -415,7 +415,7 @@ def test_match_threshold_beyond_the_score_range_is_a_usage_error(scene_and_templ
 
 def test_match_request_checks_its_threshold_before_reading(tmp_path):
     from convtool.errors import UsageError
-    from convtool.matching import MatchRequest, run
+    from convtool.match.request import MatchRequest, run
 
     with pytest.raises(UsageError, match="from -1 to 1"):
         run(MatchRequest(str(tmp_path / "absent.png"), "absent.png", as_json=True, threshold=2))
@@ -432,7 +432,7 @@ def test_match_template_larger_than_scene(scene_and_template):
 
 
 def test_compare_makes_a_labelled_sheet_of_common_height(tmp_path, grey_png, rgb_png):
-    from convtool.sheet import GAP, scaled_width
+    from convtool.images.sheet import GAP, scaled_width
 
     out = tmp_path / "sheet.png"
     result = invoke(
@@ -524,8 +524,8 @@ def test_kernels_show_heat_map_colours_signs():
 
     from rich.console import Console
 
-    from convtool import kernelview
-    from convtool.terminal import print_heat_maps
+    from convtool.cli.terminal import print_heat_maps
+    from convtool.pipeline import report as kernelview
 
     buffer = StringIO()
     console = Console(file=buffer, force_terminal=True, color_system="truecolor", width=80)
@@ -538,7 +538,7 @@ def test_kernels_show_heat_map_colours_signs():
 
 
 def test_no_color_gives_plain_numbers(monkeypatch):
-    from convtool import terminal
+    from convtool.cli import terminal
 
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True, raising=False)

@@ -11,8 +11,8 @@ import pytest
 import scipy.ndimage as ndi
 import scipy.signal
 
-from convtool import engine
 from convtool.engine import choose_method, convolve, correlate, separable_factors
+from convtool.engine import plan as engine_plan
 from convtool.errors import UsageError
 from convtool.padding import Padding
 
@@ -135,9 +135,9 @@ def test_float32_stays_float32_within_tolerance(stack, shape, padding, method):
 def test_box_kernels_by_running_sums_and_doubling(rng, monkeypatch):
     """A box of any size is exact both ways: running sums down rows and doubling across."""
     x = rng.uniform(0, 255, size=(3, 40, 37))
-    monkeypatch.setattr(engine, "_BOX_MIN_TAPS", 3)  # the box paths for small boxes too
+    monkeypatch.setattr(engine_plan, "_BOX_MIN_TAPS", 3)  # the box paths for small boxes too
     for width in (1, 10**6):  # forces running sums on, then off
-        monkeypatch.setattr(engine, "_RUNNING_MIN_WIDTH", width)
+        monkeypatch.setattr(engine_plan, "_RUNNING_MIN_WIDTH", width)
         for shape in [(3, 3), (17, 17), (16, 33), (1, 31)]:
             kernel = np.full(shape, 1 / (shape[0] * shape[1]))
             for stride, dilation in [(1, 1), (2, 1), (1, 2)]:
@@ -153,7 +153,7 @@ def test_many_small_bands_and_tiles_on_threads(rng, monkeypatch, method, threads
     """Tiny bands, strips and matrix tiles (every partial-block path) give the same result."""
     for name, value in [("_BAND_ELEMENTS", 50), ("_STRIP_ELEMENTS", 40), ("_GEMM_MAX", 200),
                         ("_MATMUL_BLOCK", 3), ("_RUNNING_MIN_WIDTH", 1)]:  # fmt: skip
-        monkeypatch.setattr(engine, name, value)
+        monkeypatch.setattr(engine_plan, name, value)
     x = rng.uniform(-1, 1, size=(3, 29, 31))
     for shape in [(3, 3), (5, 7), (9, 9)]:
         kernel = make_kernel(shape, separable=method == "separable")

@@ -200,7 +200,9 @@ def test_output_folder_deleted_while_a_pool_writes(tmp_path):
 
 DRIVER = """
 import io, os, sys, time
-from convtool import cli, codecs, pipeline
+from convtool import cli
+from convtool.images import codecs
+from convtool import pipeline
 
 marker = os.environ["CONVTOOL_TEST_MARKER"]
 filter_once = pipeline.Chain.apply_to

@@ -140,8 +140,16 @@ CHAINS = [
 ]
 
 
-@pytest.mark.parametrize("specs", CHAINS, ids=" ".join)
-@pytest.mark.parametrize("padding", ["reflect", "zero", "valid", "full"])
+# An origin has no meaning with valid or full padding (refused): that chain runs same-size.
+CHAIN_PADDINGS = [
+    (specs, padding)
+    for specs in CHAINS
+    for padding in ["reflect", "zero", "valid", "full"]
+    if "@origin" not in specs[0] or padding in ("reflect", "zero")
+]
+
+
+@pytest.mark.parametrize(("specs", "padding"), CHAIN_PADDINGS, ids=lambda v: str(v))
 @pytest.mark.parametrize("correlate", [False, True])
 @pytest.mark.parametrize(("stride", "dilation"), [(1, 1), (2, 1), (1, 2), (1, 3)])
 def test_chains_carry_alpha_and_unfiltered_channels_step_by_step(
@@ -149,8 +157,6 @@ def test_chains_carry_alpha_and_unfiltered_channels_step_by_step(
 ):
     options = FilterOptions(padding=padding, correlate=correlate, stride=stride,
                             dilation=dilation)  # fmt: skip
-    if "@origin" in specs[0] and not options.padding.keeps_size:
-        pytest.skip("an origin has no meaning with valid or full padding")
     h, w = 40, 44
     coords = coordinates(h, w)
     pixels = np.concatenate([rng.uniform(0, 1, (h, w, 1)), coords.transpose(1, 2, 0)], axis=-1)

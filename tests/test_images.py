@@ -24,11 +24,12 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageOps
 
-from convtool import atomic, codecs
 from convtool.errors import ImageReadError, ImageWriteError, ResourceLimitError, UsageError
 from convtool.images import (
     GRAY_WEIGHTS,
     Image,
+    atomic,
+    codecs,
     format_for,
     is_image_path,
     map_range,
@@ -361,7 +362,8 @@ def test_float_tiff_keeps_raw_values(tmp_path, channels):
     again = read_image(tmp_path / "out.tif")
     assert again.depth == "float"
     np.testing.assert_array_equal(again.pixels, values)
-    np.testing.assert_array_equal(again.alpha, image.alpha)
+    # alpha is opacity: 8-bit 0..255 becomes float 0..1 (the colour stays raw)
+    np.testing.assert_allclose(again.alpha, image.alpha / 255, rtol=1e-6)
 
 
 def test_float_output_maps_only_when_asked(tmp_path):

@@ -20,8 +20,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from convtool import kernels
 from convtool.errors import KernelError
-from convtool.kernel_formats import parse_scale
 from convtool.kernels import Kernel, get_kernel, parse_kernel_spec, read_kernel_file
+from convtool.kernels.formats import parse_scale
 
 BINOMIAL_3 = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
 
@@ -353,7 +353,7 @@ def test_vips_mat_file_means_what_libvips_conv_does(tmp_path):
 
 
 def test_every_shipped_kernel_file_parses_with_a_description():
-    folder = Path(kernels.__file__).resolve().parent.parent / "kernels"
+    folder = Path(kernels.__file__).resolve().parent.parent.parent / "kernels"
     files = sorted(folder.glob("*.txt"))
     assert len(files) >= 24
     assert {p.stem for p in files} <= {e.name for e in kernels.list_kernels()}

@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from numpy.testing import assert_allclose, assert_array_equal
 
-from convtool import kernels
 from convtool.errors import KernelError
 from convtool.kernels import (
     MAX_KERNEL_SIDE,
     Kernel,
     binomial,
     box,
+    builders,
     compose,
     dog,
     gaussian,
@@ -32,6 +32,7 @@ from convtool.kernels import (
     log,
     parse_kernel_spec,
     sharpen,
+    specs,
     unsharp,
 )
 
@@ -463,7 +464,7 @@ SPEC_ALPHABET = "0123456789 .,;:[]/*+-xXe@=!^%nabgilosuchpmrwkyz_'\n"
         st.text(alphabet=SPEC_ALPHABET, max_size=40),
         st.builds(
             "{}:{}".format,
-            st.sampled_from(sorted(kernels.BUILDERS) + ["sobel-x", "3x3", "2", "1x2+1+0"]),
+            st.sampled_from(sorted(builders.BUILDERS) + ["sobel-x", "3x3", "2", "1x2+1+0"]),
             st.text(alphabet=SPEC_ALPHABET, max_size=25),
         ),
     )
@@ -519,7 +520,7 @@ def test_compose_roberts_twice_by_hand():
 
 def test_compose_by_spectra_matches_shifted_adds(monkeypatch):
     direct = compose(get_kernel("3x3: 1 2 0 -1 3 1 0 1 -2"), 12)
-    monkeypatch.setattr(kernels, "_DIRECT_COMPOSE_WORK", 0)
+    monkeypatch.setattr(specs, "_DIRECT_COMPOSE_WORK", 0)
     spectral = compose(get_kernel("3x3: 1 2 0 -1 3 1 0 1 -2"), 12)
     assert_array_equal(spectral.weights, direct.weights)  # integers: rounded back exactly
     smooth = get_kernel("unsharp")

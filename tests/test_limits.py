@@ -15,9 +15,10 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from convtool import engine, images, limits
+from convtool import engine, images
 from convtool.errors import ResourceLimitError, UsageError
 from convtool.pipeline import Chain, FilterOptions, parse_steps
+from convtool.pipeline import memory as limits
 
 SLACK = 256 << 10  # Python objects, thread pools, futures: constant, far below HEADROOM
 RNG = np.random.default_rng(11)

@@ -1,0 +1,182 @@
+"""The local process pool that runs batch jobs, and what its worker processes do.
+
+Workers are started by a fork server (or spawned): the engine runs thread pools, and
+forking a process that has threads can deadlock. A worker ignores SIGINT (Ctrl-C reaches
+the whole process group; the parent decides what to do) and turns SIGTERM into an
+exception while a job runs, so the atomic writer removes its temporary file before the
+process exits. A worker whose parent process disappears (SIGKILL) stops the same way
+instead of waiting forever for work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+
+from convtool.batch.jobs import Job, JobResult, Settings
+from convtool.batch.worker import process_quietly
+from convtool.errors import ConvtoolError
+
+# Jobs handed to the pool ahead of the free workers: enough to keep them busy, few enough
+# that --fail-fast and Ctrl-C have little to cancel and the largest-first order holds.
+_AHEAD_PER_WORKER = 2
+# After this many new pools in a row whose workers all died before finishing anything,
+# the workers cannot run at all: stop instead of failing every job one by one.
+_BARREN_POOLS = 3
+DIED = "the worker process died while filtering it (killed, or out of memory)"
+WORKERS_DIE = (
+    "worker processes die before finishing any job; run with -j 1 to see why (a script "
+    "using convtool.batch with several workers needs `if __name__ == '__main__':`)"
+)
+# Seconds a worker gets to remove its temporary file after SIGTERM before it is killed.
+_TERMINATE_GRACE = 5.0
+
+
+def run_in_pool(
+    jobs: list[Job], settings: Settings, workers: int, stop: Callable[[JobResult], bool]
+) -> Iterator[JobResult]:
+    """Run ``jobs`` in this order on ``workers`` processes; yield results as they finish.
+
+    A few jobs are queued ahead of the free workers. Once ``stop(result)`` is true no more
+    jobs start; those running finish and are yielded. If the iterator is closed or
+    interrupted first, queued jobs are dropped and the workers are stopped (see
+    :func:`terminate`).
+
+    When a worker process dies (killed, out of memory) every job on the pool fails alike,
+    so those are retried on a new pool one at a time: the one that kills its worker alone
+    is reported as failed, the others run normally.
+    """
+    from concurrent.futures import FIRST_COMPLETED, wait
+
+    queue, suspects, running, solo = deque(jobs), deque(), {}, None
+    pool, stopping, finished, barren = _new_pool(workers), False, False, 0
+    try:
+        while running or (not stopping and (queue or suspects)):
+            if stopping:
+                pass
+            elif suspects:  # one at a time, alone on the pool, to find which one kills
+                if not running:
+                    solo = suspects.popleft()
+                    running[pool.submit(_work, solo, settings)] = solo
+            else:
+                while queue and len(running) < workers * _AHEAD_PER_WORKER:
+                    job = queue.popleft()
+                    running[pool.submit(_work, job, settings)] = job
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            if any(_broke(future) for future in done):
+                done = set(done) | wait(running).done  # the others fail the same way soon
+                barren = barren + 1 if all(_broke(future) for future in done) else 0
+                if barren >= _BARREN_POOLS:
+                    raise ConvtoolError(WORKERS_DIE)
+                pool.shutdown(wait=False)
+                pool = _new_pool(workers)
+            for future in done:
+                job = running.pop(future)
+                if not _broke(future):
+                    result = future.result()
+                elif job is solo:
+                    result = JobResult(job, "failed", DIED)
+                else:
+                    suspects.append(job)
+                    continue
+                yield result
+                stopping = stopping or stop(result)
+        finished = True
+    finally:
+        if finished:
+            pool.shutdown(wait=True)
+        else:
+            terminate(pool)
+
+
+def _broke(future) -> bool:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(future.exception(), BrokenProcessPool)
+
+
+def _new_pool(workers: int):
+    from concurrent.futures import ProcessPoolExecutor
+
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform == "linux" and threading.active_count() == 1:
+        # Fast, and the caller's script is not imported again in each worker; safe only
+        # while this process runs no other thread (forking one that holds a lock deadlocks).
+        context = multiprocessing.get_context("fork")
+    elif "forkserver" in methods:
+        # Workers forked from a clean single-threaded server (the CLI draws its progress
+        # bar from a thread; the engine runs thread pools).
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["convtool.pool", "convtool.pipeline", "convtool.images"])
+    else:
+        context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
+
+
+def terminate(pool) -> None:
+    """Stop a pool now: drop queued jobs, SIGTERM the workers, kill those that linger."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.terminate()
+    deadline = time.monotonic() + _TERMINATE_GRACE
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(1.0)
+
+
+# ----------------------------------------------------------------------------- worker side
+
+
+class _Terminated(BaseException):
+    """Raised in a worker by SIGTERM; not an Exception, so no handler swallows it."""
+
+
+_in_job = False
+
+
+def _init_worker() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch_parent() -> None:
+        # The sentinel becomes ready when the process that started the pool dies (even by
+        # SIGKILL, and also under a fork server, which outlives it while workers live);
+        # orphaned workers would otherwise wait for work forever.
+        multiprocessing.connection.wait([parent.sentinel])
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch_parent, name="convtool-watch-parent", daemon=True).start()
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if _in_job:
+        raise _Terminated
+    os._exit(128 + signum)
+
+
+def _work(job: Job, settings: Settings) -> JobResult:
+    global _in_job
+    _in_job = True
+    try:
+        return process_quietly(job, settings)
+    except _Terminated:
+        os._exit(128 + signal.SIGTERM)
+    finally:
+        _in_job = False

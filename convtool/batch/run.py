@@ -1,0 +1,174 @@
+"""Running jobs: here, on a local process pool or on a Dask cluster, one result per file.
+
+:func:`run` yields a :class:`~convtool.batch.jobs.JobResult` for each job as it finishes,
+going on past bad files unless asked to stop. The CLI only draws them::
+
+    the_plan = batch.plan(["photos"], "edges", recursive=True, suffix="-edges")
+    with contextlib.closing(batch.run(the_plan.jobs, settings, workers=4)) as results:
+        for result in results:
+            print(result.job.source, result.status, result.reason or "")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+
+from convtool.batch import dask_runner
+from convtool.batch.jobs import FAILED, Job, JobResult, Settings
+from convtool.batch.pool import run_in_pool
+from convtool.batch.worker import process_quietly, with_threads
+from convtool.errors import ImageWriteError, UsageError
+from convtool.images import atomic
+from convtool.images.atomic import write_error_reason
+
+# ------------------------------------------------------------------------------ one job
+
+
+# -------------------------------------------------------------------------------- running
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) arrived while :func:`run` was active; ``signum`` tells which."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def run(
+    jobs: Iterable[Job],
+    settings: Settings,
+    *,
+    workers: int | None = None,
+    fail_fast: bool = False,
+    dask_address: str | None = None,
+) -> Iterator[JobResult]:
+    """Run ``jobs`` and yield one :class:`JobResult` per job as each finishes.
+
+    ``workers``: local processes (default: the usable CPUs); 1 runs in this process. With
+    N workers on C CPUs each gets ``max(1, C // N)`` engine threads unless the chain sets
+    its own. Larger input files go first, so one big image does not finish alone at the
+    end. ``fail_fast``: at the first failure no more jobs start (those running finish and
+    are reported); a full disk stops the batch the same way. ``dask_address``: send the
+    jobs to that Dask scheduler instead (its workers must see the same paths).
+
+    Stale temporary files left in the output folders by dead processes are removed first,
+    and again at the end of a local run. While iterating, SIGTERM raises :class:`Interrupted` (a
+    KeyboardInterrupt). On an interruption, or when the iterator is closed early, queued
+    jobs are cancelled, worker processes are stopped (removing their temporary files) and
+    the exception propagates. Close the iterator when leaving early (``contextlib.closing``).
+    Usage errors (no Dask, a bad ``workers``) are raised at the call, before iterating.
+    """
+    jobs = list(jobs)
+    if workers is not None and (
+        isinstance(workers, bool) or int(workers) != workers or workers < 1
+    ):
+        raise UsageError(f"--jobs must be a whole number ≥ 1, got {workers}")
+    if dask_address is not None:
+        dask_runner.require_dask()
+
+    def stop(result: JobResult) -> bool:
+        return result.fatal or (fail_fast and result.status == FAILED)
+
+    return _run(jobs, settings, workers or cpu_count(), stop, dask_address)
+
+
+def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
+    if not jobs:
+        return
+    roots = sorted({job.root for job in jobs if job.root is not None})
+    for root in roots:
+        _create_folder(root)
+        remove_stale_temp_files(root)
+    ordered = largest_first(jobs)
+    with sigterm_raises():
+        if dask_address is not None:
+            yield from dask_runner.run_on_dask(ordered, settings, dask_address, stop)
+            return  # tasks cancelled on a Dask cluster may still run: leave their temps
+        try:
+            if min(workers, len(jobs)) == 1:
+                yield from _run_here(ordered, settings, stop)
+            else:
+                count = min(workers, len(jobs))
+                yield from run_in_pool(
+                    ordered,
+                    replace(with_threads(settings, max(1, cpu_count() // count)), workers=count),
+                    count,
+                    stop,
+                )
+        finally:
+            for root in roots:
+                remove_stale_temp_files(root)
+
+
+def _create_folder(root: str) -> None:
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as err:
+        message = f"cannot create the output folder: {write_error_reason(err)}"
+        raise ImageWriteError(message, path=root) from None
+
+
+def remove_stale_temp_files(root: str) -> int:
+    """Remove temporary files of dead convtool processes anywhere under ``root``; count them."""
+    removed = 0
+    for folder, subfolders, _files in os.walk(root):
+        subfolders.sort()
+        removed += len(atomic.remove_stale_temp_files(folder))
+    return removed
+
+
+def largest_first(jobs: list[Job]) -> list[Job]:
+    """Jobs by decreasing input file size (a stable sort; stdin and missing files last)."""
+
+    def size(job: Job) -> int:
+        try:
+            return os.stat(job.source).st_size if job.source != "-" else 0
+        except OSError:
+            return 0
+
+    return sorted(jobs, key=size, reverse=True)
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask where the system has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
+def _run_here(jobs: list[Job], settings: Settings, stop) -> Iterator[JobResult]:
+    for job in jobs:
+        result = process_quietly(job, settings)
+        yield result
+        if stop(result):
+            return
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Make SIGTERM raise :class:`Interrupted` here, unless the program handles it itself."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous not in (signal.SIG_DFL, None):
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# -------------------------------------------------------------------------------- summary

@@ -1,0 +1,265 @@
+"""The analysis commands: ``convtool match`` (template matching) and ``convtool compare``.
+
+They read images and call :mod:`convtool.matching` and :mod:`convtool.sheet`; the numbers
+are computed there. :func:`register` adds them to the app in :mod:`convtool.cli`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Annotated
+
+import typer
+
+from convtool.cli import terminal
+from convtool.cli.options import (
+    CompressLevel,
+    Debug,
+    Depth,
+    Geometry,
+    MaxPixels,
+    Method,
+    Quiet,
+    RangeMode,
+    Threads,
+    fail,
+    pixel_limit,
+    refuse_terminals,
+)
+
+COMPARE_EPILOG = """Examples:
+
+\b
+  convtool compare in.png blur.png edges.png -o sheet.png
+  convtool compare a.png b.png --label before --label after --height 256 -o s.png
+"""
+
+MATCH_EPILOG = """Examples:
+
+\b
+  convtool match scene.png template.png -o response.png
+  convtool match scene.png template.png --threshold 0.8 --json
+  convtool match scene.png template.png -t 0.9 -m 5 --overlay hits.png
+  convtool match scene.png template.png -o scores.npy        (raw scores, valid geometry)
+"""
+
+
+def match(
+    scene_path: Annotated[
+        str,
+        typer.Argument(
+            metavar="SCENE",
+            help="The image to search; '-' reads it from stdin.",
+            show_default=False,
+        ),
+    ],
+    template_path: Annotated[
+        str,
+        typer.Argument(
+            metavar="TEMPLATE",
+            help="The pattern to look for (smaller than the scene).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Write the score map (ZNCC, -1..1) as an image; '-' "
+            "for stdout. .npy or --depth float keep the raw scores.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option(
+            "--json",
+            help="Print the matches as a JSON list on stdout, best "
+            "first: x, y (top-left corner in the scene), score, width, height.",
+        ),
+    ] = False,
+    overlay: Annotated[
+        str | None,
+        typer.Option(
+            help="Write the scene with a box around each match; '-' for stdout.", show_default=False
+        ),
+    ] = None,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            "-t",
+            "--threshold",
+            min=-1.0,
+            max=1.0,
+            help="Lowest score that counts as a match (-1..1; 1 is a perfect match).",
+        ),
+    ] = 0.8,
+    max_matches: Annotated[
+        int | None,
+        typer.Option(
+            "-m",
+            "--max-matches",
+            min=1,
+            help="Report at most N matches (the best). Default: all.",
+            show_default=False,
+        ),
+    ] = None,
+    geometry: Annotated[
+        Geometry,
+        typer.Option(
+            help="Score map layout: valid = one pixel per window position, "
+            "(H-h+1)x(W-w+1), pixel (x, y) is the window with top-left corner "
+            "(x, y); same = the scene's size, each score on its window's "
+            "centre, 0 where no window fits."
+        ),
+    ] = Geometry.valid,
+    per_channel: Annotated[
+        bool,
+        typer.Option(
+            "--per-channel",
+            help="Match each colour channel and average the "
+            "scores (default: match on BT.601 luminance).",
+        ),
+    ] = False,
+    range_mode: Annotated[
+        RangeMode | None,
+        typer.Option(
+            "--range",
+            help="Scores to grey levels: clip (default: negative black, 1 "
+            "white), abs, offset (-1 black, 0 grey, 1 white), rescale.",
+            show_default=False,
+        ),
+    ] = None,
+    depth: Annotated[
+        Depth | None,
+        typer.Option(
+            help="Score map depth: 8, 16 or float (raw scores; the default for .npy).",
+            show_default=False,
+        ),
+    ] = None,
+    format: Annotated[  # noqa: A002
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Score map format; default: from the -o extension, png for stdout.",
+            show_default=False,
+        ),
+    ] = None,
+    thickness: Annotated[
+        int, typer.Option(min=1, help="Box line width for --overlay (inside the window).")
+    ] = 2,
+    method: Annotated[
+        Method, typer.Option(help="How to compute the correlation; same scores within 1e-12.")
+    ] = Method.auto,
+    threads: Threads = None,
+    max_pixels: MaxPixels = None,
+    compress_level: CompressLevel = 1,
+    quiet: Quiet = False,
+    debug: Debug = False,
+) -> None:
+    """Find a template in a scene by zero-normalised cross-correlation (ZNCC).
+
+    Scores lie in -1..1 (OpenCV's TM_CCOEFF_NORMED): 1 = the window equals the template up
+    to brightness and contrast, 0 = unrelated or flat, -1 = inverted. Give -o for the score
+    map, --json for the matches, --overlay for the scene with the matches boxed.
+    """
+    try:
+        from convtool.match import request as matching
+
+        refuse_terminals(
+            reads_stdin="-" in (scene_path, template_path),
+            writes_stdout="-" in (output, overlay),
+        )
+        request = matching.MatchRequest(
+            scene=scene_path,
+            template=template_path,
+            output=output,
+            as_json=as_json,
+            overlay=overlay,
+            threshold=threshold,
+            max_matches=max_matches,
+            geometry=geometry.value,
+            per_channel=per_channel,
+            range_mode=range_mode.value if range_mode else None,
+            depth=depth.value if depth else None,
+            format=format,
+            thickness=thickness,
+            method=method.value,
+            threads=threads,
+            max_pixels=pixel_limit(max_pixels),
+            compress_level=compress_level,
+        )
+        outcome = matching.run(request)
+        if as_json:
+            import json
+
+            print(json.dumps([m.to_dict() for m in outcome.matches], indent=2))
+        if not quiet:
+            terminal.note(outcome.summary())
+    except Exception as err:  # noqa: BLE001
+        raise fail(err, debug) from None
+
+
+def compare(
+    paths: Annotated[
+        list[str],
+        typer.Argument(metavar="IMAGES...", help="Images to put side by side.", show_default=False),
+    ],
+    output: Annotated[
+        str,
+        typer.Option(
+            "-o",
+            "--output",
+            help="The contact sheet (PNG, ...; '-' for stdout).",
+            show_default=False,
+        ),
+    ],
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label",
+            "-l",
+            help="Caption per image, in order (default: file names).",
+            show_default=False,
+        ),
+    ] = None,
+    height: Annotated[
+        int | None,
+        typer.Option(
+            min=8,
+            help="Common height of the tiles (default: the tallest image's).",
+            show_default=False,
+        ),
+    ] = None,
+    debug: Debug = False,
+) -> None:
+    """Put images side by side at a common height, each labelled: a contact sheet."""
+    try:
+        from convtool import images
+        from convtool.errors import UsageError
+        from convtool.images import sheet
+
+        refuse_terminals(reads_stdin="-" in paths, writes_stdout=output == "-")
+        labels = list(label or [])
+        if labels and len(labels) != len(paths):
+            raise UsageError(
+                f"--label given {len(labels)} times for {len(paths)} images; "
+                "give one per image or none"
+            )
+        pictures = []
+        for path in paths:
+            image = images.read_image(path)
+            pictures.append(sheet.display_rgb(image.pixels, image.alpha, image.max_value))
+        labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
+        result = sheet.contact_sheet(pictures, labels, height=height)
+        images.write_image(output, images.Image(result, depth=8))
+    except Exception as err:  # noqa: BLE001
+        raise fail(err, debug) from None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``match`` and ``compare`` to ``app``."""
+    app.command(epilog=MATCH_EPILOG)(match)
+    app.command(epilog=COMPARE_EPILOG)(compare)

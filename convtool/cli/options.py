@@ -1,0 +1,151 @@
+"""What the CLI's commands share: option types and choices, and how errors end a command.
+
+Only the CLI layer imports this (it imports typer); the commands live in :mod:`convtool.cli`
+and :mod:`convtool.cli_analysis`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from convtool.cli import terminal
+from convtool.errors import ConvtoolError, UsageError
+
+DEBUG_ENV = "CONVTOOL_DEBUG"
+
+
+# Set by any --debug on the command line (the app's, a group's or a command's), so
+# `convtool kernels --debug show X` shows the traceback of `show`; reset for each run.
+_debug_given = False
+
+
+def reset_debug() -> None:
+    global _debug_given
+    _debug_given = False
+
+
+def _note_debug(value: bool) -> bool:
+    global _debug_given
+    _debug_given = _debug_given or bool(value)
+    return value
+
+
+def debug_enabled(flag: bool = False) -> bool:
+    """--debug given anywhere on the command line, or CONVTOOL_DEBUG set (not to 0)."""
+    return flag or _debug_given or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def refuse_terminals(*, reads_stdin: bool = False, writes_stdout: bool = False) -> None:
+    """Refuse to read an image from a terminal, or to write one to it (as gzip does).
+
+    Image bytes on a terminal are garbage and can upset it; a terminal on stdin would
+    leave convtool waiting silently for bytes nobody will type.
+    """
+    if writes_stdout and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write image data to a terminal; redirect stdout (-o - > out.png), "
+            "pipe it into another program, or give -o FILE"
+        )
+    if reads_stdin and sys.stdin.isatty():
+        raise UsageError(
+            "refusing to read an image from a terminal: '-' reads standard input; pipe an "
+            "image in (cat in.png | convtool ... -), or name the file"
+        )
+
+
+def fail(err: BaseException, debug: bool) -> typer.Exit:
+    """Print ``err`` as one line (or re-raise it with --debug) and give the exit to raise."""
+    if debug_enabled(debug):
+        raise err
+    if isinstance(err, ConvtoolError):
+        terminal.error_line(str(err))
+        return typer.Exit(err.exit_code)
+    if isinstance(err, MemoryError):
+        terminal.error_line(
+            "out of memory; try a smaller image, --precision single or fewer --threads"
+        )
+        return typer.Exit(1)
+    terminal.error_line(
+        f"internal error: {type(err).__name__}: {err} (run with --debug for details)"
+    )
+    return typer.Exit(1)
+
+
+class Precision(str, Enum):
+    single = "single"
+    double = "double"
+
+
+class Method(str, Enum):
+    auto = "auto"
+    direct = "direct"
+    separable = "separable"
+    fft = "fft"
+
+
+class RangeMode(str, Enum):
+    clip = "clip"
+    abs = "abs"
+    offset = "offset"
+    rescale = "rescale"
+
+
+class Depth(str, Enum):
+    d8 = "8"
+    d16 = "16"
+    float = "float"
+
+
+class AlphaMode(str, Enum):
+    carry = "carry"
+    weighted = "weighted"
+    filter = "filter"
+
+
+class Geometry(str, Enum):
+    valid = "valid"
+    same = "same"
+
+
+Debug = Annotated[
+    bool,
+    typer.Option(
+        "--debug",
+        callback=_note_debug,
+        is_eager=True,
+        help="Show tracebacks for errors (also CONVTOOL_DEBUG=1).",
+    ),
+]
+# Options that several commands share, defined once so their help cannot drift apart.
+Quiet = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="Print only errors: no progress, notes or summary."),
+]
+Threads = Annotated[
+    int | None,
+    typer.Option(min=1, help="Threads per image (default: all CPUs).", show_default=False),
+]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option(
+        help="Refuse larger images (read from the header; default 250 million); 0 lifts the limit.",
+        show_default=False,
+    ),
+]
+CompressLevel = Annotated[
+    int, typer.Option(min=0, max=9, help="PNG/TIFF compression 0-9 (1: fast, 9: small).")
+]
+
+
+def pixel_limit(value: int | None) -> int | None:
+    """The --max-pixels value as read_image takes it: the default, a number, or None (0)."""
+    from convtool.images import DEFAULT_MAX_PIXELS
+
+    if value is None:
+        return DEFAULT_MAX_PIXELS
+    return None if value == 0 else value

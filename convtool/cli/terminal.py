@@ -1,0 +1,159 @@
+"""What convtool shows on the terminal: messages, tables, heat maps, batch progress.
+
+Messages and progress go to stderr; listings (the kernel table, ``kernels show``) to
+stdout. rich draws colour and bars only where the stream is a terminal and ``NO_COLOR``
+is unset; otherwise the same content is plain text. Only the CLI layer imports this.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+
+def error_line(message: str) -> None:
+    text = " ".join(str(message).split())
+    print(f"convtool: error: {text}", file=sys.stderr, flush=True)
+
+
+def note(message: str) -> None:
+    print(f"convtool: {message}", file=sys.stderr, flush=True)
+
+
+def rich_stdout() -> bool:
+    return sys.stdout.isatty() and "NO_COLOR" not in os.environ
+
+
+def print_kernel_table(rows) -> None:
+    """The kernel list: (name, size, parameters, description) rows, a table on a terminal."""
+    if rich_stdout():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table("name", "size", "parameters (defaults)", "description", box=None)
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+        return
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3]
+        )
+
+
+def print_heat_maps(reports, console=None) -> None:
+    """Kernels as coloured heat maps: red for positive weights, blue for negative.
+
+    The cells hold the numbers of the plain listing, whole: columns that do not fit the
+    terminal's width go to further runs of rows, as in the plain text.
+    """
+    from rich.console import Console
+    from rich.text import Text
+
+    from convtool.pipeline import report as kernelview
+
+    console = console or Console()
+    for rep in reports:
+        console.print(Text(kernelview.title_line(rep), style="bold"), soft_wrap=True)
+        cells, cell_width = kernelview.cell_texts(rep.weights, rep.denominator)
+        peak = float(abs(rep.weights).max()) or 1.0
+        columns = rep.weights.shape[1]
+        for block in kernelview.column_blocks(columns, cell_width + 2, console.width):
+            title = kernelview.block_title(block, columns)
+            if title is not None:
+                console.print(title, highlight=False, soft_wrap=True)
+            for row, texts in zip(rep.weights, cells, strict=True):
+                line = Text(kernelview.INDENT)
+                for c in block:
+                    value = float(row[c])
+                    level = int(40 + 160 * abs(value) / peak)
+                    colour = f"rgb({level},30,30)" if value > 0 else f"rgb(30,30,{level})"
+                    style = "dim" if value == 0 else f"bold white on {colour}"
+                    line.append(f" {texts[c].rjust(cell_width)} ", style=style)
+                console.print(line, soft_wrap=True)  # never cropped: the runs fit the width
+        for line in kernelview.detail_lines(rep, console.width):
+            console.print(line, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def batch_progress(total: int, quiet: bool):
+    """Yield ``show(result)``: a rich bar on a terminal, one line per file otherwise."""
+    if quiet:
+        yield lambda result: None
+        return
+    if not sys.stderr.isatty():
+
+        def line(result) -> None:
+            detail = f": {result.reason}" if result.reason else f" -> {result.job.dest}"
+            print(f"{result.status} {result.job.source}{detail}", file=sys.stderr, flush=True)
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    # Failures are counted on the bar, not printed as they come: the summary lists each
+    # once with its reason (printed here too, they appeared twice on the screen).
+    progress = Progress(
+        TextColumn("filtering"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        TextColumn("left"),
+        console=Console(stderr=True),
+        transient=True,
+    )
+    with progress:
+        task = progress.add_task("filter", total=total, rate="", failed="")
+        failures = 0
+
+        def bar(result) -> None:
+            nonlocal failures
+            failures += result.status == "failed"
+            elapsed = progress.tasks[task].elapsed or 0.0
+            done = progress.tasks[task].completed + 1
+            rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
+            failed = f"{failures} failed" if failures else ""
+            progress.update(task, advance=1, rate=rate, failed=failed)
+
+        yield bar
+
+
+def print_summary(summary, seconds: float, quiet: bool, *, interrupted: bool = False) -> None:
+    """The end-of-batch summary on stderr: counts, rate, failed files with reasons."""
+    from collections import Counter
+
+    finished = len(summary.done) + len(summary.failed)
+    if quiet:
+        for result in summary.failed:
+            error_line(f"{result.job.source}: {result.reason}")
+        if interrupted:
+            error_line(f"interrupted after {finished} of {finished + summary.not_run} files")
+        return
+    rate = f", {len(summary.done) / seconds:.1f} images/s" if seconds > 0 and summary.done else ""
+    counts = (
+        f"{len(summary.done)} done, {len(summary.skipped)} skipped, {len(summary.failed)} failed"
+    )
+    if summary.not_run:
+        counts += f", {summary.not_run} not run"
+    lines = [f"convtool: {counts} ({seconds:.1f} s{rate})"]
+    reasons = Counter(result.reason for result in summary.skipped)
+    if reasons:
+        lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common()))
+    lines += [f"  failed: {r.job.source}: {r.reason}" for r in summary.failed]
+    if interrupted:
+        lines.append(
+            f"convtool: interrupted after {finished} of {finished + summary.not_run} "
+            "files; run again with --skip-existing to finish"
+        )
+    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -1,0 +1,273 @@
+"""Exact, fast 2-D correlation and convolution over the last two axes of an array.
+
+Conventions (scipy.ndimage's): output pixel ``i`` of a correlation reads input pixels
+``i - c + a*d`` for taps ``a = 0..k-1``, where ``c = K//2 + origin`` is the kernel centre
+and ``K = (k-1)*d + 1`` the kernel's side once dilated by ``d``. Convolution is correlation
+with the flipped kernel and the mirrored origin (``-origin``, and ``-1`` more on axes of even
+``K``), exactly as ``scipy.ndimage.convolve``. ``valid`` reads no padding and shrinks the output
+by ``K-1``; ``full`` pads ``K-1`` zeros on each side and grows it by ``K-1``. A stride ``s``
+keeps output pixels ``0, s, 2s, ...``. :func:`carry` moves what is not filtered (alpha,
+channels left alone) with the same geometry: one function (``plan.axes``) holds it.
+
+The work is split into bands of output rows. Each band gathers only its own padded rows
+(padding is an index map, the image is never padded as a whole), computes them with one of
+the METHODS (direct and separable: ``bands`` over ``passes``; FFT: ``fftconv``), and writes
+into the output; bands run on a thread pool (numpy and scipy.fft release the GIL), each
+thread reusing one band's arrays. Peak memory is the input, the output and the bands in
+flight, which are sized to stay within one more image (see plan.band_within_budget).
+
+This module holds the public API and the validation of its arguments; ``plan`` holds the
+geometry, the method choice and the measured constants; ``schedule`` runs the bands.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import numpy as np
+
+from convtool.engine.bands import extend
+from convtool.engine.plan import (
+    _RANK1_RTOL,
+    Plan,
+    axes,
+    choose_method,
+    separable_factors,
+    tuning,
+)
+from convtool.engine.schedule import run
+from convtool.errors import UsageError
+from convtool.padding import Padding, parse_padding
+
+__all__ = ["METHODS", "carry", "choose_method", "convolve", "correlate", "separable_factors"]
+
+METHODS = ("auto", "direct", "separable", "fft")
+
+
+# ----------------------------------------------------------------------------- public API
+
+
+def correlate(
+    image,
+    kernel,
+    *,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+    method: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
+
+    ``out[i, j] = sum_ab w[a, b] * x[i - cy + a*dy, j - cx + b*dx]`` with ``c = K//2 + origin``
+    (scipy.ndimage.correlate for the same-size paddings). Float32 and float64 images keep
+    their dtype; other images are computed in float64. ``kernel`` is a 2-D array-like (1-D is
+    one row) or an object with ``.weights`` and optional ``.factors`` (column, row) and
+    ``.origin``; ``origin=None`` takes the kernel's own origin, if any. The image should be
+    finite: a NaN or infinity may spread past the kernel's window on the running-sum and
+    FFT paths (:class:`convtool.pipeline.Chain` and the CLI refuse such images).
+    """
+    return _filter(image, kernel, False, padding, cval, stride, dilation, origin, method, threads)
+
+
+def convolve(
+    image,
+    kernel,
+    *,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+    method: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
+
+    Equal to :func:`correlate` with ``kernel[::-1, ::-1]`` and the origin mirrored as
+    scipy.ndimage.convolve mirrors it (``-origin``, minus 1 on axes of even size), so an
+    impulse yields the kernel as written. Arguments as for :func:`correlate`.
+    """
+    return _filter(image, kernel, True, padding, cval, stride, dilation, origin, method, threads)
+
+
+def carry(
+    image,
+    kernel,
+    *,
+    convolve: bool = True,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+) -> np.ndarray:
+    """Move ``image`` as filtering it with ``kernel`` would, without mixing its pixels.
+
+    The result has the filtered shape, and each output pixel takes the input value it
+    stands on: the one under the window's centre, position ``K//2 + origin`` of the kernel
+    as written (``K`` its dilated side), in convolution and correlation alike (convolution
+    flips the kernel and mirrors the origin, so that position stays on the output pixel).
+    That is what alpha and unfiltered channels become beside filtered ones: the same crop
+    (``valid``), padding (``full``, whose ring is 0) and stride, from the same window
+    arithmetic as :func:`correlate` and :func:`convolve`. Only the kernel's shape and
+    origin matter; ``convolve`` says which of the two the geometry is for. The dtype is kept.
+
+    >>> carry(np.arange(5.0)[None], np.ones((1, 2)), padding="valid")  # correlating: 1 2 3 4
+    array([[0., 1., 2., 3.]])
+    """
+    x = _as_image(image)
+    weights, _, kernel_origin = _as_kernel(kernel)
+    padding = parse_padding(padding)
+    cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+    origin = kernel_origin if origin is None else origin
+    rows, cols = _axes(x.shape, weights.shape, convolve, padding, stride, dilation, origin)
+    out = x
+    for along, geometry in ((-2, rows), (-1, cols)):
+        index = geometry.anchors()
+        inside = (index >= 0) & (index < geometry.n)
+        if padding in (Padding.ZERO, Padding.CONSTANT, Padding.VALID, Padding.FULL):
+            out = np.take(out, np.clip(index, 0, geometry.n - 1), axis=along)
+            if not inside.all():
+                outside = (slice(None),) * (out.ndim + along) + (~inside,)
+                out[outside] = cval if padding is Padding.CONSTANT else 0
+        else:
+            out = np.take(out, extend(index, geometry.n, padding), axis=along)
+    return out
+
+
+# ----------------------------------------------------------------------------- validation
+
+
+def _axes(shape, kernel_shape, flip, padding, stride, dilation, origin):
+    """The validated pairs, then :func:`convtool.engine.plan.axes` on the image's last two axes."""
+    stride = _pair(stride, "stride")
+    dilation = _pair(dilation, "dilation")
+    origin = _pair(origin, "origin", minimum=None)
+    return axes(shape[-2:], kernel_shape, flip, padding, stride, dilation, origin)
+
+
+def _number(value, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
+
+
+def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method, threads):
+    """Validate the arguments, build the plan and run it over bands of output rows."""
+    x = _as_image(image)
+    weights, factors, kernel_origin = _as_kernel(kernel)
+    padding = parse_padding(padding)
+    origin = kernel_origin if origin is None else origin
+    if method not in METHODS:
+        raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if threads is not None:
+        threads = _integer(threads, "threads")
+    cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+    rows, cols = _axes(x.shape, weights.shape, flip, padding, stride, dilation, origin)
+    if flip:
+        weights = weights[::-1, ::-1]
+        factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
+
+    if method in ("auto", "separable") and factors is None:
+        factors = separable_factors(weights)
+    if method == "auto":
+        method = choose_method(weights.shape, factors is not None, x.shape[-2:])
+    if method == "separable" and factors is None:
+        raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
+
+    dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
+    col_start = min(cols.offset, 0)
+    col_end = max(cols.n, cols.offset + cols.reach)
+    plan = Plan(
+        weights=weights,
+        factors=factors,
+        rows=rows,
+        cols=cols,
+        padding=padding,
+        cval=cval,
+        dtype=dtype,
+        col_start=col_start,
+        col_count=col_end - col_start,
+        tuning=tuning(),
+    )
+    if x.size == 0:  # an empty stack of images (a leading axis of length 0)
+        out = np.empty((0, rows.size, cols.size), dtype=dtype)
+    else:
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, threads)
+    out = out.reshape(x.shape[:-2] + out.shape[-2:])
+    return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
+
+
+def _as_image(image) -> np.ndarray:
+    x = np.asarray(image)
+    if x.ndim < 2:
+        raise UsageError(f"image must have at least 2 dimensions (..., H, W), got shape {x.shape}")
+    if x.shape[-1] == 0 or x.shape[-2] == 0:
+        raise UsageError(f"image is empty: shape {x.shape}")
+    if x.dtype.kind not in "biuf":
+        raise UsageError(f"image must hold real numbers, got dtype {x.dtype}")
+    return x
+
+
+def _as_kernel(kernel):
+    """Return (weights float64 (kh, kw), factors or None, origin) from any accepted kernel."""
+    weights = getattr(kernel, "weights", kernel)
+    if isinstance(weights, str):
+        raise UsageError(
+            f"the engine takes kernel weights, not a spec like {weights!r}; use "
+            "convtool.correlate / convtool.convolve, or convtool.get_kernel first"
+        )
+    try:
+        w = np.array(weights, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise UsageError(
+            f"kernel must be a 2-D array of numbers, got {type(weights).__name__}"
+        ) from None
+    if w.ndim < 2:  # a scalar is 1x1, a 1-D array one row
+        w = w.reshape(1, -1)
+    if w.ndim != 2:
+        raise UsageError(f"kernel must be 2-D (1-D means one row), got shape {w.shape}")
+    if w.size == 0:
+        raise UsageError(f"kernel is empty: shape {w.shape}")
+    if not np.isfinite(w).all():
+        raise UsageError("kernel weights must be finite, got NaN or infinity")
+    factors = getattr(kernel, "factors", None)
+    if factors is not None:
+        column, row = (np.asarray(f, dtype=np.float64).ravel() for f in factors)
+        outer = np.outer(column, row)
+        if outer.shape != w.shape or np.abs(outer - w).max() > _RANK1_RTOL * np.abs(w).max():
+            raise UsageError("kernel factors (column, row) do not multiply to its weights")
+        factors = (column, row)
+    return w, factors, getattr(kernel, "origin", (0, 0))
+
+
+def _pair(value, name: str, minimum: int | None = 1) -> tuple[int, int]:
+    """An int or a pair of ints as (rows, columns), each at least ``minimum``."""
+    items = value if isinstance(value, (tuple, list, np.ndarray)) else (value, value)
+    if len(items) != 2:
+        raise UsageError(f"{name} must be an integer or a pair of integers, got {value!r}")
+    pair = tuple(_integer(v, name, minimum, shown=value) for v in items)
+    return pair
+
+
+def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
+    """``value`` as an int of at least ``minimum`` (bools and fractions refused)."""
+    shown = value if shown is None else shown
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        number = operator.index(value)
+    except TypeError:
+        raise UsageError(
+            f"{name} must be an integer or a pair of integers, got {shown!r}"
+        ) from None
+    if minimum is not None and number < minimum:
+        raise UsageError(f"{name} must be at least {minimum}, got {shown!r}")
+    return number
+
+
+# ----------------------------------------------------------------------------- bands

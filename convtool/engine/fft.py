@@ -1,0 +1,76 @@
+"""FFT overlap-save over bands of output rows, for large non-separable kernels.
+
+Each band's padded rows are transformed whole (a circular convolution); the first ``K-1`` rows
+and columns of the result wrap around and are dropped, and the rest is exact. The engine
+imports this module, and with it scipy, only when an FFT is asked for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.fft
+
+from convtool.engine.bands import band_buffer
+
+if TYPE_CHECKING:
+    from convtool.engine.plan import Axis, Plan
+
+# Arrays of the band's size that one band holds at its peak: its rows, their spectrum and
+# scipy's temporaries.
+BAND_COPIES = 6
+# Smallest transform height (rows).
+_MIN_HEIGHT = 128
+
+
+def band_rows(plan: Plan) -> int:
+    """Output rows per band, for transforms about four kernel spans tall.
+
+    The ``K-1`` overlap rows then cost under a third of the work, while a band's spectrum
+    stays a small slice of the image.
+    """
+    rows = plan.rows
+    height = scipy.fft.next_fast_len(max(_MIN_HEIGHT, 4 * rows.span), real=True)
+    return max(1, (height - rows.span) // rows.stride + 1)
+
+
+def bind_for(plan: Plan, band: int, workers: int):
+    """``bind`` (see bands.BandFilter) for bands of ``band`` output rows.
+
+    The kernel's spectrum is computed here, once for all threads; scipy.fft gets the
+    threads when there is a single band.
+    """
+    rows, cols = plan.rows, plan.cols
+    height = scipy.fft.next_fast_len(rows.stride * (band - 1) + rows.span, real=True)
+    width = scipy.fft.next_fast_len(plan.col_count, real=True)
+
+    dilated = np.zeros((rows.span, cols.span))
+    dilated[:: rows.dilation, :: cols.dilation] = plan.weights
+    complex_dtype = np.result_type(plan.dtype, np.complex64)
+    spectrum = scipy.fft.rfft2(dilated[::-1, ::-1], s=(height, width)).astype(complex_dtype)
+    bands = -(-rows.size // band)
+    fft_workers = 1 if bands > 1 else workers
+    first_row = rows.span - 1
+    first_col = cols.offset - plan.col_start + cols.span - 1
+
+    def bind(channels: int, nr: int):
+        buf = band_buffer(plan, channels, nr)
+        kept = (slice(None), _kept(rows, first_row, nr), _kept(cols, first_col, cols.size))
+
+        def run(out: np.ndarray) -> None:
+            product = scipy.fft.rfft2(buf, s=(height, width), workers=fft_workers)
+            product *= spectrum
+            full = scipy.fft.irfft2(
+                product, s=(height, width), workers=fft_workers, overwrite_x=True
+            )
+            out[...] = full[kept]
+
+        return buf, run
+
+    return bind
+
+
+def _kept(axis: Axis, first: int, count: int) -> slice:
+    """Positions of the ``count`` kept outputs, the first at ``first``, one stride apart."""
+    return slice(first, first + axis.stride * (count - 1) + 1, axis.stride)

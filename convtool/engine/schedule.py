@@ -1,0 +1,61 @@
+"""Running a plan: bands of output rows on a thread pool, each thread reusing its arrays."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from convtool.engine import bands, passes
+from convtool.engine.plan import Plan, band_within_budget
+
+
+def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarray:
+    """Compute all bands of output rows, on a thread pool when there are several."""
+    channels = x.shape[0]
+    out = np.empty((channels, plan.rows.size, plan.cols.size), dtype=plan.dtype)
+    workers = threads or os.cpu_count() or 1
+    if method == "fft":
+        from convtool.engine import (
+            fft as fftconv,  # imports scipy.fft (~0.1 s): only when an FFT is asked for
+        )
+
+        wanted = fftconv.band_rows(plan)
+        band = band_within_budget(plan, channels, wanted, workers, fftconv.BAND_COPIES)
+        bind = fftconv.bind_for(plan, band, workers)
+    else:
+        wanted = plan.tuning.band_elements // (channels * plan.col_count)
+        if method == "separable" and passes.is_box(plan.factors[0], plan.tuning.box_min_taps):
+            # A running sum down the rows starts each band with a whole window: make
+            # bands about as tall as the kernel so that start costs ~1 step per row.
+            wanted = max(wanted, min(plan.rows.span, plan.tuning.running_max_band))
+        band = band_within_budget(plan, channels, wanted, workers, bands.BAND_COPIES)
+        bind = bands.direct(plan) if method == "direct" else bands.separable(plan)
+    starts = range(0, plan.rows.size, band)
+    local = threading.local()  # each thread filters its bands in its own arrays
+
+    def work(j0: int) -> None:
+        band_filter = getattr(local, "band_filter", None)
+        if band_filter is None:
+            band_filter = local.band_filter = bands.BandFilter(plan, bind)
+        j1 = min(j0 + band, plan.rows.size)
+        # errstate is per thread: overflow to inf is a result here (clipped on writing),
+        # not a warning for every band to print on stderr
+        with np.errstate(over="ignore", invalid="ignore"):
+            band_filter(x, j0, j1, out[:, j0:j1])
+
+    workers = min(workers, len(starts))
+    if workers <= 1:
+        for j0 in starts:
+            work(j0)
+    else:
+        pool = ThreadPoolExecutor(workers)
+        try:
+            for future in [pool.submit(work, j0) for j0 in starts]:
+                future.result()
+        finally:
+            # On Ctrl-C (or any error) drop the queued bands instead of computing them all.
+            pool.shutdown(wait=True, cancel_futures=True)
+    return out

@@ -1,0 +1,47 @@
+"""Kernels as data: the Kernel value, builders, the shipped text kernels, specs, composition, file formats."""
+
+from __future__ import annotations
+
+from convtool.kernels.specs import (
+    MAX_KERNEL_SIDE,
+    Kernel,
+    KernelEntry,
+    Param,
+    binomial,
+    box,
+    compose,
+    dog,
+    gaussian,
+    get_kernel,
+    identity,
+    kirsch,
+    laplacian,
+    list_kernels,
+    log,
+    parse_kernel_spec,
+    read_kernel_file,
+    sharpen,
+    unsharp,
+)
+
+__all__ = [
+    "MAX_KERNEL_SIDE",
+    "Kernel",
+    "KernelEntry",
+    "Param",
+    "get_kernel",
+    "parse_kernel_spec",
+    "read_kernel_file",
+    "compose",
+    "list_kernels",
+    "identity",
+    "box",
+    "gaussian",
+    "binomial",
+    "laplacian",
+    "sharpen",
+    "kirsch",
+    "log",
+    "dog",
+    "unsharp",
+]

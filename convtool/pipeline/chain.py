@@ -1,0 +1,223 @@
+"""Applying a chain of steps to an image's channels, with alpha and channel selection.
+
+:class:`Chain` holds the parsed steps (:mod:`convtool.steps`), the shared options and the
+iteration count; it filters an image's colour channels in one stack ``(C, H, W)`` and
+moves alpha along with the same geometry (cropped, padded, strided or pooled), or
+filters it, or uses it to weight the colour (``--alpha``). The step names are
+re-exported here, so ``from convtool.pipeline import parse_steps`` keeps working.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from convtool.errors import ImageReadError, UsageError
+from convtool.pipeline.filters import gradient_magnitude
+from convtool.pipeline.steps import (
+    ALPHA_MODES,
+    GRADIENT_NORMS,
+    GRADIENT_OPERATORS,
+    MAX_ITERATIONS,
+    POOL_KINDS,
+    ConvolveStep,
+    FilterOptions,
+    GradientStep,
+    PoolStep,
+    Step,
+    check_steps_fit,
+    combine_gradients,
+    parse_step,
+    parse_steps,
+    pool,
+    step_entries,
+)
+
+# The steps are re-exported: the pipeline is where callers look for them.
+__all__ = [
+    "ALPHA_MODES",
+    "GRADIENT_NORMS",
+    "GRADIENT_OPERATORS",
+    "MAX_ITERATIONS",
+    "POOL_KINDS",
+    "Chain",
+    "ConvolveStep",
+    "FilterOptions",
+    "GradientStep",
+    "PoolStep",
+    "Step",
+    "combine_gradients",
+    "gradient_magnitude",
+    "parse_channels",
+    "parse_step",
+    "parse_steps",
+    "pool",
+    "step_entries",
+]
+
+CHANNEL_NAMES = {"r": 0, "g": 1, "b": 2}
+
+# ITU-R BT.601 full-range RGB -> YCbCr (as JPEG), without the +128 offset: in floating
+# point the chroma planes stay signed, and the exact matrix inverse brings RGB back.
+RGB_TO_YCBCR = np.array(
+    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
+)  # fmt: skip
+YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
+
+
+def parse_channels(text: str) -> str | tuple[int, ...]:
+    """``all``, ``luma``, or channel names/indices like ``R,G`` or ``0,2``."""
+    key = text.strip().lower()
+    if key in ("all", "luma", "y"):
+        return "luma" if key == "y" else key
+    picked = []
+    for part in (p.strip() for p in key.split(",")):
+        if part in CHANNEL_NAMES:
+            picked.append(CHANNEL_NAMES[part])
+        elif part.isdigit():
+            picked.append(int(part))
+        else:
+            raise UsageError(
+                f"--channels takes all, luma, or channels like R,G or 0,2; got {text!r}"
+            )
+    if len(set(picked)) != len(picked):
+        raise UsageError(f"--channels names a channel twice: {text!r}")
+    return tuple(sorted(picked))
+
+
+@dataclass(frozen=True)
+class Chain:
+    """A parsed chain of steps, how to apply them, and how many times.
+
+    ``channels`` is ``"all"``, ``"luma"`` (filter the BT.601 luminance of an RGB image
+    and keep its colour, e.g. to sharpen without colour fringes) or a tuple of channel
+    indices; channels not picked are carried with the same geometry, unfiltered.
+    """
+
+    steps: tuple = field(default_factory=tuple)
+    options: FilterOptions = field(default_factory=FilterOptions)
+    iterations: int = 1
+    alpha_mode: str = "carry"
+    channels: str | tuple[int, ...] = "all"
+
+    def __post_init__(self) -> None:
+        if int(self.iterations) != self.iterations or not 1 <= self.iterations <= MAX_ITERATIONS:
+            raise UsageError(
+                f"--iterations must be a whole number from 1 to {MAX_ITERATIONS}, "
+                f"got {self.iterations}"
+            )
+        if self.alpha_mode not in ALPHA_MODES:
+            raise UsageError(
+                f"--alpha must be one of {', '.join(ALPHA_MODES)}, got {self.alpha_mode!r}"
+            )
+        object.__setattr__(self, "steps", tuple(self.steps))
+        check_steps_fit(self.steps, self.options)
+        if isinstance(self.channels, str):
+            object.__setattr__(self, "channels", parse_channels(self.channels))
+
+    def apply(
+        self, pixels: np.ndarray, alpha: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Filter ``pixels`` (H, W, C) and move ``alpha`` (H, W) along; returns both.
+
+        Pixels and alpha must be finite: NaN or infinity would spread past the kernel's
+        window (a running sum or an FFT carries it on), so they are refused.
+        """
+        return self._apply(pixels, alpha, None)
+
+    def _apply(
+        self, pixels: np.ndarray, alpha: np.ndarray | None, source: str | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        _require_finite(pixels, alpha, source)
+        stack = np.moveaxis(pixels, -1, 0)
+        luma = self.channels == "luma" and stack.shape[0] == 3
+        if luma:
+            stack = np.tensordot(RGB_TO_YCBCR.astype(stack.dtype), stack, axes=1)
+        picked = self._picked(stack.shape[0], luma)
+        kept = [c for c in range(stack.shape[0]) if c not in picked]
+        everything = len(picked) == stack.shape[0]  # the common case: no copy to pick
+        filtered, alpha = self._run(stack if everything else stack[list(picked)], alpha)
+        if kept:
+            carried = stack[kept]
+            for _ in range(self.iterations):
+                for step in self.steps:
+                    carried = step.carry(carried, self.options)
+            out = np.empty((stack.shape[0], *filtered.shape[1:]), filtered.dtype)
+            out[list(picked)], out[kept] = filtered, carried
+            filtered = out
+        if luma:
+            filtered = np.tensordot(YCBCR_TO_RGB.astype(filtered.dtype), filtered, axes=1)
+        return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
+
+    def _picked(self, count: int, luma: bool) -> tuple[int, ...]:
+        if self.channels == "all" or (self.channels == "luma" and count == 1):
+            return tuple(range(count))
+        if luma:
+            return (0,)
+        if self.channels == "luma":
+            raise UsageError(f"--channels luma needs a grey or RGB image, not {count} channels")
+        missing = [c for c in self.channels if c >= count]
+        if missing:
+            raise UsageError(
+                f"--channels picks channel {missing[0]} but the image has {count} channel(s)"
+            )
+        return self.channels
+
+    def _run(
+        self, stack: np.ndarray, alpha: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The steps, N times, over a (C, H, W) stack, with alpha handled by ``alpha_mode``."""
+        alpha_in_stack = alpha is not None and self.alpha_mode == "filter"
+        if alpha_in_stack:
+            stack = np.concatenate([stack, alpha[None]], axis=0)
+            alpha = None
+        weights = None
+        if alpha is not None and self.alpha_mode == "weighted":
+            # alpha's value scale (1, 255, 65535) cancels in the final division
+            stack, weights = stack * alpha, alpha[None]
+        for _ in range(self.iterations):
+            for step in self.steps:
+                stack = step.apply(stack, self.options)
+                if weights is not None:
+                    weights = step.coverage(weights, self.options)
+                if alpha is not None:
+                    alpha = step.carry_alpha(alpha, self.options)
+        if weights is not None:
+            stack = _unpremultiply(stack, weights)
+        if alpha_in_stack:
+            stack, alpha = stack[:-1], stack[-1]
+        return stack, alpha
+
+    def apply_to(self, image):
+        """Filter an :class:`convtool.images.Image`-like object; returns a new one."""
+        pixels, alpha = self._apply(image.pixels, image.alpha, getattr(image, "source", None))
+        return dataclasses.replace(image, pixels=pixels, alpha=alpha)
+
+
+def _require_finite(pixels: np.ndarray, alpha: np.ndarray | None, source: str | None) -> None:
+    for what, array in (("pixel", pixels), ("alpha", alpha)):
+        if array is None or array.dtype.kind != "f" or array.size == 0:
+            continue
+        # min and max carry NaN and infinity along without an image-size temporary
+        if not (np.isfinite(np.min(array)) and np.isfinite(np.max(array))):
+            hint = " (or, for values beyond float32, use --precision double)"
+            raise ImageReadError(
+                f"the image has NaN or infinite {what} values, which cannot be filtered; "
+                f"replace them first (e.g. with 0){hint if array.dtype == np.float32 else ''}",
+                path=source,
+            )
+
+
+def _unpremultiply(stack: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Divide premultiplied results by the filtered alpha; fully transparent stays 0.
+
+    Where the filtered alpha is (near) zero there is no colour to recover; those pixels
+    become 0 rather than inf or a bleed of hidden colour.
+    """
+    tiny = np.finfo(stack.dtype).eps * max(1.0, float(np.max(np.abs(weights), initial=0.0)))
+    safe = np.abs(weights) > tiny
+    out = np.zeros_like(stack)
+    np.divide(stack, weights, out=out, where=safe)
+    return out
