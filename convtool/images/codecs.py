@@ -399,9 +399,10 @@ _Encoder = Callable[[BinaryIO, np.ndarray, Any, Any, int], None]
 # strategy (Z_RLE: the fastest, and on filtered photographs smaller than deflate's level-1
 # string matching); 2 picks each row's filter as libpng does (the one of None, Sub, Up,
 # Average, Paeth with the smallest sum of |signed bytes|), 3-12% smaller on the photographs
-# for a few more passes over the rows; from 3 on the same filters are deflated both with
-# Z_RLE and with string matching at that zlib level (Z_FILTERED), keeping the smaller per
-# band: string matching wins on drawings and flat areas and costs more at each level.
+# for a few more passes over the rows; from 3 on the filters are re-picked by estimated
+# Huffman cost and deflated both with Z_RLE and with string matching at that zlib level
+# (Z_FILTERED), keeping the smaller per band: string matching wins on drawings and flat
+# areas and costs more at each level.
 PNG_SUB_RLE_LEVEL = 1
 PNG_ADAPTIVE_RLE_LEVEL = 2
 
@@ -507,7 +508,8 @@ def _write_png(f: BinaryIO, samples: np.ndarray, bits: int, level: int) -> None:
         if level <= PNG_SUB_RLE_LEVEL:
             return _sub_filtered(block, bpp).tobytes()
         above = rows[start - 1] if start else np.zeros(rows.shape[1], np.uint8)
-        return _adaptive_filtered(block, above, bpp).tobytes()
+        refine = level > PNG_ADAPTIVE_RLE_LEVEL
+        return _adaptive_filtered(block, above, bpp, refine).tobytes()
 
     # The stream's pieces (header, bands, checksum) go into as few IDAT chunks as memory
     # allows: each chunk costs 12 bytes, a fifth of a small image's whole stream.
@@ -537,11 +539,16 @@ def _sub_filtered(block: np.ndarray, bpp: int) -> np.ndarray:
 _ADAPTIVE_CHUNK_BYTES = 1 << 20
 
 
-def _adaptive_filtered(block: np.ndarray, above: np.ndarray, bpp: int) -> np.ndarray:
+def _adaptive_filtered(
+    block: np.ndarray, above: np.ndarray, bpp: int, refine: bool = False
+) -> np.ndarray:
     """Rows each with the filter of the PNG spec's heuristic (as libpng and Pillow choose):
     of None, Sub, Up, Average and Paeth, the one whose bytes, read as signed, have the
     smallest sum of magnitudes. ``above`` is the raw row before ``block`` (zeros for the
-    first row of the image)."""
+    first row of the image). ``refine`` then re-picks each row's filter by the bits its
+    bytes would cost under the byte frequencies of the rows so filtered: a closer guess of
+    what deflate's Huffman codes charge (0.02-0.3% smaller on the sample photographs, 4x
+    smaller on a 16-bit gradient, for about one more pass of the heuristic's cost)."""
     out = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
     step = max(1, _ADAPTIVE_CHUNK_BYTES // block.shape[1])
     for r0 in range(0, block.shape[0], step):
@@ -558,6 +565,10 @@ def _adaptive_filtered(block: np.ndarray, above: np.ndarray, bpp: int) -> np.nda
         magnitude = np.minimum(candidates, 0 - candidates)  # |byte as signed| (mod 256)
         best = magnitude.sum(axis=2, dtype=np.int64).argmin(axis=0)
         picked = np.arange(rows.shape[0])
+        if refine:
+            counts = np.bincount(candidates[best, picked].ravel(), minlength=256) + 0.5
+            bits = (np.log2(counts.sum()) - np.log2(counts)).astype(np.float32)
+            best = bits[candidates].sum(axis=2).argmin(axis=0)
         out[r0 : r0 + step, 0] = best
         out[r0 : r0 + step, 1:] = candidates[best, picked]
     return out
