@@ -535,8 +535,9 @@ def _sub_filtered(block: np.ndarray, bpp: int) -> np.ndarray:
     return out
 
 
-# Bytes of rows filtered at once by _adaptive_filtered: its temporaries stay within ~25 MiB.
-_ADAPTIVE_CHUNK_BYTES = 1 << 20
+# Bytes of rows filtered at once by _adaptive_filtered: its ~50 bytes of temporaries per
+# byte stay near 13 MiB a thread, within the memory check's headroom for the encoder.
+_ADAPTIVE_CHUNK_BYTES = 1 << 18
 
 
 def _adaptive_filtered(
