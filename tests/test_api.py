@@ -148,3 +148,16 @@ def test_a_bad_spec_says_what_is_wrong():
         convtool.convolve(np.ones((5, 5)), "bxo:3")
     with pytest.raises(convtool.UsageError, match="convtool.correlate"):
         engine.correlate(np.ones((5, 5)), "box:3")
+
+
+def test_transposes_take_specs_and_channel_axis_too():
+    rgb = np.random.default_rng(12).normal(size=(6, 7, 3))
+    out = convtool.correlate_transposed(rgb, "box:3", channel_axis=-1, padding="valid")
+    assert out.shape == (8, 9, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(
+            out[..., c], engine.correlate_transposed(rgb[..., c], np.full((3, 3), 1 / 9),
+                                                     padding="valid"),
+        )  # fmt: skip
+    with pytest.raises(convtool.UsageError, match="channel_axis=-1"):
+        convtool.convolve_transposed(rgb, "box:3")

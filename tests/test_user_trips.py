@@ -354,7 +354,8 @@ def test_unsharp_keeps_the_brightness_of_a_flat_area(tmp_path):
 # --------------------------------------------------------------------------- metadata
 
 
-def test_metadata_is_not_copied_to_outputs(tmp_path):
+def test_strip_copies_no_metadata_to_outputs(tmp_path):
+    """With --strip; without it, what each format holds is kept (tests/test_metadata.py)."""
     from PIL import PngImagePlugin
 
     src = tmp_path / "tagged.png"
@@ -367,7 +368,7 @@ def test_metadata_is_not_copied_to_outputs(tmp_path):
     with Image.open(src) as im:
         assert im.info.get("Comment") == "secret" and im.getexif()  # the input has them
     for name in ("out.png", "out.tif", "out.webp", "out.jpg"):
-        result = invoke("filter", src, "-k", "identity", "-o", tmp_path / name)
+        result = invoke("filter", src, "-k", "identity", "--strip", "-o", tmp_path / name)
         assert result.exit_code == 0, result.stderr
         with Image.open(tmp_path / name) as im:
             assert "Comment" not in im.info and 0x010F not in im.getexif(), name

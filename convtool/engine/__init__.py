@@ -1,4 +1,5 @@
-"""Exact, fast 2-D correlation and convolution (numpy stride tricks; the engine never touches files)."""
+"""Exact, fast 2-D correlation and convolution and their transposes (numpy stride tricks; the
+engine never touches files)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from convtool.engine.api import (
     convolve,
     correlate,
 )
+from convtool.engine.bands import source_positions
 from convtool.engine.plan import (
     Axis,
     Plan,
@@ -15,15 +17,27 @@ from convtool.engine.plan import (
     choose_method,
     separable_factors,
 )
+from convtool.engine.schedule import BandObserver, observe_bands
+from convtool.engine.transposed import (
+    convolve_transposed,
+    correlate_transposed,
+    transposed_shape,
+)
 
 __all__ = [
     "METHODS",
     "carry",
     "correlate",
     "convolve",
+    "correlate_transposed",
+    "convolve_transposed",
+    "transposed_shape",
+    "source_positions",
     "Axis",
     "Plan",
     "Tuning",
     "choose_method",
     "separable_factors",
+    "BandObserver",
+    "observe_bands",
 ]

@@ -26,7 +26,7 @@ import operator
 
 import numpy as np
 
-from convtool.engine.bands import extend
+from convtool.engine.bands import source_positions
 from convtool.engine.plan import (
     _RANK1_RTOL,
     Plan,
@@ -121,20 +121,15 @@ def carry(
     x = _as_image(image)
     weights, _, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
-    cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+    cval = _number(cval, "cval") if padding is Padding.CONSTANT else 0.0  # the others fill 0
     origin = kernel_origin if origin is None else origin
     rows, cols = _axes(x.shape, weights.shape, convolve, padding, stride, dilation, origin)
     out = x
     for along, geometry in ((-2, rows), (-1, cols)):
-        index = geometry.anchors()
-        inside = (index >= 0) & (index < geometry.n)
-        if padding in (Padding.ZERO, Padding.CONSTANT, Padding.VALID, Padding.FULL):
-            out = np.take(out, np.clip(index, 0, geometry.n - 1), axis=along)
-            if not inside.all():
-                outside = (slice(None),) * (out.ndim + along) + (~inside,)
-                out[outside] = cval if padding is Padding.CONSTANT else 0
-        else:
-            out = np.take(out, extend(index, geometry.n, padding), axis=along)
+        source = source_positions(geometry.anchors(), geometry.n, padding)  # -1: the constant
+        out = np.take(out, np.maximum(source, 0), axis=along)
+        if (source < 0).any():
+            out[(slice(None),) * (out.ndim + along) + (source < 0,)] = cval
     return out
 
 
@@ -168,7 +163,7 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         threads = _integer(threads, "threads")
     cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
     rows, cols = _axes(x.shape, weights.shape, flip, padding, stride, dilation, origin)
-    if flip:
+    if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
 

@@ -15,9 +15,6 @@ from convtool.padding import Padding
 
 # Sizes measured on the test machine (2048x2048 and 4096x4096 float32, two threads). Both the
 # choice of method here and the passes read them: they are set here, once.
-
-# Sizes measured on the test machine (2048x2048 and 4096x4096 float32, two threads). Both the
-# choice of method here and the passes read them: they are set here, once.
 # Elements (channels x rows x columns) per band: the fastest of 2^16..2^21 for 3x3 kernels
 # (smaller bands lose to per-call overhead).
 _BAND_ELEMENTS = 1 << 18
@@ -196,6 +193,20 @@ def check_origin(origin: tuple[int, int], spans, padding: Padding) -> None:
             )
 
 
+def correlation_form(weights: np.ndarray, origin, dilation, flip: bool):
+    """The weights and origin that a correlation applies: for a convolution (``flip``) the
+    kernel rotated by 180° and the origin mirrored as scipy.ndimage.convolve mirrors it
+    (``-origin``, minus 1 more on axes of even dilated side)."""
+    if not flip:
+        return weights, tuple(origin)
+    return weights[::-1, ::-1], _mirrored(origin, weights.shape, dilation)
+
+
+def _mirrored(origin, kernel_shape, dilation) -> tuple[int, int]:
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
+    return tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
+
+
 def axes(
     image_shape, kernel_shape, flip: bool, padding: Padding, stride, dilation, origin
 ) -> tuple[Axis, Axis]:
@@ -203,13 +214,13 @@ def axes(
 
     Filtering (``correlate``, ``convolve``) and moving what is not filtered (``carry``)
     both take their geometry from here. ``stride``, ``dilation`` and ``origin`` are
-    (rows, columns) pairs; convolution mirrors the origin as scipy does (``-origin``,
-    minus 1 on axes of even dilated side).
+    (rows, columns) pairs; the origin is checked, and mirrored for a convolution
+    (:func:`correlation_form`).
     """
     spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
     check_origin(origin, spans, padding)
     if flip:
-        origin = tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
+        origin = _mirrored(origin, kernel_shape, dilation)
     rows, cols = (
         axis(n, k, d, s, o, padding)
         for n, k, d, s, o in zip(image_shape, kernel_shape, dilation, stride, origin, strict=True)
@@ -218,6 +229,7 @@ def axes(
 
 
 def axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> Axis:
+    """One axis of a correlation: output ``j`` reads input ``s*j + offset + a*d``, a = 0..k-1."""
     span = (k - 1) * d + 1
     centre = span // 2 + origin
     if padding is Padding.VALID:

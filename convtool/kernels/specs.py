@@ -62,7 +62,6 @@ class KernelEntry:
     params: str  # "sigma=1, size=2*ceil(3*sigma)+1"; "" for a fixed kernel
     description: str
     parameters: tuple[Param, ...] = ()
-    kind: str = "fixed"  # "fixed" (a file in kernels/) or "parametric" (a builder)
 
 
 def list_kernels() -> list[KernelEntry]:
@@ -72,9 +71,7 @@ def list_kernels() -> list[KernelEntry]:
         h, w = builder.build().shape
         size = f"{h}x{w}" if builder.size == "3x3" else f"{builder.size} ({h}x{w})"
         params = ", ".join(p.describe() for p in builder.params)
-        entries.append(
-            KernelEntry(name, size, params, builder.description, builder.params, "parametric")
-        )
+        entries.append(KernelEntry(name, size, params, builder.description, builder.params))
     for name in fixed_files():
         kernel, description = load_fixed(name)
         h, w = kernel.shape

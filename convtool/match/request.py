@@ -81,12 +81,16 @@ class MatchOutcome:
 def run(request: MatchRequest) -> MatchOutcome:
     """Score the template over the scene and write the map and/or the overlay."""
     request.check()
-    stdin_bytes = sys.stdin.buffer.read() if "-" in (request.scene, request.template) else None
+    stdin_bytes = None
+    if "-" in (request.scene, request.template):
+        stdin_bytes = images.read_stream(sys.stdin.buffer, "-", request.max_pixels)
 
     def read(path: str, gray: bool) -> images.Image:
         # stdin may be read twice (luminance to match, colour to draw on), so keep its bytes
         stream = io.BytesIO(stdin_bytes) if path == "-" else None
-        return images.read_image(path, gray=gray, max_pixels=request.max_pixels, stdin=stream)
+        return images.read_image(
+            path, gray=gray, max_pixels=request.max_pixels, stdin=stream, frames="first"
+        )
 
     gray = not request.per_channel
     scene, template = read(request.scene, gray), read(request.template, gray)

@@ -1,4 +1,4 @@
-"""The public filtering functions: ``convolve``, ``correlate`` and ``gradient_magnitude``.
+"""The public filtering functions: convolve, correlate (and their transposes), gradient_magnitude.
 
 They are the engine's (:mod:`convtool.engine`) with two things a caller coming from OpenCV,
 Pillow or scikit-image expects:
@@ -35,7 +35,14 @@ from convtool.kernels import Kernel, get_kernel
 from convtool.padding import Padding
 from convtool.pipeline.steps import GRADIENT_OPERATORS, combine_gradients
 
-__all__ = ["as_kernel", "convolve", "correlate", "gradient_magnitude"]
+__all__ = [
+    "as_kernel",
+    "convolve",
+    "convolve_transposed",
+    "correlate",
+    "correlate_transposed",
+    "gradient_magnitude",
+]
 
 # Trailing axis sizes taken for channels (grey, grey+alpha, RGB, RGBA) without channel_axis.
 CHANNEL_COUNTS = (1, 2, 3, 4)
@@ -112,6 +119,53 @@ def convolve(
     options = dict(padding=padding, cval=cval, stride=stride, dilation=dilation)
     options |= dict(origin=origin, method=method, threads=threads)
     return restore(engine.convolve(x, as_kernel(kernel), **options))
+
+
+def correlate_transposed(
+    image,
+    kernel: KernelLike,
+    *,
+    channel_axis: int | None = None,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+    output_shape=None,
+    method: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """The transpose (adjoint) of :func:`correlate` with the same arguments.
+
+    :func:`convtool.engine.correlate_transposed` with kernels in any form and
+    ``channel_axis`` as for :func:`correlate`; ``output_shape`` is the (H, W) of the result.
+    """
+    x, restore = _channels_first(image, channel_axis)
+    options = dict(padding=padding, cval=cval, stride=stride, dilation=dilation, origin=origin)
+    options |= dict(output_shape=output_shape, method=method, threads=threads)
+    return restore(engine.correlate_transposed(x, as_kernel(kernel), **options))
+
+
+def convolve_transposed(
+    image,
+    kernel: KernelLike,
+    *,
+    channel_axis: int | None = None,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+    output_shape=None,
+    method: str = "auto",
+    threads: int | None = None,
+) -> np.ndarray:
+    """The transpose (adjoint) of :func:`convolve` with the same arguments (see
+    :func:`correlate_transposed`)."""
+    x, restore = _channels_first(image, channel_axis)
+    options = dict(padding=padding, cval=cval, stride=stride, dilation=dilation, origin=origin)
+    options |= dict(output_shape=output_shape, method=method, threads=threads)
+    return restore(engine.convolve_transposed(x, as_kernel(kernel), **options))
 
 
 def gradient_magnitude(

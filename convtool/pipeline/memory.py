@@ -39,6 +39,7 @@ __all__ = [
     "engine_peak_bytes",
     "estimate_peak_bytes",
     "format_bytes",
+    "frame_held_bytes",
 ]
 
 MEMORY_ENV = "CONVTOOL_MAX_MEMORY"
@@ -255,10 +256,9 @@ def chain_peak_bytes(
     until its result is written), the working (C, H, W) copy, for each step of each
     iteration its input, the engine call and what alpha needs alongside, then the
     result's (H, W, C) copy and what writing it takes (a range-mapped copy, the integer
-    samples, Pillow's copy, the encoded bytes).
+    samples, Pillow's copy, the encoded bytes). A transposed step counts its zero-inserted
+    input; a filter bank (``stack``) runs each step on the image and holds the results.
     """
-    from convtool.pipeline.steps import GradientStep, PoolStep
-
     options = chain.options
     threads = options.threads
     held = height * width * (channels + alpha) * itemsize
@@ -272,8 +272,61 @@ def chain_peak_bytes(
     plane = height * width * itemsize
     peak = held + plane * (channels * (2 if luma else 1) + filtered + (1 if weighted else 0))
     h, w = height, width
+    stacked = 0  # --stack: the results of the steps done so far, held for the final stack
+    for index, step_of_bank in enumerate(chain.steps if chain.stack else [None]):
+        if chain.stack:
+            if index:
+                stacked += channels * h * w * itemsize
+            h, w = height, width
+        peak, h, w = _run_peak(
+            chain,
+            [step_of_bank] if chain.stack else chain.steps,
+            peak,
+            held + stacked,
+            filtered,
+            kept,
+            weighted,
+            carried_alpha,
+            alpha,
+            plane,
+            itemsize,
+            threads,
+            h,
+            w,
+        )
+    banks = len(chain.steps) if chain.stack else 1
+    result = channels * banks * h * w * itemsize + stacked
+    alpha_out = h * w * itemsize if alpha else 0
+    finish = held + result * (2 + luma) + alpha_out
+    # Writing: the range-mapped copy, integer samples (up to 32-bit), Pillow's image (4 bytes
+    # a pixel for RGB(A) and grey+alpha) and the encoded bytes, buffered whole for stdout.
+    samples = (channels * banks + alpha) * h * w
+    write = held + result + alpha_out + samples * (itemsize + 4 + 2) + 4 * h * w
+    return max(peak, finish, write)
+
+
+def _run_peak(
+    chain,
+    steps,
+    peak,
+    held,
+    filtered,
+    kept,
+    weighted,
+    carried_alpha,
+    alpha,
+    plane,
+    itemsize,
+    threads,
+    h,
+    w,
+):
+    """The peak over ``steps`` applied ``chain.iterations`` times, and the final size."""
+    from convtool.pipeline.steps import GradientStep, PoolStep
+
+    options = chain.options
     for _ in range(chain.iterations):
-        for step in chain.steps:
+        for step in steps:
             stack_in = filtered * h * w * itemsize
             side = plane * kept  # unfiltered channels carried alongside
             if isinstance(step, PoolStep):
@@ -286,6 +339,14 @@ def chain_peak_bytes(
                 nh, nw = h, w
                 work = 2 * filtered * h * w * itemsize
                 extra = 0
+            elif options.transposed:
+                kernel = step.kernel
+                call = _engine_call(kernel, options, itemsize, threads)
+                nh, nw = _transposed_shape(kernel, options, h, w)
+                # the zero-inserted input, the engine's full convolution of it, the fold
+                uh, uw = (h - 1) * options.stride + 1, (w - 1) * options.stride + 1
+                work = call(filtered, uh, uw) + filtered * (uh * uw + nh * nw) * itemsize
+                extra = 0  # transposed steps carry no alpha nor unfiltered channels
             else:
                 kernel = step.kx if isinstance(step, GradientStep) else step.kernel
                 call = _engine_call(kernel, options, itemsize, threads)
@@ -298,14 +359,31 @@ def chain_peak_bytes(
             track = (carried_alpha + weighted) * h * w * itemsize if alpha else 0
             peak = max(peak, held + stack_in + side + track + work + extra)
             h, w = nh, nw
-    result = channels * h * w * itemsize
-    alpha_out = h * w * itemsize if alpha else 0
-    finish = held + result * (2 + luma) + alpha_out
-    # Writing: the range-mapped copy, integer samples (up to 32-bit), Pillow's image (4 bytes
-    # a pixel for RGB(A) and grey+alpha) and the encoded bytes, buffered whole for stdout.
-    samples = (channels + alpha) * h * w
-    write = held + result + alpha_out + samples * (itemsize + 4 + 2) + 4 * h * w
-    return max(peak, finish, write)
+    return peak, h, w
+
+
+def frame_held_bytes(
+    chain, height: int, width: int, channels: int, *, itemsize: int = 4, alpha: bool = False
+) -> int:
+    """Bytes one more frame of an animation (or page) holds while the others are filtered.
+
+    Frames are read together, filtered one by one and written together: each extra frame
+    adds its pixels as read, its result, and its share of writing (the integer samples and
+    the encoder's 8-bit copy), on top of the one frame being filtered.
+    """
+    from convtool.pipeline.steps import GradientStep, PoolStep
+
+    h, w = height, width
+    for _ in range(chain.iterations):
+        for step in chain.steps:
+            if isinstance(step, PoolStep):
+                h = (h - step.size[0]) // step.stride[0] + 1
+                w = (w - step.size[1]) // step.stride[1] + 1
+            elif isinstance(step, GradientStep) or hasattr(step, "kernel"):
+                kernel = step.kx if isinstance(step, GradientStep) else step.kernel
+                h, w = _output_shape(kernel, chain.options, h, w)
+    layers = channels + alpha
+    return (height * width + h * w) * layers * itemsize + h * w * layers * (4 + 2)
 
 
 def _picked_count(channels_option, channels: int) -> int:
@@ -339,6 +417,18 @@ def _engine_call(kernel, options, itemsize: int, threads: int | None):
         )
 
     return call
+
+
+def _transposed_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
+    from convtool import engine
+
+    return engine.transposed_shape(
+        (height, width),
+        kernel.shape,
+        padding=options.padding,
+        stride=options.stride,
+        dilation=options.dilation,
+    )
 
 
 def _output_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
@@ -431,14 +521,20 @@ def check_memory(
     ``available``: bytes (default :func:`available_memory`; None there skips the check).
     ``held``: the image is already in memory (read), so it is not counted again.
     ``share``: how many images are filtered at once (a batch's worker processes); each
-    may use that share of the memory. Returns the estimate in bytes.
+    may use that share of the memory. Every frame of an animation (or page) counts
+    (:func:`frame_held_bytes` for each after the first). Returns the estimate in bytes.
     """
     height, width, channels = image.pixels.shape
     itemsize = image.pixels.dtype.itemsize
     alpha = image.alpha is not None
     need = chain_peak_bytes(chain, height, width, channels, itemsize=itemsize, alpha=alpha)
-    if held:
-        need -= height * width * (channels + alpha) * itemsize
+    frames = list(getattr(image, "frames", None) or ())
+    for frame in frames:
+        h, w = frame.pixels.shape[:2]
+        need += frame_held_bytes(chain, h, w, channels, itemsize=itemsize, alpha=alpha)
+    if held:  # every frame as read
+        pixels = height * width + sum(f.pixels.shape[0] * f.pixels.shape[1] for f in frames)
+        need -= pixels * (channels + alpha) * itemsize
     if available is None:
         available = available_memory()
     if available is not None:
@@ -447,8 +543,11 @@ def check_memory(
         hint = "a smaller image or kernel, a smaller --dilation, fewer --iterations"
         if itemsize > 4:
             hint += ", --precision single"
+        size = f"{width}×{height} image" + (f" ({1 + len(frames)} frames)" if frames else "")
+        if frames:
+            hint += ", --frames first"
         raise ResourceLimitError(
-            f"filtering this {width}×{height} image needs about {format_bytes(need)} of "
+            f"filtering this {size} needs about {format_bytes(need)} of "
             f"memory, more than the {format_bytes(available)} available; try {hint} "
             f"({MEMORY_ENV}=0 skips this check)",
             path=getattr(image, "source", None),

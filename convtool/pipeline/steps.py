@@ -1,7 +1,7 @@
-"""The steps of a filter chain: what one ``-k SPEC`` becomes, and how it is parsed.
+"""The steps of a filter chain: what one ``-k SPEC`` becomes (parsing: :mod:`.parsing`).
 
 A step is a convolution with a kernel, a gradient magnitude from a pair of derivative
-kernels, or a pooling. Every convolving step goes through the same engine call, so
+kernels, or a pooling (a layer mixing channels is in :mod:`.layers`). Every convolving step goes through the same engine call, so
 ``--padding``, ``--stride``, ``--dilation`` and ``--correlate`` mean the same thing for
 all of them. Pooling has its own window and stride and no padding, as PyTorch's
 ``max_pool2d`` / ``avg_pool2d``.
@@ -17,16 +17,14 @@ pooling step); and it gives the alpha coverage that ``--alpha weighted`` divides
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from convtool import engine
-from convtool.errors import KernelError, UnknownKernelError, UsageError
-from convtool.kernels import Kernel, get_kernel
-from convtool.kernels.builders import kernel_names
+from convtool.errors import UsageError
+from convtool.kernels import Kernel
 from convtool.padding import Padding, parse_padding
 
 GRADIENT_OPERATORS = {
@@ -53,6 +51,7 @@ class FilterOptions:
     normalize: bool = False
     method: str = "auto"
     threads: int | None = None
+    transposed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", parse_padding(self.padding))
@@ -79,6 +78,11 @@ class FilterOptions:
             )
         if self.threads is not None and self.threads < 1:
             raise UsageError(f"--threads must be ≥ 1, got {self.threads}")
+        if self.transposed and self.padding is Padding.CONSTANT and self.cval != 0:
+            raise UsageError(
+                "--transposed has no meaning with --padding constant and a --cval other than 0 "
+                "(that border is affine, not linear); use --padding zero"
+            )
 
     def engine_args(self) -> dict:
         return {
@@ -89,6 +93,39 @@ class FilterOptions:
             "method": self.method,
             "threads": self.threads,
         }
+
+
+def check_steps_fit(steps, options: FilterOptions) -> None:
+    """Refuse what the options make meaningless, in the units the user typed.
+
+    A kernel origin (``@origin=ROW,COL``, a file's ``origin:``, ImageMagick's ``+X+Y``)
+    picks the centre tap; ``valid`` and ``full`` output where the whole kernel fits, so
+    they have no centre to move.
+    """
+    if options.padding.keeps_size:
+        return
+    for step in steps:
+        for kernel in step.kernels():
+            if kernel.origin != (0, 0):
+                row, column = kernel.centre
+                raise UsageError(
+                    f"kernel {kernel.name} puts its centre at row {row}, column {column} "
+                    f"(counted from 0), which --padding {options.padding.value} does not use "
+                    "(its output is where the whole kernel fits); leave the origin out or "
+                    "use a same-size padding"
+                )
+
+
+def check_transposable(steps, options: FilterOptions) -> None:
+    """Under ``--transposed`` every step must be linear: no gradient magnitude, no pooling."""
+    if not options.transposed:
+        return
+    for step in steps:
+        if isinstance(step, GradientStep | PoolStep):
+            raise UsageError(
+                f"--transposed turns convolving steps into their transposes; {step.spec or 'this step'} "
+                "is not linear and has none (remove it, or run it in another convtool call)"
+            )
 
 
 class Step(Protocol):
@@ -107,12 +144,18 @@ class Step(Protocol):
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
 
+def engine_call(options: FilterOptions):
+    """The engine function a convolving step calls: correlate or convolve, or a transpose."""
+    if options.transposed:
+        return engine.correlate_transposed if options.correlate else engine.convolve_transposed
+    return engine.correlate if options.correlate else engine.convolve
+
+
 def _filter(stack: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:
     if options.normalize:
         kernel = kernel.normalized()
     _check_weights_fit(kernel, stack.dtype)
-    run = engine.correlate if options.correlate else engine.convolve
-    out = run(stack, kernel, **options.engine_args())
+    out = engine_call(options)(stack, kernel, **options.engine_args())
     if kernel.offset:  # libvips .mat files add a constant after the weighted sum
         out += kernel.offset
     return out
@@ -142,13 +185,21 @@ def _coverage(weights: np.ndarray, kernel: Kernel, options: FilterOptions) -> np
     return _filter(weights, share, plain)
 
 
-def _carry(array: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:
-    """Move ``array`` (alpha, or channels left unfiltered) as filtering with ``kernel`` moves
-    the filtered channels, without mixing its pixels: :func:`convtool.engine.carry`, which
-    takes its geometry from the same window arithmetic as the filter itself."""
-    args = options.engine_args()
-    del args["method"], args["threads"]
-    return engine.carry(array, kernel, convolve=not options.correlate, **args)
+def carry(array: np.ndarray, shape, origin, options: FilterOptions) -> np.ndarray:
+    """Move ``array`` (alpha, or channels left unfiltered) as filtering with a kernel of
+    ``shape`` and ``origin`` moves the filtered channels, without mixing its pixels:
+    :func:`convtool.engine.carry`, whose geometry is the filter's own window arithmetic.
+    A transposed step inserts pixels, which a carried array has no values for: refused.
+    """
+    if options.transposed:
+        raise UsageError(
+            "--transposed inserts pixels, so alpha or channels left unfiltered cannot be "
+            "carried along; use --alpha filter (alpha filtered like a colour channel) and "
+            "--channels all"
+        )
+    args = {k: v for k, v in options.engine_args().items() if k not in ("method", "threads")}
+    shaped = np.empty(shape)  # only the shape matters: the carry reads no weights
+    return engine.carry(array, shaped, convolve=not options.correlate, origin=origin, **args)
 
 
 @dataclass(frozen=True)
@@ -165,7 +216,7 @@ class ConvolveStep:
         return (self.kernel,)
 
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
-        return _carry(array, self.kernel, options)
+        return carry(array, self.kernel.shape, self.kernel.origin, options)
 
     carry_alpha = carry
 
@@ -186,6 +237,13 @@ class GradientStep:
     norm: str = "l2"
     spec: str = ""
 
+    def __post_init__(self) -> None:
+        if self.kx.shape != self.ky.shape or self.kx.origin != self.ky.origin:
+            raise UsageError(
+                f"gradient kernels {self.kx.name} and {self.ky.name} differ in shape or "
+                "origin; their results would not line up"
+            )
+
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
         gx = _filter(stack, self.kx, options)
         gy = _filter(stack, self.ky, options)
@@ -194,15 +252,8 @@ class GradientStep:
     def kernels(self) -> tuple[Kernel, ...]:
         return (self.kx, self.ky)
 
-    def __post_init__(self) -> None:
-        if self.kx.shape != self.ky.shape or self.kx.origin != self.ky.origin:
-            raise UsageError(
-                f"gradient kernels {self.kx.name} and {self.ky.name} differ in shape or "
-                "origin; their results would not line up"
-            )
-
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
-        return _carry(array, self.kx, options)
+        return carry(array, self.kx.shape, self.kx.origin, options)
 
     carry_alpha = carry
 
@@ -273,132 +324,3 @@ def pool(
     windows = windows[..., :: stride[0], :: stride[1], :, :]
     reduce = np.max if kind == "maxpool" else np.mean
     return reduce(windows, axis=(-2, -1)).astype(array.dtype, copy=False)
-
-
-# ---------------------------------------------------------------------------- parsing
-
-
-STEP_MAIN_PARAMETER = {"grad": "op", "maxpool": "size", "avgpool": "size"}
-
-
-def parse_step(spec: str) -> Step:
-    """Turn one ``-k`` spec into a step: ``grad:OP``, ``maxpool:N``, ``avgpool:N`` or a kernel."""
-    name, _, rest = spec.strip().partition(":")
-    name = name.strip().lower()
-    if name not in STEP_MAIN_PARAMETER:
-        try:
-            return ConvolveStep(get_kernel(spec), spec=spec)
-        except UnknownKernelError as err:
-            raise UnknownKernelError(_unknown_name(err.name), name=err.name) from None
-    args = _step_args(spec, rest, STEP_MAIN_PARAMETER[name])
-    if name == "grad":
-        return _parse_gradient(spec, args)
-    return _parse_pool(spec, name, args)
-
-
-def _unknown_name(name: str) -> str:
-    """The message for a name that is neither a kernel nor a step: the nearest, or all."""
-    close = difflib.get_close_matches(name, [*kernel_names(), *STEP_MAIN_PARAMETER], 3, 0.6)
-    if close:
-        return f"unknown kernel or step {name!r}; did you mean {' or '.join(close)}?"
-    steps = ", ".join(entry[0] for entry in step_entries())
-    return (
-        f"unknown kernel or step {name!r}; kernels: {', '.join(kernel_names())}; "
-        f"steps: {steps} (see `convtool kernels`)"
-    )
-
-
-def _step_args(spec: str, text: str, main: str) -> dict[str, str]:
-    """``a=1,b=2`` or one positional value for the main parameter, then ``key=value``s."""
-    args: dict[str, str] = {}
-    for index, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
-        key, eq, value = part.partition("=")
-        if not eq:
-            if index:
-                raise KernelError(f"expected key=value, got {part!r} (in {spec!r})")
-            key, value = main, part
-        key = key.strip().lower()
-        if key in args:
-            raise KernelError(f"parameter {key!r} given twice (in {spec!r})")
-        args[key] = value.strip().lower()
-    return args
-
-
-def _parse_gradient(spec: str, args: dict[str, str]) -> GradientStep:
-    unknown = set(args) - {"op", "norm"}
-    if unknown:
-        raise KernelError(f"grad takes op and norm, not {', '.join(sorted(unknown))} (in {spec!r})")
-    op = args.get("op", "sobel")
-    if op not in GRADIENT_OPERATORS:
-        raise KernelError(
-            f"grad operator must be one of {', '.join(GRADIENT_OPERATORS)}, got {op!r}"
-        )
-    norm = args.get("norm", "l2")
-    if norm not in GRADIENT_NORMS:
-        raise KernelError(f"grad norm must be one of {', '.join(GRADIENT_NORMS)}, got {norm!r}")
-    kx, ky = (get_kernel(name) for name in GRADIENT_OPERATORS[op])
-    return GradientStep(kx, ky, norm, spec=spec)
-
-
-def _parse_pair(text: str, what: str, spec: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise KernelError(f"{what} must be a whole number ≥ 1 or HxW, got {text!r} (in {spec!r})")
-    return (values[0], values[-1])
-
-
-def _parse_pool(spec: str, kind: str, args: dict[str, str]) -> PoolStep:
-    unknown = set(args) - {"size", "stride"}
-    if unknown:
-        raise KernelError(
-            f"{kind} takes size and stride, not {', '.join(sorted(unknown))} (in {spec!r})"
-        )
-    size = _parse_pair(args.get("size", "2"), "pool size", spec)
-    stride = _parse_pair(args["stride"], "pool stride", spec) if "stride" in args else size
-    return PoolStep(kind, size, stride, spec=spec)
-
-
-def step_entries() -> list[tuple[str, str, str, str]]:
-    """The steps that are not kernels, as rows of ``convtool kernels``."""
-    return [
-        (
-            "grad:OP",
-            "2 kernels",
-            f"op={'|'.join(GRADIENT_OPERATORS)} (sobel), norm={'|'.join(GRADIENT_NORMS)} (l2)",
-            "gradient magnitude from a pair of derivative kernels",
-        ),
-        ("maxpool:N", "NxN", "size=2, stride=size", "max over windows, no padding"),
-        ("avgpool:N", "NxN", "size=2, stride=size", "mean over windows, no padding"),
-    ]
-
-
-def check_steps_fit(steps, options: FilterOptions) -> None:
-    """Refuse what the options make meaningless, in the units the user typed.
-
-    A kernel origin (``@origin=ROW,COL``, a file's ``origin:``, ImageMagick's ``+X+Y``)
-    picks the centre tap; ``valid`` and ``full`` output where the whole kernel fits, so
-    they have no centre to move.
-    """
-    if options.padding.keeps_size:
-        return
-    for step in steps:
-        for kernel in step.kernels():
-            if kernel.origin != (0, 0):
-                row, column = kernel.centre
-                raise UsageError(
-                    f"kernel {kernel.name} puts its centre at row {row}, column {column} "
-                    f"(counted from 0), which --padding {options.padding.value} does not use "
-                    "(its output is where the whole kernel fits); leave the origin out or "
-                    "use a same-size padding"
-                )
-
-
-def parse_steps(specs: list[str]) -> list[Step]:
-    """Parse a chain of ``-k`` specs; an empty chain is a usage error."""
-    if not specs:
-        raise UsageError("no kernel given; add at least one -k SPEC (see `convtool kernels`)")
-    return [parse_step(spec) for spec in specs]
