@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
+from convtool._system import cpu_count
 from convtool.batch import dask_runner
 from convtool.batch.jobs import FAILED, Job, JobResult, Settings
 from convtool.batch.pool import run_in_pool
@@ -133,13 +134,6 @@ def largest_first(jobs: list[Job]) -> list[Job]:
             return 0
 
     return sorted(jobs, key=size, reverse=True)
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask where the system has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 def _run_here(jobs: list[Job], settings: Settings, stop) -> Iterator[JobResult]:

@@ -22,9 +22,12 @@ geometry, the method choice and the measured constants; ``schedule`` runs the ba
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.engine import native
+from convtool.engine.integer import integer_factors, integer_weights
 from convtool.engine.plan import (
     _RANK1_RTOL,
     Plan,
@@ -57,6 +60,7 @@ def correlate(
     origin=None,
     method: str = "auto",
     threads: int | None = None,
+    out_dtype=None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
 
@@ -67,8 +71,17 @@ def correlate(
     ``.origin``; ``origin=None`` takes the kernel's own origin, if any. The image should be
     finite: a NaN or infinity may spread past the kernel's window on the running-sum and
     FFT paths (:class:`convtool.pipeline.Chain` and the CLI refuse such images).
+
+    ``out_dtype=np.uint8``: return ``clip(rint(result), 0, 255)`` as uint8 (round half to
+    even, as writing an 8-bit file with ``--range clip`` does). For uint8 images and kernels
+    of small integers times a power-of-two or odd scale (Sobel, Prewitt, Scharr, Laplacian,
+    sharpen, binomials, boxes with their divisor) the compiled integer kernels compute it
+    without a float image, bit for bit equal to float64 then rounding (the bound:
+    :mod:`convtool.engine.integer`); otherwise it is float64, then rounded.
     """
-    return _filter(image, kernel, False, padding, cval, stride, dilation, origin, method, threads)
+    return _filter(
+        image, kernel, False, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
 
 def convolve(
@@ -82,6 +95,7 @@ def convolve(
     origin=None,
     method: str = "auto",
     threads: int | None = None,
+    out_dtype=None,
 ) -> np.ndarray:
     """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
 
@@ -89,14 +103,46 @@ def convolve(
     scipy.ndimage.convolve mirrors it (``-origin``, minus 1 on axes of even size), so an
     impulse yields the kernel as written. Arguments as for :func:`correlate`.
     """
-    return _filter(image, kernel, True, padding, cval, stride, dilation, origin, method, threads)
+    return _filter(
+        image, kernel, True, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
 
-# ----------------------------------------------------------------------------- validation
+# ----------------------------------------------------------------------------- normalise, plan, run
 
 
-def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method, threads):
-    """Validate the arguments, build the plan and run it over bands of output rows."""
+@dataclass(frozen=True)
+class _Request:
+    """One call's arguments, checked and in canonical form (correlation, kernel flipped)."""
+
+    x: np.ndarray
+    weights: np.ndarray
+    factors: tuple[np.ndarray, np.ndarray] | None
+    padding: Padding
+    cval: float
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    origin: tuple[int, int]
+    method: str
+    threads: int | None
+    out_dtype: np.dtype | None
+
+
+def _filter(
+    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+):
+    """Normalise the arguments, plan the call, run it over bands of output rows."""
+    request = _normalise(
+        image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
+    plan, method = _plan(request)
+    return _run(request, plan, method)
+
+
+def _normalise(
+    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+) -> _Request:
+    """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
     x = _as_image(image)
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
@@ -113,6 +159,10 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         raise UsageError(f"cval must be a number, got {cval!r}") from None
     if padding is Padding.ZERO:
         cval = 0.0
+    if out_dtype is not None:
+        out_dtype = np.dtype(out_dtype)
+        if out_dtype != np.uint8:
+            raise UsageError(f"out_dtype must be None or uint8, got {out_dtype}")
 
     spans = [(k - 1) * d + 1 for k, d in zip(weights.shape, dilation, strict=True)]
     check_origin(origin, spans, padding)
@@ -120,7 +170,14 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
         origin = tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
+    return _Request(
+        x, weights, factors, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
+
+def _plan(request: _Request) -> tuple[Plan, str]:
+    """The plan (geometry, working dtype) and the method (direct, separable, fft) to run."""
+    x, weights, factors, method = request.x, request.weights, request.factors, request.method
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)
     if method == "auto":
@@ -129,10 +186,19 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
 
     rows, cols = (
-        axis(n, k, d, s, o, padding)
-        for n, k, d, s, o in zip(x.shape[-2:], weights.shape, dilation, stride, origin, strict=True)
+        axis(n, k, d, s, o, request.padding)
+        for n, k, d, s, o in zip(
+            x.shape[-2:],
+            weights.shape,
+            request.dilation,
+            request.stride,
+            request.origin,
+            strict=True,
+        )
     )
     dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
+    if request.out_dtype is not None:
+        method, dtype = _integer_method(request, method, factors)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
     plan = Plan(
@@ -140,18 +206,43 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         factors=factors,
         rows=rows,
         cols=cols,
-        padding=padding,
-        cval=cval,
+        padding=request.padding,
+        cval=request.cval,
         dtype=dtype,
         col_start=col_start,
         col_count=col_end - col_start,
         tuning=tuning(),
     )
+    return plan, method
+
+
+def _integer_method(request: _Request, method: str, factors) -> tuple[str, np.dtype]:
+    """(method, uint8) when the exact integer kernels can run this uint8 -> uint8 call (see
+    :mod:`convtool.engine.integer` for the bound), else (method, float64): the float path,
+    rounded afterwards."""
+    float_path = method, np.dtype(np.float64)
+    if request.x.dtype != np.uint8 or native.module() is None or method == "fft":
+        return float_path
+    if request.padding is Padding.CONSTANT and request.cval != 0:
+        return float_path  # the buffer would need the constant as a sample: keep it simple
+    if method == "separable" and integer_factors(*factors) is not None:
+        return "separable", np.dtype(np.uint8)
+    if integer_weights(request.weights) is not None:
+        return "direct", np.dtype(np.uint8)
+    return float_path
+
+
+def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
+    x = request.x
     if x.size == 0:  # an empty stack of images (a leading axis of length 0)
-        out = np.empty((0, rows.size, cols.size), dtype=dtype)
+        out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
     else:
-        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, threads)
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads)
     out = out.reshape(x.shape[:-2] + out.shape[-2:])
+    if request.out_dtype is not None:
+        if out.dtype != np.uint8:  # the float path: round half to even and clip, as writing does
+            out = np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
+        return out
     return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
 
 
@@ -216,6 +307,3 @@ def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
     if minimum is not None and number < minimum:
         raise UsageError(f"{name} must be at least {minimum}, got {shown!r}")
     return number
-
-
-# ----------------------------------------------------------------------------- bands
