@@ -135,3 +135,21 @@ def test_the_chain_gives_uint8_for_one_convolution():
     np.testing.assert_array_equal(carried, float_alpha.astype(np.uint8))
     assert Chain(parse_steps(["sobel-x", "box:3"])).apply_uint8(pixels) is None
     assert Chain(parse_steps(["grad:sobel"])).apply_uint8(pixels) is None
+
+
+@pytest.mark.parametrize("shift", range(9))
+def test_power_of_two_scales_round_in_integers_like_rint(shift):
+    # the compiled integer-only final step (clamp, then a shift with ties to even) against
+    # float64 then np.rint, over random small kernels and every scale 1 / 2^shift up to 1/256
+    native = pytest.importorskip("convtool.engine._native")
+    rng = np.random.default_rng(shift)
+    x = rng.integers(0, 256, (2, 40, 50), dtype=np.uint8)
+    for _ in range(5):
+        weights = rng.integers(-3, 4, (3, 3))
+        if not weights.any():
+            continue
+        got = np.empty((2, 38, 48), np.uint8)
+        native.correlate_direct_u8(x, got, weights.astype(np.int32), 2.0**-shift, 1, 1, 1, 1, 0)
+        want = ndi.correlate(x.astype(np.float64), weights[None] * 2.0**-shift, mode="constant")
+        want = np.clip(np.rint(want[:, 1:-1, 1:-1]), 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(got, want)
