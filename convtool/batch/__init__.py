@@ -26,6 +26,7 @@ from convtool.batch.run import (
     largest_first,
     remove_stale_temp_files,
     run,
+    signals_raise,
     sigterm_raises,
 )
 from convtool.batch.worker import (
@@ -58,4 +59,5 @@ __all__ = [
     "largest_first",
     "cpu_count",
     "sigterm_raises",
+    "signals_raise",
 ]

@@ -210,7 +210,8 @@ class ToeplitzPass(OnePass):
         """
         src = _along(src, self.dim, slice(first, None))
         scratch = None
-        if src.strides[2] != src.itemsize:
+        if src.strides[2] != src.itemsize and src.shape[2] > 1:
+            # (one column has any stride, and a copy would keep it: nothing to copy then)
             scratch = np.empty(src.shape, dtype=src.dtype)
         return src, scratch, self._products(src if scratch is None else scratch, count)
 
