@@ -6,7 +6,8 @@ and ``K = (k-1)*d + 1`` the kernel's side once dilated by ``d``. Convolution is 
 with the flipped kernel and the mirrored origin (``-origin``, and ``-1`` more on axes of even
 ``K``), exactly as ``scipy.ndimage.convolve``. ``valid`` reads no padding and shrinks the output
 by ``K-1``; ``full`` pads ``K-1`` zeros on each side and grows it by ``K-1``. A stride ``s``
-keeps output pixels ``0, s, 2s, ...``.
+keeps output pixels ``0, s, 2s, ...``. :func:`carry` moves what is not filtered (alpha,
+channels left alone) with the same geometry: one function (``plan.axes``) holds it.
 
 The work is split into bands of output rows. Each band gathers only its own padded rows
 (padding is an index map, the image is never padded as a whole), computes them with one of
@@ -22,16 +23,19 @@ geometry, the method choice and the measured constants; ``schedule`` runs the ba
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.engine import native
+from convtool.engine.bands import source_positions
+from convtool.engine.integer import integer_factors, integer_weights
 from convtool.engine.plan import (
     _RANK1_RTOL,
+    Axis,
     Plan,
-    axis,
-    check_origin,
+    axes,
     choose_method,
-    correlation_form,
     separable_factors,
     tuning,
 )
@@ -39,7 +43,7 @@ from convtool.engine.schedule import run
 from convtool.errors import UsageError
 from convtool.padding import Padding, parse_padding
 
-__all__ = ["METHODS", "choose_method", "convolve", "correlate", "separable_factors"]
+__all__ = ["METHODS", "carry", "choose_method", "convolve", "correlate", "separable_factors"]
 
 METHODS = ("auto", "direct", "separable", "fft")
 
@@ -58,6 +62,7 @@ def correlate(
     origin=None,
     method: str = "auto",
     threads: int | None = None,
+    out_dtype=None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
 
@@ -68,8 +73,17 @@ def correlate(
     ``.origin``; ``origin=None`` takes the kernel's own origin, if any. The image should be
     finite: a NaN or infinity may spread past the kernel's window on the running-sum and
     FFT paths (:class:`convtool.pipeline.Chain` and the CLI refuse such images).
+
+    ``out_dtype=np.uint8``: return ``clip(rint(result), 0, 255)`` as uint8 (round half to
+    even, as writing an 8-bit file with ``--range clip`` does). For uint8 images and kernels
+    of small integers times a power-of-two or odd scale (Sobel, Prewitt, Scharr, Laplacian,
+    sharpen, binomials, boxes with their divisor) the compiled integer kernels compute it
+    without a float image, bit for bit equal to float64 then rounding (the bound:
+    :mod:`convtool.engine.integer`); otherwise it is float64, then rounded.
     """
-    return _filter(image, kernel, False, padding, cval, stride, dilation, origin, method, threads)
+    return _filter(
+        image, kernel, False, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
 
 def convolve(
@@ -83,6 +97,7 @@ def convolve(
     origin=None,
     method: str = "auto",
     threads: int | None = None,
+    out_dtype=None,
 ) -> np.ndarray:
     """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
 
@@ -90,37 +105,123 @@ def convolve(
     scipy.ndimage.convolve mirrors it (``-origin``, minus 1 on axes of even size), so an
     impulse yields the kernel as written. Arguments as for :func:`correlate`.
     """
-    return _filter(image, kernel, True, padding, cval, stride, dilation, origin, method, threads)
+    return _filter(
+        image, kernel, True, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
 
-# ----------------------------------------------------------------------------- validation
+def carry(
+    image,
+    kernel,
+    *,
+    convolve: bool = True,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+) -> np.ndarray:
+    """Move ``image`` as filtering it with ``kernel`` would, without mixing its pixels.
+
+    The result has the filtered shape, and each output pixel takes the input value it
+    stands on: the one under the window's centre, position ``K//2 + origin`` of the kernel
+    as written (``K`` its dilated side), in convolution and correlation alike (convolution
+    flips the kernel and mirrors the origin, so that position stays on the output pixel).
+    That is what alpha and unfiltered channels become beside filtered ones: the same crop
+    (``valid``), padding (``full``, whose ring is 0) and stride, from the same window
+    arithmetic as :func:`correlate` and :func:`convolve`. Only the kernel's shape and
+    origin matter; ``convolve`` says which of the two the geometry is for. The dtype is kept.
+
+    >>> carry(np.arange(5.0)[None], np.ones((1, 2)), padding="valid")  # correlating: 1 2 3 4
+    array([[0., 1., 2., 3.]])
+    """
+    x = _as_image(image)
+    weights, _, kernel_origin = _as_kernel(kernel)
+    padding = parse_padding(padding)
+    cval = _number(cval, "cval") if padding is Padding.CONSTANT else 0.0  # the others fill 0
+    origin = kernel_origin if origin is None else origin
+    rows, cols = _axes(x.shape, weights.shape, convolve, padding, stride, dilation, origin)
+    out = x
+    for along, geometry in ((-2, rows), (-1, cols)):
+        source = source_positions(geometry.anchors(), geometry.n, padding)  # -1: the constant
+        out = np.take(out, np.maximum(source, 0), axis=along)
+        if (source < 0).any():
+            out[(slice(None),) * (out.ndim + along) + (source < 0,)] = cval
+    return out
 
 
-def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method, threads):
-    """Validate the arguments, build the plan and run it over bands of output rows."""
+def _axes(shape, kernel_shape, flip, padding, stride, dilation, origin):
+    """The validated pairs, then :func:`convtool.engine.plan.axes` on the image's last two axes."""
+    stride = _pair(stride, "stride")
+    dilation = _pair(dilation, "dilation")
+    origin = _pair(origin, "origin", minimum=None)
+    return axes(shape[-2:], kernel_shape, flip, padding, stride, dilation, origin)
+
+
+def _number(value, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
+
+
+# ----------------------------------------------------------------------------- normalise, plan, run
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One call's arguments, checked and in canonical form (correlation, kernel flipped)."""
+
+    x: np.ndarray
+    weights: np.ndarray
+    factors: tuple[np.ndarray, np.ndarray] | None
+    padding: Padding
+    cval: float
+    rows: Axis
+    cols: Axis
+    method: str
+    threads: int | None
+    out_dtype: np.dtype | None
+
+
+def _filter(
+    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+):
+    """Normalise the arguments, plan the call, run it over bands of output rows."""
+    request = _normalise(
+        image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
+    plan, method = _plan(request)
+    return _run(request, plan, method)
+
+
+def _normalise(
+    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+) -> _Request:
+    """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
     x = _as_image(image)
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
-    stride = _pair(stride, "stride")
-    dilation = _pair(dilation, "dilation")
-    origin = _pair(kernel_origin if origin is None else origin, "origin", minimum=None)
+    origin = kernel_origin if origin is None else origin
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if threads is not None:
         threads = _integer(threads, "threads")
-    try:
-        cval = float(cval)
-    except (TypeError, ValueError):
-        raise UsageError(f"cval must be a number, got {cval!r}") from None
-    if padding is Padding.ZERO:
-        cval = 0.0
+    cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+    if out_dtype is not None:
+        out_dtype = np.dtype(out_dtype)
+        if out_dtype != np.uint8:
+            raise UsageError(f"out_dtype must be None or uint8, got {out_dtype}")
+    rows, cols = _axes(x.shape, weights.shape, flip, padding, stride, dilation, origin)
+    if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
+        weights = weights[::-1, ::-1]
+        factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
+    return _Request(x, weights, factors, padding, cval, rows, cols, method, threads, out_dtype)
 
-    spans = [(k - 1) * d + 1 for k, d in zip(weights.shape, dilation, strict=True)]
-    check_origin(origin, spans, padding)
-    weights, origin = correlation_form(weights, origin, dilation, flip)
-    if flip and factors is not None:
-        factors = (factors[0][::-1], factors[1][::-1])
 
+def _plan(request: _Request) -> tuple[Plan, str]:
+    """The plan (geometry, working dtype) and the method (direct, separable, fft) to run."""
+    x, weights, factors, method = request.x, request.weights, request.factors, request.method
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)
     if method == "auto":
@@ -128,11 +229,10 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     if method == "separable" and factors is None:
         raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
 
-    rows, cols = (
-        axis(n, k, d, s, o, padding)
-        for n, k, d, s, o in zip(x.shape[-2:], weights.shape, dilation, stride, origin, strict=True)
-    )
+    rows, cols = request.rows, request.cols
     dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
+    if request.out_dtype is not None:
+        method, dtype = _integer_method(request, method, factors)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
     plan = Plan(
@@ -140,18 +240,43 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         factors=factors,
         rows=rows,
         cols=cols,
-        padding=padding,
-        cval=cval,
+        padding=request.padding,
+        cval=request.cval,
         dtype=dtype,
         col_start=col_start,
         col_count=col_end - col_start,
         tuning=tuning(),
     )
+    return plan, method
+
+
+def _integer_method(request: _Request, method: str, factors) -> tuple[str, np.dtype]:
+    """(method, uint8) when the exact integer kernels can run this uint8 -> uint8 call (see
+    :mod:`convtool.engine.integer` for the bound), else (method, float64): the float path,
+    rounded afterwards."""
+    float_path = method, np.dtype(np.float64)
+    if request.x.dtype != np.uint8 or native.module() is None or method == "fft":
+        return float_path
+    if request.padding is Padding.CONSTANT and request.cval != 0:
+        return float_path  # the buffer would need the constant as a sample: keep it simple
+    if method == "separable" and integer_factors(*factors) is not None:
+        return "separable", np.dtype(np.uint8)
+    if integer_weights(request.weights) is not None:
+        return "direct", np.dtype(np.uint8)
+    return float_path
+
+
+def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
+    x = request.x
     if x.size == 0:  # an empty stack of images (a leading axis of length 0)
-        out = np.empty((0, rows.size, cols.size), dtype=dtype)
+        out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
     else:
-        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, threads)
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads)
     out = out.reshape(x.shape[:-2] + out.shape[-2:])
+    if request.out_dtype is not None:
+        if out.dtype != np.uint8:  # the float path: round half to even and clip, as writing does
+            out = np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
+        return out
     return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
 
 
@@ -169,6 +294,11 @@ def _as_image(image) -> np.ndarray:
 def _as_kernel(kernel):
     """Return (weights float64 (kh, kw), factors or None, origin) from any accepted kernel."""
     weights = getattr(kernel, "weights", kernel)
+    if isinstance(weights, str):
+        raise UsageError(
+            f"the engine takes kernel weights, not a spec like {weights!r}; use "
+            "convtool.correlate / convtool.convolve, or convtool.get_kernel first"
+        )
     try:
         w = np.array(weights, dtype=np.float64)
     except (TypeError, ValueError):
@@ -216,6 +346,3 @@ def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
     if minimum is not None and number < minimum:
         raise UsageError(f"{name} must be at least {minimum}, got {shown!r}")
     return number
-
-
-# ----------------------------------------------------------------------------- bands

@@ -19,6 +19,7 @@ import numpy as np
 
 from convtool.engine import observe_bands
 from convtool.errors import ImageReadError, UsageError
+from convtool.pipeline.filters import gradient_magnitude
 from convtool.pipeline.layers import LayerStep
 from convtool.pipeline.parsing import parse_step, parse_steps, step_entries, with_layer_options
 from convtool.pipeline.steps import (
@@ -32,9 +33,10 @@ from convtool.pipeline.steps import (
     GradientStep,
     PoolStep,
     Step,
+    apply_uint8,
+    check_steps_fit,
     check_transposable,
     combine_gradients,
-    gradient_magnitude,
     pool,
 )
 
@@ -152,6 +154,7 @@ class Chain:
         if isinstance(self.channels, str):
             object.__setattr__(self, "channels", parse_channels(self.channels))
         check_transposable(self.steps, self.options)
+        check_steps_fit(self.steps, self.options)
         if self.stack and not self.steps:
             raise UsageError("--stack needs at least one -k step")
 
@@ -286,7 +289,7 @@ class Chain:
                     if weights is not None:
                         weights = step.coverage(weights, self.options)
                     if alpha is not None:
-                        alpha = step.carry(alpha, self.options)
+                        alpha = step.carry_alpha(alpha, self.options)
                 if ticker is not None:
                     ticker.step_done()
         if weights is not None:
@@ -294,6 +297,24 @@ class Chain:
         if alpha_in_stack:
             stack, alpha = stack[:-1], stack[-1]
         return stack, alpha
+
+    def apply_uint8(
+        self, pixels: np.ndarray, alpha: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """8-bit ``pixels`` (H, W, C) and ``alpha`` to 8-bit results for ``--range clip``, or
+        None when this chain needs the float path (see :func:`steps.apply_uint8`: one
+        convolving step; here also one iteration, every channel, alpha absent or carried)."""
+        if pixels.dtype != np.uint8 or self.iterations != 1 or self.channels != "all":
+            return None
+        if alpha is not None and (alpha.dtype != np.uint8 or self.alpha_mode != "carry"):
+            return None
+        filtered = apply_uint8(self.steps, np.moveaxis(pixels, -1, 0), self.options)
+        if filtered is None:
+            return None
+        if alpha is not None:  # a one-tap kernel moves alpha exactly: rounding changes nothing
+            step = self.steps[0]
+            alpha = np.clip(np.rint(step.carry(alpha, self.options)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
 
     def apply_to(self, image, progress: Progress | None = None):
         """Filter an :class:`convtool.images.Image`-like object, every frame; returns a new one.
