@@ -18,6 +18,7 @@ import pytest
 from PIL import Image as PILImage
 from PIL import ImageFile as PILImageFile
 
+from convtool import images
 from convtool.errors import ImageReadError
 from convtool.images import Image, jpeg, map_range, png, ranges, read_image, write_image
 from convtool.pipeline import Chain, parse_steps
@@ -415,3 +416,72 @@ def test_npy_written_band_by_band_is_what_np_save_writes(tmp_path, monkeypatch, 
     buffer = io.BytesIO()
     np.save(buffer, pixels[:, :, 0] if channels == 1 else pixels, allow_pickle=False)
     assert path.read_bytes() == buffer.getvalue()
+
+
+# ------------------------------------------------------------------------ integer route
+
+
+def _one_job(tmp_path, name: str, spec: str, **write):
+    from convtool import batch
+
+    chain = Chain(parse_steps([spec]))
+    settings = batch.Settings(
+        chain=chain, read=batch.ReadOptions(), write=batch.WriteOptions(**write)
+    )
+    dest = tmp_path / f"out-{spec.split(':')[0]}-{name}"
+    batch.process(batch.Job(str(tmp_path / name), str(dest)), settings)
+    return dest.read_bytes(), settings
+
+
+@pytest.mark.parametrize("spec", ["binomial:5", "sobel-x", "laplacian"])
+@pytest.mark.parametrize("name", ["rgb.png", "rgba.png", "grey.png", "turned.png", "420.jpg"])
+def test_8bit_files_through_the_integer_kernels_are_the_float_paths_bytes(
+    tmp_path, monkeypatch, spec, name
+):
+    from convtool.batch import worker
+
+    png_variants(tmp_path)
+    jpeg_variants(tmp_path)
+    fast, settings = _one_job(tmp_path, name, spec)
+    assert worker.integer_route(settings, "png")
+    with monkeypatch.context() as patch:  # the integer route must have been taken
+        patch.setattr(Chain, "apply_to", lambda *a, **k: pytest.fail("float path taken"))
+        assert _one_job(tmp_path, name, spec)[0] == fast
+    monkeypatch.setattr(worker, "integer_route", lambda settings, fmt: False)
+    plain, _ = _one_job(tmp_path, name, spec)
+    assert plain == fast
+
+
+@pytest.mark.parametrize(
+    ("spec", "write"),
+    [
+        ("gaussian:sigma=1", {}),  # not small integers over a power of two
+        ("box:3", {}),  # ninths: float32 rounds them
+        ("binomial:3", {"range_mode": "abs"}),
+        ("binomial:3", {"depth": 16}),
+        ("binomial:3", {"format": "npy"}),
+    ],
+)
+def test_the_integer_route_is_not_taken_where_it_would_change_bytes(spec, write):
+    from convtool import batch
+    from convtool.batch import worker
+
+    chain = Chain(parse_steps([spec]))
+    settings = batch.Settings(
+        chain=chain, read=batch.ReadOptions(), write=batch.WriteOptions(**write)
+    )
+    assert not worker.integer_route(settings, write.get("format", "png"))
+
+
+def test_float_image_is_what_a_plain_read_gives(tmp_path):
+    png_variants(tmp_path)
+    for name in ("rgba.png", "turned.png", "grey.png"):
+        kept = read_image(tmp_path / name, keep_8bit=True)
+        assert kept.pixels.dtype == np.uint8
+        plain = read_image(tmp_path / name)
+        converted = images.float_image(kept)
+        np.testing.assert_array_equal(converted.pixels, plain.pixels)
+        assert converted.pixels.dtype == plain.pixels.dtype
+        if plain.alpha is not None:
+            np.testing.assert_array_equal(converted.alpha, plain.alpha)
+    assert read_image(tmp_path / "grey16.png", keep_8bit=True).pixels.dtype == np.float32

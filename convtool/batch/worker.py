@@ -6,12 +6,15 @@ import errno
 import time
 from dataclasses import replace
 
+import numpy as np
+
 from convtool import images
 from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings
+from convtool.engine.integer import integer_form
 from convtool.errors import ConvtoolError, ImageWriteError, UsageError
 from convtool.images.atomic import write_error_reason
 from convtool.images.sheet import stack_sheet
-from convtool.pipeline import Progress
+from convtool.pipeline import ConvolveStep, Progress
 from convtool.pipeline import memory as limits
 
 
@@ -34,14 +37,28 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
         gray=settings.read.gray,
         max_pixels=settings.read.max_pixels,
         frames=settings.read.frames,
+        keep_8bit=integer_route(settings, fmt),  # one step: quick, no progress to draw
     )
     images.check_frames(fmt, image.frame_count, job.source)  # before the work, not after
     # refuse with a clear message now rather than be ended by the OOM killer halfway
-    limits.check_memory(settings.chain, image, share=settings.workers)
-    if progress is None:
-        result = settings.chain.apply_to(image)
+    if image.pixels.dtype == np.uint8:  # counted as the float path, which it may take
+        floats = 8 if settings.read.precision == "double" else 4
+        limits.check_memory(
+            settings.chain, image, share=settings.workers, itemsize=floats, held=False
+        )
     else:
-        result = settings.chain.apply_to(image, progress=progress)
+        limits.check_memory(settings.chain, image, share=settings.workers)
+    result = None
+    if image.pixels.dtype == np.uint8:  # 8 bits in, 8 bits out: the integer kernels
+        filtered = settings.chain.apply_uint8(image.pixels, image.alpha)
+        if filtered is not None:
+            result = replace(image, pixels=filtered[0], alpha=filtered[1])
+    if result is None:
+        image = images.float_image(image, settings.read.precision)  # (as read, if float)
+        if progress is None:
+            result = settings.chain.apply_to(image)
+        else:
+            result = settings.chain.apply_to(image, progress=progress)
     channels = image.channels
     del image  # its pixels need not be held through the write
     range_mode = write.range_mode
@@ -60,6 +77,39 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
         inside=job.root,  # its folders are opened with no symbolic link followed
         **write.controls_for(fmt),
     )
+
+
+def integer_route(settings: Settings, fmt: str) -> bool:
+    """Whether an 8-bit input may be filtered in integers (``Chain.apply_uint8``) for
+    this output: to the same bytes as the float path, which is what this checks.
+
+    The output must be 8-bit with ``--range clip`` (the default: 8-bit formats, and TIFF
+    and PNG from 8-bit input), the chain one convolving step whose weights are small
+    integers over a power of two: there the float32 path is exact as well (every product
+    and sum of 8-bit samples is a float32), and so both give the same integers. Other
+    kernels (Gaussians, a 3×3 box's ninths) keep the float path, whose float32 rounding
+    the integer kernels would not reproduce.
+    """
+    write, read, chain = settings.write, settings.read, settings.chain
+    if read.precision != "single" or read.gray or write.range_mode not in (None, "clip"):
+        return False
+    if fmt == "npy" or write.depth not in (None, 8, "8"):
+        return False
+    if chain.stack or len(chain.steps) != 1 or not isinstance(chain.steps[0], ConvolveStep):
+        return False
+    if chain.options.cval != 0 or chain.options.transposed:
+        return False
+    kernel = chain.steps[0].kernel
+    kernel = kernel.normalized() if chain.options.normalize else kernel
+    form = integer_form(kernel.weights)
+    if form is None:
+        return False
+    numbers, scale, denominator = form
+    dyadic = denominator & (denominator - 1) == 0
+    return dyadic and 255 * int(np.abs(numbers).sum()) * scale < _FLOAT32_EXACT
+
+
+_FLOAT32_EXACT = 1 << 24  # integers up to here are float32s
 
 
 def _stack_sheet(result: images.Image, settings: Settings, channels: int) -> images.Image:

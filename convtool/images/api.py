@@ -18,6 +18,7 @@ PNG and APNG, TIFF through tifffile); range mapping and the cast to an output de
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import stat
@@ -86,6 +87,7 @@ __all__ = [
     "check_format_agrees",
     "check_frames",
     "check_output_controls",
+    "float_image",
     "format_for",
     "is_image_path",
     "map_range",
@@ -225,6 +227,7 @@ def read_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     stdin: BinaryIO | None = None,
     frames: str = "all",
+    keep_8bit: bool = False,
 ) -> Image:
     """Read an image file (or ``"-"``: all of stdin) into an :class:`Image`.
 
@@ -241,6 +244,9 @@ def read_image(
     instead of ``sys.stdin.buffer`` for ``"-"``; it, and any path that is not a regular
     file, is read within limits (:func:`read_stream`). ``frames``: ``"all"`` frames of an
     animation or pages of a TIFF (composited as shown), or only the ``"first"``.
+    ``keep_8bit``: an 8-bit image of one frame (not made grey) keeps its uint8 samples as
+    ``pixels`` and ``alpha``, oriented, for filters that work in integers; :func:`float_image`
+    turns it into what a plain read gives.
     """
     if precision not in _PRECISIONS:
         raise UsageError(f"precision must be 'single' or 'double', got {precision!r}")
@@ -270,7 +276,24 @@ def read_image(
                 with open(path, "rb") as stream:
                     data = read_stream(stream, name, max_pixels)
                 decoded = decode(data, name, max_pixels, frames)
+    if keep_8bit and decoded.depth == 8 and not decoded.more and not gray:
+        array = _apply_orientation(decoded.array, decoded.orientation)
+        alpha = array[:, :, -1] if decoded.has_alpha else None
+        pixels = array[:, :, :-1] if decoded.has_alpha else array
+        meta_args = (decoded.format, name, decoded.metadata, [], decoded.timing)
+        return Image(pixels, alpha, 8, *meta_args)
     return _to_image(decoded, name, _PRECISIONS[precision], gray)
+
+
+def float_image(image: Image, precision: str = "single") -> Image:
+    """*image* with float pixels and alpha, as :func:`read_image` gives them without
+    ``keep_8bit`` (an image whose pixels are float already is returned as it is)."""
+    if image.pixels.dtype.kind == "f":
+        return image
+    dtype = _PRECISIONS[precision]
+    alpha = None if image.alpha is None else to_planes(image.alpha[:, :, np.newaxis], dtype)[0]
+    pixels = to_planes(image.pixels, dtype).transpose(1, 2, 0)
+    return dataclasses.replace(image, pixels=pixels, alpha=alpha)
 
 
 STREAM_BYTES_PER_PIXEL = 32

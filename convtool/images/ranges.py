@@ -263,6 +263,10 @@ class _Recipe:
         if self.factor == 1.0 and self.mode is None:
             out[...] = values
             return
+        integers = values.dtype == self.dtype and self.dtype.kind in "ui"
+        if integers and self.factor == 1.0 and self.mode == "clip":
+            out[...] = values  # integers of the output type: in range, nothing to round
+            return
         buffer = scratch.get(self.work)
         if buffer is None or buffer.size < values.size:
             buffer = scratch[self.work] = np.empty(values.size, self.work)

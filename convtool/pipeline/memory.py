@@ -514,7 +514,13 @@ def format_bytes(count: float) -> str:
 
 
 def check_memory(
-    chain, image, *, available: int | None = None, held: bool = True, share: int = 1
+    chain,
+    image,
+    *,
+    available: int | None = None,
+    held: bool = True,
+    share: int = 1,
+    itemsize: int | None = None,
 ) -> int:
     """Raise ResourceLimitError if filtering ``image`` with ``chain`` would not fit in memory.
 
@@ -523,10 +529,12 @@ def check_memory(
     ``held``: the image is already in memory (read), so it is not counted again.
     ``share``: how many images are filtered at once (a batch's worker processes); each
     may use that share of the memory. Every frame of an animation (or page) counts
-    (:func:`frame_held_bytes` for each after the first). Returns the estimate in bytes.
+    (:func:`frame_held_bytes` for each after the first). ``itemsize``: the bytes of a
+    working sample, when the pixels are not in that type yet (8-bit samples kept for the
+    integer kernels may still go the float path). Returns the estimate in bytes.
     """
     height, width, channels = image.pixels.shape
-    itemsize = image.pixels.dtype.itemsize
+    itemsize = image.pixels.dtype.itemsize if itemsize is None else itemsize
     alpha = image.alpha is not None
     need = chain_peak_bytes(chain, height, width, channels, itemsize=itemsize, alpha=alpha)
     frames = list(getattr(image, "frames", None) or ())
