@@ -357,8 +357,11 @@ def section_cli(cfg: Config, tools: Tools) -> Section:
 STAGES = (
     ("imports", "start-up: the modules a filter run imports (python itself not counted)"),
     ("decode", "decode: file → samples (Pillow reads the header, libspng the pixels)"),
-    ("convert", "convert: samples → float32 channel planes, one pass"),
-    ("filter", "filter: the chain (engine bands on threads)"),
+    (
+        "convert",
+        "convert: samples → float32 channel planes, one pass (8 bits in and out with an integer kernel: none)",
+    ),
+    ("filter", "filter: the chain (engine bands on threads; the integer kernels for 8 → 8 bits)"),
     ("map", "map: range, rounding and cast alone, one thread (in the command, inside encode)"),
     ("encode", "encode: PNG bands mapped, filtered, deflated on threads"),
     ("write", "write: temporary file, fsync, rename"),

@@ -5,7 +5,9 @@
 Runs the stages of ``convtool filter IN.png -k SPEC -o out.png`` one after the other in
 this process and prints, as JSON, the median seconds of each over RUNS runs: the imports a
 filter run makes, decode (file bytes to samples: Pillow's header, then libspng/libpng or
-Pillow), convert (to float channel planes), filter (the chain), map (range mapping, rounding
+Pillow), convert (to float channel planes; for 8 bits in and out with an integer kernel,
+as the command does, only the orientation and alpha split of the uint8 samples), filter
+(the chain; there the compiled integer kernels), map (range mapping, rounding
 and the cast, alone, one thread), encode (the PNG writer into memory: it maps each band on
 its own thread, then filters and deflates it, so map is inside this figure too), write
 (the atomic write of those bytes: temporary file, fsync, rename). Stages run apart here; in
@@ -28,7 +30,7 @@ def main(argv: list[str]) -> int:
     source, spec, runs = Path(argv[0]), argv[1], int(argv[2])
     sys.path.insert(0, str(ROOT))
     start = time.perf_counter()
-    from convtool.batch import worker  # noqa: F401 - what a one-file run imports
+    from convtool.batch import worker  # what a one-file run imports
     from convtool.images import api, codecs, encoders, ranges
     from convtool.images.atomic import atomic_write
     from convtool.pipeline import Chain, parse_steps
@@ -44,12 +46,17 @@ def main(argv: list[str]) -> int:
         times.setdefault(name, []).append(time.perf_counter() - begin)
         return result
 
+    settings = worker.Settings(chain=chain)
+    integers = worker.integer_route(settings, "png")  # 8 bits to 8 bits in integers?
     for _ in range(runs):
         decoded = timed("decode", codecs.decode, source, str(source), None)
-        image = timed(
-            "convert", api._to_image, decoded, str(source), api._PRECISIONS["single"], False
-        )
-        filtered = timed("filter", chain.apply_to, image)
+        if integers and decoded.depth == 8:  # as batch.process: uint8 samples, no floats
+            image = timed("convert", _samples_of, decoded, str(source))
+            filtered = timed("filter", _integer_filter, chain, image)
+        else:
+            precision = api._PRECISIONS["single"]
+            image = timed("convert", api._to_image, decoded, str(source), precision, False)
+            filtered = timed("filter", chain.apply_to, image)
         depth = api._output_depth("png", filtered.depth, None)
         samples = ranges.Samples(filtered.pixels, filtered.alpha, filtered.depth, depth, None)
         timed("map", samples.whole)
@@ -62,6 +69,22 @@ def main(argv: list[str]) -> int:
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(json.dumps({"imports": imports, **medians}))
     return 0
+
+
+def _samples_of(decoded, name):
+    from convtool.images import api
+
+    array = api._apply_orientation(decoded.array, decoded.orientation)
+    alpha = array[:, :, -1] if decoded.has_alpha else None
+    pixels = array[:, :, :-1] if decoded.has_alpha else array
+    return api.Image(pixels, alpha, 8, decoded.format, name, decoded.metadata)
+
+
+def _integer_filter(chain, image):
+    import dataclasses
+
+    pixels, alpha = chain.apply_uint8(image.pixels, image.alpha)
+    return dataclasses.replace(image, pixels=pixels, alpha=alpha)
 
 
 if __name__ == "__main__":
