@@ -11,16 +11,13 @@ from typing import Annotated
 
 import typer
 
+from convtool.choices import Depth, Geometry, Method, RangeMode
 from convtool.cli import terminal
 from convtool.cli.options import (
     CompressLevel,
     Debug,
-    Depth,
-    Geometry,
     MaxPixels,
-    Method,
     Quiet,
-    RangeMode,
     Threads,
     fail,
     interruptible,

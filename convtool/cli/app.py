@@ -19,35 +19,30 @@ import typer
 from typer.core import TyperGroup
 
 from convtool import __version__, stdio
+from convtool.choices import AlphaMode, Compression, Frames, Method, Precision, Subsampling
 from convtool.cli import analysis as cli_analysis
 from convtool.cli import teach as cli_teach
 from convtool.cli import terminal
 from convtool.cli.options import (
-    AlphaMode,
     Bias,
-    Compression,
     CompressLevel,
     Correlate,
     Cval,
     Debug,
     DepthOption,
     Dilation,
-    Frames,
     Gray,
     Groups,
     Iterations,
     KernelSpecs,
     MaxPixels,
-    Method,
     MethodOption,
     Normalize,
     PaddingMode,
-    Precision,
     PrecisionOption,
     Quiet,
     RangeOption,
     Stride,
-    Subsampling,
     Threads,
     Transposed,
     debug_enabled,

@@ -11,11 +11,21 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from enum import Enum
 from typing import Annotated
 
 import typer
 
+from convtool.choices import (
+    AlphaMode,
+    Compression,
+    Depth,
+    Frames,
+    Geometry,
+    Method,
+    Precision,
+    RangeMode,
+    Subsampling,
+)
 from convtool.cli import terminal
 from convtool.errors import ConvtoolError, UsageError
 
@@ -100,63 +110,20 @@ def interruptible() -> Iterator[None]:
         raise typer.Exit(128 + getattr(err, "signum", signal.SIGINT)) from None
 
 
-class Precision(str, Enum):
-    single = "single"
-    double = "double"
-
-
-class Method(str, Enum):
-    auto = "auto"
-    direct = "direct"
-    separable = "separable"
-    fft = "fft"
-
-
-class RangeMode(str, Enum):
-    clip = "clip"
-    abs = "abs"
-    offset = "offset"
-    rescale = "rescale"
-
-
-class Depth(str, Enum):
-    d8 = "8"
-    d16 = "16"
-    float = "float"
-
-
-class AlphaMode(str, Enum):
-    carry = "carry"
-    weighted = "weighted"
-    filter = "filter"
-
-
-class Geometry(str, Enum):
-    valid = "valid"
-    same = "same"
-
-
-# The output choices below are the library's (images.FRAME_CHOICES, encoders.SUBSAMPLINGS,
-# encoders.COMPRESSIONS), written out so that --help need not import numpy and Pillow;
-# tests/test_cli.py checks that they agree.
-class Frames(str, Enum):
-    all = "all"
-    first = "first"
-
-
-class Subsampling(str, Enum):
-    s444 = "4:4:4"
-    s422 = "4:2:2"
-    s420 = "4:2:0"
-
-
-class Compression(str, Enum):
-    none = "none"
-    deflate = "deflate"
-    lzw = "lzw"
-    zstd = "zstd"
-    jpeg = "jpeg"
-    packbits = "packbits"
+# The choices are the library's (convtool.choices: the tuples the library checks against are
+# built from these enums), from a standard-library-only module so that --help need not import
+# numpy and Pillow. Re-exported here with the other option types.
+CHOICES = (
+    AlphaMode,
+    Compression,
+    Depth,
+    Frames,
+    Geometry,
+    Method,
+    Precision,
+    RangeMode,
+    Subsampling,
+)
 
 
 def complete_kernel(incomplete: str) -> list[str]:

@@ -26,6 +26,7 @@ import operator
 
 import numpy as np
 
+from convtool.choices import Method, values
 from convtool.engine.bands import source_positions
 from convtool.engine.plan import (
     _RANK1_RTOL,
@@ -41,7 +42,7 @@ from convtool.padding import Padding, parse_padding
 
 __all__ = ["METHODS", "carry", "choose_method", "convolve", "correlate", "separable_factors"]
 
-METHODS = ("auto", "direct", "separable", "fft")
+METHODS = values(Method)
 
 
 # ----------------------------------------------------------------------------- public API
