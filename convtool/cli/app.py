@@ -47,6 +47,7 @@ from convtool.cli.options import (
     Transposed,
     debug_enabled,
     fail,
+    format_option,
     pixel_limit,
     refuse_terminals,
     reset_debug,
@@ -225,12 +226,9 @@ def filter(  # noqa: A001 - the command is called `filter`
     gray: Gray = False,
     format: Annotated[  # noqa: A002
         str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy); "
-            "default: from the -o extension (which must agree), png for stdout.",
-            show_default=False,
+        format_option(
+            "Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy); "
+            "default: from the -o extension (which must agree), png for stdout."
         ),
     ] = None,
     compress_level: CompressLevel = 1,

@@ -258,26 +258,47 @@ Bias = Annotated[
 PrecisionOption = Annotated[
     Precision, typer.Option("--precision", help="Floating point inside: float32 or float64.")
 ]
+
+
+# --method, --range, --depth and --format: filter, explain and animate share one help text
+# (the *Option types below); match says what they mean for a score map. The flag names and
+# how the default shows are written once, here.
+def method_option(help: str) -> typer.models.OptionInfo:  # noqa: A002
+    """The --method option (a :class:`Method`), with the command's help text."""
+    return typer.Option("--method", help=help)
+
+
+def range_option(help: str) -> typer.models.OptionInfo:  # noqa: A002
+    """The --range option (a :class:`RangeMode` or None), with the command's help text."""
+    return typer.Option("--range", help=help, show_default=False)
+
+
+def depth_option(help: str) -> typer.models.OptionInfo:  # noqa: A002
+    """The --depth option (a :class:`Depth` or None), with the command's help text."""
+    return typer.Option("--depth", help=help, show_default=False)
+
+
+def format_option(help: str) -> typer.models.OptionInfo:  # noqa: A002
+    """The --format/-f option (a format name or None), with the command's help text."""
+    return typer.Option("--format", "-f", help=help, show_default=False)
+
+
 MethodOption = Annotated[
     Method,
-    typer.Option("--method", help="How to compute; all give the same result within tolerance."),
+    method_option("How to compute; all give the same result within tolerance."),
 ]
 RangeOption = Annotated[
     RangeMode | None,
-    typer.Option(
-        "--range",
-        help="Map results into an integer output: clip (default), abs, "
-        "offset (add half the range), rescale (min..max to full range).",
-        show_default=False,
+    range_option(
+        "Map results into an integer output: clip (default), abs, "
+        "offset (add half the range), rescale (min..max to full range)."
     ),
 ]
 DepthOption = Annotated[
     Depth | None,
-    typer.Option(
-        "--depth",
-        help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
-        "Default: the input's depth where the format holds it.",
-        show_default=False,
+    depth_option(
+        "Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
+        "Default: the input's depth where the format holds it."
     ),
 ]
 Gray = Annotated[
