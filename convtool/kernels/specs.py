@@ -86,7 +86,33 @@ _NAME_RE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)(?::(.*))?", re.S)
 
 
 def get_kernel(spec: Any) -> Kernel:
-    """Any kernel spec as a Kernel: a Kernel, a spec string, a path, or an array-like."""
+    """Any kernel spec as a Kernel: a Kernel, a spec string, a path, or an array-like.
+
+    Parameters
+    ----------
+    spec : Kernel, str, os.PathLike or array_like
+        A :class:`Kernel` (returned as it is), a spec (:func:`parse_kernel_spec`: a name,
+        a name with arguments, an inline matrix, a file name), a path to a kernel file, or
+        a 2-D array of weights.
+
+    Returns
+    -------
+    Kernel
+        The weights with their name and origin.
+
+    Raises
+    ------
+    convtool.errors.KernelError
+        A spec that does not parse, an unknown name (the message lists the known ones), a
+        file that cannot be read, bytes instead of text. A :class:`convtool.UsageError`.
+
+    Examples
+    --------
+    >>> get_kernel("sobel-x").weights.tolist()
+    [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]
+    >>> get_kernel("box:3").shape
+    (3, 3)
+    """
     if isinstance(spec, Kernel):
         return spec
     if isinstance(spec, str):
