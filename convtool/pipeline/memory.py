@@ -27,6 +27,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from convtool._system import cpu_count
 from convtool.engine import bands, passes, plan
 from convtool.errors import ResourceLimitError, UsageError
 from convtool.padding import Padding, parse_padding
@@ -142,13 +143,13 @@ def engine_peak_bytes(
     if rows is None or cols is None or rows.size == 0 or cols.size == 0:
         return 0  # the engine refuses it (valid padding with a kernel larger than the image)
     method = _resolve_method(method, kernel_shape, separable, (height, width))
-    workers = max(1, threads or os.cpu_count() or 1)
+    workers = max(1, threads or cpu_count())
     output = channels * rows.size * cols.size * itemsize
     call = _plan(rows, cols, kernel_shape, padding, itemsize)
     if method == "fft":
         return output + _fft_bytes(channels, call, itemsize, workers)
     tuned = call.tuning
-    wanted = tuned.band_elements // (channels * call.col_count)
+    wanted = max(1, tuned.band_elements // (channels * call.col_count))
     # The engine makes bands about as tall as the kernel for a box column factor (a running
     # sum); without the factors at hand, assume it does (the larger estimate).
     box = column_factor is None or passes.is_box(np.asarray(column_factor), tuned.box_min_taps)
