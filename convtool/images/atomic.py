@@ -67,7 +67,7 @@ TEMP_REMOVED = (
 
 def write_error_reason(err: OSError) -> str:
     """Return a one-line, user-facing reason for an OSError met while writing."""
-    reason = _ERRNO_REASONS.get(err.errno)
+    reason = None if err.errno is None else _ERRNO_REASONS.get(err.errno)
     return reason if reason else (err.strerror or str(err)).rstrip(".").lower()
 
 
