@@ -405,9 +405,9 @@ def remove_stale_temp_files(
     if recursive:
         removed: list[Path] = []
         with contextlib.suppress(OSError):
-            for path, subfolders, _files, fd in os.fwalk(folder, follow_symlinks=False):
+            for path, subfolders, _files, dir_fd in os.fwalk(folder, follow_symlinks=False):
                 subfolders.sort()
-                removed += [Path(path) / name for name in remove_stale_temp_files_in(fd)]
+                removed += [Path(path) / name for name in remove_stale_temp_files_in(dir_fd)]
         return removed
     fd = _open_folder(folder)
     if fd is None:
