@@ -329,8 +329,8 @@ def _pair(value, name: str, minimum: int | None = 1) -> tuple[int, int]:
     items = value if isinstance(value, (tuple, list, np.ndarray)) else (value, value)
     if len(items) != 2:
         raise UsageError(f"{name} must be an integer or a pair of integers, got {value!r}")
-    pair = tuple(_integer(v, name, minimum, shown=value) for v in items)
-    return pair
+    rows, cols = (_integer(v, name, minimum, shown=value) for v in items)
+    return rows, cols
 
 
 def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import operator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 
@@ -96,9 +97,13 @@ def match_template(
         raise UsageError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
     channels = max(x.shape[0], t.shape[0])
     # One engine call per channel: each channel has its own template, so they cannot share one.
-    scores = sum(
-        _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
-        for c in range(channels)
+    # channels >= 1, so the sum is an array (never the start value 0)
+    scores = cast(
+        np.ndarray,
+        sum(
+            _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
+            for c in range(channels)
+        ),
     )
     if channels > 1:
         scores /= channels
