@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.choices import Method, values
 from convtool.engine import native
 from convtool.engine.bands import source_positions
 from convtool.engine.integer import integer_factors, integer_weights
@@ -45,7 +46,7 @@ from convtool.padding import Padding, parse_padding
 
 __all__ = ["METHODS", "carry", "choose_method", "convolve", "correlate", "separable_factors"]
 
-METHODS = ("auto", "direct", "separable", "fft")
+METHODS = values(Method)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -328,8 +329,8 @@ def _pair(value, name: str, minimum: int | None = 1) -> tuple[int, int]:
     items = value if isinstance(value, (tuple, list, np.ndarray)) else (value, value)
     if len(items) != 2:
         raise UsageError(f"{name} must be an integer or a pair of integers, got {value!r}")
-    pair = tuple(_integer(v, name, minimum, shown=value) for v in items)
-    return pair
+    rows, cols = (_integer(v, name, minimum, shown=value) for v in items)
+    return rows, cols
 
 
 def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
