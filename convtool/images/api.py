@@ -280,8 +280,7 @@ def read_image(
         array = _apply_orientation(decoded.array, decoded.orientation)
         alpha = array[:, :, -1] if decoded.has_alpha else None
         pixels = array[:, :, :-1] if decoded.has_alpha else array
-        meta_args = (decoded.format, name, decoded.metadata, [], decoded.timing)
-        return Image(pixels, alpha, 8, *meta_args)
+        return Image(pixels, alpha, 8, decoded.format, name, decoded.metadata, [], decoded.timing)
     return _to_image(decoded, name, _PRECISIONS[precision], gray)
 
 

@@ -28,7 +28,7 @@ def to_planes(samples: np.ndarray, dtype: type) -> np.ndarray:
     Overflowing float64 → float32 values become ±inf, without a warning.
     """
     height, width, channels = samples.shape
-    planes = np.empty((channels, height, width), dtype)
+    planes: np.ndarray = np.empty((channels, height, width), dtype)
     rows = max(1, _BAND_ELEMENTS // max(1, width * channels))
     starts = range(0, height, rows)
 

@@ -282,7 +282,7 @@ def deflate_frame(samples: Samples, bits: int, level: int) -> Iterator[bytes]:
         else:
             prior = rows[0] if above else np.zeros(rows.shape[1], np.uint8)
             out = _adaptive_filtered(rows[above:], prior, bpp, level > ADAPTIVE_RLE_LEVEL)
-        return memoryview(out).cast("B")
+        return out.data.cast("B")
 
     yield from _deflate_bands(filtered, range(0, height, band), level)
 

@@ -121,7 +121,8 @@ class Samples:
         self.shape = (height, width, channels + self.has_alpha)
         alpha_factor = _alpha_factor(source_depth, depth)
         if depth == "float":
-            scale = MAX_VALUES.get(source_depth) or 1.0  # type: ignore[call-overload]
+            known = MAX_VALUES.get(source_depth) if isinstance(source_depth, int) else None
+            scale = known or 1.0
             # colour raw, or mapped into the source's own scale; alpha is opacity, clipped
             self._colour = _Recipe.floats(self._planes.dtype, 1.0, range_mode, scale)
             self.dtype = self._colour.dtype
@@ -129,7 +130,7 @@ class Samples:
                 mode = None if range_mode is None else "clip"
                 self._alpha_recipe = _Recipe.floats(self._alpha.dtype, alpha_factor, mode, 1.0)
         else:
-            self.dtype = np.dtype(_INT_DTYPES[depth])  # type: ignore[index]
+            self.dtype = np.dtype(_INT_DTYPES[depth])  # type: ignore[index, arg-type]
             max_value = MAX_VALUES[depth]  # type: ignore[index]
             factor = _rescale_factor(source_depth, depth)
             mode = range_mode or "clip"
@@ -214,13 +215,15 @@ class Samples:
         # a few rows at a time: the float scratch stays in cache between the passes
         step = max(1, _CHUNK_ELEMENTS // width)
         scratch: dict[np.dtype, np.ndarray] = {}
+        source_alpha = self._alpha if alpha is not None else None
         for start in range(r0, r1, step):
             stop = min(start + step, r1)
             here = slice(start - r0, stop - r0)
-            for c in range(self._planes.shape[0] if colour is not None else 0):
-                self._colour.apply(self._planes[c, start:stop], colour[here, :, c], scratch)
-            if alpha is not None:
-                self._alpha_recipe.apply(self._alpha[start:stop], alpha[here], scratch)  # type: ignore[index]
+            if colour is not None:
+                for c in range(self._planes.shape[0]):
+                    self._colour.apply(self._planes[c, start:stop], colour[here, :, c], scratch)
+            if alpha is not None and source_alpha is not None:
+                self._alpha_recipe.apply(source_alpha[start:stop], alpha[here], scratch)
 
 
 # Elements (all channels) of one band whose minimum and maximum rescale reads at a time.
