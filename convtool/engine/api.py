@@ -98,6 +98,25 @@ def convolve(
 def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method, threads):
     """Validate the arguments, build the plan and run it over bands of output rows."""
     x = _as_image(image)
+    if threads is not None:
+        threads = _integer(threads, "threads")
+    plan, method = make_call(
+        x.shape[-2:], x.dtype, kernel, flip, padding, cval, stride, dilation, origin, method
+    )
+    rows, cols = plan.rows, plan.cols
+    if x.size == 0:  # an empty stack of images (a leading axis of length 0)
+        out = np.empty((0, rows.size, cols.size), dtype=plan.dtype)
+    else:
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, threads)
+    out = out.reshape(x.shape[:-2] + out.shape[-2:])
+    return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
+
+
+def make_call(
+    shape, dtype, kernel, flip, padding, cval, stride, dilation, origin, method
+) -> tuple[Plan, str]:
+    """Validate the arguments of a call on images of ``shape`` (H, W) and ``dtype``; return
+    its plan and its method (``auto`` resolved)."""
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
     stride = _pair(stride, "stride")
@@ -105,8 +124,6 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     origin = _pair(kernel_origin if origin is None else origin, "origin", minimum=None)
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
-    if threads is not None:
-        threads = _integer(threads, "threads")
     try:
         cval = float(cval)
     except (TypeError, ValueError):
@@ -124,15 +141,16 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)
     if method == "auto":
-        method = choose_method(weights.shape, factors is not None, x.shape[-2:])
+        method = choose_method(weights.shape, factors is not None, tuple(shape))
     if method == "separable" and factors is None:
         raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
 
     rows, cols = (
         axis(n, k, d, s, o, padding)
-        for n, k, d, s, o in zip(x.shape[-2:], weights.shape, dilation, stride, origin, strict=True)
+        for n, k, d, s, o in zip(shape, weights.shape, dilation, stride, origin, strict=True)
     )
-    dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
+    dtype = np.dtype(dtype)
+    dtype = np.dtype(np.float32 if dtype.itemsize <= 4 and dtype.kind == "f" else np.float64)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
     plan = Plan(
@@ -147,12 +165,7 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         col_count=col_end - col_start,
         tuning=tuning(),
     )
-    if x.size == 0:  # an empty stack of images (a leading axis of length 0)
-        out = np.empty((0, rows.size, cols.size), dtype=dtype)
-    else:
-        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, threads)
-    out = out.reshape(x.shape[:-2] + out.shape[-2:])
-    return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
+    return plan, method
 
 
 def _as_image(image) -> np.ndarray:
@@ -219,5 +232,3 @@ def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
 
 
 # ----------------------------------------------------------------------------- bands
-
-
