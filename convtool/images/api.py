@@ -38,6 +38,7 @@ from convtool.errors import (
     ResourceLimitError,
     UsageError,
 )
+from convtool.images import tiles
 from convtool.images.atomic import (
     atomic_write,
     remove_stale_temp_files,
@@ -59,6 +60,8 @@ __all__ = [
     "format_for",
     "is_image_path",
     "map_range",
+    "output_depth",
+    "read_band",
     "read_image",
     "remove_stale_temp_files",
     "same_file",
@@ -74,14 +77,14 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif",
-     ".ppm", ".pgm", ".pbm", ".pnm", ".npy"}
+     ".ppm", ".pgm", ".pbm", ".pnm", ".npy", ".zarr"}
 )  # fmt: skip
 """Extensions (lower case, with the dot) of the files read_image reads and batches look for."""
 
 WRITE_EXTENSIONS = {
     ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
     ".bmp": "bmp", ".webp": "webp", ".gif": "gif",
-    ".ppm": "pnm", ".pgm": "pnm", ".pnm": "pnm", ".npy": "npy",
+    ".ppm": "pnm", ".pgm": "pnm", ".pnm": "pnm", ".npy": "npy", ".zarr": "zarr",
 }  # fmt: skip
 """Output extension → format name."""
 
@@ -94,10 +97,16 @@ FORMAT_DEPTHS: dict[str, tuple[int | str, ...]] = {
     "gif": (8,),
     "pnm": (8, 16),
     "npy": (8, 16, 32, "float"),
+    "zarr": (8, 16, 32, "float"),
+    "zarr2": (8, 16, 32, "float"),
 }
-"""The depths each output format can hold (``"float"``: 32-bit float TIFF, raw ``.npy``)."""
+"""The depths each output format can hold (``"float"``: 32-bit float TIFF, raw ``.npy``).
 
-_KEEPS_ALPHA = frozenset({"png", "tiff", "webp", "npy"})
+``zarr`` is a zarr v3 store, ``zarr2`` a v2 one (both need ``pip install "convtool[large]"``).
+"""
+
+_KEEPS_ALPHA = frozenset({"png", "tiff", "webp", "npy", "zarr", "zarr2"})
+_FOLDER_FORMATS = frozenset({"zarr", "zarr2"})
 _PRECISIONS = {"single": np.float32, "double": np.float64}
 
 
@@ -177,7 +186,8 @@ def read_image(
 
     Formats: PNG, JPEG, TIFF, BMP, WebP, GIF (first frame), PNM and the others Pillow opens,
     told from the bytes, not the name; ``.npy`` arrays (H×W or H×W×C, C = 1 grey, 2 grey +
-    alpha, 3 RGB, 4 RGBA; any numeric or bool dtype). EXIF orientation is applied. Values
+    alpha, 3 RGB, 4 RGBA; any numeric or bool dtype), and zarr arrays laid out the same way
+    (a store folder; needs ``pip install "convtool[large]"``). EXIF orientation is applied. Values
     keep their scale; 1-bit and bool become 0/255; palettes become RGB(A); CMYK, YCbCr and
     LAB become RGB through Pillow. ``precision``: ``"single"`` (float32) or ``"double"``.
     ``gray``: colour → one BT.601 luma channel (:data:`GRAY_WEIGHTS`). ``max_pixels``:
@@ -200,6 +210,10 @@ def read_image(
         else:
             path = Path(source)
             info = path.stat()
+            if stat.S_ISDIR(info.st_mode) and tiles.is_zarr_store(path):
+                array, reader = tiles.read_whole(path, max_pixels)
+                decoded = Decoded(array, reader.has_alpha, reader.depth, reader.format)
+                return _to_image(decoded, name, _PRECISIONS[precision], gray)
             if stat.S_ISDIR(info.st_mode):
                 raise ImageReadError("is a directory, not an image", path=name)
             if stat.S_ISREG(info.st_mode) and info.st_size == 0:
@@ -208,6 +222,25 @@ def read_image(
             src = path if stat.S_ISREG(info.st_mode) else path.read_bytes()
             decoded = decode(src, name, max_pixels)
     return _to_image(decoded, name, _PRECISIONS[precision], gray)
+
+
+def read_band(
+    reader: tiles.BandReader,
+    start: int,
+    stop: int,
+    *,
+    precision: str = "single",
+    gray: bool = False,
+) -> Image:
+    """Rows ``start..stop-1`` of an image read band by band, as :func:`read_image` gives them.
+
+    ``reader``: from :func:`convtool.images.tiles.open_reader`. Pixels and alpha are those
+    rows of what :func:`read_image` returns for the whole file, value for value.
+    """
+    if precision not in _PRECISIONS:
+        raise UsageError(f"precision must be 'single' or 'double', got {precision!r}")
+    decoded = Decoded(reader.read(start, stop), reader.has_alpha, reader.depth, reader.format)
+    return _to_image(decoded, reader.name, _PRECISIONS[precision], gray)
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -296,7 +329,7 @@ def _first_line(err: BaseException) -> str:
 def format_for(path: str | os.PathLike[str], format: str | None = None) -> str:  # noqa: A002
     """Return the output format name for *path* (or the explicit *format*).
 
-    Names: png, jpeg, tiff, bmp, webp, gif, pnm, npy; ``format`` also takes the extension
+    Names: png, jpeg, tiff, bmp, webp, gif, pnm, npy, zarr (v3; zarr2 for v2); ``format`` also takes the extension
     spellings (jpg, tif, ppm, pgm). ``"-"`` (stdout) defaults to png. Unknown → UsageError.
     """
     known = ", ".join(sorted({ext.lstrip(".") for ext in WRITE_EXTENSIONS}))
@@ -341,11 +374,16 @@ def write_image(
     """
     dest_name = str(dest)
     fmt = format_for(dest_name, format)
-    out_depth = _output_depth(fmt, image.depth, depth)
+    out_depth = output_depth(fmt, image.depth, depth)
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
         raise UsageError(f"compress level must be an integer from 0 to 9, got {compress_level!r}")
     alpha = image.alpha if fmt in _KEEPS_ALPHA else None
     colour, alpha = output_samples(image.pixels, alpha, image.depth, out_depth, range_mode)
+    if fmt in _FOLDER_FORMATS:
+        if dest_name == "-":
+            raise UsageError(f"a {fmt} store is a folder; it cannot go to stdout (-o -)")
+        tiles.write_whole(dest_name, fmt, colour, alpha, compress_level)
+        return
     encode = ENCODERS[fmt]
 
     def write(fileobj: BinaryIO) -> None:
@@ -368,7 +406,8 @@ def write_image(
     atomic_write(dest_name, write)
 
 
-def _output_depth(fmt: str, image_depth: int | str, depth: int | str | None) -> int | str:
+def output_depth(fmt: str, image_depth: int | str, depth: int | str | None) -> int | str:
+    """The depth written to *fmt* for an image of *image_depth* when *depth* is asked (or None)."""
     allowed = FORMAT_DEPTHS[fmt]
     if depth is not None:
         wanted = depth if depth == "float" else _as_int_depth(depth)

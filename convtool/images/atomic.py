@@ -4,7 +4,9 @@ A result is first written to a temporary file in the target's own folder, named
 ``.<name>.convtool-<pid>-<random>.tmp``, flushed, fsync'ed and then moved over the target
 with :func:`os.replace`. Readers therefore see either the old file or the complete new one,
 never half an image; a crash leaves only a hidden temporary file, which
-:func:`remove_stale_temp_files` deletes once the process that wrote it is gone.
+:func:`remove_stale_temp_files` deletes once the process that wrote it is gone. Outputs that
+are folders (zarr stores) are built under such a temporary name too and renamed when
+complete (:func:`atomic_directory`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -69,6 +73,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
         fileobj = open(temp, "xb")  # noqa: SIM115 - closed in the block below
     except OSError as err:
         raise ImageWriteError(f"cannot write: {write_error_reason(err)}", path=str(path)) from None
+    except BaseException:  # a signal just as open() returned: the file is ours, and new
+        _remove_quietly(temp)
+        raise
     try:
         with fileobj:
             write(fileobj)
@@ -82,6 +89,63 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], objec
             message = f"cannot write: {write_error_reason(err)}"
             raise ImageWriteError(message, path=str(path)) from None
         raise
+
+
+@contextlib.contextmanager
+def atomic_directory(
+    path: str | os.PathLike[str], replaceable: Callable[[Path], bool]
+) -> Iterator[Path]:
+    """Build a folder output (a zarr store) under a temporary name; rename it when complete.
+
+    Yields the temporary folder's path (created empty, beside *path*). When the block ends
+    without error it is renamed to *path*; an existing *path* is replaced only if
+    ``replaceable(path)`` (a zarr store, say), so a folder of someone's files is never
+    deleted. The old store is moved to a temporary name first and removed after, so *path*
+    is at every moment either the old complete store, absent, or the new complete one. On
+    any error (or interruption) the temporary folder is removed; a killed process leaves a
+    hidden one that :func:`remove_stale_temp_files` deletes later.
+    """
+    target = Path(path)
+    if target.exists() and not (target.is_dir() and replaceable(target)):
+        what = "a folder that is not a zarr store" if target.is_dir() else "a file"
+        raise ImageWriteError(f"cannot write: it exists and is {what}", path=str(path))
+    temp = temp_path_for(target)
+    try:
+        os.mkdir(temp)
+    except OSError as err:
+        raise ImageWriteError(f"cannot write: {write_error_reason(err)}", path=str(path)) from None
+    except BaseException:  # a signal just as mkdir() returned: the folder is ours
+        _remove_tree(temp)
+        raise
+    try:
+        yield temp
+        old = temp_path_for(target) if target.exists() else None
+        if old is not None:
+            os.replace(target, old)
+        os.replace(temp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException as err:
+        _remove_tree(temp)
+        if isinstance(err, OSError):
+            message = f"cannot write: {write_error_reason(err)}"
+            raise ImageWriteError(message, path=str(path)) from None
+        raise
+
+
+def _remove_tree(path: Path, patience: float = 2.0) -> None:
+    """Remove a folder that a writer's own threads may still be adding to.
+
+    An interruption stops this thread, not the I/O threads of a library writing into the
+    folder (zarr's event loop finishes the chunk it was writing): remove, and again while
+    files keep appearing, for up to ``patience`` seconds.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path) or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
 
 
 def _copy_mode(target: Path, temp: Path) -> None:
@@ -141,7 +205,7 @@ def _is_zombie(pid: int) -> bool:
 
 
 def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """List convtool temporary files in *folder* whose writing process no longer runs.
+    """List convtool temporary files (and folders) in *folder* whose writer no longer runs.
 
     Only names of the form ``.<name>.convtool-<pid>-<random>.tmp`` are considered, and a
     file is stale only when ``os.kill(pid, 0)`` reports no such process; files of live
@@ -156,7 +220,9 @@ def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
     for entry in entries:
         match = _TEMP_PATTERN.match(entry.name)
         alive = match is None or _pid_is_running(int(match.group(1)))
-        if not alive and entry.is_file(follow_symlinks=False):
+        if not alive and (
+            entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False)
+        ):
             stale.append(Path(entry.path))
     return sorted(stale)
 
@@ -166,7 +232,10 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
     removed = []
     for path in stale_temp_files(folder):
         try:
-            path.unlink()
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
         except FileNotFoundError:
             continue  # another cleaner got there first
         except OSError:

@@ -189,6 +189,10 @@ def _decode_pillow(src: Path | bytes, name: str, max_pixels: int | None) -> Deco
                 return _decode_tifffile(src, name, max_pixels)
             except NeedsCodec:
                 pass
+        if fmt == "TIFF" and _is_planar(im) and _tiff_bits(im) > 8:
+            # Pillow reads deep samples stored one plane each as 8-bit (uncompressed), and
+            # the two-pass byte trick below cannot fix planes: tifffile reads them exactly.
+            return _decode_tifffile(src, name, max_pixels)
         if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
             array, has_alpha, orientation = _decode_16bit_colour(src, rawmode)
             return Decoded(array, has_alpha, 16, fmt, orientation)
@@ -229,6 +233,11 @@ def _pillow_samples(im: PILImage.Image, fmt: str, orientation: int, name: str) -
     else:
         raise ImageReadError(f"unsupported image mode {mode!r}", path=name)
     return Decoded(array, mode in ("LA", "RGBA"), depth, fmt, orientation)
+
+
+def _is_planar(im: PILImage.Image) -> bool:
+    """A TIFF stored one plane per sample (PlanarConfiguration 2)."""
+    return getattr(im, "tag_v2", {}).get(284, 1) == 2
 
 
 def _tiff_bits(im: PILImage.Image) -> int:
