@@ -66,6 +66,24 @@ RGB_TO_YCBCR = np.array(
 YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
 
 
+def mix_channels(matrix: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """``matrix @ stack`` over the channels of a (3, H, W) stack, pixel by pixel.
+
+    Elementwise multiply-adds in a fixed order rather than a matrix product: BLAS blocks a
+    product differently for different image sizes, so a band of rows would not get the
+    bytes of the whole image (streaming relies on it).
+    """
+    weights = matrix.astype(stack.dtype)
+    out = np.empty_like(stack)
+    tmp = np.empty_like(stack[0])
+    for i, row in enumerate(weights):
+        np.multiply(stack[0], row[0], out=out[i])
+        for j in range(1, len(row)):
+            np.multiply(stack[j], row[j], out=tmp)
+            np.add(out[i], tmp, out=out[i])
+    return out
+
+
 def parse_channels(text: str) -> str | tuple[int, ...]:
     """``all``, ``luma``, or channel names/indices like ``R,G`` or ``0,2``."""
     key = text.strip().lower()
@@ -132,7 +150,7 @@ class Chain:
         stack = np.moveaxis(pixels, -1, 0)
         luma = self.channels == "luma" and stack.shape[0] == 3
         if luma:
-            stack = np.tensordot(RGB_TO_YCBCR.astype(stack.dtype), stack, axes=1)
+            stack = mix_channels(RGB_TO_YCBCR, stack)
         picked = self._picked(stack.shape[0], luma)
         kept = [c for c in range(stack.shape[0]) if c not in picked]
         everything = len(picked) == stack.shape[0]  # the common case: no copy to pick
@@ -146,7 +164,7 @@ class Chain:
             out[list(picked)], out[kept] = filtered, carried
             filtered = out
         if luma:
-            filtered = np.tensordot(YCBCR_TO_RGB.astype(filtered.dtype), filtered, axes=1)
+            filtered = mix_channels(YCBCR_TO_RGB, filtered)
         return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
 
     def _picked(self, count: int, luma: bool) -> tuple[int, ...]:

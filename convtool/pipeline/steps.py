@@ -143,14 +143,19 @@ def _carry_like(
     and, for convolution, where the flipped kernel's centre lands (``(k - 1) // 2``),
     so valid/full crops and pads match the colour channels pixel for pixel.
     """
+    delta, args = carry_call(shape, origin, options)
+    return engine.correlate(array, delta, **args)
+
+
+def carry_call(shape: tuple[int, int], origin, options: FilterOptions) -> tuple[np.ndarray, dict]:
+    """The one-tap kernel and the ``engine.correlate`` arguments that :func:`_carry_like` uses."""
     delta = np.zeros(shape)
     if options.correlate:
         centre = tuple(k // 2 + o for k, o in zip(shape, origin, strict=True))
     else:
         centre = tuple((k - 1) // 2 - o for k, o in zip(shape, origin, strict=True))
     delta[centre] = 1.0
-    args = options.engine_args() | {"method": "direct"}
-    return engine.correlate(array, delta, origin=tuple(origin), **args)
+    return delta, options.engine_args() | {"method": "direct", "origin": tuple(origin)}
 
 
 @dataclass(frozen=True)
@@ -263,16 +268,21 @@ class PoolStep:
         return pool(weights, self.kind, self.size, self.stride)
 
 
-def pool(
-    array: np.ndarray, kind: str, size: tuple[int, int], stride: tuple[int, int]
-) -> np.ndarray:
-    """Pool the last two axes of ``array`` (``kind`` is ``maxpool`` or ``avgpool``)."""
-    h, w = array.shape[-2:]
+def check_pool_fits(kind: str, size: tuple[int, int], shape) -> None:
+    """Refuse a pooling window larger than an image of ``shape`` (H, W)."""
+    h, w = shape
     if size[0] > h or size[1] > w:
         raise UsageError(
             f"{kind} window {size[0]}x{size[1]} is larger than the image ({h}x{w}); "
             "use a smaller size"
         )
+
+
+def pool(
+    array: np.ndarray, kind: str, size: tuple[int, int], stride: tuple[int, int]
+) -> np.ndarray:
+    """Pool the last two axes of ``array`` (``kind`` is ``maxpool`` or ``avgpool``)."""
+    check_pool_fits(kind, size, array.shape[-2:])
     windows = np.lib.stride_tricks.sliding_window_view(array, size, axis=(-2, -1))
     windows = windows[..., :: stride[0], :: stride[1], :, :]
     reduce = np.max if kind == "maxpool" else np.mean
