@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from convtool.batch.dask_runner import filter_on_dask
 from convtool.batch.jobs import (
     DONE,
     FAILED,
@@ -47,6 +48,7 @@ __all__ = [
     "Summary",
     "summarize",
     "plan",
+    "filter_on_dask",
     "process",
     "process_quietly",
     "with_threads",

@@ -92,11 +92,18 @@ def _format_extension(format: str | None) -> str | None:  # noqa: A002
 
 
 def _is_single(inputs: list[str], output: str) -> bool:
-    if len(inputs) != 1 or (inputs[0] != "-" and os.path.isdir(inputs[0])):
+    if len(inputs) != 1 or (inputs[0] != "-" and _is_folder(inputs[0])):
         return False
     if output == "-":
         return True
-    return not (os.path.isdir(output) or output.endswith(_separators()))
+    return not (_is_folder(output) or output.endswith(_separators()))
+
+
+def _is_folder(path: str) -> bool:
+    """A folder of inputs or outputs; a zarr store is a folder too, but one image."""
+    from convtool.images import tiles
+
+    return os.path.isdir(path) and not tiles.is_zarr_store(path)
 
 
 def _check_output_folder(inputs: list[str], output: str) -> None:
@@ -257,4 +264,8 @@ def _is_complete(path: str) -> bool:
         st = os.stat(path)
     except OSError:
         return False
+    if stat.S_ISDIR(st.st_mode):  # a zarr store appears only by renaming a finished one too
+        from convtool.images import tiles
+
+        return tiles.is_zarr_store(path)
     return stat.S_ISREG(st.st_mode) and st.st_size > 0

@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 
 from convtool import images
+from convtool.batch import streaming
 from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings, is_inside
 from convtool.errors import ConvtoolError, ImageWriteError, UsageError
 from convtool.images.atomic import write_error_reason
@@ -15,12 +16,21 @@ from convtool.pipeline import memory as limits
 
 
 def process(job: Job, settings: Settings) -> None:
-    """Read, filter and write one job; raises :class:`ConvtoolError` on failure."""
+    """Read, filter and write one job; raises :class:`ConvtoolError` on failure.
+
+    Band by band (:mod:`convtool.batch.streaming`) when asked, or when the image would not
+    fit in memory and its formats allow it; else whole, refused if it does not fit.
+    """
     if job.source != "-" and job.dest != "-" and images.same_file(job.source, job.dest):
         raise UsageError(
             "the output is the input file; choose another -o so the input is not overwritten",
             path=job.dest,
         )
+    if streaming.wants_stream(job, settings):
+        if job.root is not None:
+            _make_folder_inside(job.dest, job.root)
+        streaming.process_streaming(job, settings)
+        return
     image = images.read_image(
         job.source,
         precision=settings.read.precision,

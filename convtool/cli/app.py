@@ -287,13 +287,22 @@ def filter(  # noqa: A001 - the command is called `filter`
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop at the first file that fails.")
     ] = False,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="Read, filter and write band by band (tiled/striped TIFF, zarr, .npy in; "
+            "tiled BigTIFF, zarr, .npy out), as images too large for memory are anyway.",
+        ),
+    ] = False,
     dask: Annotated[
         str | None,
         typer.Option(
             "--dask",
             metavar="ADDRESS",
             help="Send the files to this Dask scheduler "
-            "(e.g. tcp://host:8786); its workers must see the same paths. Needs "
+            "(e.g. tcp://host:8786); its workers must see the same paths. With one input "
+            "and -o OUT.zarr, the image itself is cut into chunks across the cluster. Needs "
             "pip install 'convtool[dask]'.",
             show_default=False,
         ),
@@ -332,6 +341,7 @@ def filter(  # noqa: A001 - the command is called `filter`
                 precision=precision.value,
                 gray=gray,
                 max_pixels=pixel_limit(max_pixels),
+                stream_max_pixels=pixel_limit(max_pixels) if max_pixels is not None else None,
             ),
             write=batch.WriteOptions(
                 format=format,
@@ -339,6 +349,7 @@ def filter(  # noqa: A001 - the command is called `filter`
                 range_mode=range_mode.value if range_mode else None,
                 compress_level=compress_level,
             ),
+            stream=stream,
         )
         plan = batch.plan(
             inputs,
@@ -349,7 +360,10 @@ def filter(  # noqa: A001 - the command is called `filter`
             skip_existing=skip_existing,
         )
         if plan.single:
-            if plan.jobs:
+            if plan.jobs and dask is not None:
+                with batch.sigterm_raises(), terminal.chunk_progress(quiet) as progress:
+                    batch.filter_on_dask(plan.jobs[0], settings, dask, progress=progress)
+            elif plan.jobs:
                 with batch.sigterm_raises():  # SIGTERM cleans up as Ctrl-C does
                     batch.process(plan.jobs[0], settings)
             elif not quiet:

@@ -121,6 +121,40 @@ def batch_progress(total: int, quiet: bool):
         yield bar
 
 
+@contextlib.contextmanager
+def chunk_progress(quiet: bool):
+    """Yield ``show(done, total)`` for the chunks of one image: a rich bar on a terminal,
+    a line at every tenth otherwise."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    if not sys.stderr.isatty():
+        shown = [-1]
+
+        def line(done: int, total: int) -> None:
+            tenth = done * 10 // max(1, total)
+            if tenth != shown[0]:
+                shown[0] = tenth
+                print(f"convtool: {done}/{total} chunks", file=sys.stderr, flush=True)
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    progress = Progress(
+        TextColumn("chunks"), BarColumn(), MofNCompleteColumn(),
+        console=Console(stderr=True), transient=True,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("chunks", total=None)
+
+        def bar(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield bar
+
+
 def print_summary(summary, seconds: float, quiet: bool, *, interrupted: bool = False) -> None:
     """The end-of-batch summary on stderr: counts, rate, failed files with reasons."""
     from collections import Counter
