@@ -28,6 +28,14 @@ class KernelError(UsageError):
     """A kernel spec or kernel file that cannot be turned into a kernel."""
 
 
+class UnknownKernelError(KernelError):
+    """A spec naming no kernel; ``name`` is the name as read (lower case, ``_`` as ``-``)."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        self.name = name
+        super().__init__(message)
+
+
 class ImageReadError(ConvtoolError):
     """An input image that is missing, unreadable, corrupt or of an unsupported kind."""
 

@@ -100,7 +100,7 @@ def test_filter_on_dask_writes_the_in_memory_zarr(client, small_bands, tmp_path,
     batch.process(Job(str(tmp_path / "big.tif"), str(tmp_path / "ref.zarr")), settings)
     shown = []
     job = Job(str(tmp_path / "big.tif"), str(tmp_path / "out.zarr"))
-    batch.filter_on_dask(job, settings, None, client=client, chunk_rows=50,
+    cdask.filter_file(job, settings, None, client=client, chunk_rows=50,
                          progress=lambda done, total: shown.append((done, total)))  # fmt: skip
     got = zarr.open_array(str(tmp_path / "out.zarr"), mode="r")
     want = zarr.open_array(str(tmp_path / "ref.zarr"), mode="r")
@@ -114,7 +114,7 @@ def test_one_image_on_dask_needs_a_zarr_output(client, tmp_path, rng):
     np.save(tmp_path / "in.npy", rng.integers(0, 256, (20, 20), dtype=np.uint8))
     job = Job(str(tmp_path / "in.npy"), str(tmp_path / "out.tif"))
     with pytest.raises(UsageError, match=r"-o NAME\.zarr"):
-        batch.filter_on_dask(job, Settings(Chain(parse_steps(["box:3"]))), None, client=client)
+        cdask.filter_file(job, Settings(Chain(parse_steps(["box:3"]))), None, client=client)
 
 
 def test_the_command_line_on_a_cluster_gives_the_local_bytes(tmp_path, rng):

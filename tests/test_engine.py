@@ -16,6 +16,9 @@ from convtool.engine import plan as engine_plan
 from convtool.errors import UsageError
 from convtool.padding import Padding
 
+# Every test runs on the compiled kernels and on the numpy engine (see conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 SCIPY_MODE = {
     Padding.ZERO: "constant",
     Padding.CONSTANT: "constant",

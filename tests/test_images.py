@@ -33,6 +33,7 @@ from convtool.images import (
     format_for,
     is_image_path,
     map_range,
+    png,
     read_image,
     remove_stale_temp_files,
     same_file,
@@ -154,12 +155,17 @@ def test_rgba_alpha_is_split_off_and_written_back(tmp_path):
         np.testing.assert_array_equal(pillow_array(tmp_path / name), values)
 
 
-def test_alpha_is_dropped_by_formats_without_it(tmp_path):
+def test_formats_without_alpha_get_the_colour_composited_over_white(tmp_path):
     image = Image(random_u8(4, 4, 3).astype(np.float32), random_u8(4, 4), depth=8)
-    write_image(tmp_path / "out.bmp", image)
+    notes = write_image(tmp_path / "out.bmp", image)
     with PILImage.open(tmp_path / "out.bmp") as written:
         assert written.mode == "RGB"
-    np.testing.assert_array_equal(pillow_array(tmp_path / "out.bmp"), image.pixels)
+    cover = image.alpha[:, :, None] / 255.0
+    expected = np.rint(image.pixels * cover + 255.0 * (1 - cover))
+    np.testing.assert_array_equal(pillow_array(tmp_path / "out.bmp"), expected)
+    assert notes == [
+        "BMP has no alpha channel: composited over white (--background COLOR picks another)"
+    ]
 
 
 def test_palette_image_becomes_rgb(tmp_path):
@@ -226,7 +232,7 @@ def test_16bit_tiff_and_pnm_round_trip_in_colour(tmp_path):
     np.testing.assert_array_equal(again.pixels, image.pixels)
     np.testing.assert_array_equal(again.alpha, image.alpha)
 
-    write_image(tmp_path / "out.ppm", image)  # binary P6, maxval 65535, alpha dropped
+    write_image(tmp_path / "out.ppm", Image(image.pixels, depth=16))  # binary P6, maxval 65535
     header = b"P6\n6 5\n65535\n"
     assert (tmp_path / "out.ppm").read_bytes() == header + image.pixels.astype(">u2").tobytes()
     np.testing.assert_array_equal(read_image(tmp_path / "out.ppm").pixels, image.pixels)
@@ -362,7 +368,8 @@ def test_float_tiff_keeps_raw_values(tmp_path, channels):
     again = read_image(tmp_path / "out.tif")
     assert again.depth == "float"
     np.testing.assert_array_equal(again.pixels, values)
-    np.testing.assert_array_equal(again.alpha, image.alpha)
+    # alpha is opacity: 8-bit 0..255 becomes float 0..1 (the colour stays raw)
+    np.testing.assert_allclose(again.alpha, image.alpha / 255, rtol=1e-6)
 
 
 def test_float_output_maps_only_when_asked(tmp_path):
@@ -889,7 +896,7 @@ def test_hidden_colour_under_transparency_is_kept():
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("level", [0, 1, 3, 6, 9])
 def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
-    # Levels up to codecs.FAST_PNG_MAX_LEVEL use convtool's own Sub-filter writer, higher
+    # Levels up to png.FAST_PNG_MAX_LEVEL use convtool's own Sub-filter writer, higher
     # ones Pillow's adaptive filter; both must decode to the same pixels everywhere.
     rng = np.random.default_rng(channels)
     values = rng.integers(0, 256, (13, 17, channels)).astype(np.float32)
@@ -906,7 +913,7 @@ def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
 def test_png_bands_deflated_in_parallel_form_one_valid_stream(tmp_path, monkeypatch, level):
     # Tiny bands force many pieces (and several rounds of the thread pool); the joined
     # stream must inflate to exactly the filtered rows, and Pillow must read the pixels.
-    monkeypatch.setattr(codecs, "_PNG_BAND_BYTES", 100)
+    monkeypatch.setattr(png, "_BAND_BYTES", 100)
     values = np.random.default_rng(9).integers(0, 256, (37, 23, 3)).astype(np.float32)
     path = tmp_path / "bands.png"
     write_image(path, Image(values, depth=8), compress_level=level)

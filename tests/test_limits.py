@@ -202,8 +202,9 @@ def test_without_meminfo_sysconf_gives_the_free_memory(monkeypatch, tmp_path):
     monkeypatch.delenv(limits.MEMORY_ENV, raising=False)
     monkeypatch.setattr(limits, "_MEMINFO", str(tmp_path / "none"))
     monkeypatch.setattr(limits, "_CGROUP_FILES", ())
-    available = limits.available_memory()
-    assert available is None or available > 0
+    pages = {"SC_AVPHYS_PAGES": 3000, "SC_PAGE_SIZE": 4096}
+    monkeypatch.setattr(limits.os, "sysconf", lambda name: pages[name])
+    assert limits.available_memory() == 3000 * 4096
 
 
 def test_format_bytes():

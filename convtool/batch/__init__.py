@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from convtool.batch.dask_runner import filter_on_dask
 from convtool.batch.jobs import (
     DONE,
     FAILED,
@@ -19,6 +18,7 @@ from convtool.batch.jobs import (
 )
 from convtool.batch.planning import (
     plan,
+    require_images,
 )
 from convtool.batch.run import (
     Interrupted,
@@ -28,6 +28,7 @@ from convtool.batch.run import (
     run,
     sigterm_raises,
 )
+from convtool.batch.streaming import process_streaming, wants_stream, writes_zarr
 from convtool.batch.worker import (
     process,
     process_quietly,
@@ -48,8 +49,11 @@ __all__ = [
     "Summary",
     "summarize",
     "plan",
-    "filter_on_dask",
+    "require_images",
     "process",
+    "process_streaming",
+    "wants_stream",
+    "writes_zarr",
     "process_quietly",
     "with_threads",
     "Interrupted",

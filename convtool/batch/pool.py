@@ -1,7 +1,8 @@
 """The local process pool that runs batch jobs, and what its worker processes do.
 
-Workers are started by a fork server (or spawned): the engine runs thread pools, and
-forking a process that has threads can deadlock. A worker ignores SIGINT (Ctrl-C reaches
+Workers are forked while this process runs a single thread (fast, and nothing is imported
+again); otherwise they come from a fork server (or are spawned where there is none): the
+engine runs thread pools, and forking a process that has threads can deadlock. A worker ignores SIGINT (Ctrl-C reaches
 the whole process group; the parent decides what to do) and turns SIGTERM into an
 exception while a job runs, so the atomic writer removes its temporary file before the
 process exits. A worker whose parent process disappears (SIGKILL) stops the same way
@@ -115,7 +116,9 @@ def _new_pool(workers: int):
         # Workers forked from a clean single-threaded server (the CLI draws its progress
         # bar from a thread; the engine runs thread pools).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["convtool.pool", "convtool.pipeline", "convtool.images"])
+        context.set_forkserver_preload(
+            ["convtool.batch.pool", "convtool.pipeline", "convtool.images"]
+        )
     else:
         context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)

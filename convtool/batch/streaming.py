@@ -37,6 +37,11 @@ def output_format(job: Job, settings: Settings) -> str:
     return images.format_for(job.dest, settings.write.format)
 
 
+def writes_zarr(job: Job, settings: Settings) -> bool:
+    """Whether ``job`` writes a zarr store (what one image on a Dask cluster needs)."""
+    return output_format(job, settings) in ("zarr", "zarr2")
+
+
 def wants_stream(job: Job, settings: Settings) -> bool:
     """Whether ``job`` is filtered band by band (raises when ``--stream`` cannot be met)."""
     fmt = output_format(job, settings)
@@ -55,6 +60,8 @@ def wants_stream(job: Job, settings: Settings) -> bool:
     except (ConvtoolError, OSError, ValueError):
         return False  # not a format that streams: read whole, which says what is wrong
     with reader:
+        if reader.pages > 1 and settings.read.frames == "all":
+            return False  # several pages: read whole, as frames
         height, width = reader.height, reader.width
         colour = reader.samples - reader.has_alpha
         channels = 1 if settings.read.gray and colour == 3 else colour
@@ -84,9 +91,14 @@ def wants_stream(job: Job, settings: Settings) -> bool:
     return True
 
 
-def process_streaming(job: Job, settings: Settings, *, band_rows: int | None = None) -> None:
+def process_streaming(job: Job, settings: Settings, *, band_rows: int | None = None) -> list[str]:
     """Read, filter and write ``job`` band by band; ``band_rows``: rows per output band
-    (default: the tallest that fits the memory available, see :func:`stream_band_rows`)."""
+    (default: the tallest that fits the memory available, see :func:`stream_band_rows`).
+
+    Returns the notes of what the output could not hold, as :func:`write_image` does. The
+    input's metadata goes to a TIFF output (ICC profile, DPI, XMP, EXIF's IFD0 tags; a
+    BigTIFF holds no EXIF sub-IFDs) unless ``--strip``.
+    """
     fmt = output_format(job, settings)
     write = settings.write
     if write.range_mode == "rescale":
@@ -94,10 +106,18 @@ def process_streaming(job: Job, settings: Settings, *, band_rows: int | None = N
             "--range rescale maps the whole result's minimum and maximum, so it does not "
             "stream; use clip, abs or offset, or --depth float"
         )
+    images.check_output_controls(fmt, **write.controls_for(fmt))
     with tiles.open_reader(job.source, settings.read.stream_max_pixels) as reader:
+        if reader.pages > 1 and settings.read.frames == "all":
+            raise UsageError(
+                f"this TIFF has {reader.pages} pages; band by band convtool filters one "
+                "image: add --frames first",
+                path=job.source,
+            )
         out_depth = images.output_depth(fmt, reader.depth, write.depth)
         graph = graph_for(reader, settings)
         out_dtype = tiles.sample_dtype(fmt, out_depth, graph.colour.dtype)
+        kept, notes = _metadata_for(reader, graph, fmt, write.strip)
         if band_rows is None:
             available = limits.available_memory()
             if available is not None:
@@ -111,6 +131,7 @@ def process_streaming(job: Job, settings: Settings, *, band_rows: int | None = N
                 yield output_samples(colour, alpha, reader.depth, out_depth, write.range_mode)
 
         shape = (graph.height, graph.width, graph.channels)
+        controls = write.controls_for(fmt)
         tiles.write_bands(
             job.dest,
             fmt,
@@ -119,7 +140,29 @@ def process_streaming(job: Job, settings: Settings, *, band_rows: int | None = N
             graph.alpha is not None,
             bands(),
             compress_level=write.compress_level,
+            compression=controls.get("compression"),
+            quality=controls.get("quality"),
+            metadata=kept,
         )
+    return notes
+
+
+def _metadata_for(reader, graph, fmt: str, strip: bool):
+    """What of the input's metadata the output holds, and the note naming the rest."""
+    from convtool.images import metadata as meta
+    from convtool.images.frames import format_name
+
+    if strip or not reader.metadata:
+        return meta.Metadata(), []
+    sized = meta.sized(reader.metadata, graph.width, graph.height)
+    kept, dropped = meta.for_format(sized, fmt, graph.channels)
+    if fmt == "tiff" and kept.exif:
+        from convtool.images import exif as exif_block
+
+        if exif_block.tiff_parts(kept.exif)[1]:
+            dropped.append("EXIF sub-IFDs (Exif, GPS: a BigTIFF written band by band)")
+    note = f"{format_name(fmt)} cannot hold the input's {', '.join(dropped)}; left out"
+    return kept, [note] if dropped else []
 
 
 def graph_for(reader: tiles.BandReader, settings: Settings) -> stream.Graph:

@@ -12,14 +12,17 @@ from convtool.batch import streaming
 from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings, is_inside
 from convtool.errors import ConvtoolError, ImageWriteError, UsageError
 from convtool.images.atomic import write_error_reason
+from convtool.pipeline import Progress
 from convtool.pipeline import memory as limits
 
 
-def process(job: Job, settings: Settings) -> None:
+def process(job: Job, settings: Settings, progress: Progress | None = None) -> list[str]:
     """Read, filter and write one job; raises :class:`ConvtoolError` on failure.
 
-    Band by band (:mod:`convtool.batch.streaming`) when asked, or when the image would not
-    fit in memory and its formats allow it; else whole, refused if it does not fit.
+    Returns the writer's notes (what the output format could not hold). ``progress``
+    follows the filtering (see :data:`convtool.pipeline.Progress`). Band by band
+    (:mod:`convtool.batch.streaming`) when asked, or when the image would not fit in memory
+    and its formats allow it; else whole, refused if it does not fit.
     """
     if job.source != "-" and job.dest != "-" and images.same_file(job.source, job.dest):
         raise UsageError(
@@ -29,27 +32,37 @@ def process(job: Job, settings: Settings) -> None:
     if streaming.wants_stream(job, settings):
         if job.root is not None:
             _make_folder_inside(job.dest, job.root)
-        streaming.process_streaming(job, settings)
-        return
+        return streaming.process_streaming(job, settings)
+    write = settings.write
+    fmt = images.format_for(job.dest, write.format)
     image = images.read_image(
         job.source,
         precision=settings.read.precision,
         gray=settings.read.gray,
         max_pixels=settings.read.max_pixels,
+        frames=settings.read.frames,
     )
+    images.check_frames(fmt, image.frame_count, job.source)  # before the work, not after
     # refuse with a clear message now rather than be ended by the OOM killer halfway
     limits.check_memory(settings.chain, image, share=settings.workers)
-    result = settings.chain.apply_to(image)
+    if progress is None:
+        result = settings.chain.apply_to(image)
+    else:
+        result = settings.chain.apply_to(image, progress=progress)
     del image  # its pixels need not be held through the write
+    if write.strip:
+        result = replace(result, metadata=images.Metadata())
     if job.root is not None:
         _make_folder_inside(job.dest, job.root)
-    images.write_image(
+    return images.write_image(
         job.dest,
         result,
-        format=settings.write.format,
-        depth=settings.write.depth,
-        range_mode=settings.write.range_mode,
-        compress_level=settings.write.compress_level,
+        format=write.format,
+        depth=write.depth,
+        range_mode=write.range_mode,
+        compress_level=write.compress_level,
+        background=write.background,
+        **write.controls_for(fmt),
     )
 
 
@@ -79,14 +92,14 @@ def process_quietly(job: Job, settings: Settings) -> JobResult:
     """
     start = time.perf_counter()
     try:
-        process(job, settings)
+        notes = process(job, settings)
     except ConvtoolError as err:
         return _failed(job, str(err), start, fatal=_is_fatal(err))
     except MemoryError:
         return _failed(job, "out of memory", start)
     except Exception as err:  # noqa: BLE001 - reported per file; the batch goes on
         return _failed(job, f"internal error: {type(err).__name__}: {err}", start)
-    return JobResult(job, DONE, None, time.perf_counter() - start)
+    return JobResult(job, DONE, None, time.perf_counter() - start, warnings=tuple(notes))
 
 
 def _failed(job: Job, message: str, start: float, *, fatal: bool = False) -> JobResult:

@@ -24,21 +24,22 @@ from convtool.cli.options import (
     Threads,
     fail,
     pixel_limit,
+    refuse_terminals,
 )
 
-COMPARE_EPILOG = (
-    "Examples:\n\n  convtool compare in.png blur.png edges.png -o sheet.png\n\n"
-    "  convtool compare a.png b.png --label before --label after --height 256 -o s.png"
-)
+COMPARE_EPILOG = """Examples:
+
+\b
+  convtool compare in.png blur.png edges.png -o sheet.png
+  convtool compare a.png b.png --label before --label after --height 256 -o s.png
+"""
 
 MATCH_EPILOG = """Examples:
 
+\b
   convtool match scene.png template.png -o response.png
-
   convtool match scene.png template.png --threshold 0.8 --json
-
   convtool match scene.png template.png -t 0.9 -m 5 --overlay hits.png
-
   convtool match scene.png template.png -o scores.npy        (raw scores, valid geometry)
 """
 
@@ -165,6 +166,10 @@ def match(
     try:
         from convtool.match import request as matching
 
+        refuse_terminals(
+            reads_stdin="-" in (scene_path, template_path),
+            writes_stdout="-" in (output, overlay),
+        )
         request = matching.MatchRequest(
             scene=scene_path,
             template=template_path,
@@ -198,7 +203,7 @@ def match(
 def compare(
     paths: Annotated[
         list[str],
-        typer.Argument(metavar="IMAGES", help="Images to put side by side.", show_default=False),
+        typer.Argument(metavar="IMAGES...", help="Images to put side by side.", show_default=False),
     ],
     output: Annotated[
         str,
@@ -234,6 +239,7 @@ def compare(
         from convtool.errors import UsageError
         from convtool.images import sheet
 
+        refuse_terminals(reads_stdin="-" in paths, writes_stdout=output == "-")
         labels = list(label or [])
         if labels and len(labels) != len(paths):
             raise UsageError(
@@ -242,7 +248,7 @@ def compare(
             )
         pictures = []
         for path in paths:
-            image = images.read_image(path)
+            image = images.read_image(path, frames="first")  # a sheet shows one picture
             pictures.append(sheet.display_rgb(image.pixels, image.alpha, image.max_value))
         labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
         result = sheet.contact_sheet(pictures, labels, height=height)

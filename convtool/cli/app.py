@@ -23,18 +23,25 @@ from convtool.cli import analysis as cli_analysis
 from convtool.cli import terminal
 from convtool.cli.options import (
     AlphaMode,
+    Compression,
     CompressLevel,
     Debug,
     Depth,
+    Frames,
     MaxPixels,
     Method,
     Precision,
     Quiet,
     RangeMode,
+    Subsampling,
     Threads,
+    complete_kernel,
+    complete_padding,
     debug_enabled,
     fail,
     pixel_limit,
+    refuse_terminals,
+    reset_debug,
 )
 from convtool.errors import ConvtoolError
 from convtool.padding import Padding
@@ -47,6 +54,7 @@ class OneLineErrors(TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        reset_debug()  # each run starts without the --debug of an earlier one (tests)
         if not debug_enabled("--debug" in (args if args is not None else sys.argv)):
             # a library's warning on stderr would break the one-line promise; --debug shows them
             warnings.simplefilter("ignore")
@@ -85,7 +93,6 @@ app = typer.Typer(
 )
 kernels_app = typer.Typer(
     cls=OneLineErrors,
-    help="List the named kernels, or show one as it will be applied.",
     context_settings={"help_option_names": ["-h", "--help"]},
     invoke_without_command=True,
     rich_markup_mode=None,
@@ -99,23 +106,23 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(
+    epilog="Examples:\n\n\b\n"
+    "  convtool filter photo.png -k sobel-x -o edges.png\n"
+    "  convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png\n"
+    "  convtool filter photos/ -o edges/ -k grad:sobel -j 2\n"
+    "  convtool kernels show gaussian:sigma=1 -n 3\n"
+    "  convtool match scene.png template.png --json\n"
+    "  convtool compare in.png edges.png -o sheet.png"
+)
 def main_callback(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    debug: Debug = False,
 ) -> None:
-    """Exact, fast 2-D convolution of images: named or custom kernels, every padding mode.
-
-    Examples:
-
-      convtool filter photo.png -k sobel-x -o edges.png
-
-      convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png
-
-      convtool kernels show gaussian:sigma=1 -n 3
-    """
+    """Exact, fast 2-D convolution of images: named or custom kernels, every padding mode."""
 
 
 # ------------------------------------------------------------------------------ filter
@@ -123,17 +130,15 @@ def main_callback(
 
 FILTER_EPILOG = """Examples:
 
+\b
   convtool filter samples/camera.png -k sobel-x --range offset -o edges.png
-
-  convtool filter photo.jpg -k gaussian:sigma=2 -k sharpen:amount=1.5 -o out.png
-
+  convtool filter photo.jpg -k unsharp:sigma=2,amount=1.5 -o sharper.png
   convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png
-
   convtool filter in.png -k "[1 2 1; 2 4 2; 1 2 1]/16" -n 3 --padding edge -o blurred.png
-
   convtool filter in.png -k sobel-x --depth float -o gx.tif     (raw signed results)
-
   convtool filter photos/ -o edges/ -r -j 2 -k grad:sobel --skip-existing
+  convtool filter photo.jpg -k sharpen --quality 85 --subsampling 4:2:0 -o out.jpg
+  convtool filter anim.gif -k box:3 -o anim.webp     (every frame; --frames first: one)
 
 \b
 Padding modes (k = kernel side):
@@ -145,7 +150,7 @@ def filter(  # noqa: A001 - the command is called `filter`
     inputs: Annotated[
         list[str],
         typer.Argument(
-            metavar="INPUTS",
+            metavar="INPUTS...",
             help="Input images or folders; '-' reads an image from stdin.",
             show_default=False,
         ),
@@ -155,8 +160,9 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "-o",
             "--output",
-            help="Output file, or folder when there are several "
-            "inputs or a folder; '-' for stdout.",
+            help="Output file, or folder when there are several inputs or a folder; "
+            "'-' for stdout (not a terminal). A name with an image extension (x.png) is "
+            "always a file; a trailing / makes any name a folder.",
             show_default=False,
         ),
     ],
@@ -169,6 +175,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N. "
             "See `convtool kernels`.",
             show_default=False,
+            autocompletion=complete_kernel,
         ),
     ],
     padding: Annotated[
@@ -178,13 +185,14 @@ def filter(  # noqa: A001 - the command is called `filter`
             "-p",
             help="Border mode: zero, constant (with --cval), edge, reflect, symmetric, wrap, "
             "valid, full, or an alias (mirror, replicate, circular, ...); pictures below.",
+            autocompletion=complete_padding,
         ),
     ] = Padding.REFLECT.value,
     cval: Annotated[
         float, typer.Option(help="Value outside the image for --padding constant.")
     ] = 0.0,
     iterations: Annotated[
-        int, typer.Option("-n", "--iterations", help="Apply the whole chain N times.")
+        int, typer.Option("-n", "--iterations", help="Apply the whole chain N times (1-1000).")
     ] = 1,
     correlate: Annotated[
         bool,
@@ -236,12 +244,65 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "--format",
             "-f",
-            help="Output format (png, jpg, tif, bmp, webp, ppm, npy); "
-            "default: from the -o extension, png for stdout.",
+            help="Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy, zarr), or zarr2 "
+            "for a zarr v2 store; default: from the -o extension (which must agree), png for "
+            "stdout.",
             show_default=False,
         ),
     ] = None,
     compress_level: CompressLevel = 1,
+    quality: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=100,
+            help="JPEG quality 1-100 (default 92); for WebP, lossy at this quality instead "
+            "of lossless; for TIFF with --compression jpeg.",
+            show_default=False,
+        ),
+    ] = None,
+    subsampling: Annotated[
+        Subsampling | None,
+        typer.Option(
+            help="JPEG chroma subsampling (default 4:4:4: filtered edges keep their colour).",
+            show_default=False,
+        ),
+    ] = None,
+    progressive: Annotated[
+        bool, typer.Option("--progressive", help="Write progressive JPEG.")
+    ] = False,
+    compression: Annotated[
+        Compression | None,
+        typer.Option(
+            help="TIFF compression (default deflate at --compress-level; none at 0). "
+            "lzw, zstd, jpeg and packbits use imagecodecs when installed, else Pillow.",
+            show_default=False,
+        ),
+    ] = None,
+    strip: Annotated[
+        bool,
+        typer.Option(
+            "--strip",
+            help="Write no metadata (ICC profile, EXIF, XMP, DPI, text); by default it is "
+            "kept where the output format holds it.",
+        ),
+    ] = False,
+    frames: Annotated[
+        Frames,
+        typer.Option(
+            help="all: filter every frame of an animation (GIF, APNG, WebP) or page of a "
+            "TIFF; first: only the first.",
+        ),
+    ] = Frames.all,
+    background: Annotated[
+        str | None,
+        typer.Option(
+            metavar="COLOR",
+            help="Colour that alpha is composited over for JPEG, BMP and PNM: a name, "
+            "#rrggbb or R,G,B (default white, with a warning).",
+            show_default=False,
+        ),
+    ] = None,
     alpha: Annotated[
         AlphaMode,
         typer.Option(
@@ -300,9 +361,9 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "--dask",
             metavar="ADDRESS",
-            help="Send the files to this Dask scheduler "
-            "(e.g. tcp://host:8786); its workers must see the same paths. With one input "
-            "and -o OUT.zarr, the image itself is cut into chunks across the cluster. Needs "
+            help="Send a batch's files to this Dask scheduler "
+            "(e.g. tcp://host:8786); its workers must see the same paths. One input with "
+            "-o OUT.zarr: that image is cut into chunks across the cluster. Needs "
             "pip install 'convtool[dask]'.",
             show_default=False,
         ),
@@ -342,15 +403,27 @@ def filter(  # noqa: A001 - the command is called `filter`
                 gray=gray,
                 max_pixels=pixel_limit(max_pixels),
                 stream_max_pixels=pixel_limit(max_pixels) if max_pixels is not None else None,
+                frames=frames.value,
             ),
             write=batch.WriteOptions(
                 format=format,
                 depth=depth.value if depth else None,
                 range_mode=range_mode.value if range_mode else None,
                 compress_level=compress_level,
+                quality=quality,
+                subsampling=subsampling.value if subsampling else None,
+                progressive=progressive,
+                compression=compression.value if compression else None,
+                background=background,
+                strip=strip,
             ),
             stream=stream,
         )
+        refuse_terminals(reads_stdin="-" in inputs, writes_stdout=output == "-")
+        if debug_enabled(debug):
+            from convtool.engine import native
+
+            terminal.note(f"engine: {native.implementation()}")
         plan = batch.plan(
             inputs,
             output,
@@ -359,16 +432,31 @@ def filter(  # noqa: A001 - the command is called `filter`
             format=format,
             skip_existing=skip_existing,
         )
+        settings.write.check(job.dest for job in plan.jobs)  # a usage error before any work
         if plan.single:
-            if plan.jobs and dask is not None:
+            if plan.jobs and dask is not None and batch.writes_zarr(plan.jobs[0], settings):
+                batch.dask_runner.require_dask()
+                from convtool import dask as cluster  # imports dask, only when asked for
+
                 with batch.sigterm_raises(), terminal.chunk_progress(quiet) as progress:
-                    batch.filter_on_dask(plan.jobs[0], settings, dask, progress=progress)
-            elif plan.jobs:
-                with batch.sigterm_raises():  # SIGTERM cleans up as Ctrl-C does
-                    batch.process(plan.jobs[0], settings)
+                    cluster.filter_file(plan.jobs[0], settings, dask, progress=progress)
+                return
+            if dask is not None and not quiet:
+                terminal.note(
+                    "--dask sends batches (several inputs or a folder) to a cluster, and one "
+                    "image only with a zarr output (-o NAME.zarr); this one file is filtered here"
+                )
+            if plan.jobs:
+                job = plan.jobs[0]
+                # SIGTERM cleans up as Ctrl-C does
+                with batch.sigterm_raises(), terminal.image_progress(quiet) as progress:
+                    notes = batch.process(job, settings, progress=progress)
+                for note in [] if quiet else notes:
+                    terminal.warning_line(f"{job.dest}: {note}")
             elif not quiet:
                 print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
             return
+        batch.require_images(plan, inputs)
         results = batch.run(
             plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask
         )
@@ -410,20 +498,18 @@ cli_analysis.register(app)
 # ----------------------------------------------------------------------------- kernels
 
 
-@kernels_app.callback()
+@kernels_app.callback(
+    epilog="Examples:\n\n\b\n  convtool kernels\n  convtool kernels show sobel-x\n"
+    "  convtool kernels show sharpen:amount=1.5     (its sum: 1/2)\n"
+    "  convtool kernels show binomial:3 -n 2"
+)
 def kernels_list(
     ctx: typer.Context,
     debug: Debug = False,
 ) -> None:
-    """List the named kernels: name, size, parameters with defaults, description.
+    """List the named kernels and steps (size, parameters, description), or show one.
 
-    Examples:
-
-      convtool kernels
-
-      convtool kernels show sobel-x
-
-      convtool kernels show binomial:3 -n 2
+    Sizes are rows x columns (HxW), as in box:3x5.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -438,9 +524,11 @@ def kernels_list(
 
 @kernels_app.command(
     "show",
-    epilog="Examples:\n\n  convtool kernels show sobel-x\n\n"
-    "  convtool kernels show binomial:3 -n 2\n\n"
-    '  convtool kernels show "[1 2 1]/4" --correlate',
+    epilog="Examples:\n\n\b\n  convtool kernels show sobel-x\n"
+    "  convtool kernels show binomial:3 -n 2\n"
+    '  convtool kernels show "[1 2 1]/4" --correlate\n'
+    '  convtool kernels show "5x3: 1 2 3 4 5 1 2 3 4 5 1 2 3 4 5"   (ImageMagick: WxH)\n'
+    "  convtool kernels show log:sigma=2 --image log.png",
 )
 def kernels_show(
     spec: Annotated[str, typer.Argument(help="A kernel spec, as given to -k.", show_default=False)],
@@ -453,6 +541,16 @@ def kernels_show(
     normalize: Annotated[
         bool, typer.Option("--normalize", help="Apply --normalize first.")
     ] = False,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            metavar="PATH",
+            help="Also write the kernel as a heat map picture (PNG, or the format of "
+            "PATH's extension): red for positive weights, blue for negative.",
+            show_default=False,
+        ),
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Show a kernel's matrix, sum and separability, as it will be applied."""
@@ -462,6 +560,15 @@ def kernels_show(
         reports = kernelview.report(
             spec, iterations=iterations, correlate=correlate, normalize=normalize
         )
+        if image is not None:
+            refuse_terminals(writes_stdout=image == "-")
+            from convtool import images
+            from convtool.images.heatmap import heat_map
+
+            picture = heat_map([kernelview.heat_map_cells(rep) for rep in reports])
+            images.write_image(image, images.Image(picture.astype("float32"), depth=8))
+            if image == "-":
+                return  # stdout holds the picture: no listing beside it
         if terminal.rich_stdout():
             terminal.print_heat_maps(reports)
         else:

@@ -7,19 +7,55 @@ and :mod:`convtool.cli_analysis`.
 from __future__ import annotations
 
 import os
+import sys
 from enum import Enum
 from typing import Annotated
 
 import typer
 
 from convtool.cli import terminal
-from convtool.errors import ConvtoolError
+from convtool.errors import ConvtoolError, UsageError
 
 DEBUG_ENV = "CONVTOOL_DEBUG"
 
 
-def debug_enabled(flag: bool) -> bool:
-    return flag or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+# Set by any --debug on the command line (the app's, a group's or a command's), so
+# `convtool kernels --debug show X` shows the traceback of `show`; reset for each run.
+_debug_given = False
+
+
+def reset_debug() -> None:
+    global _debug_given
+    _debug_given = False
+
+
+def _note_debug(value: bool) -> bool:
+    global _debug_given
+    _debug_given = _debug_given or bool(value)
+    return value
+
+
+def debug_enabled(flag: bool = False) -> bool:
+    """--debug given anywhere on the command line, or CONVTOOL_DEBUG set (not to 0)."""
+    return flag or _debug_given or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def refuse_terminals(*, reads_stdin: bool = False, writes_stdout: bool = False) -> None:
+    """Refuse to read an image from a terminal, or to write one to it (as gzip does).
+
+    Image bytes on a terminal are garbage and can upset it; a terminal on stdin would
+    leave convtool waiting silently for bytes nobody will type.
+    """
+    if writes_stdout and sys.stdout.isatty():
+        raise UsageError(
+            "refusing to write image data to a terminal; redirect stdout (-o - > out.png), "
+            "pipe it into another program, or give -o FILE"
+        )
+    if reads_stdin and sys.stdin.isatty():
+        raise UsageError(
+            "refusing to read an image from a terminal: '-' reads standard input; pipe an "
+            "image in (cat in.png | convtool ... -), or name the file"
+        )
 
 
 def fail(err: BaseException, debug: bool) -> typer.Exit:
@@ -76,9 +112,60 @@ class Geometry(str, Enum):
     same = "same"
 
 
-Debug = Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")]
+# The output choices below are the library's (images.FRAME_CHOICES, encoders.SUBSAMPLINGS,
+# encoders.COMPRESSIONS), written out so that --help need not import numpy and Pillow;
+# tests/test_cli.py checks that they agree.
+class Frames(str, Enum):
+    all = "all"
+    first = "first"
+
+
+class Subsampling(str, Enum):
+    s444 = "4:4:4"
+    s422 = "4:2:2"
+    s420 = "4:2:0"
+
+
+class Compression(str, Enum):
+    none = "none"
+    deflate = "deflate"
+    lzw = "lzw"
+    zstd = "zstd"
+    jpeg = "jpeg"
+    packbits = "packbits"
+
+
+def complete_kernel(incomplete: str) -> list[str]:
+    """Shell completion for -k: kernel names and the other steps (grad:OP, pooling)."""
+    from convtool.kernels.builders import kernel_names
+    from convtool.pipeline.steps import GRADIENT_OPERATORS, POOL_KINDS
+
+    steps = [f"grad:{op}" for op in GRADIENT_OPERATORS] + [f"{kind}:2" for kind in POOL_KINDS]
+    return [name for name in kernel_names() + steps if name.startswith(incomplete)]
+
+
+def complete_padding(incomplete: str) -> list[str]:
+    """Shell completion for -p: the padding modes, then their aliases."""
+    from convtool.padding import ALIASES, Padding
+
+    names = [mode.value for mode in Padding] + sorted(ALIASES)
+    return [name for name in names if name.startswith(incomplete.lower())]
+
+
+Debug = Annotated[
+    bool,
+    typer.Option(
+        "--debug",
+        callback=_note_debug,
+        is_eager=True,
+        help="Show tracebacks for errors (also CONVTOOL_DEBUG=1).",
+    ),
+]
 # Options that several commands share, defined once so their help cannot drift apart.
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="No messages.")]
+Quiet = Annotated[
+    bool,
+    typer.Option("-q", "--quiet", help="Print only errors: no progress, notes or summary."),
+]
 Threads = Annotated[
     int | None,
     typer.Option(min=1, help="Threads per image (default: all CPUs).", show_default=False),

@@ -14,6 +14,7 @@ from convtool.engine.plan import (
     choose_method,
     separable_factors,
 )
+from convtool.engine.schedule import BandObserver, observe_bands
 
 __all__ = [
     "METHODS",
@@ -24,4 +25,6 @@ __all__ = [
     "Tuning",
     "choose_method",
     "separable_factors",
+    "BandObserver",
+    "observe_bands",
 ]

@@ -31,7 +31,7 @@ class BandFilter:
     ``bind(channels, nr)`` allocates the arrays for bands of ``nr`` output rows, builds its
     views on them once (a ``sliding_window_view`` costs ~10 us, about as much as a 3x3 pass over
     10^4 pixels, so per band it would show) and returns the band buffer to gather into and
-    ``run(out)``. A thread takes its bands in order, so it binds twice at most: for the full
+    ``run(out, j0)`` (``j0``: the band's first output row). A thread takes its bands in order, so it binds twice at most: for the full
     bands, then for a shorter last one.
     """
 
@@ -46,7 +46,7 @@ class BandFilter:
             self.buf, self.run = self.bind(x.shape[0], j1 - j0)
             self.rows = j1 - j0
         gather(self.plan, x, j0, j1, self.buf)
-        self.run(out)
+        self.run(out, j0)
 
 
 def band_buffer(plan: Plan, channels: int, nr: int) -> np.ndarray:

@@ -21,6 +21,7 @@ computed from the bands that cover them and cropped.
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -69,7 +70,8 @@ class RowPlan:
     def __init__(self, plan: Plan, method: str, channels: int, threads: int | None) -> None:
         self.plan, self.method, self.channels = plan, method, channels
         self.workers = threads or os.cpu_count() or 1
-        self.band, self._bind = prepare(plan, channels, method, self.workers)
+        self._stop = threading.Event()  # set after each piece; compiled bands watch it
+        self.band, self._bind = prepare(plan, channels, method, self.workers, self._stop)
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -111,7 +113,8 @@ class RowPlan:
         """
         first, last = self.covering(j0, j1)
         workers = threads or self.workers
-        out = run_bands(self.plan, source, self.band, self._bind, first, last, workers)
+        self._stop.clear()  # pieces run one after another: each gets the event afresh
+        out = run_bands(self.plan, source, self.band, self._bind, first, last, workers, self._stop)
         if (first, last) != (j0, j1):
             out = out[:, j0 - first : j1 - first]
         return out

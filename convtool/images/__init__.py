@@ -1,4 +1,5 @@
-"""Reading and writing images: decoders behind an allow-list, range mapping, atomic writes."""
+"""Reading and writing images: decoders behind an allow-list, metadata and frames, range
+mapping, atomic writes."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ from convtool.images.api import (
     FORMAT_DEPTHS,
     GRAY_WEIGHTS,
     IMAGE_EXTENSIONS,
+    OUTPUT_CONTROLS,
     RANGE_MODES,
     WRITE_EXTENSIONS,
+    Frame,
     Image,
+    Metadata,
+    Timing,
     atomic_write,
+    check_format_agrees,
+    check_frames,
+    check_output_controls,
     format_for,
     is_image_path,
     map_range,
@@ -28,10 +36,17 @@ __all__ = [
     "FORMAT_DEPTHS",
     "GRAY_WEIGHTS",
     "IMAGE_EXTENSIONS",
+    "OUTPUT_CONTROLS",
     "RANGE_MODES",
     "WRITE_EXTENSIONS",
+    "Frame",
     "Image",
+    "Metadata",
+    "Timing",
     "atomic_write",
+    "check_format_agrees",
+    "check_frames",
+    "check_output_controls",
     "format_for",
     "is_image_path",
     "map_range",

@@ -69,15 +69,6 @@ def contact_sheet(
     return np.asarray(sheet)
 
 
-def tile_boxes(widths: list[int], height: int) -> list[tuple[int, int, int, int]]:
-    """Where each tile of the given scaled widths lands: (left, top, right, bottom)."""
-    boxes, x = [], GAP
-    for w in widths:
-        boxes.append((x, GAP, x + w, GAP + height))
-        x += w + GAP
-    return boxes
-
-
 def scaled_width(shape: tuple[int, ...], height: int) -> int:
     """The width of a picture of ``shape`` scaled to ``height``, aspect kept."""
     return max(1, round(shape[1] * height / shape[0]))

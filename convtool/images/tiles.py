@@ -16,6 +16,7 @@ the ``zarr`` package, imported only when a zarr store is read or written: both a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +28,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from convtool.errors import ConvtoolError, ImageReadError, ImageWriteError, UsageError
+from convtool.images import metadata as meta
 from convtool.images.atomic import atomic_directory, atomic_write
 from convtool.images.codecs import (
     _NPY_MAGIC,
@@ -110,6 +112,8 @@ class BandReader:
     block_rows: int
     _read: Callable[[int, int], np.ndarray]
     _close: Callable[[], None] = lambda: None
+    metadata: meta.Metadata = dataclasses.field(default_factory=meta.Metadata)
+    pages: int = 1  # images in the file (TIFF pages, reduced-resolution copies not counted)
 
     def read(self, start: int, stop: int) -> np.ndarray:
         with _read_errors(self.name):
@@ -257,13 +261,22 @@ def _tiff_reader(tif, name: str, max_pixels: int | None) -> BandReader:
         return BandReader(
             name, height, width, samples, dtype, samples in (2, 4), _depth(dtype), "TIFF",
             max(1, _NPY_BLOCK_BYTES // row_bytes),
-            lambda start, stop: np.array(view[start:stop]), tif.close,
+            lambda start, stop: np.array(view[start:stop]), tif.close, *_tiff_extras(tif),
         )  # fmt: skip
     segments = _TiffSegments(tif, page, name)
     return BandReader(
         name, height, width, samples, dtype, samples in (2, 4), _depth(dtype), "TIFF",
-        segments.rows, segments.read, tif.close,
+        segments.rows, segments.read, tif.close, *_tiff_extras(tif),
     )  # fmt: skip
+
+
+def _tiff_extras(tif) -> tuple[meta.Metadata, int]:
+    """The file's metadata (as the in-memory reader finds it) and how many pages it has."""
+    from convtool.images.codecs import _tiff_metadata
+
+    pages = 1 + sum(1 for page in tif.pages[1:] if not int(page.subfiletype) & 1)
+    with open(tif.filehandle.path, "rb") as fileobj:
+        return _tiff_metadata(fileobj), pages
 
 
 class _TiffSegments:
@@ -390,14 +403,19 @@ def write_bands(
     bands: Iterable[Band],
     *,
     compress_level: int = 1,
+    compression: str | None = None,
+    quality: int | None = None,
+    metadata: meta.Metadata | None = None,
     chunks: tuple[int, int] | None = None,
 ) -> None:
     """Write *bands* of rows, top to bottom, as one image of *shape* ``(H, W, C)``.
 
     Each band is ``(colour, alpha)``: ``(rows, W, C)`` samples of *dtype*, already mapped
     for the output depth, and ``(rows, W)`` alpha (or None, when *alpha* is false).
-    *fmt*: ``tiff`` (tiled BigTIFF, zlib at ``compress_level``, none at 0), ``zarr`` /
-    ``zarr2`` (zarr v3 / v2, *chunks* rows x columns) or ``npy``. Written under a
+    *fmt*: ``tiff`` (tiled BigTIFF; ``compression`` as for :func:`write_image`: deflate at
+    ``compress_level`` by default, none at 0; ``metadata``'s ICC profile, DPI, XMP and EXIF
+    IFD0 tags), ``zarr`` / ``zarr2`` (zarr v3 / v2, *chunks* rows x columns) or ``npy``.
+    Written under a
     temporary name and renamed when the last band is in: an error or an interruption
     leaves no output, a killed process a hidden temporary one.
     """
@@ -413,10 +431,12 @@ def write_bands(
     if fmt == "npy":
         atomic_write(dest, lambda f: _write_npy(f, (height, width, total), dtype, stacked))
     elif fmt == "tiff":
+        options = _tiff_options(compression, compress_level, quality, dtype,
+                                metadata or meta.Metadata())  # fmt: skip
         atomic_write(
             dest,
             lambda f: _write_tiff(f, (height, width, total), dtype, channels, alpha, stacked,
-                                  compress_level),
+                                  options),
         )  # fmt: skip
     else:
         zarr = import_zarr()
@@ -466,7 +486,41 @@ def _rows_of(bands: Iterator[np.ndarray], block: int, height: int) -> Iterator[n
     _check_rows(done + count, height)
 
 
-def _write_tiff(f, shape, dtype, channels, alpha, bands, level) -> None:
+def _tiff_options(compression, level: int, quality, dtype, metadata: meta.Metadata) -> dict:
+    """tifffile's arguments for a compression and the metadata a BigTIFF page holds."""
+    from convtool.images import exif as exif_block
+    from convtool.images.encoders import _TIFFFILE_NAMES, DEFAULT_QUALITY
+
+    compression = compression or ("deflate" if level else "none")
+    if compression == "jpeg" and dtype != np.uint8:
+        raise UsageError(
+            "TIFF JPEG compression holds 8-bit samples; add --depth 8 or choose another "
+            "--compression"
+        )
+    args: dict[str, Any] = {"compression": _TIFFFILE_NAMES.get(compression)}
+    if compression in ("deflate", "zstd") and level:
+        args["compressionargs"] = {"level": level}
+    elif compression == "jpeg":
+        args["compressionargs"] = {"level": quality or DEFAULT_QUALITY}
+    tags = []
+    if metadata.exif:  # IFD0's descriptive tags; a BigTIFF keeps no Exif/GPS sub-IFDs
+        text, _ = exif_block.tiff_parts(metadata.exif)
+        tags += [
+            (tag, "H", 1, 1, True)  # upright, as the in-memory TIFF writer says
+            if tag == exif_block.ORIENTATION
+            else (tag, "s", 0, value.encode("utf-8"), True)
+            for tag, value in text.items()
+        ]
+    if metadata.xmp:
+        tags.append((700, "B", len(metadata.xmp), metadata.xmp, True))
+    if metadata.icc:
+        args["iccprofile"] = metadata.icc
+    if metadata.dpi:
+        args |= {"resolution": metadata.dpi, "resolutionunit": "INCH"}
+    return args | {"extratags": tags}
+
+
+def _write_tiff(f, shape, dtype, channels, alpha, bands, options) -> None:
     import tifffile
 
     height, width, total = shape
@@ -486,15 +540,15 @@ def _write_tiff(f, shape, dtype, channels, alpha, bands, level) -> None:
     tifffile.imwrite(
         f,
         tiles(),
+        **options,
         shape=shape if total > 1 else shape[:2],
         dtype=dtype,
         tile=(tile, tile),
         bigtiff=True,
         photometric="rgb" if channels == 3 else "minisblack",
         extrasamples=["unassalpha"] if alpha else None,
-        compression="zlib" if level else None,
-        compressionargs={"level": level} if level else None,
-        metadata=None,
+        metadata=None,  # no JSON ImageDescription: a plain TIFF, as in memory
+        software=False,
         maxworkers=os.cpu_count() or 1,
         buffersize=row_bytes,  # tifffile would otherwise take up to 512 MB of tiles at once
     )

@@ -78,7 +78,9 @@ def run(request: MatchRequest) -> MatchOutcome:
     def read(path: str, gray: bool) -> images.Image:
         # stdin may be read twice (luminance to match, colour to draw on), so keep its bytes
         stream = io.BytesIO(stdin_bytes) if path == "-" else None
-        return images.read_image(path, gray=gray, max_pixels=request.max_pixels, stdin=stream)
+        return images.read_image(
+            path, gray=gray, max_pixels=request.max_pixels, stdin=stream, frames="first"
+        )
 
     gray = not request.per_channel
     scene, template = read(request.scene, gray), read(request.template, gray)

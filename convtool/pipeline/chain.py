@@ -3,17 +3,21 @@
 :class:`Chain` holds the parsed steps (:mod:`convtool.steps`), the shared options and the
 iteration count; it filters an image's colour channels in one stack ``(C, H, W)`` and
 moves alpha along with the same geometry (cropped, padded, strided or pooled), or
-filters it, or uses it to weight the colour (``--alpha``). The step names are
+filters it, or uses it to weight the colour (``--alpha``). Every frame of an animation
+(or page of a TIFF) gets the same chain. A ``progress`` callback follows a long run
+(see :data:`Progress`); the chain never draws anything itself. The step names are
 re-exported here, so ``from convtool.pipeline import parse_steps`` keeps working.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from convtool.engine import observe_bands
 from convtool.errors import ImageReadError, UsageError
 from convtool.pipeline.steps import (
     ALPHA_MODES,
@@ -46,6 +50,7 @@ __all__ = [
     "FilterOptions",
     "GradientStep",
     "PoolStep",
+    "Progress",
     "Step",
     "combine_gradients",
     "gradient_magnitude",
@@ -64,6 +69,29 @@ RGB_TO_YCBCR = np.array(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
 )  # fmt: skip
 YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
+
+Progress = Callable[[float, int], None]
+"""``progress(done, total)``: work units done (fractions as the engine's bands finish) of
+``total``, one unit a step, per iteration, per frame. Called on the filtering thread."""
+
+
+class _Ticker:
+    """Turns band and step completions into calls of a :data:`Progress`, never backwards."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total = progress, max(1, total)
+        self.unit, self.done = 0, 0.0
+
+    def band(self, done: int, total: int) -> None:
+        value = self.unit + done / max(1, total)
+        if value > self.done:
+            self.done = value
+            self.progress(value, self.total)
+
+    def step_done(self) -> None:
+        self.unit += 1
+        self.done = float(self.unit)
+        self.progress(self.done, self.total)
 
 
 def mix_channels(matrix: np.ndarray, stack: np.ndarray) -> np.ndarray:
@@ -134,17 +162,30 @@ class Chain:
             object.__setattr__(self, "channels", parse_channels(self.channels))
 
     def apply(
-        self, pixels: np.ndarray, alpha: np.ndarray | None = None
+        self,
+        pixels: np.ndarray,
+        alpha: np.ndarray | None = None,
+        progress: Progress | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Filter ``pixels`` (H, W, C) and move ``alpha`` (H, W) along; returns both.
 
         Pixels and alpha must be finite: NaN or infinity would spread past the kernel's
         window (a running sum or an FFT carries it on), so they are refused.
         """
-        return self._apply(pixels, alpha, None)
+        ticker = self._ticker(progress, 1)
+        return self._apply(pixels, alpha, None, ticker)
+
+    def _ticker(self, progress: Progress | None, frames: int) -> _Ticker | None:
+        if progress is None:
+            return None
+        return _Ticker(progress, frames * self.iterations * len(self.steps))
 
     def _apply(
-        self, pixels: np.ndarray, alpha: np.ndarray | None, source: str | None
+        self,
+        pixels: np.ndarray,
+        alpha: np.ndarray | None,
+        source: str | None,
+        ticker: _Ticker | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         _require_finite(pixels, alpha, source)
         stack = np.moveaxis(pixels, -1, 0)
@@ -154,7 +195,7 @@ class Chain:
         picked = self._picked(stack.shape[0], luma)
         kept = [c for c in range(stack.shape[0]) if c not in picked]
         everything = len(picked) == stack.shape[0]  # the common case: no copy to pick
-        filtered, alpha = self._run(stack if everything else stack[list(picked)], alpha)
+        filtered, alpha = self._run(stack if everything else stack[list(picked)], alpha, ticker)
         if kept:
             carried = stack[kept]
             for _ in range(self.iterations):
@@ -182,7 +223,7 @@ class Chain:
         return self.channels
 
     def _run(
-        self, stack: np.ndarray, alpha: np.ndarray | None
+        self, stack: np.ndarray, alpha: np.ndarray | None, ticker: _Ticker | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The steps, N times, over a (C, H, W) stack, with alpha handled by ``alpha_mode``."""
         alpha_in_stack = alpha is not None and self.alpha_mode == "filter"
@@ -195,21 +236,33 @@ class Chain:
             stack, weights = stack * alpha, alpha[None]
         for _ in range(self.iterations):
             for step in self.steps:
-                stack = step.apply(stack, self.options)
-                if weights is not None:
-                    weights = step.coverage(weights, self.options)
-                if alpha is not None:
-                    alpha = step.carry(alpha, self.options)
+                with observe_bands(ticker.band if ticker is not None else None):
+                    stack = step.apply(stack, self.options)
+                    if weights is not None:
+                        weights = step.coverage(weights, self.options)
+                    if alpha is not None:
+                        alpha = step.carry(alpha, self.options)
+                if ticker is not None:
+                    ticker.step_done()
         if weights is not None:
             stack = _unpremultiply(stack, weights)
         if alpha_in_stack:
             stack, alpha = stack[:-1], stack[-1]
         return stack, alpha
 
-    def apply_to(self, image):
-        """Filter an :class:`convtool.images.Image`-like object; returns a new one."""
-        pixels, alpha = self._apply(image.pixels, image.alpha, getattr(image, "source", None))
-        return dataclasses.replace(image, pixels=pixels, alpha=alpha)
+    def apply_to(self, image, progress: Progress | None = None):
+        """Filter an :class:`convtool.images.Image`-like object, every frame; returns a new one."""
+        source = getattr(image, "source", None)
+        frames = list(getattr(image, "frames", None) or ())
+        ticker = self._ticker(progress, 1 + len(frames))
+        pixels, alpha = self._apply(image.pixels, image.alpha, source, ticker)
+        if not frames:
+            return dataclasses.replace(image, pixels=pixels, alpha=alpha)
+        filtered = []
+        for frame in frames:
+            frame_pixels, frame_alpha = self._apply(frame.pixels, frame.alpha, source, ticker)
+            filtered.append(dataclasses.replace(frame, pixels=frame_pixels, alpha=frame_alpha))
+        return dataclasses.replace(image, pixels=pixels, alpha=alpha, frames=filtered)
 
 
 def _require_finite(pixels: np.ndarray, alpha: np.ndarray | None, source: str | None) -> None:

@@ -43,6 +43,7 @@ __all__ = [
     "engine_peak_bytes",
     "estimate_peak_bytes",
     "format_bytes",
+    "frame_held_bytes",
     "stream_band_rows",
     "stream_peak_bytes",
 ]
@@ -314,6 +315,30 @@ def chain_peak_bytes(
     return max(peak, finish, write)
 
 
+def frame_held_bytes(
+    chain, height: int, width: int, channels: int, *, itemsize: int = 4, alpha: bool = False
+) -> int:
+    """Bytes one more frame of an animation (or page) holds while the others are filtered.
+
+    Frames are read together, filtered one by one and written together: each extra frame
+    adds its pixels as read, its result, and its share of writing (the integer samples and
+    the encoder's 8-bit copy), on top of the one frame being filtered.
+    """
+    from convtool.pipeline.steps import GradientStep, PoolStep
+
+    h, w = height, width
+    for _ in range(chain.iterations):
+        for step in chain.steps:
+            if isinstance(step, PoolStep):
+                h = (h - step.size[0]) // step.stride[0] + 1
+                w = (w - step.size[1]) // step.stride[1] + 1
+            elif isinstance(step, GradientStep) or hasattr(step, "kernel"):
+                kernel = step.kx if isinstance(step, GradientStep) else step.kernel
+                h, w = _output_shape(kernel, chain.options, h, w)
+    layers = channels + alpha
+    return (height * width + h * w) * layers * itemsize + h * w * layers * (4 + 2)
+
+
 def _picked_count(channels_option, channels: int) -> int:
     if channels_option in ("all", "luma"):
         return channels
@@ -437,14 +462,20 @@ def check_memory(
     ``available``: bytes (default :func:`available_memory`; None there skips the check).
     ``held``: the image is already in memory (read), so it is not counted again.
     ``share``: how many images are filtered at once (a batch's worker processes); each
-    may use that share of the memory. Returns the estimate in bytes.
+    may use that share of the memory. Every frame of an animation (or page) counts
+    (:func:`frame_held_bytes` for each after the first). Returns the estimate in bytes.
     """
     height, width, channels = image.pixels.shape
     itemsize = image.pixels.dtype.itemsize
     alpha = image.alpha is not None
     need = chain_peak_bytes(chain, height, width, channels, itemsize=itemsize, alpha=alpha)
-    if held:
-        need -= height * width * (channels + alpha) * itemsize
+    frames = list(getattr(image, "frames", None) or ())
+    for frame in frames:
+        h, w = frame.pixels.shape[:2]
+        need += frame_held_bytes(chain, h, w, channels, itemsize=itemsize, alpha=alpha)
+    if held:  # every frame as read
+        pixels = height * width + sum(f.pixels.shape[0] * f.pixels.shape[1] for f in frames)
+        need -= pixels * (channels + alpha) * itemsize
     if available is None:
         available = available_memory()
     if available is not None:
@@ -453,8 +484,11 @@ def check_memory(
         hint = "a smaller image or kernel, a smaller --dilation, fewer --iterations"
         if itemsize > 4:
             hint += ", --precision single"
+        size = f"{width}×{height} image" + (f" ({1 + len(frames)} frames)" if frames else "")
+        if frames:
+            hint += ", --frames first"
         raise ResourceLimitError(
-            f"filtering this {width}×{height} image needs about {format_bytes(need)} of "
+            f"filtering this {size} needs about {format_bytes(need)} of "
             f"memory, more than the {format_bytes(available)} available; try {hint}, or a "
             "tiled TIFF, zarr or .npy copy of it, which convtool filters band by band "
             f"({MEMORY_ENV}=0 skips this check)",

@@ -64,11 +64,11 @@ def report(
             kernel = kernel.normalized()
         if iterations > 1:
             kernel = compose(kernel, iterations)
-        out.append(_report_one(kernel, iterations, correlate))
+        out.append(_report_one(kernel, correlate))
     return out
 
 
-def _report_one(kernel: Kernel, iterations: int, correlate: bool) -> KernelReport:
+def _report_one(kernel: Kernel, correlate: bool) -> KernelReport:
     title = kernel.name
     factors = kernel.factors
     if factors is None:
@@ -151,8 +151,16 @@ def format_plain(reports: list[KernelReport]) -> str:
             lines.append(f"  row:    {_vector(row)}")
         else:
             lines.append("separable: no")
+        lines.append(f"engine: {implementation()}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def implementation() -> str:
+    """Which code applies kernels by the direct and separable methods (FFT: numpy/scipy)."""
+    from convtool.engine import native
+
+    return f"{native.implementation()}; FFT: scipy"
 
 
 def matrix_lines(weights: np.ndarray, denominator: int | None) -> list[str]:
@@ -182,3 +190,10 @@ def _vector(values: np.ndarray) -> str:
     den = common_denominator(values)
     body = " ".join(format_number(v, den) for v in values)
     return f"[{body}]" + (f" / {den}" if den not in (None, 1) else "")
+
+
+def heat_map_cells(rep: KernelReport) -> tuple[str, np.ndarray, list[list[str]]]:
+    """A report as a heat map draws it: title (with the denominator), weights, cell labels."""
+    title = rep.title + (f"  (/ {rep.denominator})" if rep.denominator not in (None, 1) else "")
+    labels = [[format_number(v, rep.denominator) for v in row] for row in rep.weights]
+    return title, rep.weights, labels

@@ -14,14 +14,16 @@ gives the alpha coverage that ``--alpha weighted`` divides by (:meth:`Step.cover
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from convtool import engine
-from convtool.errors import KernelError, UsageError
+from convtool.errors import KernelError, UnknownKernelError, UsageError
 from convtool.kernels import Kernel, get_kernel
+from convtool.kernels.builders import kernel_names
 from convtool.padding import Padding, parse_padding
 
 GRADIENT_OPERATORS = {
@@ -225,8 +227,6 @@ def gradient_magnitude(
     run = engine.correlate if correlate else engine.convolve
     image = np.asarray(image)
     gx = run(image, kx, **engine_options)
-    if gx is image or np.shares_memory(gx, image):
-        gx = gx.copy()
     return combine_gradients(gx, run(image, ky, **engine_options), norm)
 
 
@@ -300,11 +300,26 @@ def parse_step(spec: str) -> Step:
     name, _, rest = spec.strip().partition(":")
     name = name.strip().lower()
     if name not in STEP_MAIN_PARAMETER:
-        return ConvolveStep(get_kernel(spec), spec=spec)
+        try:
+            return ConvolveStep(get_kernel(spec), spec=spec)
+        except UnknownKernelError as err:
+            raise UnknownKernelError(_unknown_name(err.name), name=err.name) from None
     args = _step_args(spec, rest, STEP_MAIN_PARAMETER[name])
     if name == "grad":
         return _parse_gradient(spec, args)
     return _parse_pool(spec, name, args)
+
+
+def _unknown_name(name: str) -> str:
+    """The message for a name that is neither a kernel nor a step: the nearest, or all."""
+    close = difflib.get_close_matches(name, [*kernel_names(), *STEP_MAIN_PARAMETER], 3, 0.6)
+    if close:
+        return f"unknown kernel or step {name!r}; did you mean {' or '.join(close)}?"
+    steps = ", ".join(entry[0] for entry in step_entries())
+    return (
+        f"unknown kernel or step {name!r}; kernels: {', '.join(kernel_names())}; "
+        f"steps: {steps} (see `convtool kernels`)"
+    )
 
 
 def _step_args(spec: str, text: str, main: str) -> dict[str, str]:
