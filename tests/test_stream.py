@@ -479,3 +479,79 @@ def test_a_killed_streaming_run_leaves_nothing_that_looks_finished(tmp_path, rng
     else:
         assert left == [] and process.returncode == 128 + signum
         assert b"no partial output" in stderr
+
+
+# ----------------------------------------------------------------------------- tiny budgets
+
+
+@pytest.mark.parametrize("padding", ["reflect", "wrap", "constant", "full"])
+@pytest.mark.parametrize(("extra", "iterations"), [([], 1), (["grad:sobel"], 2)])
+def test_tiny_budgets_stream_to_the_in_memory_bytes(
+    small_bands, monkeypatch, tmp_path, rng, padding, extra, iterations
+):
+    """The memory budget, not a band height given by hand, picks bands of a few rows."""
+    np.save(tmp_path / "in.npy", rng.integers(0, 256, (90, 64, 3), dtype=np.uint8))
+    source = str(tmp_path / "in.npy")
+    kernels = [KERNELS[name] for name in KERNELS if "fft" not in name]
+    for kernel, (stride, dilation) in itertools.product(kernels, [(1, 1), (2, 3)]):
+        options = FilterOptions(padding=padding, cval=4.0 if padding == "constant" else 0.0,
+                                stride=stride, dilation=dilation)  # fmt: skip
+        chain = Chain(parse_steps([kernel, *extra]), options, iterations=iterations)
+        settings = Settings(chain)
+        with tiles.open_reader(source) as reader:
+            graph = streaming.graph_for(reader, settings)
+        budget = limits.stream_peak_bytes(graph, 3, out_itemsize=4) + limits.HEADROOM
+        monkeypatch.setenv(limits.MEMORY_ENV, str(budget))
+        assert limits.stream_band_rows(graph, budget, out_itemsize=4) <= 3 < graph.height
+        streaming.process_streaming(Job(source, str(tmp_path / "banded.npy")), settings)
+        monkeypatch.setenv(limits.MEMORY_ENV, "0")
+        batch.process(Job(source, str(tmp_path / "whole.npy")), settings)
+        assert (tmp_path / "banded.npy").read_bytes() == (tmp_path / "whole.npy").read_bytes()
+
+
+# ----------------------------------------------------------------------------- the command line
+
+
+def run_cli(*args, env=None):
+    from typer.testing import CliRunner
+
+    from convtool.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def test_the_command_line_streams_when_asked_and_when_it_must(tmp_path, rng):
+    source = tiff(tmp_path / "in.tif", rng.integers(0, 256, (3000, 2000), dtype=np.uint8),
+                  tile=(256, 256), compression="zlib")  # fmt: skip
+    steps = ["-k", "gaussian:sigma=2", "-k", "grad:sobel", "--padding", "symmetric"]
+    done = run_cli("filter", source, *steps, "-o", tmp_path / "whole.tif")
+    assert done.exit_code == 0, done.output
+    done = run_cli("filter", source, *steps, "-o", tmp_path / "asked.tif", "--stream")
+    assert done.exit_code == 0 and done.output == ""
+    whole = limits.chain_peak_bytes(Chain(parse_steps(["gaussian:sigma=2", "grad:sobel"])),
+                                    3000, 2000, 1)  # fmt: skip
+    budget = {limits.MEMORY_ENV: str(whole // 2 + limits.HEADROOM)}
+    done = run_cli("filter", source, *steps, "-o", tmp_path / "must.tif", env=budget)
+    assert done.exit_code == 0, done.output
+    for name in ("asked.tif", "must.tif"):
+        assert_same_bytes(read_back(tmp_path / name), read_back(tmp_path / "whole.tif"))
+    done = run_cli("filter", source, *steps, "-o", tmp_path / "must.png", env=budget)
+    assert done.exit_code == 1 and not (tmp_path / "must.png").exists()
+    assert "band by band" in done.output and len(done.output.strip().splitlines()) == 1
+
+
+def test_the_command_line_names_the_formats_that_stream(tmp_path, rng):
+    grey = rng.integers(0, 256, (20, 20), dtype=np.uint8)
+    images.write_image(tmp_path / "in.png", images.Image(grey.astype(np.float32), depth=8))
+    done = run_cli("filter", tmp_path / "in.png", "-k", "box:3", "-o", tmp_path / "o.tif",
+                   "--stream")  # fmt: skip
+    assert done.exit_code == 1
+    assert "zarr arrays and .npy files" in done.output and "Traceback" not in done.output
+
+
+def test_dask_with_one_file_to_a_non_zarr_output_filters_here_and_says_so(tmp_path, rng):
+    np.save(tmp_path / "in.npy", rng.integers(0, 256, (20, 20), dtype=np.uint8))
+    done = run_cli("filter", tmp_path / "in.npy", "-k", "box:3", "-o", tmp_path / "o.npy",
+                   "--dask", "tcp://127.0.0.1:1")  # fmt: skip
+    assert done.exit_code == 0 and "zarr output" in done.output
+    assert (tmp_path / "o.npy").exists()
