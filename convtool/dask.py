@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -139,13 +140,13 @@ def _resolved(chain):
 class _EngineSpec:
     """One engine call on the last two axes (leading axes stacked as channels)."""
 
-    kernel: object
+    kernel: Any
     flip: bool
-    padding: object
+    padding: Any
     cval: float
-    stride: object
-    dilation: object
-    origin: object
+    stride: Any
+    dilation: Any
+    origin: Any
     method: str
     threads: int
     row_axis: int = -2
@@ -194,12 +195,12 @@ class _ChainSpec:
     """A chain over (H, W, C) samples; ``finish`` None gives floats (alpha last), or maps
     ``(colour, alpha)`` rows to what is written."""
 
-    chain: object
+    chain: Any  # a pipeline.Chain, its threads fixed (_resolved)
     has_alpha: bool
-    depth: object
+    depth: Any  # 8, 16, 32 or "float": the value scale
     precision: str
     gray: bool
-    samples: object  # None: floats; else (fmt, out depth, range mode, out dtype)
+    samples: Any  # None: floats; else (fmt, out depth, range mode, out dtype)
     row_axis: int = 0
 
     def _layout(self, shape) -> tuple[int, int]:
@@ -419,7 +420,9 @@ def filter_file(
     source = _file_array(job.source, header, dtype, plan.input_chunks, settings)
     result = _map_rows(source, spec, plan.output_chunks[0])
     own = client is None
-    if own:
+    if client is None:
+        if address is None:
+            raise UsageError("filter_file needs a scheduler address or a client")
         client = _connect(address)
     try:
         with atomic_directory(job.dest, tiles.is_zarr_store) as temp:

@@ -75,11 +75,13 @@ def wants_stream(job: Job, settings: Settings) -> bool:
         available //= max(1, settings.workers)
     too_large = available is not None and need + limits.HEADROOM > available
     limit = settings.read.max_pixels
-    too_many = bool(limit) and height * width > limit and settings.read.stream_max_pixels is None
+    too_many = (
+        limit is not None and 0 < limit < height * width and settings.read.stream_max_pixels is None
+    )
     if not (too_large or too_many):
         return False
     if not tiles.stream_format(fmt):
-        if not too_large:
+        if not too_large or available is None:
             return False  # the pixel limit refuses it, with its own hint
         raise ResourceLimitError(
             f"filtering this {width}×{height} image whole needs about "
@@ -186,5 +188,6 @@ def graph_for(reader: tiles.BandReader, settings: Settings) -> stream.Graph:
         source=reader.name,
         check_finite=reader.dtype.kind == "f",  # integers read as floats are finite
     )
-    graph.source.raw_row_bytes = reader.width * reader.samples * reader.dtype.itemsize
+    if isinstance(graph.source, stream.Source):  # what memory prices the file's blocks at
+        graph.source.raw_row_bytes = reader.width * reader.samples * reader.dtype.itemsize
     return graph

@@ -62,7 +62,7 @@ def prepare(plan: Plan, channels: int, method: str, workers: int, stop: threadin
         band = band_within_budget(plan, channels, wanted, workers, fftconv.BAND_COPIES)
         return band, _numpy_bind(fftconv.bind_for(plan, band, workers))
     wanted = plan.tuning.band_elements // (channels * plan.col_count)
-    if method == "separable" and passes.is_box(plan.factors[0], plan.tuning.box_min_taps):
+    if method == "separable" and passes.is_box(plan.factors[0], plan.tuning.box_min_taps):  # type: ignore[index]
         # A running sum down the rows starts each band with a whole window: make
         # bands about as tall as the kernel so that start costs ~1 step per row.
         wanted = max(wanted, min(plan.rows.span, plan.tuning.running_max_band))

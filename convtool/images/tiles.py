@@ -78,8 +78,9 @@ def sample_dtype(fmt: str, depth: int | str, float_dtype) -> np.dtype:
     """The type of the samples written for output *depth*: as the in-memory writers do
     (unsigned integers; float TIFF is 32-bit, .npy and zarr keep the working precision)."""
     if depth != "float":
-        return np.dtype({8: np.uint8, 16: np.uint16, 32: np.uint32}[depth])  # type: ignore[index]
-    return np.dtype(np.float32 if fmt == "tiff" else float_dtype)
+        integers: dict[int | str, type] = {8: np.uint8, 16: np.uint16, 32: np.uint32}
+        return np.dtype(integers[depth])
+    return np.dtype(np.float32) if fmt == "tiff" else np.dtype(float_dtype)
 
 
 def stream_format(fmt: str) -> bool:

@@ -526,7 +526,7 @@ def stream_peak_bytes(graph, band_rows: int, *, out_itemsize: int = 4, tile_rows
         if isinstance(stage, Engine):
             total += (2 * rows + 4 * stage.call.band) * row_bytes + _bands_in_flight(stage.call)
         elif isinstance(stage, Source):
-            raw = getattr(stage, "raw_row_bytes", row_bytes)
+            raw = stage.raw_row_bytes or row_bytes
             total += (2 * rows + 4 * stage.block_rows) * row_bytes + 2 * stage.block_rows * raw
         else:
             total += 2 * rows * row_bytes

@@ -136,6 +136,7 @@ class Source(Stage):
         self.dtype = np.dtype(dtype)
         self.block_rows = max(1, int(block_rows))
         self.blocks = _Blocks(self.block_rows, self.height)
+        self.raw_row_bytes: int | None = None  # a row as stored (None: as in memory)
 
     def get(self, rows: np.ndarray) -> np.ndarray:
         if rows.size == 0:
@@ -390,7 +391,7 @@ def build_on(chain: Chain, file: Stage, channels: int, has_alpha: bool) -> Graph
     """The graph of ``chain`` over a stage giving the image's colour channels and, when
     ``has_alpha``, alpha as one more channel (see :func:`build`)."""
     stack: Stage = Select(file, range(channels)) if has_alpha else file
-    alpha = Select(file, [channels]) if has_alpha else None
+    alpha: Stage | None = Select(file, [channels]) if has_alpha else None
     luma = chain.channels == "luma" and channels == 3
     if luma:
         stack = Map(_mix(RGB_TO_YCBCR), stack)
@@ -424,7 +425,7 @@ def _run(chain: Chain, stack: Stage, alpha: Stage | None) -> tuple[Stage, Stage 
             "filtered alpha), so it does not stream; use --alpha carry or filter"
         )
     alpha_in_stack = alpha is not None and chain.alpha_mode == "filter"
-    if alpha_in_stack:
+    if alpha is not None and alpha_in_stack:
         stack = Map(_concat, stack, alpha, channels=stack.channels + 1)
         alpha = None
     for _ in range(chain.iterations):
