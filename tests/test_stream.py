@@ -555,3 +555,12 @@ def test_dask_with_one_file_to_a_non_zarr_output_filters_here_and_says_so(tmp_pa
                    "--dask", "tcp://127.0.0.1:1")  # fmt: skip
     assert done.exit_code == 0 and "zarr output" in done.output
     assert (tmp_path / "o.npy").exists()
+
+
+def test_progress_follows_the_bands(tmp_path, rng):
+    np.save(tmp_path / "in.npy", rng.integers(0, 256, (50, 20), dtype=np.uint8))
+    seen = []
+    streaming.process_streaming(Job(str(tmp_path / "in.npy"), str(tmp_path / "o.npy")),
+                                Settings(Chain(parse_steps(["box:3"]))), band_rows=16,
+                                progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert seen == [(16, 50), (32, 50), (48, 50), (50, 50)]

@@ -93,9 +93,12 @@ def wants_stream(job: Job, settings: Settings) -> bool:
     return True
 
 
-def process_streaming(job: Job, settings: Settings, *, band_rows: int | None = None) -> list[str]:
+def process_streaming(
+    job: Job, settings: Settings, *, band_rows: int | None = None, progress=None
+) -> list[str]:
     """Read, filter and write ``job`` band by band; ``band_rows``: rows per output band
-    (default: the tallest that fits the memory available, see :func:`stream_band_rows`).
+    (default: the tallest that fits the memory available, see :func:`stream_band_rows`);
+    ``progress(rows done, rows in all)`` after each band (a :data:`pipeline.Progress`).
 
     Returns the notes of what the output could not hold, as :func:`write_image` does. The
     input's metadata goes to a TIFF output (ICC profile, DPI, XMP, EXIF's IFD0 tags; a
@@ -129,8 +132,12 @@ def process_streaming(job: Job, settings: Settings, *, band_rows: int | None = N
             )
 
         def bands() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+            done = 0
             for colour, alpha in graph.bands(band_rows):
                 yield output_samples(colour, alpha, reader.depth, out_depth, write.range_mode)
+                done += colour.shape[0]
+                if progress is not None:
+                    progress(done, graph.height)
 
         shape = (graph.height, graph.width, graph.channels)
         controls = write.controls_for(fmt)

@@ -32,7 +32,7 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
     if streaming.wants_stream(job, settings):
         if job.root is not None:
             _make_folder_inside(job.dest, job.root)
-        return streaming.process_streaming(job, settings)
+        return streaming.process_streaming(job, settings, progress=progress)
     write = settings.write
     fmt = images.format_for(job.dest, write.format)
     image = images.read_image(
