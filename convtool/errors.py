@@ -46,3 +46,17 @@ class ImageWriteError(ConvtoolError):
 
 class ResourceLimitError(ConvtoolError):
     """The work would exceed a safety limit (pixels, kernel size, memory)."""
+
+
+class StdoutError(ConvtoolError):
+    """Standard output did not take every byte: disk full, closed, a write error (exit 1)."""
+
+
+class ClosedPipe(StdoutError):
+    """The reader of stdout went away (``| head``): exit 141 (128 + SIGPIPE), no message.
+
+    That is what a shell reports for ``cat``, ``gzip -c`` or ``yes`` cut off the same way.
+    """
+
+    exit_code = 141
+    quiet = True

@@ -425,16 +425,16 @@ def test_a_zarr_output_replaces_only_a_zarr_store(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr", "photos"]
 
 
-def test_stale_temporary_stores_of_dead_writers_are_removed(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    stale = tmp_path / f".out.zarr.convtool-{dead}-0a1b2c3d.tmp"
+def test_stale_temporary_stores_are_removed_and_live_ones_kept(tmp_path):
+    """A temporary store is stale when no writer holds its lock (as temporary files are)."""
+    stale = tmp_path / ".out.zarr.convtool-1-0a1b2c3d.tmp"
     (stale / "c").mkdir(parents=True)
     (stale / "zarr.json").write_text("{}")
-    live = tmp_path / f".o.zarr.convtool-{os.getpid()}-0a1b2c3d.tmp"
-    live.mkdir()
-    assert atomic.remove_stale_temp_files(tmp_path) == [stale]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]
+    with atomic.atomic_directory(tmp_path / "o.zarr", tiles.is_zarr_store) as live:
+        (live / "zarr.json").write_text("{}")
+        assert atomic.remove_stale_temp_files(tmp_path) == [stale]
+        assert live.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.zarr"]
 
 
 SLOW_RUN = """
@@ -564,3 +564,17 @@ def test_progress_follows_the_bands(tmp_path, rng):
                                 Settings(Chain(parse_steps(["box:3"]))), band_rows=16,
                                 progress=lambda done, total: seen.append((done, total)))  # fmt: skip
     assert seen == [(16, 50), (32, 50), (48, 50), (50, 50)]
+
+
+def test_chains_that_need_the_whole_image_do_not_stream(tmp_path, rng):
+    np.save(tmp_path / "in.npy", rng.integers(0, 256, (30, 30), dtype=np.uint8))
+    job = Job(str(tmp_path / "in.npy"), str(tmp_path / "o.npy"))
+    for chain, why in [
+        (Chain(parse_steps(["box:3", "sobel-x"]), stack=True), "--stack"),
+        (Chain(parse_steps(["box:3"]), FilterOptions(transposed=True, stride=2)), "--transposed"),
+    ]:
+        assert why in stream.unsupported(chain)
+        assert not streaming.wants_stream(job, Settings(chain))
+        with pytest.raises(UsageError, match=why):
+            streaming.process_streaming(job, Settings(chain, stream=True))
+    assert stream.unsupported(Chain(parse_steps(["box:3", "grad:sobel", "maxpool:2"]))) is None

@@ -26,6 +26,7 @@ from convtool.batch.run import (
     largest_first,
     remove_stale_temp_files,
     run,
+    signals_raise,
     sigterm_raises,
 )
 from convtool.batch.streaming import process_streaming, wants_stream, writes_zarr
@@ -62,4 +63,5 @@ __all__ = [
     "largest_first",
     "cpu_count",
     "sigterm_raises",
+    "signals_raise",
 ]

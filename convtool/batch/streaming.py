@@ -53,7 +53,7 @@ def wants_stream(job: Job, settings: Settings) -> bool:
                 f"--stream writes band by band to {_formats_out()}; not {fmt}", path=job.dest
             )
         return True
-    if job.source == "-" or job.dest == "-":
+    if job.source == "-" or job.dest == "-" or stream.unsupported(settings.chain):
         return False
     try:
         reader = tiles.open_reader(job.source, None)
@@ -152,6 +152,7 @@ def process_streaming(
             compression=controls.get("compression"),
             quality=controls.get("quality"),
             metadata=kept,
+            inside=job.root,  # its folders are opened with no symbolic link followed
         )
     return notes
 

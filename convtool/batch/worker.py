@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import errno
-import os
 import time
 from dataclasses import replace
 
 from convtool import images
 from convtool.batch import streaming
-from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings, is_inside
+from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings
 from convtool.errors import ConvtoolError, ImageWriteError, UsageError
 from convtool.images.atomic import write_error_reason
+from convtool.images.sheet import stack_sheet
 from convtool.pipeline import Progress
 from convtool.pipeline import memory as limits
 
@@ -30,8 +30,6 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
             path=job.dest,
         )
     if streaming.wants_stream(job, settings):
-        if job.root is not None:
-            _make_folder_inside(job.dest, job.root)
         return streaming.process_streaming(job, settings, progress=progress)
     write = settings.write
     fmt = images.format_for(job.dest, write.format)
@@ -49,39 +47,36 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
         result = settings.chain.apply_to(image)
     else:
         result = settings.chain.apply_to(image, progress=progress)
+    channels = image.channels
     del image  # its pixels need not be held through the write
+    range_mode = write.range_mode
+    if settings.chain.stack and fmt not in ("npy", "tiff"):
+        result, range_mode = _stack_sheet(result, settings, channels), None  # mapped already
     if write.strip:
         result = replace(result, metadata=images.Metadata())
-    if job.root is not None:
-        _make_folder_inside(job.dest, job.root)
     return images.write_image(
         job.dest,
         result,
         format=write.format,
         depth=write.depth,
-        range_mode=write.range_mode,
+        range_mode=range_mode,
         compress_level=write.compress_level,
         background=write.background,
+        inside=job.root,  # its folders are opened with no symbolic link followed
         **write.controls_for(fmt),
     )
 
 
-def _make_folder_inside(dest: str, root: str) -> None:
-    """Create ``dest``'s folder, refusing if a symbolic link would take it out of ``root``.
-
-    Checked before creating (so no folder is made outside) and after (the folders may
-    have changed meanwhile).
-    """
-    root_real = os.path.realpath(root)
-    if not is_inside(dest, root_real):
-        raise ImageWriteError("refusing to write outside the output folder", path=dest)
-    try:
-        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-    except OSError as err:
-        reason = write_error_reason(err)
-        raise ImageWriteError(f"cannot create its folder: {reason}", path=dest) from None
-    if not is_inside(dest, root_real):
-        raise ImageWriteError("refusing to write outside the output folder", path=dest)
+def _stack_sheet(result: images.Image, settings: Settings, channels: int) -> images.Image:
+    """A filter bank written to an image format: its channels as a labelled contact sheet
+    (of the first frame: a sheet is one picture)."""
+    if settings.write.depth not in (None, "8", 8):
+        raise UsageError(
+            "a --stack contact sheet is 8-bit; for --depth 16 or float write .npy or .tif"
+        )
+    groups = settings.chain.stack_sizes(channels)
+    sheet = stack_sheet(result.pixels, groups, result.depth, settings.write.range_mode)
+    return images.Image(sheet, depth=8, source=result.source)
 
 
 def process_quietly(job: Job, settings: Settings) -> JobResult:

@@ -23,6 +23,7 @@ from convtool.cli.options import (
     RangeMode,
     Threads,
     fail,
+    interruptible,
     pixel_limit,
     refuse_terminals,
 )
@@ -163,41 +164,42 @@ def match(
     to brightness and contrast, 0 = unrelated or flat, -1 = inverted. Give -o for the score
     map, --json for the matches, --overlay for the scene with the matches boxed.
     """
-    try:
-        from convtool.match import request as matching
+    with interruptible():  # a signal mid-write leaves no temporary file
+        try:
+            from convtool.match import request as matching
 
-        refuse_terminals(
-            reads_stdin="-" in (scene_path, template_path),
-            writes_stdout="-" in (output, overlay),
-        )
-        request = matching.MatchRequest(
-            scene=scene_path,
-            template=template_path,
-            output=output,
-            as_json=as_json,
-            overlay=overlay,
-            threshold=threshold,
-            max_matches=max_matches,
-            geometry=geometry.value,
-            per_channel=per_channel,
-            range_mode=range_mode.value if range_mode else None,
-            depth=depth.value if depth else None,
-            format=format,
-            thickness=thickness,
-            method=method.value,
-            threads=threads,
-            max_pixels=pixel_limit(max_pixels),
-            compress_level=compress_level,
-        )
-        outcome = matching.run(request)
-        if as_json:
-            import json
+            refuse_terminals(
+                reads_stdin="-" in (scene_path, template_path),
+                writes_stdout="-" in (output, overlay),
+            )
+            request = matching.MatchRequest(
+                scene=scene_path,
+                template=template_path,
+                output=output,
+                as_json=as_json,
+                overlay=overlay,
+                threshold=threshold,
+                max_matches=max_matches,
+                geometry=geometry.value,
+                per_channel=per_channel,
+                range_mode=range_mode.value if range_mode else None,
+                depth=depth.value if depth else None,
+                format=format,
+                thickness=thickness,
+                method=method.value,
+                threads=threads,
+                max_pixels=pixel_limit(max_pixels),
+                compress_level=compress_level,
+            )
+            outcome = matching.run(request)
+            if as_json:
+                import json
 
-            print(json.dumps([m.to_dict() for m in outcome.matches], indent=2))
-        if not quiet:
-            terminal.note(outcome.summary())
-    except Exception as err:  # noqa: BLE001
-        raise fail(err, debug) from None
+                print(json.dumps([m.to_dict() for m in outcome.matches], indent=2))
+            if not quiet:
+                terminal.note(outcome.summary())
+        except Exception as err:  # noqa: BLE001
+            raise fail(err, debug) from None
 
 
 def compare(
@@ -234,27 +236,28 @@ def compare(
     debug: Debug = False,
 ) -> None:
     """Put images side by side at a common height, each labelled: a contact sheet."""
-    try:
-        from convtool import images
-        from convtool.errors import UsageError
-        from convtool.images import sheet
+    with interruptible():  # a signal mid-write leaves no temporary file
+        try:
+            from convtool import images
+            from convtool.errors import UsageError
+            from convtool.images import sheet
 
-        refuse_terminals(reads_stdin="-" in paths, writes_stdout=output == "-")
-        labels = list(label or [])
-        if labels and len(labels) != len(paths):
-            raise UsageError(
-                f"--label given {len(labels)} times for {len(paths)} images; "
-                "give one per image or none"
-            )
-        pictures = []
-        for path in paths:
-            image = images.read_image(path, frames="first")  # a sheet shows one picture
-            pictures.append(sheet.display_rgb(image.pixels, image.alpha, image.max_value))
-        labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
-        result = sheet.contact_sheet(pictures, labels, height=height)
-        images.write_image(output, images.Image(result, depth=8))
-    except Exception as err:  # noqa: BLE001
-        raise fail(err, debug) from None
+            refuse_terminals(reads_stdin="-" in paths, writes_stdout=output == "-")
+            labels = list(label or [])
+            if labels and len(labels) != len(paths):
+                raise UsageError(
+                    f"--label given {len(labels)} times for {len(paths)} images; "
+                    "give one per image or none"
+                )
+            pictures = []
+            for path in paths:
+                image = images.read_image(path, frames="first")  # a sheet shows one picture
+                pictures.append(sheet.display_rgb(image.pixels, image.alpha, image.max_value))
+            labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
+            result = sheet.contact_sheet(pictures, labels, height=height)
+            images.write_image(output, images.Image(result, depth=8))
+        except Exception as err:  # noqa: BLE001
+            raise fail(err, debug) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -13,47 +13,76 @@ import contextlib
 import signal
 import sys
 import warnings
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from convtool import __version__
+from convtool import __version__, stdio
 from convtool.cli import analysis as cli_analysis
+from convtool.cli import teach as cli_teach
 from convtool.cli import terminal
 from convtool.cli.options import (
     AlphaMode,
+    Bias,
     Compression,
     CompressLevel,
+    Correlate,
+    Cval,
     Debug,
-    Depth,
+    DepthOption,
+    Dilation,
     Frames,
+    Gray,
+    Groups,
+    Iterations,
+    KernelSpecs,
     MaxPixels,
     Method,
+    MethodOption,
+    Normalize,
+    PaddingMode,
     Precision,
+    PrecisionOption,
     Quiet,
-    RangeMode,
+    RangeOption,
+    Stride,
     Subsampling,
     Threads,
-    complete_kernel,
-    complete_padding,
+    Transposed,
     debug_enabled,
     fail,
     pixel_limit,
     refuse_terminals,
     reset_debug,
 )
-from convtool.errors import ConvtoolError
+from convtool.errors import ConvtoolError, StdoutError
 from convtool.padding import Padding
 from convtool.padding import help_text as padding_help
 
 
 class OneLineErrors(TyperGroup):
-    """Render every error as one line on stderr; tracebacks only with --debug."""
+    """Render every error as one line on stderr; tracebacks only with --debug.
+
+    Stdout is checked too (:mod:`convtool.stdio`): whatever a command, its help or
+    ``--version`` writes there either all arrives or the run fails with one line (exit 1),
+    or quietly with 141 when the reader of a pipe has gone (``| head``).
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        stdio.install()
+        try:
+            code = self._run(args, prog_name, complete_var, **extra)
+            stdio.flush()
+        except StdoutError as err:
+            if not getattr(err, "quiet", False):
+                terminal.error_line(str(err))
+            code = err.exit_code
+        sys.exit(code)
+
+    def _run(self, args, prog_name, complete_var, **extra) -> int:
         reset_debug()  # each run starts without the --debug of an earlier one (tests)
         if not debug_enabled("--debug" in (args if args is not None else sys.argv)):
             # a library's warning on stderr would break the one-line promise; --debug shows them
@@ -62,21 +91,24 @@ class OneLineErrors(TyperGroup):
             result = super().main(args, prog_name, complete_var, False, **extra)
         except (typer.Abort, KeyboardInterrupt):
             terminal.error_line("interrupted")
-            sys.exit(130)
-        except Exception as err:
-            if not _is_click_error(err):
+            return 130
+        except StdoutError:
+            raise
+        except Exception as caught:
+            if not _is_click_error(caught):
                 raise
+            err: Any = caught  # click's exception, whichever click typer bundles
             if type(err).__name__ == "NoArgsIsHelpError":  # bare `convtool`: the help itself
-                print(err.format_message(), file=sys.stderr)
-                sys.exit(err.exit_code)
+                terminal.print_stderr(err.format_message())
+                return err.exit_code
             hint = ""
             if err.exit_code == 2:  # a usage error: point at the command's help
                 ctx = getattr(err, "ctx", None)
                 command = ctx.command_path if ctx is not None else "convtool"
                 hint = f" (see '{command} --help')"
             terminal.error_line(f"{err.format_message()}{hint}")
-            sys.exit(err.exit_code)
-        sys.exit(result if isinstance(result, int) else 0)
+            return err.exit_code
+        return result if isinstance(result, int) else 0
 
 
 def _is_click_error(err: BaseException) -> bool:
@@ -113,7 +145,9 @@ def _version(value: bool) -> None:
     "  convtool filter photos/ -o edges/ -k grad:sobel -j 2\n"
     "  convtool kernels show gaussian:sigma=1 -n 3\n"
     "  convtool match scene.png template.png --json\n"
-    "  convtool compare in.png edges.png -o sheet.png"
+    "  convtool compare in.png edges.png -o sheet.png\n"
+    '  convtool explain "[10 20 30; 40 50 60; 70 80 90]" -k sharpen --at 1,1\n'
+    "  convtool animate --size 5x5 -k box:3 --stride 2 -o conv.gif"
 )
 def main_callback(
     version: Annotated[
@@ -139,6 +173,9 @@ FILTER_EPILOG = """Examples:
   convtool filter photos/ -o edges/ -r -j 2 -k grad:sobel --skip-existing
   convtool filter photo.jpg -k sharpen --quality 85 --subsampling 4:2:0 -o out.jpg
   convtool filter anim.gif -k box:3 -o anim.webp     (every frame; --frames first: one)
+  convtool filter in.png -k binomial:3@scale=4 --transposed --stride 2 -o up.png  (2x bilinear)
+  convtool filter in.png -k sobel-x -k sobel-y --stack -o g.npy           (H x W x 2)
+  convtool filter rgb.png -k dw.npy -k pw.npy --correlate --padding zero -o f.npy
 
 \b
 Padding modes (k = kernel side):
@@ -166,79 +203,31 @@ def filter(  # noqa: A001 - the command is called `filter`
             show_default=False,
         ),
     ],
-    kernel: Annotated[
-        list[str],
-        typer.Option(
-            "-k",
-            "--kernel",
-            help="Kernel spec, repeatable, applied in order: NAME, "
-            "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N. "
-            "See `convtool kernels`.",
-            show_default=False,
-            autocompletion=complete_kernel,
-        ),
-    ],
-    padding: Annotated[
-        str,
-        typer.Option(
-            "--padding",
-            "-p",
-            help="Border mode: zero, constant (with --cval), edge, reflect, symmetric, wrap, "
-            "valid, full, or an alias (mirror, replicate, circular, ...); pictures below.",
-            autocompletion=complete_padding,
-        ),
-    ] = Padding.REFLECT.value,
-    cval: Annotated[
-        float, typer.Option(help="Value outside the image for --padding constant.")
-    ] = 0.0,
-    iterations: Annotated[
-        int, typer.Option("-n", "--iterations", help="Apply the whole chain N times (1-1000).")
-    ] = 1,
-    correlate: Annotated[
+    kernel: KernelSpecs,
+    padding: PaddingMode = Padding.REFLECT.value,
+    cval: Cval = 0.0,
+    iterations: Iterations = 1,
+    correlate: Correlate = False,
+    stride: Stride = 1,
+    dilation: Dilation = 1,
+    normalize: Normalize = False,
+    transposed: Transposed = False,
+    stack: Annotated[
         bool,
         typer.Option(
-            "--correlate",
-            help="Apply kernels as written (cross-correlation) "
-            "instead of true convolution (kernel flipped).",
+            "--stack",
+            help="Filter bank: apply each -k to the input on its own and stack the results as "
+            "channels (kernel by kernel); .npy/.tif keep them, image formats get a contact sheet.",
         ),
     ] = False,
-    stride: Annotated[int, typer.Option(help="Keep every S-th output pixel of each step.")] = 1,
-    dilation: Annotated[int, typer.Option(help="Space kernel taps D pixels apart.")] = 1,
-    normalize: Annotated[
-        bool,
-        typer.Option(
-            "--normalize",
-            help="Divide each kernel by its sum (zero-sum kernels: "
-            "positive weights to 1, negative to -1).",
-        ),
-    ] = False,
-    precision: Annotated[
-        Precision, typer.Option(help="Floating point inside: float32 or float64.")
-    ] = Precision.single,
-    method: Annotated[
-        Method, typer.Option(help="How to compute; all give the same result within tolerance.")
-    ] = Method.auto,
+    groups: Groups = None,
+    bias: Bias = None,
+    precision: PrecisionOption = Precision.single,
+    method: MethodOption = Method.auto,
     threads: Threads = None,
-    range_mode: Annotated[
-        RangeMode | None,
-        typer.Option(
-            "--range",
-            help="Map results into an integer output: clip (default), abs, "
-            "offset (add half the range), rescale (min..max to full range).",
-            show_default=False,
-        ),
-    ] = None,
-    depth: Annotated[
-        Depth | None,
-        typer.Option(
-            help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
-            "Default: the input's depth where the format holds it.",
-            show_default=False,
-        ),
-    ] = None,
-    gray: Annotated[
-        bool, typer.Option("--gray", help="Convert colour input to luminance first (BT.601).")
-    ] = False,
+    range_mode: RangeOption = None,
+    depth: DepthOption = None,
+    gray: Gray = False,
     format: Annotated[  # noqa: A002
         str | None,
         typer.Option(
@@ -378,10 +367,10 @@ def filter(  # noqa: A001 - the command is called `filter`
     """
     try:
         from convtool import batch
-        from convtool.pipeline import Chain, FilterOptions, parse_steps
+        from convtool.pipeline import Chain, FilterOptions, parse_steps, with_layer_options
 
         chain = Chain(
-            steps=parse_steps(kernel),
+            steps=with_layer_options(parse_steps(kernel), groups or [], bias or []),
             options=FilterOptions(
                 padding=padding,
                 cval=cval,
@@ -391,10 +380,12 @@ def filter(  # noqa: A001 - the command is called `filter`
                 normalize=normalize,
                 method=method.value,
                 threads=threads,
+                transposed=transposed,
             ),
             iterations=iterations,
             alpha_mode=alpha.value,
             channels=channels,
+            stack=stack,
         )
         settings = batch.Settings(
             chain=chain,
@@ -448,13 +439,13 @@ def filter(  # noqa: A001 - the command is called `filter`
                 )
             if plan.jobs:
                 job = plan.jobs[0]
-                # SIGTERM cleans up as Ctrl-C does
-                with batch.sigterm_raises(), terminal.image_progress(quiet) as progress:
+                # SIGTERM, SIGHUP, ... clean up as Ctrl-C does
+                with batch.signals_raise(), terminal.image_progress(quiet) as progress:
                     notes = batch.process(job, settings, progress=progress)
                 for note in [] if quiet else notes:
                     terminal.warning_line(f"{job.dest}: {note}")
             elif not quiet:
-                print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
+                terminal.note(f"{output}: skipped, the output exists")
             return
         batch.require_images(plan, inputs)
         results = batch.run(
@@ -493,6 +484,7 @@ def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
 
 
 cli_analysis.register(app)
+cli_teach.register(app)
 
 
 # ----------------------------------------------------------------------------- kernels

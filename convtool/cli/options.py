@@ -6,8 +6,11 @@ and :mod:`convtool.cli_analysis`.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from enum import Enum
 from typing import Annotated
 
@@ -59,11 +62,15 @@ def refuse_terminals(*, reads_stdin: bool = False, writes_stdout: bool = False) 
 
 
 def fail(err: BaseException, debug: bool) -> typer.Exit:
-    """Print ``err`` as one line (or re-raise it with --debug) and give the exit to raise."""
+    """Print ``err`` as one line (or re-raise it with --debug) and give the exit to raise.
+
+    A closed pipe on stdout (``| head``) is quiet: exit 141, as a shell reports for ``cat``.
+    """
     if debug_enabled(debug):
         raise err
     if isinstance(err, ConvtoolError):
-        terminal.error_line(str(err))
+        if not getattr(err, "quiet", False):
+            terminal.error_line(str(err))
         return typer.Exit(err.exit_code)
     if isinstance(err, MemoryError):
         terminal.error_line(
@@ -74,6 +81,23 @@ def fail(err: BaseException, debug: bool) -> typer.Exit:
         f"internal error: {type(err).__name__}: {err} (run with --debug for details)"
     )
     return typer.Exit(1)
+
+
+@contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Run a command so that Ctrl-C and every terminating signal clean up, then exit 128 + N.
+
+    Inside, SIGTERM, SIGHUP, SIGUSR1, ... raise like Ctrl-C (:mod:`convtool.batch.interrupts`), so
+    a write under way removes its temporary file; the command then ends with one line.
+    """
+    from convtool.batch.interrupts import signals_raise
+
+    try:
+        with signals_raise():
+            yield
+    except KeyboardInterrupt as err:
+        terminal.error_line("interrupted; no partial output was left")
+        raise typer.Exit(128 + getattr(err, "signum", signal.SIGINT)) from None
 
 
 class Precision(str, Enum):
@@ -189,3 +213,106 @@ def pixel_limit(value: int | None) -> int | None:
     if value is None:
         return DEFAULT_MAX_PIXELS
     return None if value == 0 else value
+
+
+# The options of `filter` that `explain` and `animate` share: one definition, one help text.
+KernelSpecs = Annotated[
+    list[str],
+    typer.Option(
+        "-k",
+        "--kernel",
+        help="Kernel spec, repeatable, applied in order: NAME, "
+        "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N, "
+        "a .npy of layer weights. See `convtool kernels`.",
+        show_default=False,
+        autocompletion=complete_kernel,
+    ),
+]
+PaddingMode = Annotated[
+    str,
+    typer.Option(
+        "--padding",
+        "-p",
+        help="Border mode: zero, constant (with --cval), edge, reflect, symmetric, wrap, "
+        "valid, full, or an alias (mirror, replicate, circular, ...); pictures below.",
+        autocompletion=complete_padding,
+    ),
+]
+Cval = Annotated[float, typer.Option(help="Value outside the image for --padding constant.")]
+Iterations = Annotated[
+    int, typer.Option("-n", "--iterations", help="Apply the whole chain N times (1-1000).")
+]
+Correlate = Annotated[
+    bool,
+    typer.Option(
+        "--correlate",
+        help="Apply kernels as written (cross-correlation) "
+        "instead of true convolution (kernel flipped).",
+    ),
+]
+Stride = Annotated[int, typer.Option(help="Keep every S-th output pixel of each step.")]
+Dilation = Annotated[int, typer.Option(help="Space kernel taps D pixels apart.")]
+Normalize = Annotated[
+    bool,
+    typer.Option(
+        "--normalize",
+        help="Divide each kernel by its sum (zero-sum kernels: "
+        "positive weights to 1, negative to -1).",
+    ),
+]
+Transposed = Annotated[
+    bool,
+    typer.Option(
+        "--transposed",
+        help="Apply each convolving step's transpose (adjoint): --stride S "
+        "upsamples by S; valid padding crops nothing (PyTorch's conv_transpose2d).",
+    ),
+]
+Groups = Annotated[
+    list[int] | None,
+    typer.Option(
+        "--groups",
+        min=1,
+        help="Groups of each layer kernel (.npy weights (C_out, C_in/groups, kh, kw)), in "
+        "order; one value for all. Default: C_in / the weights' second side.",
+        show_default=False,
+    ),
+]
+Bias = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--bias",
+        metavar="FILE",
+        help="A bias file (.npy or numbers as text, one per output channel) for each layer "
+        "kernel, in order.",
+        show_default=False,
+    ),
+]
+PrecisionOption = Annotated[
+    Precision, typer.Option("--precision", help="Floating point inside: float32 or float64.")
+]
+MethodOption = Annotated[
+    Method,
+    typer.Option("--method", help="How to compute; all give the same result within tolerance."),
+]
+RangeOption = Annotated[
+    RangeMode | None,
+    typer.Option(
+        "--range",
+        help="Map results into an integer output: clip (default), abs, "
+        "offset (add half the range), rescale (min..max to full range).",
+        show_default=False,
+    ),
+]
+DepthOption = Annotated[
+    Depth | None,
+    typer.Option(
+        "--depth",
+        help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
+        "Default: the input's depth where the format holds it.",
+        show_default=False,
+    ),
+]
+Gray = Annotated[
+    bool, typer.Option("--gray", help="Convert colour input to luminance first (BT.601).")
+]

@@ -14,11 +14,17 @@ import sys
 
 def error_line(message: str) -> None:
     text = " ".join(str(message).split())
-    print(f"convtool: error: {text}", file=sys.stderr, flush=True)
+    print_stderr(f"convtool: error: {text}")
 
 
 def note(message: str) -> None:
-    print(f"convtool: {message}", file=sys.stderr, flush=True)
+    print_stderr(f"convtool: {message}")
+
+
+def print_stderr(text: str) -> None:
+    """A message on stderr; if stderr itself fails (``2>/dev/full``) there is nowhere to say so."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
 def warning_line(message: str) -> None:
@@ -151,7 +157,7 @@ def batch_progress(total: int, quiet: bool):
 
         def line(result) -> None:
             detail = f": {result.reason}" if result.reason else f" -> {result.job.dest}"
-            print(f"{result.status} {result.job.source}{detail}", file=sys.stderr, flush=True)
+            print_stderr(f"{result.status} {result.job.source}{detail}")
             for warning in result.warnings:
                 warning_line(f"{result.job.dest}: {warning}")
 
@@ -245,4 +251,4 @@ def print_summary(summary, seconds: float, quiet: bool, *, interrupted: bool = F
             f"convtool: interrupted after {finished} of {finished + summary.not_run} "
             "files; run again with --skip-existing to finish"
         )
-    print("\n".join(lines), file=sys.stderr, flush=True)
+    print_stderr("\n".join(lines))

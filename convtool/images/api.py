@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from convtool import stdio
 from convtool.errors import (
     ConvtoolError,
     ImageReadError,
@@ -47,7 +48,16 @@ from convtool.images.atomic import (
     same_file,
     stale_temp_files,
 )
-from convtool.images.codecs import ENCODERS, Decoded, NeedsCodec, decode
+from convtool.images.codecs import (
+    ENCODERS,
+    HEAD_BYTES,
+    Decoded,
+    NeedsCodec,
+    check_head_size,
+    decode,
+    refusal,
+    sniff,
+)
 from convtool.images.frames import (
     FRAME_CHOICES,
     Frame,
@@ -81,6 +91,7 @@ __all__ = [
     "output_depth",
     "read_band",
     "read_image",
+    "read_stream",
     "remove_stale_temp_files",
     "same_file",
     "stale_temp_files",
@@ -127,6 +138,11 @@ FORMAT_DEPTHS: dict[str, tuple[int | str, ...]] = {
 _FOLDER_FORMATS = frozenset({"zarr", "zarr2"})  # outputs that are folders, written by tiles
 
 _PRECISIONS = {"single": np.float32, "double": np.float64}
+
+
+# The formats that hold any number of colour channels (filter banks, layers); the others
+# hold 1 or 3.
+_ANY_CHANNELS = frozenset({"tiff", "npy"})
 
 
 @dataclass
@@ -194,7 +210,8 @@ class Image:
 
     @property
     def channels(self) -> int:
-        """Colour channels (1 or 3), alpha not counted."""
+        """Colour channels (1 or 3 as read; filter banks and layers make others), alpha not
+        counted."""
         return self.pixels.shape[2]
 
 
@@ -219,16 +236,19 @@ def read_image(
 ) -> Image:
     """Read an image file (or ``"-"``: all of stdin) into an :class:`Image`.
 
-    Formats: PNG and APNG, JPEG, TIFF, BMP, WebP, GIF, PNM and the others Pillow opens,
-    told from the bytes, not the name; ``.npy`` arrays (H×W or H×W×C, C = 1 grey, 2 grey +
-    alpha, 3 RGB, 4 RGBA; any numeric or bool dtype), and zarr arrays laid out the same way
-    (a store folder; needs ``pip install "convtool[large]"``). EXIF orientation is applied (and
+    Formats: PNG and APNG, JPEG, TIFF, BMP, WebP, GIF and PNM, told from the bytes, not
+    the name, and nothing else (EPS, PDF and the other formats Pillow knows are refused
+    without being opened: :data:`convtool.images.codecs.READ_FORMATS`); ``.npy`` arrays
+    (H×W or H×W×C, C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; any real numeric or bool
+    dtype; signed integers keep their sign), and zarr arrays laid out the same way (a store
+    folder; needs ``pip install "convtool[large]"``). EXIF orientation is applied (and
     set to 1 in the metadata). Values keep their scale; 1-bit and bool become 0/255;
     palettes become RGB(A); CMYK, YCbCr and LAB become RGB through Pillow. ``precision``:
     ``"single"`` (float32) or ``"double"``. ``gray``: colour → one BT.601 luma channel
     (:data:`GRAY_WEIGHTS`). ``max_pixels``: width × height (times the frames) checked from
     the header before decoding (None or 0: no limit). ``stdin``: a binary stream to use
-    instead of ``sys.stdin.buffer`` for ``"-"``. ``frames``: ``"all"`` frames of an
+    instead of ``sys.stdin.buffer`` for ``"-"``; it, and any path that is not a regular
+    file, is read within limits (:func:`read_stream`). ``frames``: ``"all"`` frames of an
     animation or pages of a TIFF (composited as shown), or only the ``"first"``.
     """
     if precision not in _PRECISIONS:
@@ -242,10 +262,8 @@ def read_image(
     name = str(source)
     with _read_errors(name):
         if name == "-":
-            data = (stdin if stdin is not None else sys.stdin.buffer).read()
-            if not data:
-                raise ImageReadError("no data on standard input", path=name)
-            decoded = decode(data, name, max_pixels, frames)
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            decoded = decode(read_stream(stream, name, max_pixels), name, max_pixels, frames)
         else:
             path = Path(source)
             info = path.stat()
@@ -255,11 +273,16 @@ def read_image(
                 return _to_image(decoded, name, _PRECISIONS[precision], gray)
             if stat.S_ISDIR(info.st_mode):
                 raise ImageReadError("is a directory, not an image", path=name)
-            if stat.S_ISREG(info.st_mode) and info.st_size == 0:
-                raise ImageReadError("empty file", path=name)
-            # A pipe (/dev/stdin, <(...)) can be read only once: take its bytes, as for "-".
-            src = path if stat.S_ISREG(info.st_mode) else path.read_bytes()
-            decoded = decode(src, name, max_pixels, frames)
+            if stat.S_ISREG(info.st_mode):
+                if info.st_size == 0:
+                    raise ImageReadError("empty file", path=name)
+                decoded = decode(path, name, max_pixels, frames)  # read as the decoder needs it
+            else:
+                # A pipe (/dev/stdin, <(...)) or a device can be read only once, and may
+                # never end (/dev/zero): take its bytes as for "-", within the limits.
+                with open(path, "rb") as stream:
+                    data = read_stream(stream, name, max_pixels)
+                decoded = decode(data, name, max_pixels, frames)
     return _to_image(decoded, name, _PRECISIONS[precision], gray)
 
 
@@ -281,6 +304,60 @@ def read_band(
         raise UsageError(f"precision must be 'single' or 'double', got {precision!r}")
     decoded = Decoded(reader.read(start, stop), reader.has_alpha, reader.depth, reader.format)
     return _to_image(decoded, reader.name, _PRECISIONS[precision], gray)
+STREAM_BYTES_PER_PIXEL = 32
+"""The most a pixel of any format read takes, uncompressed: 4 samples of float64."""
+_STREAM_SLACK = 16 << 20  # headers and metadata (ICC profiles, EXIF) beyond the pixels
+_STREAM_CHUNK = 1 << 20
+
+
+def read_stream(stream: BinaryIO, name: str, max_pixels: int | None) -> bytes:
+    """All the bytes of a stream (stdin, a pipe, a device), within limits; the image's bytes.
+
+    Its first bytes must show a format convtool reads (:data:`codecs.HEAD_BYTES` are read
+    to tell, no more): anything else (``/dev/zero``, text, EPS, ...) is refused at once,
+    as is a PNG, GIF, BMP or ``.npy`` header over ``max_pixels``. Then at most ``32 × max_pixels`` bytes (plus 16 MB of metadata) are read, the largest an
+    image within ``--max-pixels`` can take uncompressed (4 float64 samples a pixel): a
+    longer stream is refused naming the limit. ``max_pixels`` None or 0: no limit.
+    """
+    head = _read_up_to(stream, HEAD_BYTES)
+    if not head:
+        what = "no data on standard input" if name == "-" else "no data (an empty stream)"
+        raise ImageReadError(what, path=name)
+    if sniff(head) is None:
+        raise ImageReadError(refusal(head), path=name)
+    check_head_size(head, name, max_pixels)  # a bomb's header is refused before its data
+    limit = max_pixels * STREAM_BYTES_PER_PIXEL + _STREAM_SLACK if max_pixels else None
+    chunks = [head]
+    size = len(head)
+    while True:
+        chunk = stream.read(_STREAM_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ResourceLimitError(
+                f"the stream holds more than {_megabytes(limit)}, more than an image within "
+                f"--max-pixels ({max_pixels:,}) takes; raise --max-pixels (0 for no limit) "
+                "or read it from a file",
+                path=name,
+            )
+        chunks.append(chunk)
+
+
+def _read_up_to(stream: BinaryIO, count: int) -> bytes:
+    """Up to *count* bytes, fewer only at the end of the stream (a pipe gives them in parts)."""
+    parts, size = [], 0
+    while size < count:
+        part = stream.read(count - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / (1 << 20):,.0f} MB"
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -452,6 +529,7 @@ def write_image(
     compression: str | None = None,
     background: str | tuple[int, int, int] | None = None,
     stdout: BinaryIO | None = None,
+    inside: str | os.PathLike[str] | None = None,
 ) -> list[str]:
     """Write *image* (all its frames, its metadata) to *dest* atomically, or to stdout (``"-"``).
 
@@ -482,6 +560,11 @@ def write_image(
     to the written size. Returns one line for each thing the format could not hold
     (what was left out; alpha composited without a ``background`` given), for the caller
     to show; nothing is printed.
+
+    ``inside``: a folder *dest* must stay in (see :func:`convtool.images.atomic.atomic_write`:
+    the folders between are created and never followed through a symbolic link). Stdout
+    gets every byte or a :class:`~convtool.errors.StdoutError`
+    (:func:`convtool.stdio.write_all`).
     """
     dest_name = str(dest)
     check_format_agrees(dest_name, format)
@@ -493,6 +576,12 @@ def write_image(
                 "compression": compression}  # fmt: skip
     check_output_controls(fmt, **controls)
     check_frames(fmt, image.frame_count, image.source)
+    if image.channels not in (1, 3) and fmt not in _ANY_CHANNELS:
+        raise UsageError(
+            f"{fmt.upper()} holds 1 or 3 colour channels, the result has {image.channels}; "
+            "write .npy or .tif (or, with --stack, any image format for a contact sheet)",
+            path=dest_name,
+        )
     encoding, notes = output.prepare(
         image, fmt, out_depth, range_mode, compress_level, controls, background
     )
@@ -514,14 +603,9 @@ def write_image(
     if dest_name == "-":
         buffer = io.BytesIO()
         write(buffer)
-        out = stdout if stdout is not None else sys.stdout.buffer
-        try:
-            out.write(buffer.getvalue())
-            out.flush()
-        except OSError as err:
-            raise ImageWriteError(f"cannot write to stdout: {_first_line(err)}", path="-") from None
+        stdio.write_all(stdout if stdout is not None else sys.stdout.buffer, buffer.getbuffer())
         return notes
-    atomic_write(dest_name, write)
+    atomic_write(dest_name, write, inside=inside)
     return notes
 
 

@@ -9,7 +9,12 @@ metadata and, for animations and multi-page TIFFs, the later frames and their ti
 Pillow cannot hold 16-bit colour, so 16-bit RGB(A) and grey+alpha PNG/TIFF are decoded by
 Pillow's own decoder in two byte planes (see :func:`_decode_16bit_colour`) and 16-bit
 binary PPM is read here (:func:`_decode_ppm16`); ``tifffile`` (imported lazily) reads the
-TIFFs Pillow cannot open (float colour, 16-bit grey+alpha, 32-bit integers).
+TIFFs Pillow cannot open (float colour, 16-bit grey+alpha, 32-bit integers, signed).
+
+Only the formats README documents reach a decoder: :func:`sniff` tells the format from the
+first bytes, anything else is refused naming what it seems to be (:func:`refusal`), and
+Pillow is asked to open a file as that one format (:func:`open_pillow`, the one call of
+``Image.open``; see :mod:`convtool.images.plugins`).
 """
 
 from __future__ import annotations
@@ -17,27 +22,41 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import re
+import struct
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
+from PIL import ImageFile, UnidentifiedImageError
 
 from convtool.errors import ImageReadError, ResourceLimitError
 from convtool.images import metadata as meta
 from convtool.images.encoders import ENCODERS
 from convtool.images.encoders import import_tifffile as _import_tifffile
 from convtool.images.frames import Timing
+from convtool.images.plugins import READ_FORMATS, READ_NAMES, register
 
-__all__ = ["ENCODERS", "Decoded", "NeedsCodec", "decode"]  # ENCODERS: encoders' registry
+__all__ = [  # ENCODERS: encoders' registry
+    "ENCODERS",
+    "HEAD_BYTES",
+    "READ_FORMATS",
+    "Decoded",
+    "NeedsCodec",
+    "check_head_size",
+    "decode",
+    "open_pillow",
+    "refusal",
+    "sniff",
+]
 
 # Our own header check (read_image's max_pixels, applied in _check_size) replaces Pillow's
 # decompression-bomb guard, which would otherwise warn on stderr or raise before we can
@@ -50,6 +69,128 @@ _NPY_MAGIC = b"\x93NUMPY"
 # ICO's sizes; of those only the first frame is read.
 _FRAMED = frozenset({"GIF", "PNG", "WEBP", "TIFF"})
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+# --------------------------------------------------------------------------------------------
+# The formats convtool reads, and nothing else
+# --------------------------------------------------------------------------------------------
+
+HEAD_BYTES = 4096
+"""Bytes read to tell a file's format (:func:`sniff`) before anything else is read."""
+
+
+def sniff(head: bytes) -> str | None:
+    """The format of a file from its first bytes: a READ_FORMATS name, ``"NPY"``, or None."""
+    if head.startswith(_NPY_MAGIC):
+        return "NPY"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(_TIFF_MAGICS):
+        return "TIFF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if re.match(rb"P[1-6](\s|#|$)", head[:3]):  # PBM, PGM, PPM; not PFM ("Pf", "PF")
+        return "PPM"
+    return None
+
+
+def check_head_size(head: bytes, name: str, max_pixels: int | None) -> None:
+    """Refuse a stream over ``max_pixels`` from its first bytes, before reading the rest.
+
+    The formats whose size sits at a fixed place near the start (PNG's IHDR, GIF's screen,
+    BMP's header, a ``.npy`` header) are checked here, so a decompression bomb on stdin is
+    refused after :data:`HEAD_BYTES`; the others are checked once the stream is read.
+    """
+    size = _head_size(head)
+    if size is not None and min(size) > 0:  # no pixels: the decoder's message, as for files
+        _check_size(size[0], size[1], name, max_pixels)
+
+
+def _head_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) as the first bytes declare them, where that is simple; else None."""
+    fmt = sniff(head)
+    try:
+        if fmt == "PNG" and head[12:16] == b"IHDR":
+            return struct.unpack(">II", head[16:24])  # type: ignore[return-value]
+        if fmt == "GIF":
+            return struct.unpack("<HH", head[6:10])  # type: ignore[return-value]
+        if fmt == "BMP":
+            if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 core header: 16-bit sides
+                return struct.unpack("<HH", head[18:22])  # type: ignore[return-value]
+            width, height = struct.unpack("<ii", head[18:26])
+            return abs(width), abs(height)
+        if fmt == "NPY":
+            fileobj = io.BytesIO(head)
+            version = np.lib.format.read_magic(fileobj)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}[version]  # fmt: skip
+            shape = read(fileobj)[0]
+            return (shape[1], shape[0]) if len(shape) in (2, 3) else None
+    except (struct.error, ValueError, KeyError, IndexError, SyntaxError, TypeError):
+        return None  # cut short or unusual: the decoder will say what is wrong
+    return None
+
+
+# What a refused file is, told from its first bytes, so the error can say so. Only names
+# from this table (or "text") are printed: nothing of the file itself.
+_OTHER_FORMATS = (
+    (rb"%!PS|\xc5\xd0\xd3\xc6", "a PostScript/EPS file"),
+    (rb"%PDF-", "a PDF document"),
+    (rb"(?:\xef\xbb\xbf)?\s*<(\?xml|svg|!DOCTYPE svg)", "an XML/SVG file"),
+    (rb"\x00\x00\x00\x0cjP  |\xff\x4f\xff\x51", "a JPEG 2000 image"),
+    (rb"\x00\x00\x00\x0cJXL |\xff\x0a", "a JPEG XL image"),
+    (rb"....ftyp(heic|heix|hevc|mif1|msf1|avif|avis)", "a HEIF/AVIF image"),
+    (rb"8BPS", "a Photoshop (PSD) file"),
+    (rb"gimp xcf", "a GIMP (XCF) file"),
+    (rb"\x00\x00[\x01\x02]\x00", "a Windows icon (ICO/CUR)"),
+    (rb"DDS ", "a DirectDraw surface (DDS)"),
+    (rb"qoif", "a QOI image"),
+    (rb"P[fF]\s", "a PFM (float PNM) image"),
+    (rb"SIMPLE  =", "a FITS file"),
+    (rb"\x76\x2f\x31\x01", "an OpenEXR image"),
+    (rb"icns", "an Apple icon (ICNS)"),
+    (rb"\x59\xa6\x6a\x95", "a Sun raster image"),
+    (rb"\x01\xda", "an SGI image"),
+    (rb"\xd7\xcd\xc6\x9a|\x01\x00\x00\x00.{36} EMF", "a Windows metafile (WMF/EMF)"),
+    (rb"PK\x03\x04|\x1f\x8b|BZh|\xfd7zXZ|7z\xbc\xaf", "an archive or compressed file"),
+    (rb"MATLAB", "a MATLAB file"),
+)
+
+
+def identify(head: bytes) -> str:
+    """What a file that convtool does not read seems to be, for the error message."""
+    for pattern, what in _OTHER_FORMATS:
+        if re.match(pattern, head, re.DOTALL):
+            return what
+    if head[:1] in (b"\x00", b"\xff") and len(set(head[:64])) == 1:
+        return "all zero bytes" if head[:1] == b"\x00" else "all 0xFF bytes"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:  # binary, or a character cut at the end of the head
+        if err.start < len(head) - 3:
+            return "an unknown format"
+        text = head[: err.start].decode("utf-8")
+    return "text" if all(c.isprintable() or c.isspace() for c in text) else "an unknown format"
+
+
+def refusal(head: bytes) -> str:
+    """The one-line reason a file is not read: what it seems to be, and what convtool reads."""
+    what = identify(head)
+    if what in ("an unknown format", "text", "all zero bytes", "all 0xFF bytes"):
+        return f"not an image, or a format convtool cannot read ({what}); it reads {READ_NAMES}"
+    return f"{what}, not a format convtool reads; it reads {READ_NAMES} (convert it first)"
+
+
+def open_pillow(fileobj: BinaryIO, fmt: str) -> ImageFile.ImageFile:
+    """The one door to Pillow's decoders: open *fileobj* as *fmt* (a READ_FORMATS name) only."""
+    register(fmt)
+    return PILImage.open(fileobj, formats=[fmt])
 
 
 # --------------------------------------------------------------------------------------------
@@ -72,22 +213,27 @@ class Decoded:
 
 
 def decode(src: Path | bytes, name: str, max_pixels: int | None, frames: str = "all") -> Decoded:
-    """Pick the decoder from the first bytes: ``.npy``, else Pillow (tifffile for some TIFFs).
+    """Decode *src* with the decoder of the format its first bytes show; refuse any other.
 
-    ``frames``: ``"all"`` frames or pages, or only the ``"first"``.
+    ``.npy`` by numpy (no pickles), the READ_FORMATS by Pillow opened as that format only,
+    TIFFs Pillow cannot hold exactly by tifffile. Anything else is an ImageReadError naming
+    what the file seems to be. ``frames``: ``"all"`` frames or pages, or only the ``"first"``.
     """
     with _fresh(src) as fileobj:
-        head = fileobj.read(8)
-    if head.startswith(_NPY_MAGIC):
+        head = fileobj.read(HEAD_BYTES)
+    fmt = sniff(head)
+    if fmt is None:
+        raise ImageReadError(refusal(head), path=name)
+    if fmt == "NPY":
         return _decode_npy(src, name, max_pixels)
-    tiff = head.startswith(_TIFF_MAGICS)
+    tiff = fmt == "TIFF"
     with _quiet_decoders(native=tiff):
         try:
-            decoded = _decode_pillow(src, name, max_pixels, frames == "all")
+            decoded = _decode_pillow(src, name, max_pixels, frames == "all", fmt)
         except UnidentifiedImageError:
             if not tiff:
                 raise
-            # float colour, 16-bit grey+alpha, float64, ...
+            # float colour, 16-bit grey+alpha, float64, signed, ...
             decoded = _decode_tifffile(src, name, max_pixels, frames == "all")
         if tiff:
             with _fresh(src) as fileobj:
@@ -158,22 +304,28 @@ def _check_size(
     max_pixels: int | None,
     frames: int = 1,
     total: int | None = None,
+    planes: int = 1,
 ) -> None:
     """Refuse an empty image, or more pixels (over all *frames*) than *max_pixels*.
 
-    *total*: the pixels of all frames when they differ in size (TIFF pages).
+    *total*: the pixels of all frames when they differ in size (TIFF pages). *planes*: a
+    TIFF page's planes (see :meth:`TiffLayout.check`), counted as pixels too.
     """
     if width <= 0 or height <= 0:
         raise ImageReadError(f"image has no pixels ({width}×{height})", path=name)
-    total = width * height * frames if total is None else total
+    total = width * height * frames * planes if total is None else total
     if max_pixels and total > max_pixels:
         size = f"{width}×{height}" if frames == 1 else f"{frames} frames of {width}×{height}"
+        size += f"×{planes} planes" if planes > 1 else ""
         raise ResourceLimitError(
             f"image is {size} = {total:,} pixels, over the limit of "
             f"{max_pixels:,}; raise it with --max-pixels N (0 for no limit)"
             + (", or read one frame with --frames first" if frames > 1 else ""),
             path=name,
         )
+
+
+_COMPLEX = "complex numbers; convtool reads real-valued images"
 
 
 def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
@@ -191,6 +343,8 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
                 f".npy array has shape {shape}; expected (H, W) or (H, W, C) with C from 1 to 4",
                 path=name,
             )
+        if dtype.kind == "c":
+            raise ImageReadError(f".npy array has dtype {dtype}: {_COMPLEX}", path=name)
         if dtype.kind not in "biuf":
             raise ImageReadError(f".npy array has dtype {dtype}, not a number type", path=name)
         _check_size(shape[1], shape[0], name, max_pixels)
@@ -207,23 +361,111 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
 
 
 def _depth_of_dtype(dtype: np.dtype) -> int | str:
+    """The value scale of integer or float samples: the bits of the type (signed alike).
+
+    A signed type keeps its sign and takes the scale of the unsigned type of its size
+    (int8: 0–255, so −27 stays −27, below black; int16: 0–65535).
+    """
     if dtype.kind == "f":
         return "float"
-    if dtype == np.uint8:
+    if dtype.itemsize == 1:
         return 8
-    if dtype.itemsize <= 2:
+    if dtype.itemsize == 2:
         return 16
     return 32
 
 
+# TIFF tags read from the header, before any pixel is decoded.
+_SAMPLES_PER_PIXEL, _BITS_PER_SAMPLE, _SAMPLE_FORMAT, _IMAGE_DEPTH, _PHOTOMETRIC = (
+    277, 258, 339, 32997, 262,
+)  # fmt: skip
+_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating point"}
+_SAMPLE_BITS = {1: (1, 2, 4, 8, 16, 32, 64), 2: (8, 16, 32, 64), 3: (16, 32, 64)}
+_SEPARATED = 5  # photometric CMYK: 4 colour samples, + alpha
+
+
+@dataclass(frozen=True)
+class TiffLayout:
+    """What a TIFF's first page declares: the fields that decide whether convtool reads it."""
+
+    width: int
+    height: int
+    samples: int = 1
+    bits: int = 8
+    sample_format: int = 1  # 1 unsigned, 2 signed, 3 float, 4 undefined, 5-6 complex
+    planes: int = 1  # ImageDepth: the slices of a volume
+    photometric: int = 1
+
+    @classmethod
+    def from_tags(cls, width: int, height: int, tags: Any) -> TiffLayout:
+        """From Pillow's parsed tags (``im.tag_v2``)."""
+
+        def first(tag: int, default: int) -> int:
+            value = tags.get(tag, default)
+            return int(value[0] if isinstance(value, tuple) else value)
+
+        return cls(
+            width,
+            height,
+            samples=first(_SAMPLES_PER_PIXEL, 1),
+            bits=first(_BITS_PER_SAMPLE, 1),
+            sample_format=first(_SAMPLE_FORMAT, 1),
+            planes=first(_IMAGE_DEPTH, 1),
+            photometric=first(_PHOTOMETRIC, 1),
+        )
+
+    def check(self, name: str, max_pixels: int | None) -> None:
+        """Refuse, from the header alone, what convtool does not read or what is too large.
+
+        ``max_pixels`` counts the planes of a volume, and a pixel of more than 4 samples as
+        ⌈samples / 4⌉ pixels; then volumes, more than 4 samples (5 for CMYK with alpha),
+        complex or undefined samples and unusual bit depths (12-bit, 24-bit) are refused.
+        """
+        planes = max(1, self.planes) * max(1, math.ceil(self.samples / 4))
+        _check_size(self.width, self.height, name, max_pixels, planes=planes)
+        if self.planes > 1:
+            raise ImageReadError(
+                f"TIFF volume of {self.planes} planes (ImageDepth) is not supported; convtool "
+                "reads 2-D images",
+                path=name,
+            )
+        most = 5 if self.photometric == _SEPARATED else 4
+        if self.samples > most:
+            raise ImageReadError(
+                f"TIFF with {self.samples} samples per pixel is not supported; convtool reads "
+                "grey, RGB or CMYK samples with at most one alpha",
+                path=name,
+            )
+        if self.sample_format in (5, 6):
+            raise ImageReadError(f"TIFF samples are {_COMPLEX}", path=name)
+        kind = _SAMPLE_KINDS.get(self.sample_format)
+        if kind is None:
+            raise ImageReadError(
+                f"TIFF sample format {self.sample_format} (undefined) is not supported", path=name
+            )
+        if self.bits not in _SAMPLE_BITS[self.sample_format]:
+            allowed = ", ".join(map(str, _SAMPLE_BITS[self.sample_format]))
+            raise ImageReadError(
+                f"TIFF with {self.bits}-bit {kind} samples is not supported ({kind} samples "
+                f"of {allowed} bits are)",
+                path=name,
+            )
+
+
 def _decode_pillow(
-    src: Path | bytes, name: str, max_pixels: int | None, all_frames: bool
+    src: Path | bytes, name: str, max_pixels: int | None, all_frames: bool, fmt: str
 ) -> Decoded:
-    """The first frame with the file's metadata, then (if asked) the others and their timing."""
-    with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+    """The first frame with the file's metadata, then (if asked) the others and their timing.
+
+    *fmt*: the format the first bytes show (:func:`sniff`); Pillow opens the file as it only.
+    """
+    with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
         count = getattr(im, "n_frames", 1) if all_frames and im.format in _FRAMED else 1
+        if fmt == "TIFF":  # its layout first, from the header: planes count as pixels too
+            layout = TiffLayout.from_tags(im.width, im.height, getattr(im, "tag_v2", {}))
+            layout.check(name, max_pixels if count == 1 else None)
         _check_size(im.width, im.height, name, max_pixels, count)
-        fmt = im.format or "unknown"
+        fmt = im.format or fmt  # JPEG may be MPO
         first = _pillow_frame(src, im, 0, fmt, name, max_pixels)
         if fmt != "TIFF":  # TIFF tags are read apart, from the file (see decode)
             first.metadata = _pillow_metadata(im)
@@ -254,18 +496,23 @@ def _pillow_frame(
 ) -> Decoded:
     """One frame (or page) of an opened image, already seeked to *index*."""
     rawmode = _tile_rawmode(im)  # before anything loads the image (PNG's getexif does)
-    if fmt == "TIFF" and im.mode == "I":
-        # Pillow reads 32-bit integer TIFF as signed; tifffile keeps uint32/int16 exact.
-        try:
+    if fmt == "TIFF":
+        layout = TiffLayout.from_tags(im.width, im.height, getattr(im, "tag_v2", {}))
+        layout.check(name, None)  # every page, before its pixels
+        if im.mode == "I" or layout.sample_format == 2:
+            # Pillow reads unsigned 32-bit TIFF as signed (3e9 wraps round) and signed 8-bit
+            # as unsigned (-27 becomes 229); tifffile keeps every integer type exact.
+            try:
+                return _decode_tifffile_page(src, name, max_pixels, index)
+            except NeedsCodec:
+                if not (im.mode == "I" and layout.sample_format == 2):
+                    raise  # only signed 16- and 32-bit samples would come out right
+        if _is_planar(im) and _tiff_bits(im) > 8:
+            # Pillow reads deep samples stored one plane each as 8-bit (uncompressed), and
+            # the two-pass byte trick below cannot fix planes: tifffile reads them exactly.
             return _decode_tifffile_page(src, name, max_pixels, index)
-        except NeedsCodec:
-            pass
-    if fmt == "TIFF" and _is_planar(im) and _tiff_bits(im) > 8:
-        # Pillow reads deep samples stored one plane each as 8-bit (uncompressed), and the
-        # two-pass byte trick below cannot fix planes: tifffile reads them exactly.
-        return _decode_tifffile_page(src, name, max_pixels, index)
     if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
-        array, has_alpha, orientation = _decode_16bit_colour(src, rawmode, index)
+        array, has_alpha, orientation = _decode_16bit_colour(src, rawmode, fmt, index)
         return Decoded(array, has_alpha, 16, fmt, orientation)
     if fmt == "PPM" and im.mode == "RGB" and _ppm_maxval(im) > 255 and _is_binary_ppm(im):
         return Decoded(_decode_ppm16(src, im), False, 16, fmt)
@@ -386,7 +633,7 @@ def _with_rawmode(im: PILImage.Image, rawmode: str) -> None:
 
 
 def _decode_16bit_colour(
-    src: Path | bytes, rawmode: str, index: int = 0
+    src: Path | bytes, rawmode: str, fmt: str, index: int = 0
 ) -> tuple[np.ndarray, bool, int]:
     """Decode 16-bit RGB, RGBA or grey+alpha exactly with Pillow's decoder (PNG, TIFF).
 
@@ -395,7 +642,7 @@ def _decode_16bit_colour(
     """
     if rawmode == "LA;16B":
         # Grey+alpha has 4 bytes a pixel, as RGBA: unpacked as "RGBA" it keeps all 4 bytes.
-        with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+        with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
             im.seek(index)
             _with_rawmode(im, "RGBA")
             im.load()
@@ -407,7 +654,7 @@ def _decode_16bit_colour(
         order = "L" if sys.byteorder == "little" else "B"
     planes = []
     for unpack in (rawmode, f"{bands};16{'L' if order == 'B' else 'B'}"):
-        with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+        with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
             im.seek(index)
             _with_rawmode(im, unpack)
             im.load()
@@ -456,6 +703,8 @@ def _decode_tifffile(
         pages = [tif.pages[0]]
         if all_pages:  # reduced-resolution copies (previews) are not pages
             pages += [page for page in tif.pages[1:] if not int(page.subfiletype) & 1]
+        for page in pages:  # every page's layout from its header, before any pixel
+            _tiff_layout(page).check(name, max_pixels if len(pages) == 1 else None)
         total = sum(page.imagewidth * page.imagelength for page in pages)
         first = pages[0]
         _check_size(first.imagewidth, first.imagelength, name, max_pixels, len(pages), total)
@@ -470,8 +719,21 @@ def _decode_tifffile_page(
     tifffile = _import_tifffile()
     with _fresh(src) as fileobj, tifffile.TiffFile(fileobj) as tif:
         page = tif.pages[index]
-        _check_size(page.imagewidth, page.imagelength, name, max_pixels)
+        _tiff_layout(page).check(name, max_pixels)
         return _tifffile_page(page, name)
+
+
+def _tiff_layout(page: Any) -> TiffLayout:
+    """A tifffile page's layout, as its header declares it."""
+    return TiffLayout(
+        page.imagewidth,
+        page.imagelength,
+        samples=page.samplesperpixel,
+        bits=page.bitspersample,
+        sample_format=int(page.sampleformat),
+        planes=page.imagedepth,
+        photometric=int(page.photometric),
+    )
 
 
 def _tifffile_page(page, name: str) -> Decoded:

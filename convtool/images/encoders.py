@@ -21,6 +21,7 @@ from PIL import Image as PILImage
 
 from convtool.errors import ConvtoolError, UsageError
 from convtool.images import exif as exif_block
+from convtool.images import plugins
 from convtool.images.frames import Timing
 from convtool.images.metadata import COMMENT, Metadata
 from convtool.images.png import write_png
@@ -126,7 +127,8 @@ def _encode_jpeg(f: BinaryIO, encoding: Encoding) -> None:
         args["dpi"] = tuple(round(v) for v in metadata.dpi)
     if COMMENT in metadata.text:
         args["comment"] = metadata.text[COMMENT].encode("utf-8")
-    _pil_image(colour, None).save(
+    plugins.save(
+        _pil_image(colour, None),
         f,
         "JPEG",
         quality=encoding.quality or DEFAULT_QUALITY,
@@ -139,8 +141,11 @@ def _encode_jpeg(f: BinaryIO, encoding: Encoding) -> None:
 
 def _encode_bmp(f: BinaryIO, encoding: Encoding) -> None:
     dpi = encoding.metadata.dpi
-    _pil_image(encoding.frames[0][0], None).save(
-        f, "BMP", **({"dpi": tuple(round(v) for v in dpi)} if dpi else {})
+    plugins.save(
+        _pil_image(encoding.frames[0][0], None),
+        f,
+        "BMP",
+        **({"dpi": tuple(round(v) for v in dpi)} if dpi else {}),
     )
 
 
@@ -158,7 +163,8 @@ def _encode_webp(f: BinaryIO, encoding: Encoding) -> None:
         animation = {"save_all": True, "append_images": pictures[1:]}
         if encoding.timing is not None:
             animation |= {"duration": _durations(encoding), "loop": encoding.timing.loop}
-    pictures[0].save(f, "WEBP", **quality, **animation, **_pillow_metadata(encoding.metadata))
+    metadata = _pillow_metadata(encoding.metadata)
+    plugins.save(pictures[0], f, "WEBP", **quality, **animation, **metadata)
 
 
 def _gif_frame(colour: np.ndarray, alpha: np.ndarray | None) -> PILImage.Image:
@@ -194,7 +200,7 @@ def _encode_gif(f: BinaryIO, encoding: Encoding) -> None:
             args["disposal"] = [_GIF_DISPOSALS[d] for d in timing.disposals]
             if timing.loop != 1:  # GIF counts repeats after the first play; none: play once
                 args["loop"] = max(0, timing.loop - 1) if timing.loop else 0
-    pictures[0].save(f, "GIF", **args)
+    plugins.save(pictures[0], f, "GIF", **args)
 
 
 def _encode_pnm(f: BinaryIO, encoding: Encoding) -> None:
@@ -299,10 +305,16 @@ def _write_tifffile(f: BinaryIO, encoding: Encoding, compression: str) -> None:
         ):
             if encoding.depth == "float":  # 32-bit float whatever the precision (.npy for more)
                 samples = samples.astype(np.float32)
+            channels = colour.shape[2]
+            # grey and RGB are photometric; other counts (filter banks) are grey plus
+            # unnamed samples
+            extra = ["unspecified"] * (channels - 1) if channels not in (1, 3) else []
+            extra += ["unassalpha"] if alpha is not None else []
             tif.write(
                 samples if samples.shape[2] > 1 else samples[:, :, 0],
-                photometric="rgb" if colour.shape[2] == 3 else "minisblack",
-                extrasamples=["unassalpha"] if alpha is not None else None,
+                photometric="rgb" if channels == 3 else "minisblack",
+                planarconfig="contig" if samples.shape[2] > 1 else None,
+                extrasamples=extra or None,
                 metadata=None,  # no JSON ImageDescription: a plain TIFF
                 software=False,
                 extratags=first_tags if index == 0 else None,
@@ -383,7 +395,7 @@ def _write_pillow_tiff(f: BinaryIO, encoding: Encoding, compression: str) -> Non
     if len(pictures) > 1:
         args |= {"save_all": True, "append_images": pictures[1:]}
     big = sum(samples.nbytes for samples in encoding.stacked()) > BIGTIFF_BYTES
-    pictures[0].save(f, "TIFF", big_tiff=big, **args)
+    plugins.save(pictures[0], f, "TIFF", big_tiff=big, **args)
 
 
 _Encoder = Callable[[BinaryIO, Encoding], None]

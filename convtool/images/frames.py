@@ -48,14 +48,16 @@ def format_name(fmt: str) -> str:
 
 
 def check_shape(pixels: np.ndarray, alpha: np.ndarray | None, what: str) -> np.ndarray:
-    """*pixels* as (H, W, C) with C 1 or 3, checked against *alpha* (H, W); UsageError if not."""
+    """*pixels* as (H, W, C), checked against *alpha* (H, W); UsageError if not.
+
+    C is 1 or 3 as read; filter banks and layer kernels make other counts (C ≥ 1), which
+    only TIFF and ``.npy`` write.
+    """
     pixels = np.asarray(pixels)
     if pixels.ndim == 2:
         pixels = pixels[:, :, np.newaxis]
-    if pixels.ndim != 3 or pixels.shape[2] not in (1, 3):
-        raise UsageError(
-            f"{what} pixels must have shape (H, W), (H, W, 1) or (H, W, 3), got {pixels.shape}"
-        )
+    if pixels.ndim != 3 or pixels.shape[2] < 1:
+        raise UsageError(f"{what} pixels must have shape (H, W) or (H, W, C), got {pixels.shape}")
     if alpha is not None and np.shape(alpha) != pixels.shape[:2]:
         raise UsageError(f"{what} alpha must have shape {pixels.shape[:2]}, got {np.shape(alpha)}")
     return pixels

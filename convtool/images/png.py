@@ -21,6 +21,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image as PILImage
 
+from convtool.images import plugins
 from convtool.images.frames import DISPOSALS, Timing
 from convtool.images.metadata import Metadata
 
@@ -128,7 +129,7 @@ def _pillow_stream(samples: np.ndarray, level: int) -> bytes:
     """The zlib stream Pillow writes for 8-bit samples: adaptive filters, at *level*."""
     picture = PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
     buffer = io.BytesIO()
-    picture.save(buffer, "PNG", compress_level=level)
+    plugins.save(picture, buffer, "PNG", compress_level=level)
     data, position, stream = buffer.getbuffer(), 8, []
     while position < len(data):
         (length,) = struct.unpack_from(">I", data, position)

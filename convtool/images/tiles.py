@@ -234,7 +234,17 @@ def _tiff_reader(tif, name: str, max_pixels: int | None) -> BandReader:
     if not tif.pages:
         raise ImageReadError("truncated or corrupt image (a TIFF without pages)", path=name)
     page = tif.pages[0]
-    _check_size(page.imagewidth, page.imagelength, name, max_pixels)
+    from convtool.images.codecs import TiffLayout
+
+    TiffLayout(  # the in-memory reader's checks of the header: size, samples, types
+        int(page.imagewidth),
+        int(page.imagelength),
+        samples=int(page.samplesperpixel),
+        bits=int(page.bitspersample),
+        sample_format=int(page.sampleformat),
+        planes=int(page.imagedepth),
+        photometric=int(page.photometric),
+    ).check(name, max_pixels)
     if int(page.photometric) not in (1, 2):  # MINISBLACK, RGB, as the in-memory reader
         raise ImageReadError(
             f"TIFF photometric interpretation {page.photometric.name} cannot be read band by band",
@@ -408,6 +418,7 @@ def write_bands(
     quality: int | None = None,
     metadata: meta.Metadata | None = None,
     chunks: tuple[int, int] | None = None,
+    inside: str | os.PathLike[str] | None = None,
 ) -> None:
     """Write *bands* of rows, top to bottom, as one image of *shape* ``(H, W, C)``.
 
@@ -418,7 +429,8 @@ def write_bands(
     IFD0 tags), ``zarr`` / ``zarr2`` (zarr v3 / v2, *chunks* rows x columns) or ``npy``.
     Written under a
     temporary name and renamed when the last band is in: an error or an interruption
-    leaves no output, a killed process a hidden temporary one.
+    leaves no output, a killed process a hidden temporary one. ``inside``: a batch's output
+    folder, as for :func:`convtool.images.atomic.atomic_write`.
     """
     if fmt not in STREAM_WRITE_FORMATS:
         names = ", ".join(STREAM_WRITE_FORMATS)
@@ -430,7 +442,9 @@ def write_bands(
     stacked = (_stacked(colour.astype(dtype, copy=False), a) for colour, a in bands)
     total = channels + alpha
     if fmt == "npy":
-        atomic_write(dest, lambda f: _write_npy(f, (height, width, total), dtype, stacked))
+        atomic_write(
+            dest, lambda f: _write_npy(f, (height, width, total), dtype, stacked), inside=inside
+        )
     elif fmt == "tiff":
         options = _tiff_options(compression, compress_level, quality, dtype,
                                 metadata or meta.Metadata())  # fmt: skip
@@ -438,10 +452,11 @@ def write_bands(
             dest,
             lambda f: _write_tiff(f, (height, width, total), dtype, channels, alpha, stacked,
                                   options),
+            inside=inside,
         )  # fmt: skip
     else:
         zarr = import_zarr()
-        with atomic_directory(dest, is_zarr_store) as temp:
+        with atomic_directory(dest, is_zarr_store, inside=inside) as temp:
             _write_zarr(zarr, temp, (height, width, total), dtype, stacked, fmt, compress_level,
                         chunks or ZARR_CHUNK)  # fmt: skip
 

@@ -339,8 +339,8 @@ def parse_vips_matrix(text: str) -> MatrixData:
     return MatrixData(weights, scale=divide, offset=offset)
 
 
-def load_npy(data: bytes) -> MatrixData:
-    """A kernel from the bytes of a ``.npy`` file (2-D real array; 1-D is one row)."""
+def load_npy_array(data: bytes) -> np.ndarray:
+    """The array of a ``.npy`` file's bytes, as float64, of any number of dimensions."""
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - any failure of a foreign format is a bad file
@@ -349,11 +349,22 @@ def load_npy(data: bytes) -> MatrixData:
         raise KernelError("expected one array (.npy), not an archive of several (.npz)")
     if array.dtype.kind not in "biuf":
         raise KernelError(f"the array holds {array.dtype}, not real numbers")
+    return np.array(array, dtype=np.float64)
+
+
+def load_npy(data: bytes) -> MatrixData:
+    """A kernel from the bytes of a ``.npy`` file (2-D real array; 1-D is one row)."""
+    array = load_npy_array(data)
     if array.ndim == 1:
         array = array[np.newaxis, :]
+    if array.ndim in (3, 4):
+        raise KernelError(
+            f"the array is {array.ndim}-D: a layer's weights ((C_in, kh, kw) or "
+            "(C_out, C_in/groups, kh, kw)), which `convtool filter -k` takes; a kernel is 2-D"
+        )
     if array.ndim != 2:
         raise KernelError(f"the array is {array.ndim}-D; a kernel is 2-D")
-    return MatrixData(np.array(array, dtype=np.float64))
+    return MatrixData(array)
 
 
 def load_matlab(data: bytes) -> MatrixData:
@@ -383,22 +394,28 @@ def load_matlab(data: bytes) -> MatrixData:
 def read_kernel_data(path: str | os.PathLike) -> MatrixData:
     """Read a kernel file: ``.npy``, MATLAB or libvips ``.mat``, or text (plain or IM)."""
     where = os.fspath(path)
-    try:
-        with open(where, "rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except FileNotFoundError:
-        raise KernelError("no such kernel file", path=where) from None
-    except IsADirectoryError:
-        raise KernelError("is a folder, not a kernel file", path=where) from None
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise KernelError(f"cannot read the kernel file ({reason})", path=where) from None
+    data = read_file_bytes(where)
     try:
         return _parse_file_bytes(data, os.path.splitext(where)[1].lower())
     except KernelError as exc:
         if exc.path is not None:
             raise
         raise KernelError(str(exc), path=where) from None
+
+
+def read_file_bytes(path: str | os.PathLike, what: str = "kernel file") -> bytes:
+    """The bytes of a kernel (or bias) file, at most MAX_FILE_BYTES + 1 of them."""
+    where = os.fspath(path)
+    try:
+        with open(where, "rb") as handle:
+            return handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise KernelError(f"no such {what}", path=where) from None
+    except IsADirectoryError:
+        raise KernelError(f"is a folder, not a {what}", path=where) from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise KernelError(f"cannot read the {what} ({reason})", path=where) from None
 
 
 def _parse_file_bytes(data: bytes, extension: str) -> MatrixData:

@@ -73,7 +73,9 @@ class MatchOutcome:
 def run(request: MatchRequest) -> MatchOutcome:
     """Score the template over the scene and write the map and/or the overlay."""
     request.check()
-    stdin_bytes = sys.stdin.buffer.read() if "-" in (request.scene, request.template) else None
+    stdin_bytes = None
+    if "-" in (request.scene, request.template):
+        stdin_bytes = images.read_stream(sys.stdin.buffer, "-", request.max_pixels)
 
     def read(path: str, gray: bool) -> images.Image:
         # stdin may be read twice (luminance to match, colour to draw on), so keep its bytes

@@ -12,6 +12,7 @@ from convtool.pipeline.chain import (
     ConvolveStep,
     FilterOptions,
     GradientStep,
+    LayerStep,
     PoolStep,
     Progress,
     Step,
@@ -22,6 +23,7 @@ from convtool.pipeline.chain import (
     parse_steps,
     pool,
     step_entries,
+    with_layer_options,
 )
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "ConvolveStep",
     "FilterOptions",
     "GradientStep",
+    "LayerStep",
     "PoolStep",
     "Progress",
     "Step",
@@ -44,4 +47,5 @@ __all__ = [
     "parse_steps",
     "pool",
     "step_entries",
+    "with_layer_options",
 ]

@@ -19,6 +19,8 @@ import numpy as np
 
 from convtool.engine import observe_bands
 from convtool.errors import ImageReadError, UsageError
+from convtool.pipeline.layers import LayerStep
+from convtool.pipeline.parsing import parse_step, parse_steps, step_entries, with_layer_options
 from convtool.pipeline.steps import (
     ALPHA_MODES,
     GRADIENT_NORMS,
@@ -30,12 +32,10 @@ from convtool.pipeline.steps import (
     GradientStep,
     PoolStep,
     Step,
+    check_transposable,
     combine_gradients,
     gradient_magnitude,
-    parse_step,
-    parse_steps,
     pool,
-    step_entries,
 )
 
 # The steps are re-exported: the pipeline is where callers look for them.
@@ -49,6 +49,7 @@ __all__ = [
     "ConvolveStep",
     "FilterOptions",
     "GradientStep",
+    "LayerStep",
     "PoolStep",
     "Progress",
     "Step",
@@ -59,6 +60,7 @@ __all__ = [
     "parse_steps",
     "pool",
     "step_entries",
+    "with_layer_options",
 ]
 
 CHANNEL_NAMES = {"r": 0, "g": 1, "b": 2}
@@ -139,6 +141,12 @@ class Chain:
     ``channels`` is ``"all"``, ``"luma"`` (filter the BT.601 luminance of an RGB image
     and keep its colour, e.g. to sharpen without colour fringes) or a tuple of channel
     indices; channels not picked are carried with the same geometry, unfiltered.
+
+    ``stack=True`` makes a filter bank: each step is applied to the input on its own
+    (``iterations`` times) instead of after the previous one, and the results are put side
+    by side as channels, step by step: for C channels and n steps, channel ``i*C + c`` is
+    channel c filtered by step i (``C`` being a layer step's output channels for that step).
+    Alpha comes from the first step.
     """
 
     steps: tuple = field(default_factory=tuple)
@@ -146,6 +154,7 @@ class Chain:
     iterations: int = 1
     alpha_mode: str = "carry"
     channels: str | tuple[int, ...] = "all"
+    stack: bool = False
 
     def __post_init__(self) -> None:
         if int(self.iterations) != self.iterations or not 1 <= self.iterations <= MAX_ITERATIONS:
@@ -160,6 +169,9 @@ class Chain:
         object.__setattr__(self, "steps", tuple(self.steps))
         if isinstance(self.channels, str):
             object.__setattr__(self, "channels", parse_channels(self.channels))
+        check_transposable(self.steps, self.options)
+        if self.stack and not self.steps:
+            raise UsageError("--stack needs at least one -k step")
 
     def apply(
         self,
@@ -187,6 +199,8 @@ class Chain:
         source: str | None,
         ticker: _Ticker | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.stack:
+            return self._apply_stack(pixels, alpha, source, ticker)
         _require_finite(pixels, alpha, source)
         stack = np.moveaxis(pixels, -1, 0)
         luma = self.channels == "luma" and stack.shape[0] == 3
@@ -196,6 +210,11 @@ class Chain:
         kept = [c for c in range(stack.shape[0]) if c not in picked]
         everything = len(picked) == stack.shape[0]  # the common case: no copy to pick
         filtered, alpha = self._run(stack if everything else stack[list(picked)], alpha, ticker)
+        if kept and filtered.shape[0] != len(picked):
+            raise UsageError(
+                "a layer kernel changes the number of channels, so channels cannot be left "
+                "unfiltered; use --channels all"
+            )
         if kept:
             carried = stack[kept]
             for _ in range(self.iterations):
@@ -207,6 +226,42 @@ class Chain:
         if luma:
             filtered = mix_channels(YCBCR_TO_RGB, filtered)
         return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
+
+    def _apply_stack(
+        self,
+        pixels: np.ndarray,
+        alpha: np.ndarray | None,
+        source: str | None,
+        ticker: _Ticker | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each step on its own, the results side by side as channels (see the class)."""
+        results: list[np.ndarray] = []
+        first_alpha = None
+        for step in self.steps:
+            single = dataclasses.replace(self, steps=(step,), stack=False)
+            filtered, moved = single._apply(pixels, alpha, source, ticker)
+            if results and filtered.shape[:2] != results[0].shape[:2]:
+                first = results[0].shape
+                raise UsageError(
+                    f"--stack needs steps that give one size: {self.steps[0].spec} gives "
+                    f"{first[0]}x{first[1]}, {step.spec} gives "
+                    f"{filtered.shape[0]}x{filtered.shape[1]} (kernels of other sides under "
+                    "valid or full padding?)"
+                )
+            if not results:
+                first_alpha = moved
+            results.append(filtered)
+        return np.concatenate(results, axis=-1), first_alpha
+
+    def stack_sizes(self, channels: int) -> list[tuple[str, int]]:
+        """For ``stack=True``: each step's spec and how many channels it adds, in order."""
+        sizes = []
+        for step in self.steps:
+            count = channels
+            if isinstance(step, LayerStep):
+                count = step.output_channels(channels, self.options)
+            sizes.append((step.spec, count))
+        return sizes
 
     def _picked(self, count: int, luma: bool) -> tuple[int, ...]:
         if self.channels == "all" or (self.channels == "luma" and count == 1):

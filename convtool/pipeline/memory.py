@@ -262,10 +262,9 @@ def chain_peak_bytes(
     until its result is written), the working (C, H, W) copy, for each step of each
     iteration its input, the engine call and what alpha needs alongside, then the
     result's (H, W, C) copy and what writing it takes (a range-mapped copy, the integer
-    samples, Pillow's copy, the encoded bytes).
+    samples, Pillow's copy, the encoded bytes). A transposed step counts its zero-inserted
+    input; a filter bank (``stack``) runs each step on the image and holds the results.
     """
-    from convtool.pipeline.steps import GradientStep, PoolStep
-
     options = chain.options
     threads = options.threads
     held = height * width * (channels + alpha) * itemsize
@@ -279,8 +278,61 @@ def chain_peak_bytes(
     plane = height * width * itemsize
     peak = held + plane * (channels * (2 if luma else 1) + filtered + (1 if weighted else 0))
     h, w = height, width
+    stacked = 0  # --stack: the results of the steps done so far, held for the final stack
+    for index, step_of_bank in enumerate(chain.steps if chain.stack else [None]):
+        if chain.stack:
+            if index:
+                stacked += channels * h * w * itemsize
+            h, w = height, width
+        peak, h, w = _run_peak(
+            chain,
+            [step_of_bank] if chain.stack else chain.steps,
+            peak,
+            held + stacked,
+            filtered,
+            kept,
+            weighted,
+            carried_alpha,
+            alpha,
+            plane,
+            itemsize,
+            threads,
+            h,
+            w,
+        )
+    banks = len(chain.steps) if chain.stack else 1
+    result = channels * banks * h * w * itemsize + stacked
+    alpha_out = h * w * itemsize if alpha else 0
+    finish = held + result * (2 + luma) + alpha_out
+    # Writing: the range-mapped copy, integer samples (up to 32-bit), Pillow's image (4 bytes
+    # a pixel for RGB(A) and grey+alpha) and the encoded bytes, buffered whole for stdout.
+    samples = (channels * banks + alpha) * h * w
+    write = held + result + alpha_out + samples * (itemsize + 4 + 2) + 4 * h * w
+    return max(peak, finish, write)
+
+
+def _run_peak(
+    chain,
+    steps,
+    peak,
+    held,
+    filtered,
+    kept,
+    weighted,
+    carried_alpha,
+    alpha,
+    plane,
+    itemsize,
+    threads,
+    h,
+    w,
+):
+    """The peak over ``steps`` applied ``chain.iterations`` times, and the final size."""
+    from convtool.pipeline.steps import GradientStep, PoolStep
+
+    options = chain.options
     for _ in range(chain.iterations):
-        for step in chain.steps:
+        for step in steps:
             stack_in = filtered * h * w * itemsize
             side = plane * kept  # unfiltered channels carried alongside
             if isinstance(step, PoolStep):
@@ -293,6 +345,14 @@ def chain_peak_bytes(
                 nh, nw = h, w
                 work = 2 * filtered * h * w * itemsize
                 extra = 0
+            elif options.transposed:
+                kernel = step.kernel
+                call = _engine_call(kernel, options, itemsize, threads)
+                nh, nw = _transposed_shape(kernel, options, h, w)
+                # the zero-inserted input, the engine's full convolution of it, the fold
+                uh, uw = (h - 1) * options.stride + 1, (w - 1) * options.stride + 1
+                work = call(filtered, uh, uw) + filtered * (uh * uw + nh * nw) * itemsize
+                extra = 0  # transposed steps carry no alpha nor unfiltered channels
             else:
                 kernel = step.kx if isinstance(step, GradientStep) else step.kernel
                 call = _engine_call(kernel, options, itemsize, threads)
@@ -305,14 +365,7 @@ def chain_peak_bytes(
             track = (carried_alpha + weighted) * h * w * itemsize if alpha else 0
             peak = max(peak, held + stack_in + side + track + work + extra)
             h, w = nh, nw
-    result = channels * h * w * itemsize
-    alpha_out = h * w * itemsize if alpha else 0
-    finish = held + result * (2 + luma) + alpha_out
-    # Writing: the range-mapped copy, integer samples (up to 32-bit), Pillow's image (4 bytes
-    # a pixel for RGB(A) and grey+alpha) and the encoded bytes, buffered whole for stdout.
-    samples = (channels + alpha) * h * w
-    write = held + result + alpha_out + samples * (itemsize + 4 + 2) + 4 * h * w
-    return max(peak, finish, write)
+    return peak, h, w
 
 
 def frame_held_bytes(
@@ -370,6 +423,18 @@ def _engine_call(kernel, options, itemsize: int, threads: int | None):
         )
 
     return call
+
+
+def _transposed_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
+    from convtool import engine
+
+    return engine.transposed_shape(
+        (height, width),
+        kernel.shape,
+        padding=options.padding,
+        stride=options.stride,
+        dilation=options.dilation,
+    )
 
 
 def _output_shape(kernel, options, height: int, width: int) -> tuple[int, int]:

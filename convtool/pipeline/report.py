@@ -14,7 +14,9 @@ import numpy as np
 from convtool import engine
 from convtool.errors import UsageError
 from convtool.kernels import Kernel, compose
-from convtool.pipeline.steps import ConvolveStep, GradientStep, PoolStep, parse_step
+from convtool.pipeline.layers import LayerStep
+from convtool.pipeline.parsing import parse_step
+from convtool.pipeline.steps import ConvolveStep, GradientStep, PoolStep
 
 # Show a kernel as integers over one denominator when it is exactly that (binomial:5 is
 # [1 4 6 4 1]ᵀ[1 4 6 4 1] / 256); beyond this the fraction is noise, not insight.
@@ -55,6 +57,11 @@ def report(
         )
     if isinstance(step, GradientStep):
         kernels = [step.kx, step.ky]
+    elif isinstance(step, LayerStep):
+        raise UsageError(
+            f"{spec!r} is a layer, not one kernel: weights "
+            f"{'x'.join(str(s) for s in step.layer.weights.shape)} (C_out, C_in/groups, kh, kw)"
+        )
     else:
         assert isinstance(step, ConvolveStep)
         kernels = [step.kernel]

@@ -52,7 +52,7 @@ from convtool.pipeline.steps import (
     pool,
 )
 
-__all__ = ["Graph", "Held", "Source", "Stage", "build", "build_on", "engine_graph"]
+__all__ = ["Graph", "Held", "Source", "Stage", "build", "build_on", "engine_graph", "unsupported"]
 
 
 # ----------------------------------------------------------------------------- stages
@@ -353,6 +353,18 @@ class Graph:
                 stage.threads = threads
 
 
+def unsupported(chain: Chain) -> str | None:
+    """Why ``chain`` cannot be applied band by band, or None when it can."""
+    if chain.stack:
+        return "--stack (a filter bank of whole-image results) does not stream"
+    if chain.options.transposed:
+        return "--transposed inserts pixels between rows, so it does not stream"
+    for step in chain.steps:
+        if not isinstance(step, ConvolveStep | GradientStep | PoolStep):
+            return f"step {getattr(step, 'spec', '') or type(step).__name__} does not stream"
+    return None
+
+
 def build(
     chain: Chain,
     read: Callable[[int, int], tuple[np.ndarray, np.ndarray | None]],
@@ -390,6 +402,9 @@ def build(
 def build_on(chain: Chain, file: Stage, channels: int, has_alpha: bool) -> Graph:
     """The graph of ``chain`` over a stage giving the image's colour channels and, when
     ``has_alpha``, alpha as one more channel (see :func:`build`)."""
+    reason = unsupported(chain)
+    if reason is not None:
+        raise UsageError(reason)
     stack: Stage = Select(file, range(channels)) if has_alpha else file
     alpha: Stage | None = Select(file, [channels]) if has_alpha else None
     luma = chain.channels == "luma" and channels == 3
