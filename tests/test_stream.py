@@ -129,13 +129,18 @@ def test_chains_and_iterations_stream_exactly(small_bands, rng, steps, iteration
 def test_channels_and_alpha_stream_exactly(small_bands, rng, channels, alpha_mode):
     pixels = rng.uniform(0, 255, (80, 61, 3)).astype(np.float32)
     alpha = rng.uniform(0, 255, (80, 61)).astype(np.float32)
-    chain = Chain(parse_steps(["box:5", "sharpen"]), FilterOptions(padding="valid", stride=2),
-                  iterations=2, channels=channels, alpha_mode=alpha_mode)  # fmt: skip
-    want, want_alpha = chain.apply(pixels, alpha)
-    for band_rows in (1, 5):
-        got, got_alpha = streamed(chain, pixels, alpha, band_rows)
-        assert_same_bytes(got, want)
-        assert_same_bytes(got_alpha, want_alpha)
+    for steps, options in [
+        (["box:5", "sharpen"], FilterOptions(padding="valid", stride=2)),
+        (["maxpool:3", "grad:sobel", "avgpool:size=2,stride=1"], FilterOptions(padding="full")),
+        (["box:4"], FilterOptions(padding="constant", cval=9.0, dilation=2)),
+    ]:  # carried channels move with each window's centre; alpha is pooled, or carried
+        chain = Chain(parse_steps(steps), options, iterations=2, channels=channels,
+                      alpha_mode=alpha_mode)  # fmt: skip
+        want, want_alpha = chain.apply(pixels, alpha)
+        for band_rows in (1, 5):
+            got, got_alpha = streamed(chain, pixels, alpha, band_rows)
+            assert_same_bytes(got, want)
+            assert_same_bytes(got_alpha, want_alpha)
 
 
 def test_double_precision_streams_exactly(small_bands, rng):

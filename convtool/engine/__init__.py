@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from convtool.engine.api import (
     METHODS,
+    carry,
     convolve,
     correlate,
 )
@@ -25,6 +26,7 @@ from convtool.engine.transposed import (
 
 __all__ = [
     "METHODS",
+    "carry",
     "correlate",
     "convolve",
     "correlate_transposed",

@@ -25,14 +25,14 @@ import threading
 
 import numpy as np
 
-from convtool.engine.api import _integer, make_call
-from convtool.engine.bands import _extend
+from convtool.engine.api import _as_kernel, _axes, _integer, _number, make_call
+from convtool.engine.bands import _extend, source_positions
 from convtool.engine.plan import Plan
 from convtool.engine.schedule import prepare, run_bands
 from convtool.errors import UsageError
-from convtool.padding import Padding
+from convtool.padding import Padding, parse_padding
 
-__all__ = ["RowPlan", "Rows", "plan_rows", "row_ranges"]
+__all__ = ["RowPlan", "Rows", "carry_maps", "plan_rows", "row_ranges"]
 
 _FILLED = (Padding.ZERO, Padding.CONSTANT, Padding.VALID, Padding.FULL)
 
@@ -118,6 +118,35 @@ class RowPlan:
         if (first, last) != (j0, j1):
             out = out[:, j0 - first : j1 - first]
         return out
+
+
+def carry_maps(
+    shape,
+    kernel,
+    *,
+    convolve: bool = True,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """What :func:`convtool.engine.carry` takes, row by row: ``(row source, column source,
+    cval)`` for an image of ``shape`` (its last two axes).
+
+    Output row ``j`` (column ``i``) is input row ``rows[j]`` (column ``cols[i]``), or the
+    constant ``cval`` where the source is -1, as ``carry`` computes it for the whole image.
+    """
+    weights, _, kernel_origin = _as_kernel(kernel)
+    padding = parse_padding(padding)
+    cval = _number(cval, "cval") if padding is Padding.CONSTANT else 0.0  # the others fill 0
+    origin = kernel_origin if origin is None else origin
+    rows, cols = _axes(tuple(shape), weights.shape, convolve, padding, stride, dilation, origin)
+    return (
+        source_positions(rows.anchors(), rows.n, padding),
+        source_positions(cols.anchors(), cols.n, padding),
+        cval,
+    )
 
 
 class Rows:

@@ -304,6 +304,8 @@ def read_band(
         raise UsageError(f"precision must be 'single' or 'double', got {precision!r}")
     decoded = Decoded(reader.read(start, stop), reader.has_alpha, reader.depth, reader.format)
     return _to_image(decoded, reader.name, _PRECISIONS[precision], gray)
+
+
 STREAM_BYTES_PER_PIXEL = 32
 """The most a pixel of any format read takes, uncompressed: 4 samples of float64."""
 _STREAM_SLACK = 16 << 20  # headers and metadata (ICC profiles, EXIF) beyond the pixels

@@ -14,7 +14,14 @@ import numpy as np
 
 from convtool import images
 from convtool.errors import UsageError
-from convtool.match.scores import Match, draw_overlay, find_matches, match_template, score_picture
+from convtool.match.scores import (
+    Match,
+    check_threshold,
+    draw_overlay,
+    find_matches,
+    match_template,
+    score_picture,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class MatchRequest:
             raise UsageError("only one of -o -, --overlay - and --json can use stdout")
         if self.scene == "-" and self.template == "-":
             raise UsageError("only one of SCENE and TEMPLATE can be read from stdin")
+        check_threshold(self.threshold)  # before the work, not after it
 
 
 @dataclass(frozen=True)
@@ -96,15 +104,14 @@ def run(request: MatchRequest) -> MatchOutcome:
     )
     if request.output:
         _write_scores(request, scores)
-    hits: list[Match] = []
-    if request.as_json or request.overlay:
-        hits = find_matches(
-            scores,
-            template.pixels.shape,
-            threshold=request.threshold,
-            max_matches=request.max_matches,
-            geometry=request.geometry,
-        )
+    # Always: the summary reports the hits, whatever was asked to be written.
+    hits = find_matches(
+        scores,
+        template.pixels.shape,
+        threshold=request.threshold,
+        max_matches=request.max_matches,
+        geometry=request.geometry,
+    )
     if request.overlay:
         display = scene if request.per_channel else read(request.scene, gray=False)
         top = display.max_value or 1.0

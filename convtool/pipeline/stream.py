@@ -31,8 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convtool.engine.rows import RowPlan, Rows, plan_rows, row_ranges
+from convtool.engine.rows import RowPlan, Rows, carry_maps, plan_rows, row_ranges
 from convtool.errors import UsageError
+from convtool.padding import Padding
 from convtool.pipeline.chain import (
     RGB_TO_YCBCR,
     YCBCR_TO_RGB,
@@ -46,8 +47,6 @@ from convtool.pipeline.steps import (
     GradientStep,
     PoolStep,
     _check_weights_fit,
-    carry_call,
-    check_pool_fits,
     combine_gradients,
     pool,
 )
@@ -195,7 +194,7 @@ class Pool(Stage):
     """Max or average pooling (:func:`~.steps.pool`) over windows of whole input rows."""
 
     def __init__(self, upstream: Stage, kind: str, size, stride) -> None:
-        check_pool_fits(kind, size, upstream.shape[1:])
+        pool(np.empty((0, *upstream.shape[1:]), upstream.dtype), kind, size, stride)  # its checks
         self.upstream = (upstream,)
         self.kind, self.size, self.stride = kind, tuple(size), tuple(stride)
         self.channels, self.dtype = upstream.channels, upstream.dtype
@@ -221,6 +220,37 @@ class Pool(Stage):
             at = int(np.searchsorted(need, x))
             outs.append(pool(data[:, at : at + y - x], self.kind, self.size, self.stride))
         return np.concatenate(outs, axis=1)
+
+
+class Carry(Stage):
+    """A stage moved as a filter moves its input, without mixing pixels (alpha, channels
+    left unfiltered): :func:`convtool.engine.carry`, row by row (:func:`carry_maps`)."""
+
+    def __init__(self, upstream: Stage, kernel_shape, **geometry) -> None:
+        self.upstream = (upstream,)
+        kernel = np.empty(kernel_shape)  # only the shape matters
+        self.rows, self.cols, self.cval = carry_maps(upstream.shape[1:], kernel, **geometry)
+        self.channels, self.dtype = upstream.channels, upstream.dtype
+        self.height, self.width = self.rows.size, self.cols.size
+
+    def needs(self, rows: np.ndarray) -> list[tuple[Stage, np.ndarray]]:
+        source = self.rows[rows]
+        return [(self.upstream[0], np.unique(source[source >= 0]))]
+
+    def get(self, rows: np.ndarray) -> np.ndarray:
+        source = self.rows[rows]
+        need = np.unique(source[source >= 0])
+        if need.size:
+            data = self.upstream[0].get(need)
+            out = np.take(data, np.searchsorted(need, np.maximum(source, 0)), axis=1)
+        else:  # every row is the constant (a full padding's ring)
+            out = np.empty((self.channels, rows.size, self.upstream[0].width), self.dtype)
+        if (source < 0).any():
+            out[:, source < 0] = self.cval
+        out = np.take(out, np.maximum(self.cols, 0), axis=2)
+        if (self.cols < 0).any():
+            out[:, :, self.cols < 0] = self.cval
+        return out
 
 
 class Select(Stage):
@@ -447,7 +477,7 @@ def _run(chain: Chain, stack: Stage, alpha: Stage | None) -> tuple[Stage, Stage 
         for step in chain.steps:
             stack = _apply(step, stack, chain.options)
             if alpha is not None:
-                alpha = _carry(step, alpha, chain.options)
+                alpha = _carry_alpha(step, alpha, chain.options)
     if alpha_in_stack:
         count = stack.channels
         stack, alpha = Select(stack, range(count - 1)), Select(stack, [count - 1])
@@ -479,13 +509,22 @@ def _apply(step, stage: Stage, options: FilterOptions) -> Stage:
 
 
 def _carry(step, stage: Stage, options: FilterOptions) -> Stage:
-    """``step.carry`` as a stage: the step's geometry without its filter."""
+    """``step.carry`` as a stage: the step's geometry without its filter (channels left
+    unfiltered; for a pooling step, the value at each window's centre)."""
+    if isinstance(step, PoolStep):
+        return Carry(stage, step.size, convolve=False, padding=Padding.VALID, stride=step.stride)
+    kernel = step.kx if isinstance(step, GradientStep) else step.kernel
+    return Carry(
+        stage, kernel.shape, convolve=not options.correlate, padding=options.padding,
+        cval=options.cval, stride=options.stride, dilation=options.dilation, origin=kernel.origin,
+    )  # fmt: skip
+
+
+def _carry_alpha(step, stage: Stage, options: FilterOptions) -> Stage:
+    """``step.carry_alpha`` as a stage: alpha is pooled by a pooling step, else carried."""
     if isinstance(step, PoolStep):
         return Pool(stage, step.kind, step.size, step.stride)
-    kernel = step.kx if isinstance(step, GradientStep) else step.kernel
-    delta, args = carry_call(kernel.weights.shape, kernel.origin, options)
-    call = plan_rows(stage.shape, delta, correlate=True, dtype=stage.dtype, **args)
-    return Engine(stage, call)
+    return _carry(step, stage, options)
 
 
 def engine_graph(
