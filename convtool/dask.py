@@ -23,12 +23,12 @@ Needs ``dask`` (``pip install "convtool[dask]"``); imported when this module is.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from convtool._system import cpu_count
 from convtool.batch.dask_runner import CONNECT_TIMEOUT, _one_line, _task_error, require_dask
 from convtool.errors import ConvtoolError, UsageError
 
@@ -124,7 +124,7 @@ def filter_image(
 
 
 def _threads(threads: int | None) -> int:
-    return threads or os.cpu_count() or 1
+    return threads or cpu_count()  # the engine's own default, so the band grid matches
 
 
 def _resolved(chain):

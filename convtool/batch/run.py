@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
+from convtool._system import cpu_count
 from convtool.batch import dask_runner
 from convtool.batch.interrupts import Interrupted, signals_raise  # noqa: F401 - re-exported
 from convtool.batch.jobs import FAILED, Job, JobResult, Settings
@@ -119,13 +120,6 @@ def largest_first(jobs: list[Job]) -> list[Job]:
             return 0
 
     return sorted(jobs, key=size, reverse=True)
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask where the system has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 def _run_here(jobs: list[Job], settings: Settings, stop) -> Iterator[JobResult]:

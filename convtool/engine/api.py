@@ -23,12 +23,16 @@ geometry, the method choice and the measured constants; ``schedule`` runs the ba
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.engine import native
 from convtool.engine.bands import source_positions
+from convtool.engine.integer import integer_factors, integer_weights
 from convtool.engine.plan import (
     _RANK1_RTOL,
+    Axis,
     Plan,
     axes,
     choose_method,
@@ -58,6 +62,7 @@ def correlate(
     origin=None,
     method: str = "auto",
     threads: int | None = None,
+    out_dtype=None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
 
@@ -68,8 +73,17 @@ def correlate(
     ``.origin``; ``origin=None`` takes the kernel's own origin, if any. The image should be
     finite: a NaN or infinity may spread past the kernel's window on the running-sum and
     FFT paths (:class:`convtool.pipeline.Chain` and the CLI refuse such images).
+
+    ``out_dtype=np.uint8``: return ``clip(rint(result), 0, 255)`` as uint8 (round half to
+    even, as writing an 8-bit file with ``--range clip`` does). For uint8 images and kernels
+    of small integers times a power-of-two or odd scale (Sobel, Prewitt, Scharr, Laplacian,
+    sharpen, binomials, boxes with their divisor) the compiled integer kernels compute it
+    without a float image, bit for bit equal to float64 then rounding (the bound:
+    :mod:`convtool.engine.integer`); otherwise it is float64, then rounded.
     """
-    return _filter(image, kernel, False, padding, cval, stride, dilation, origin, method, threads)
+    return _filter(
+        image, kernel, False, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
 
 def convolve(
@@ -83,6 +97,7 @@ def convolve(
     origin=None,
     method: str = "auto",
     threads: int | None = None,
+    out_dtype=None,
 ) -> np.ndarray:
     """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
 
@@ -90,7 +105,9 @@ def convolve(
     scipy.ndimage.convolve mirrors it (``-origin``, minus 1 on axes of even size), so an
     impulse yields the kernel as written. Arguments as for :func:`correlate`.
     """
-    return _filter(image, kernel, True, padding, cval, stride, dilation, origin, method, threads)
+    return _filter(
+        image, kernel, True, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
 
 def carry(
@@ -133,9 +150,6 @@ def carry(
     return out
 
 
-# ----------------------------------------------------------------------------- validation
-
-
 def _axes(shape, kernel_shape, flip, padding, stride, dilation, origin):
     """The validated pairs, then :func:`convtool.engine.plan.axes` on the image's last two axes."""
     stride = _pair(stride, "stride")
@@ -151,48 +165,87 @@ def _number(value, name: str) -> float:
         raise UsageError(f"{name} must be a number, got {value!r}") from None
 
 
-def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method, threads):
-    """Validate the arguments, build the plan and run it over bands of output rows."""
-    x = _as_image(image)
-    if threads is not None:
-        threads = _integer(threads, "threads")
-    plan, method = make_call(
-        x.shape, x.dtype, kernel, flip, padding, cval, stride, dilation, origin, method
+# ----------------------------------------------------------------------------- normalise, plan, run
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One call's arguments, checked and in canonical form (correlation, kernel flipped)."""
+
+    x: np.ndarray
+    weights: np.ndarray
+    factors: tuple[np.ndarray, np.ndarray] | None
+    padding: Padding
+    cval: float
+    rows: Axis
+    cols: Axis
+    method: str
+    threads: int | None
+    out_dtype: np.dtype | None
+
+
+def _filter(
+    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+):
+    """Normalise the arguments, plan the call, run it over bands of output rows."""
+    request = _normalise(
+        image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
     )
-    if x.size == 0:  # an empty stack of images (a leading axis of length 0)
-        out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
-    else:
-        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, threads)
-    out = out.reshape(x.shape[:-2] + out.shape[-2:])
-    return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
+    plan, method = _plan(request)
+    return _run(request, plan, method)
 
 
-def make_call(
-    shape, dtype, kernel, flip, padding, cval, stride, dilation, origin, method
-) -> tuple[Plan, str]:
-    """Validate the arguments of a call on images of ``shape`` (its last two axes) and
-    ``dtype``; return its plan and its method (``auto`` resolved). :func:`_filter`'s and
-    :func:`convtool.engine.rows.plan_rows`' one way to a plan."""
+def _normalise(
+    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+) -> _Request:
+    """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
+    x = _as_image(image)
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
     origin = kernel_origin if origin is None else origin
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+    if threads is not None:
+        threads = _integer(threads, "threads")
     cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
-    rows, cols = _axes(shape, weights.shape, flip, padding, stride, dilation, origin)
+    if out_dtype is not None:
+        out_dtype = np.dtype(out_dtype)
+        if out_dtype != np.uint8:
+            raise UsageError(f"out_dtype must be None or uint8, got {out_dtype}")
+    rows, cols = _axes(x.shape, weights.shape, flip, padding, stride, dilation, origin)
     if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
+    return _Request(x, weights, factors, padding, cval, rows, cols, method, threads, out_dtype)
 
+
+def make_call(
+    shape, dtype, kernel, flip, padding, cval, stride, dilation, origin, method
+) -> tuple[Plan, str]:
+    """The plan and method of a call on images of ``shape`` (its last two axes) and
+    ``dtype``, without the images: how :func:`convtool.engine.rows.plan_rows` plans each
+    piece of an image as the whole image's call (the same checks, the same plan)."""
+    probe = np.empty((0, *tuple(shape)[-2:]), dtype=dtype)  # an empty stack: no pixels
+    request = _normalise(
+        probe, kernel, flip, padding, cval, stride, dilation, origin, method, None, None
+    )
+    return _plan(request)
+
+
+def _plan(request: _Request) -> tuple[Plan, str]:
+    """The plan (geometry, working dtype) and the method (direct, separable, fft) to run."""
+    x, weights, factors, method = request.x, request.weights, request.factors, request.method
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)
     if method == "auto":
-        method = choose_method(weights.shape, factors is not None, tuple(shape[-2:]))
+        method = choose_method(weights.shape, factors is not None, x.shape[-2:])
     if method == "separable" and factors is None:
         raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
 
-    dtype = np.dtype(dtype)
-    dtype = np.dtype(np.float32 if dtype.itemsize <= 4 and dtype.kind == "f" else np.float64)
+    rows, cols = request.rows, request.cols
+    dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
+    if request.out_dtype is not None:
+        method, dtype = _integer_method(request, method, factors)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
     plan = Plan(
@@ -200,14 +253,44 @@ def make_call(
         factors=factors,
         rows=rows,
         cols=cols,
-        padding=padding,
-        cval=cval,
+        padding=request.padding,
+        cval=request.cval,
         dtype=dtype,
         col_start=col_start,
         col_count=col_end - col_start,
         tuning=tuning(),
     )
     return plan, method
+
+
+def _integer_method(request: _Request, method: str, factors) -> tuple[str, np.dtype]:
+    """(method, uint8) when the exact integer kernels can run this uint8 -> uint8 call (see
+    :mod:`convtool.engine.integer` for the bound), else (method, float64): the float path,
+    rounded afterwards."""
+    float_path = method, np.dtype(np.float64)
+    if request.x.dtype != np.uint8 or native.module() is None or method == "fft":
+        return float_path
+    if request.padding is Padding.CONSTANT and request.cval != 0:
+        return float_path  # the buffer would need the constant as a sample: keep it simple
+    if method == "separable" and integer_factors(*factors) is not None:
+        return "separable", np.dtype(np.uint8)
+    if integer_weights(request.weights) is not None:
+        return "direct", np.dtype(np.uint8)
+    return float_path
+
+
+def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
+    x = request.x
+    if x.size == 0:  # an empty stack of images (a leading axis of length 0)
+        out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
+    else:
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads)
+    out = out.reshape(x.shape[:-2] + out.shape[-2:])
+    if request.out_dtype is not None:
+        if out.dtype != np.uint8:  # the float path: round half to even and clip, as writing does
+            out = np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
+        return out
+    return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
 
 
 def _as_image(image) -> np.ndarray:
@@ -276,6 +359,3 @@ def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
     if minimum is not None and number < minimum:
         raise UsageError(f"{name} must be at least {minimum}, got {shown!r}")
     return number
-
-
-# ----------------------------------------------------------------------------- bands

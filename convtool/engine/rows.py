@@ -20,15 +20,16 @@ computed from the bands that cover them and cropped.
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
 
+from convtool._system import cpu_count
+from convtool.engine import methods
 from convtool.engine.api import _as_kernel, _axes, _integer, _number, make_call
 from convtool.engine.bands import _extend, source_positions
 from convtool.engine.plan import Plan
-from convtool.engine.schedule import prepare, run_bands
+from convtool.engine.schedule import run_bands
 from convtool.errors import UsageError
 from convtool.padding import Padding, parse_padding
 
@@ -69,9 +70,10 @@ class RowPlan:
 
     def __init__(self, plan: Plan, method: str, channels: int, threads: int | None) -> None:
         self.plan, self.method, self.channels = plan, method, channels
-        self.workers = threads or os.cpu_count() or 1
+        self.workers = threads or cpu_count()
         self._stop = threading.Event()  # set after each piece; compiled bands watch it
-        self.band, self._bind = prepare(plan, channels, method, self.workers, self._stop)
+        self._method = methods.prepare(plan, method, channels, self.workers, self._stop)
+        self.band = self._method.band
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -114,7 +116,7 @@ class RowPlan:
         first, last = self.covering(j0, j1)
         workers = threads or self.workers
         self._stop.clear()  # pieces run one after another: each gets the event afresh
-        out = run_bands(self.plan, source, self.band, self._bind, first, last, workers, self._stop)
+        out = run_bands(self.plan, source, self._method, first, last, workers, self._stop)
         if (first, last) != (j0, j1):
             out = out[:, j0 - first : j1 - first]
         return out

@@ -175,7 +175,7 @@ def _transposed(
     )
     up[..., :: stride[0], :: stride[1]] = x
     # scatter = full convolution with the weights as the forward step correlates with them
-    line = _filter(up, weights, True, Padding.FULL, 0.0, 1, dilation, (0, 0), method, threads)
+    line = _filter(up, weights, True, Padding.FULL, 0.0, 1, dilation, (0, 0), method, threads, None)
     line = fold(line, rows, padding, -2)
     return np.ascontiguousarray(fold(line, cols, padding, -1))  # (one copy for two crops)
 

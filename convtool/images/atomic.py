@@ -125,9 +125,10 @@ def atomic_write(
             raise ImageWriteError("cannot write: is a directory", path=where)
         if inside is None:
             remove_stale_temp_files_in(folder, target=name)
-        made: list[tuple[int, str]] = []  # filled before _create_locked_temp returns
+        made: list[tuple[int, str]] = []  # (fd or -1, name): what the clean-up removes
         try:
-            # in the try: a signal just as it returns must still remove the new file
+            # in the try, with the name listed before the file exists: a signal just as it
+            # is created (the moment another process sees it) must still remove it
             fd, temp = _create_locked_temp(folder, name, where, made)
             with os.fdopen(fd, "wb", closefd=False) as fileobj:
                 fileobj.raw.name = temp  # type: ignore[attr-defined]  # a name, not the fd number
@@ -146,7 +147,8 @@ def atomic_write(
             raise
         finally:
             for made_fd, _ in made:
-                os.close(made_fd)  # releases the lock
+                if made_fd >= 0:
+                    os.close(made_fd)  # releases the lock
 
 
 def _write_error(err: OSError, where: str) -> ImageWriteError:
@@ -160,29 +162,27 @@ def _create_locked_temp(
 
     "x" (O_EXCL) and O_NOFOLLOW: never write through a file or symbolic link that someone
     else put there. Between the creation and the lock a cleaner may find the file unlocked
-    and remove it; a file found unlinked once locked is given up for a fresh name. The
-    result is appended to *made* before it is returned, for the caller's clean-up.
+    and remove it; a file found unlinked once locked is given up for a fresh name. Each
+    name goes into *made* before its file is created, for the caller's clean-up.
     """
     for _ in range(_CREATE_ATTEMPTS):
         temp = temp_name_for(name)
+        made.append((-1, temp))
         try:
             fd = os.open(temp, _TEMP_FLAGS, 0o666, dir_fd=folder)
         except FileNotFoundError:
+            made.pop()  # (O_EXCL: a name taken by someone else would be theirs, not ours)
             if os.fstat(folder).st_nlink == 0:  # the folder went after it was opened
                 raise ImageWriteError(FOLDER_REMOVED, path=where) from None
             raise ImageWriteError("cannot write: the folder does not exist", path=where) from None
         except OSError as err:
+            made.pop()
             raise _write_error(err, where) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner looks at it
-            if os.fstat(fd).st_nlink > 0:
-                made.append((fd, temp))
-                return fd, temp
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=folder)
-            raise
+        made[-1] = (fd, temp)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner looks at it
+        if os.fstat(fd).st_nlink > 0:
+            return fd, temp
+        made.pop()
         os.close(fd)
     raise ImageWriteError(TEMP_REMOVED, path=where)
 
@@ -248,18 +248,22 @@ def atomic_directory(
             raise
         finally:
             for made_fd, _ in made:
-                os.close(made_fd)
+                if made_fd >= 0:
+                    os.close(made_fd)
 
 
 def _create_locked_folder(folder: int, name: str, where: str, made: list[tuple[int, str]]) -> str:
-    """Create a temporary folder for *name* in *folder* and hold its lock; its name."""
+    """Create a temporary folder for *name* in *folder* and hold its lock; its name (listed
+    in *made* before it exists, as :func:`_create_locked_temp` lists its files)."""
     temp = temp_name_for(name)
+    made.append((-1, temp))
     try:
         os.mkdir(temp, 0o777, dir_fd=folder)
-        fd = os.open(temp, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
     except OSError as err:
+        made.pop()
         raise _write_error(err, where) from None
-    made.append((fd, temp))
+    fd = os.open(temp, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
+    made[-1] = (fd, temp)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return temp
 

@@ -27,6 +27,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from convtool._system import cpu_count
 from convtool.errors import ConvtoolError, ImageReadError, ImageWriteError, UsageError
 from convtool.images import metadata as meta
 from convtool.images.atomic import atomic_directory, atomic_write
@@ -317,7 +318,7 @@ class _TiffSegments:
                 path=name,
             )
         self.dtype = np.dtype(page.dtype)
-        self.workers = min(os.cpu_count() or 1, 8)
+        self.workers = min(cpu_count(), 8)
         self.lock = threading.Lock()  # one file position: reads take turns
 
     def read(self, start: int, stop: int) -> np.ndarray:
@@ -565,7 +566,7 @@ def _write_tiff(f, shape, dtype, channels, alpha, bands, options) -> None:
         extrasamples=["unassalpha"] if alpha else None,
         metadata=None,  # no JSON ImageDescription: a plain TIFF, as in memory
         software=False,
-        maxworkers=os.cpu_count() or 1,
+        maxworkers=cpu_count(),
         buffersize=row_bytes,  # tifffile would otherwise take up to 512 MB of tiles at once
     )
 

@@ -23,13 +23,13 @@ Python over pixels: :func:`find_matches` loops over local maxima only.
 from __future__ import annotations
 
 import operator
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from convtool import engine
+from convtool._system import cpu_count
 from convtool.engine import native
 from convtool.errors import UsageError
 
@@ -147,10 +147,10 @@ def _sums_and_squares(x: np.ndarray, h: int, w: int, threads: int | None):
     its window's terms, so its rounding stays within the bound of :func:`_flat_energy`); the
     blocked prefix sums below are the numpy fallback.
     """
-    compiled = native.window_sums(x, h, w, threads or os.cpu_count() or 1)
+    compiled = native.window_sums(x, h, w, threads or cpu_count())
     if compiled is not None:
         return compiled
-    if (threads or os.cpu_count() or 1) < 2:
+    if (threads or cpu_count()) < 2:
         return _window_sums(x, h, w), _window_sums(np.square(x), h, w)
     with ThreadPoolExecutor(2) as pool:
         squares = pool.submit(lambda: _window_sums(np.square(x), h, w))

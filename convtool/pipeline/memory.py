@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convtool._system import cpu_count
 from convtool.errors import ResourceLimitError, UsageError
 from convtool.padding import Padding, parse_padding
 
@@ -145,7 +146,7 @@ def engine_peak_bytes(
     if rows.size == 0 or cols.size == 0:
         return 0  # the engine refuses it (valid padding with a kernel larger than the image)
     method = _resolve_method(method, kernel_shape, separable, (height, width))
-    workers = max(1, threads or os.cpu_count() or 1)
+    workers = max(1, threads or cpu_count())
     output = channels * rows.size * cols.size * itemsize
     if method == "fft":
         return output + _fft_bytes(channels, height, width, rows, cols, sy, itemsize, workers)
