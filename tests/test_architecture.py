@@ -17,7 +17,8 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "convtool"
 
 # Which family may import which (the arrow points inward): a family may always import itself,
-# and every family may import the leaf modules errors, padding, _system (cpu_count) and stdio
+# and every family may import the leaf modules errors, padding, choices (the shared choices),
+# _system (cpu_count) and stdio
 # (the checked stdout writer: images writes `-o -` through it, the CLI installs it; it imports
 # only errors).
 ALLOWED = {
@@ -32,7 +33,7 @@ ALLOWED = {
     "dask": {"batch", "pipeline", "images", "engine", "kernels"},
     "cli": {"batch", "pipeline", "images", "engine", "kernels", "match", "teach", "dask"},
 }
-LEAVES = {"errors", "padding", "_system", "stdio", "__init__", "__main__"}
+LEAVES = {"errors", "padding", "choices", "_system", "stdio", "__init__", "__main__"}
 
 
 def module_name(path: Path) -> str:
@@ -116,7 +117,8 @@ def test_imports_point_inward(module):
 
 
 def test_leaf_modules_import_nothing_of_the_package():
-    for leaf in ("convtool.errors", "convtool.padding", "convtool._system", "convtool.stdio"):
+    leaves = ("errors", "padding", "choices", "_system", "stdio")
+    for leaf in (f"convtool.{name}" for name in leaves):
         assert GRAPH[leaf] <= {"convtool.errors"}, GRAPH[leaf]
 
 

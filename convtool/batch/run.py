@@ -75,7 +75,7 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
     roots = sorted({job.root for job in jobs if job.root is not None})
     for root in roots:
         _create_folder(root)
-        remove_stale_temp_files(root)
+        atomic.remove_stale_temp_files(root, recursive=True)
     ordered = largest_first(jobs)
     with signals_raise():
         if dask_address is not None:
@@ -94,7 +94,7 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
                 )
         finally:
             for root in roots:
-                remove_stale_temp_files(root)
+                atomic.remove_stale_temp_files(root, recursive=True)
 
 
 def _create_folder(root: str) -> None:
@@ -103,11 +103,6 @@ def _create_folder(root: str) -> None:
     except OSError as err:
         message = f"cannot create the output folder: {write_error_reason(err)}"
         raise ImageWriteError(message, path=root) from None
-
-
-def remove_stale_temp_files(root: str) -> int:
-    """Remove temporary files no live writer holds anywhere under ``root``; count them."""
-    return atomic.remove_stale_temp_files_below(root)
 
 
 def largest_first(jobs: list[Job]) -> list[Job]:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.choices import Method, values
 from convtool.engine import native
 from convtool.engine.bands import source_positions
 from convtool.engine.integer import integer_factors, integer_weights
@@ -45,7 +46,7 @@ from convtool.padding import Padding, parse_padding
 
 __all__ = ["METHODS", "carry", "choose_method", "convolve", "correlate", "separable_factors"]
 
-METHODS = ("auto", "direct", "separable", "fft")
+METHODS = values(Method)
 
 
 # ----------------------------------------------------------------------------- public API

@@ -74,6 +74,7 @@ class RowPlan:
         self._stop = threading.Event()  # set after each piece; compiled bands watch it
         self._method = methods.prepare(plan, method, channels, self.workers, self._stop)
         self.band = self._method.band
+        self.copies = self._method.copies  # band-size arrays one band holds at its peak
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

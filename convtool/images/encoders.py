@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image as PILImage
 
+from convtool.choices import Compression, Subsampling, values
 from convtool.errors import ConvtoolError, UsageError
 from convtool.images import exif as exif_block
 from convtool.images import plugins
@@ -38,10 +39,10 @@ __all__ = [
 DEFAULT_QUALITY = 92
 """JPEG quality when none is given (ImageMagick's default)."""
 
-SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+SUBSAMPLINGS = values(Subsampling)
 """JPEG chroma subsampling; the default 4:4:4 keeps the colour of filtered edges."""
 
-COMPRESSIONS = ("none", "deflate", "lzw", "zstd", "jpeg", "packbits")
+COMPRESSIONS = values(Compression)
 """TIFF compressions; the default is deflate at the compress level (none at level 0)."""
 
 _TIFFFILE_NAMES = {"deflate": "zlib", "lzw": "lzw", "zstd": "zstd", "jpeg": "jpeg",

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from convtool.choices import RangeMode, values
 from convtool.errors import UsageError
 
 __all__ = ["MAX_VALUES", "RANGE_MODES", "finite_span", "map_range", "output_samples"]
 
-RANGE_MODES = ("clip", "abs", "offset", "rescale")
+RANGE_MODES = values(RangeMode)
 MAX_VALUES = {8: 255, 16: 65535, 32: 4294967295}
 """The top of each integer depth's value scale."""
 

@@ -12,6 +12,7 @@ shipped as the package ``convtool._kernels``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import importlib.resources
 import math
@@ -31,7 +32,7 @@ from convtool.kernels.value import Kernel, from_data
 
 __all__ = [
     "BUILDERS", "Builder", "Param", "identity", "box", "gaussian", "binomial", "laplacian",
-    "sharpen", "kirsch", "log", "dog", "unsharp", "fixed_kernel", "kernel_names",
+    "sharpen", "kirsch", "log", "dog", "unsharp", "fixed_kernel", "kernel_names", "parse_params",
 ]  # fmt: skip
 
 
@@ -126,6 +127,43 @@ class Param:
 
     def _fail(self, shown: Any, owner: str) -> None:
         raise KernelError(f"{owner}: {self.name} must be {self.allowed()}, got {shown!r}")
+
+
+def parse_params(owner: str, params: tuple[Param, ...], args: str | None) -> dict[str, Any]:
+    """The one spec grammar, for kernels and steps alike: ``NAME:ARGS`` with ``ARGS`` as
+    ``key=value,...`` or one bare value for the first parameter, then key=values.
+
+    ``args`` None (no ``:``) gives no values, so every parameter takes its default; each
+    value is parsed and range-checked by its :class:`Param`.
+    """
+    values: dict[str, Any] = {}
+    if args is None:
+        return values
+    by_name = {p.name: p for p in params}
+    if not args.strip():
+        raise KernelError(f"{owner}: nothing after ':'; give {params[0].name} or key=value")
+    for index, item in enumerate(part.strip() for part in args.split(",")):
+        key, eq, raw = item.partition("=")
+        key = key.strip().lower()
+        if not item:
+            raise KernelError(f"{owner}: empty parameter in {args!r}")
+        if not eq:
+            if index:
+                raise KernelError(
+                    f"{owner}: {item!r} needs a name (key=value); only the first value may "
+                    f"be given bare, for {params[0].name}"
+                )
+            key, raw = params[0].name, item
+        if key not in by_name:
+            close = difflib.get_close_matches(key, by_name, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise KernelError(
+                f"{owner}: unknown parameter {key!r}; {hint}parameters: {', '.join(by_name)}"
+            )
+        if key in values:
+            raise KernelError(f"{owner}: {key} given twice")
+        values[key] = by_name[key].parse(raw, owner)
+    return values
 
 
 def _spec_name(owner: str, params: tuple[Param, ...], values: tuple[Any, ...]) -> str:

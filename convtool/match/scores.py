@@ -30,12 +30,14 @@ import numpy as np
 
 from convtool import engine
 from convtool._system import cpu_count
+from convtool.choices import Geometry, values
 from convtool.engine import native
 from convtool.errors import UsageError
+from convtool.images.ranges import RANGE_MODES, map_range
 
-GEOMETRIES = ("valid", "same")
+GEOMETRIES = values(Geometry)
 # How a score map becomes a picture: the --range modes of the rest of convtool.
-SCORE_RANGES = ("clip", "abs", "offset", "rescale")
+SCORE_RANGES = RANGE_MODES
 
 # A window whose standard deviation is below this fraction of the image's peak deviation
 # from its mean (a template: of its peak magnitude) counts as flat and scores 0. Real
@@ -242,18 +244,9 @@ def score_picture(scores, range_mode: str = "clip", *, top: float = 1.0) -> np.n
     constant map gives 0). ``top=255`` gives 8-bit levels, to write as a depth-8 image.
     """
     s = np.asarray(scores, dtype=np.float64)
-    if range_mode == "clip":
-        picture = np.clip(s, 0.0, 1.0)
-    elif range_mode == "abs":
-        picture = np.clip(np.abs(s), 0.0, 1.0)
-    elif range_mode == "offset":
-        picture = np.clip((s + 1.0) / 2.0, 0.0, 1.0)
-    elif range_mode == "rescale":
-        low, high = (float(s.min()), float(s.max())) if s.size else (0.0, 0.0)
-        picture = (s - low) / (high - low) if high > low else np.zeros_like(s)
-    else:
-        modes = ", ".join(SCORE_RANGES)
-        raise UsageError(f"range mode must be one of {modes}; got {range_mode!r}")
+    # images.ranges.map_range into 0..1 (it refuses an unknown mode); its ``offset`` adds
+    # half the range, so the scores' range [-1, 1] is halved first: (score + 1) / 2.
+    picture = map_range(s / 2.0 if range_mode == "offset" else s, range_mode, 1.0)
     return picture * top if top != 1.0 else picture
 
 

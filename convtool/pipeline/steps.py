@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from convtool import engine
+from convtool.choices import AlphaMode, values
 from convtool.errors import UsageError
 from convtool.kernels import Kernel
 from convtool.padding import Padding, parse_padding
@@ -35,7 +36,7 @@ GRADIENT_OPERATORS = {
 }
 GRADIENT_NORMS = ("l2", "l1", "max")
 POOL_KINDS = ("maxpool", "avgpool")
-ALPHA_MODES = ("carry", "weighted", "filter")
+ALPHA_MODES = values(AlphaMode)
 MAX_ITERATIONS = 1000
 
 
