@@ -11,14 +11,21 @@ import contextlib
 import os
 import sys
 
+from convtool.errors import one_line
+
+
+def say(text: str, *, indent: str = "") -> None:
+    """Print one line on stderr, as every message line is printed: through
+    :func:`convtool.errors.one_line` (control characters escaped, length capped)."""
+    print(indent + one_line(text), file=sys.stderr, flush=True)
+
 
 def error_line(message: str) -> None:
-    text = " ".join(str(message).split())
-    print(f"convtool: error: {text}", file=sys.stderr, flush=True)
+    say(f"convtool: error: {message}")
 
 
 def note(message: str) -> None:
-    print(f"convtool: {message}", file=sys.stderr, flush=True)
+    say(f"convtool: {message}")
 
 
 def rich_stdout() -> bool:
@@ -82,7 +89,7 @@ def batch_progress(total: int, quiet: bool):
 
         def line(result) -> None:
             detail = f": {result.reason}" if result.reason else f" -> {result.job.dest}"
-            print(f"{result.status} {result.job.source}{detail}", file=sys.stderr, flush=True)
+            say(f"{result.status} {result.job.source}{detail}")
 
         yield line
         return
@@ -110,9 +117,8 @@ def batch_progress(total: int, quiet: bool):
 
         def bar(result) -> None:
             if result.status == "failed":
-                progress.console.print(
-                    f"failed {result.job.source}: {result.reason}", highlight=False, markup=False
-                )
+                line = one_line(f"failed {result.job.source}: {result.reason}")
+                progress.console.print(line, highlight=False, markup=False)
             elapsed = progress.tasks[task].elapsed or 0.0
             done = progress.tasks[task].completed + 1
             rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
@@ -138,14 +144,14 @@ def print_summary(summary, seconds: float, quiet: bool, *, interrupted: bool = F
     )
     if summary.not_run:
         counts += f", {summary.not_run} not run"
-    lines = [f"convtool: {counts} ({seconds:.1f} s{rate})"]
+    say(f"convtool: {counts} ({seconds:.1f} s{rate})")
     reasons = Counter(result.reason for result in summary.skipped)
     if reasons:
-        lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common()))
-    lines += [f"  failed: {r.job.source}: {r.reason}" for r in summary.failed]
+        say("skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common()), indent="  ")
+    for r in summary.failed:
+        say(f"failed: {r.job.source}: {r.reason}", indent="  ")
     if interrupted:
-        lines.append(
+        say(
             f"convtool: interrupted after {finished} of {finished + summary.not_run} "
             "files; run again with --skip-existing to finish"
         )
-    print("\n".join(lines), file=sys.stderr, flush=True)

@@ -12,7 +12,7 @@ from math import lcm
 import numpy as np
 
 from convtool import engine
-from convtool.errors import UsageError
+from convtool.errors import UsageError, printable
 from convtool.kernels import Kernel, compose
 from convtool.pipeline.steps import ConvolveStep, GradientStep, PoolStep, parse_step
 
@@ -69,7 +69,7 @@ def report(
 
 
 def _report_one(kernel: Kernel, iterations: int, correlate: bool) -> KernelReport:
-    title = kernel.name
+    title = printable(kernel.name)  # a file name: shown, never acted on by the terminal
     factors = kernel.factors
     if factors is None:
         factors = engine.separable_factors(kernel.weights)
