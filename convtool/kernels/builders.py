@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from convtool.errors import KernelError
+from convtool.errors import KernelError, excerpt
 from convtool.kernels import formats as fmt
 from convtool.kernels.formats import MAX_KERNEL_SIDE
 from convtool.kernels.value import Kernel, from_data
@@ -80,7 +80,9 @@ class Param:
         """The value of ``raw`` (text from a spec), checked; KernelError names the parameter."""
         text = raw.strip().lower()
         value: Any = None
-        if self.kind == "int" and re.fullmatch(r"[+-]?\d+", text):
+        if len(text) > fmt.MAX_NUMBER_CHARS:
+            pass  # no parameter needs it; int() of 5000 digits would even raise
+        elif self.kind == "int" and re.fullmatch(r"[+-]?\d+", text):
             value = int(text)
         elif self.kind == "float" and fmt.NUMBER_RE.fullmatch(text):
             value = float(text)
@@ -125,7 +127,18 @@ class Param:
         return value
 
     def _fail(self, shown: Any, owner: str) -> None:
-        raise KernelError(f"{owner}: {self.name} must be {self.allowed()}, got {shown!r}")
+        raise KernelError(f"{owner}: {self.name} must be {self.allowed()}, got {_shown(shown)}")
+
+
+def _shown(value: Any) -> str:
+    """A parameter value as a message shows it: spec text as an excerpt, else its repr."""
+    if isinstance(value, str):
+        return excerpt(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of thousands of digits
+        return "a number of thousands of digits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _spec_name(owner: str, params: tuple[Param, ...], values: tuple[Any, ...]) -> str:
