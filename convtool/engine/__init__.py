@@ -8,6 +8,8 @@ from convtool.engine.api import (
     correlate,
 )
 from convtool.engine.plan import (
+    MAX_STEP,
+    MAX_THREADS,
     Axis,
     Plan,
     Tuning,
@@ -17,6 +19,8 @@ from convtool.engine.plan import (
 
 __all__ = [
     "METHODS",
+    "MAX_STEP",
+    "MAX_THREADS",
     "correlate",
     "convolve",
     "Axis",

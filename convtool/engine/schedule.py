@@ -50,12 +50,27 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
     if workers <= 1:
         for j0 in starts:
             work(j0)
-    else:
-        pool = ThreadPoolExecutor(workers)
-        try:
-            for future in [pool.submit(work, j0) for j0 in starts]:
+        return out
+    pool = ThreadPoolExecutor(workers)
+    futures = {}
+    try:
+        for j0 in starts:
+            futures[j0] = pool.submit(work, j0)
+    except RuntimeError:
+        # No thread could be started (a limit on processes, `ulimit -u`): the bands no
+        # thread took are computed here, as with one thread.
+        pool.shutdown(wait=True, cancel_futures=True)
+        for j0 in starts:
+            future = futures.get(j0)
+            if future is None or future.cancelled():
+                work(j0)
+            else:
                 future.result()
-        finally:
-            # On Ctrl-C (or any error) drop the queued bands instead of computing them all.
-            pool.shutdown(wait=True, cancel_futures=True)
+        return out
+    try:
+        for future in futures.values():
+            future.result()
+    finally:
+        # On Ctrl-C (or any error) drop the queued bands instead of computing them all.
+        pool.shutdown(wait=True, cancel_futures=True)
     return out

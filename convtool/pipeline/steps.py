@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from convtool import engine
-from convtool.errors import KernelError, UsageError
+from convtool.errors import KernelError, UsageError, excerpt
 from convtool.kernels import Kernel, get_kernel
 from convtool.padding import Padding, parse_padding
 
@@ -65,15 +65,15 @@ class FilterOptions:
                 "add --padding constant or leave out --cval"
             )
         for name in ("stride", "dilation"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise UsageError(f"--{name} must be a whole number ≥ 1, got {value}")
+            object.__setattr__(self, name, _step(getattr(self, name), f"--{name}"))
         if self.method not in engine.METHODS:
             raise UsageError(
                 f"--method must be one of {', '.join(engine.METHODS)}, got {self.method!r}"
             )
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be ≥ 1, got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= engine.MAX_THREADS:
+            raise UsageError(
+                f"--threads must be ≥ 1 and at most {engine.MAX_THREADS}, got {self.threads}"
+            )
 
     def engine_args(self) -> dict:
         return {
@@ -84,6 +84,24 @@ class FilterOptions:
             "method": self.method,
             "threads": self.threads,
         }
+
+
+def _step(value, what: str) -> int:
+    """A stride or dilation: a whole number from 1 to ``engine.MAX_STEP``, or UsageError."""
+    try:
+        whole = not isinstance(value, bool) and int(value) == value
+    except (TypeError, ValueError, OverflowError):  # None, text, NaN, infinity
+        whole = False
+    if not whole or not 1 <= value <= engine.MAX_STEP:
+        try:
+            shown = str(value)
+        except ValueError:  # an int of thousands of digits
+            shown = "a number of thousands of digits"
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise UsageError(
+            f"{what} must be a whole number ≥ 1 and at most {engine.MAX_STEP:,}, got {shown}"
+        )
+    return int(value)
 
 
 class Step(Protocol):
@@ -331,12 +349,15 @@ def _parse_gradient(spec: str, args: dict[str, str]) -> GradientStep:
 
 def _parse_pair(text: str, what: str, spec: str) -> tuple[int, int]:
     parts = text.lower().split("x")
-    try:
+    try:  # (int() refuses thousands of digits with a ValueError too)
         values = [int(p) for p in parts]
     except ValueError:
         values = []
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise KernelError(f"{what} must be a whole number ≥ 1 or HxW, got {text!r} (in {spec!r})")
+    if len(values) not in (1, 2) or min(values) < 1 or max(values) > engine.MAX_STEP:
+        raise KernelError(
+            f"{what} must be a whole number from 1 to {engine.MAX_STEP:,} or HxW, "
+            f"got {excerpt(text)} (in {excerpt(spec)})"
+        )
     return (values[0], values[-1])
 
 
