@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from convtool import engine, images
+from convtool import engine, images, resources
 from convtool.errors import ResourceLimitError, UsageError
 from convtool.pipeline import Chain, FilterOptions, parse_steps
 from convtool.pipeline import memory as limits
@@ -187,9 +187,9 @@ def test_available_memory_reads_meminfo_and_a_cgroup_limit(monkeypatch, tmp_path
     monkeypatch.delenv(limits.MEMORY_ENV, raising=False)
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  16000000 kB\nMemFree:  100 kB\nMemAvailable:  2000000 kB\n")
-    monkeypatch.setattr(limits, "_MEMINFO", str(meminfo))
+    monkeypatch.setattr(resources, "_MEMINFO", str(meminfo))
     limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
-    monkeypatch.setattr(limits, "_CGROUP_FILES", ((str(limit), str(usage)),))
+    monkeypatch.setattr(resources, "_CGROUP_FILES", ((str(limit), str(usage)),))
     limit.write_text("max\n")
     usage.write_text("123\n")
     assert limits.available_memory() == 2_000_000 * 1024
@@ -200,8 +200,8 @@ def test_available_memory_reads_meminfo_and_a_cgroup_limit(monkeypatch, tmp_path
 
 def test_without_meminfo_sysconf_gives_the_free_memory(monkeypatch, tmp_path):
     monkeypatch.delenv(limits.MEMORY_ENV, raising=False)
-    monkeypatch.setattr(limits, "_MEMINFO", str(tmp_path / "none"))
-    monkeypatch.setattr(limits, "_CGROUP_FILES", ())
+    monkeypatch.setattr(resources, "_MEMINFO", str(tmp_path / "none"))
+    monkeypatch.setattr(resources, "_CGROUP_FILES", ())
     available = limits.available_memory()
     assert available is None or available > 0
 

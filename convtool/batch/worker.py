@@ -9,18 +9,21 @@ from dataclasses import replace
 
 from convtool import images
 from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings, is_inside
-from convtool.errors import ConvtoolError, ImageWriteError, UsageError
+from convtool.errors import ConvtoolError, ImageWriteError
+from convtool.images import outputs
 from convtool.images.atomic import write_error_reason
 from convtool.pipeline import memory as limits
 
 
 def process(job: Job, settings: Settings) -> None:
-    """Read, filter and write one job; raises :class:`ConvtoolError` on failure."""
-    if job.source != "-" and job.dest != "-" and images.same_file(job.source, job.dest):
-        raise UsageError(
-            "the output is the input file; choose another -o so the input is not overwritten",
-            path=job.dest,
-        )
+    """Read, filter and write one job; raises :class:`ConvtoolError` on failure.
+
+    Before filtering: the output is not the input and its name fits the file system, the
+    work fits in memory, and the output format can hold the result's size.
+    """
+    outputs.check_name(job.dest)
+    outputs.check_not_inputs([("-o", job.dest)], [job.source])
+    fmt = images.format_for(job.dest, settings.write.format)
     image = images.read_image(
         job.source,
         precision=settings.read.precision,
@@ -29,6 +32,8 @@ def process(job: Job, settings: Settings) -> None:
     )
     # refuse with a clear message now rather than be ended by the OOM killer halfway
     limits.check_memory(settings.chain, image, share=settings.workers)
+    height, width = limits.output_shape(settings.chain, *image.pixels.shape[:2])
+    outputs.check_size(job.dest, fmt, height, width, image.pixels.shape[2])
     result = settings.chain.apply_to(image)
     del image  # its pixels need not be held through the write
     if job.root is not None:

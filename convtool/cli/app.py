@@ -308,6 +308,7 @@ def filter(  # noqa: A001 - the command is called `filter`
     """
     try:
         from convtool import batch
+        from convtool.kernels.specs import files_read
         from convtool.pipeline import Chain, FilterOptions, parse_steps
 
         chain = Chain(
@@ -347,13 +348,14 @@ def filter(  # noqa: A001 - the command is called `filter`
             suffix=suffix,
             format=format,
             skip_existing=skip_existing,
+            kernel_files=[path for spec in kernel for path in files_read(spec)],
         )
         if plan.single:
             if plan.jobs:
                 with batch.sigterm_raises():  # SIGTERM cleans up as Ctrl-C does
                     batch.process(plan.jobs[0], settings)
             elif not quiet:
-                print(f"convtool: {output}: skipped, the output exists", file=sys.stderr)
+                terminal.note(f"{output}: skipped, the output exists")
             return
         results = batch.run(
             plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask
@@ -419,7 +421,7 @@ def kernels_list(
         rows = [(e.name, e.size, e.params or "-", e.description) for e in kernels.list_kernels()]
         terminal.print_kernel_table(rows + pipeline.step_entries())
     except Exception as err:  # noqa: BLE001
-        raise fail(err, debug) from None
+        raise fail(err, debug, memory_hint="a smaller kernel or -n") from None
 
 
 @kernels_app.command(
@@ -453,7 +455,7 @@ def kernels_show(
         else:
             print(kernelview.format_plain(reports))
     except Exception as err:  # noqa: BLE001
-        raise fail(err, debug) from None
+        raise fail(err, debug, memory_hint="a smaller kernel or -n") from None
 
 
 def main() -> None:

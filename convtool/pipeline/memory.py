@@ -13,39 +13,41 @@ memory available::
 The estimate is an upper bound built from the engine's own sizing rules (output, bands of
 padded rows at most one image in size all together, but at least 1.5 kernel spans tall;
 FFT transforms rounded up to 2·3·5-smooth sizes, the kernel's spectrum made in float64),
-checked against measured allocations in ``tests/test_limits.py``. Available memory is
-``MemAvailable`` from ``/proc/meminfo`` (else ``os.sysconf``), capped by a cgroup memory
-limit when one is set; the environment variable ``CONVTOOL_MAX_MEMORY`` overrides it
-(``8G``, ``512M``, bytes; ``0`` turns the check off).
+checked against measured allocations in ``tests/test_limits.py``. What is available, and
+the refusal itself, are :mod:`convtool.resources`' (shared with ``match`` and ``compare``).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from convtool.errors import ResourceLimitError, UsageError
 from convtool.padding import Padding, parse_padding
+from convtool.resources import (
+    HEADROOM,
+    MEMORY_ENV,
+    available_memory,
+    check_fits,
+    format_bytes,
+    parse_bytes,
+)
 
 __all__ = [
+    "HEADROOM",
     "MEMORY_ENV",
     "available_memory",
     "chain_peak_bytes",
+    "check_fits",
     "check_memory",
     "engine_peak_bytes",
     "estimate_peak_bytes",
     "format_bytes",
+    "output_shape",
+    "parse_bytes",
 ]
-
-MEMORY_ENV = "CONVTOOL_MAX_MEMORY"
-"""Environment variable: the memory convtool may use (``8G``, ``512M``, bytes; 0 = no check)."""
-
-# Left for Python, the libraries and the encoder's small buffers on top of the estimate.
-HEADROOM = 64 << 20
 
 # The engine's band sizing (convtool/engine.py, fftconv.py, bands.py), mirrored here; the
 # tests compare the estimate with what the engine really allocates.
@@ -54,15 +56,6 @@ _DIRECT_COPIES = 3
 _FFT_COPIES = 6
 _FFT_MIN_HEIGHT = 128
 _RUNNING_MAX_BAND = 256
-
-_MEMINFO = "/proc/meminfo"
-_CGROUP_FILES = (
-    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-    (
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # cgroup v1
-        "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-    ),
-)
 
 
 # ---------------------------------------------------------------------------- one engine call
@@ -149,7 +142,31 @@ def engine_peak_bytes(
     band = min(band, rows.size)
     in_flight = min(workers, -(-rows.size // band))
     buffer = channels * (sy * (band - 1) + rows.span) * cols.buffer * itemsize
-    return output + in_flight * _DIRECT_COPIES * buffer
+    setup = _toeplitz_bytes(kernel_shape, rows, cols, (sy, sx), (dy, dx), method, itemsize)
+    return output + in_flight * _DIRECT_COPIES * buffer + setup
+
+
+def _toeplitz_bytes(kernel_shape, rows, cols, stride, dilation, method, itemsize) -> int:
+    """The Toeplitz matrices of the 1-D passes, held for the whole call (an upper bound).
+
+    A separable kernel has a pass per axis; a direct one a pass per kernel row (or
+    column), each of which may be a product if its taps need enough ufunc passes.
+    """
+    from convtool.engine import passes
+    from convtool.engine.plan import Axis, tuning
+
+    tuned = tuning()
+    bytes_along = []
+    for taps, geometry, s, d in zip(kernel_shape, (rows, cols), stride, dilation, strict=True):
+        axis = Axis(0, taps, d, s, 0, geometry.size)
+        if taps > 1 and passes.uses_matmul(2 * taps, axis, tuned):
+            bytes_along.append(passes.toeplitz_bytes(axis, tuned, itemsize))
+        else:
+            bytes_along.append(0)
+    if method == "separable":
+        return sum(bytes_along)
+    # kernel rows are passes along the columns, and kernel columns along the rows
+    return max(kernel_shape[0] * bytes_along[1], kernel_shape[1] * bytes_along[0])
 
 
 def _fft_bytes(channels, height, width, rows, cols, stride, itemsize, workers) -> int:
@@ -276,21 +293,18 @@ def chain_peak_bytes(
         for step in chain.steps:
             stack_in = filtered * h * w * itemsize
             side = plane * kept  # unfiltered channels carried alongside
+            nh, nw = step_shape(step, options, h, w)
             if isinstance(step, PoolStep):
-                nh = (h - step.size[0]) // step.stride[0] + 1
-                nw = (w - step.size[1]) // step.stride[1] + 1
                 work = 2 * filtered * nh * nw * itemsize
                 extra = (1 + weighted) * 2 * nh * nw * itemsize if alpha else 0
             elif not isinstance(step, GradientStep) and not hasattr(step, "kernel"):
                 # a step of the caller's own: counted as one same-size result per channel
-                nh, nw = h, w
                 work = 2 * filtered * h * w * itemsize
                 extra = 0
             else:
                 kernel = step.kx if isinstance(step, GradientStep) else step.kernel
                 call = _engine_call(kernel, options, itemsize, threads)
                 work = call(filtered, h, w)
-                nh, nw = _output_shape(kernel, options, h, w)
                 if isinstance(step, GradientStep):
                     work += filtered * nh * nw * itemsize  # gx is held while gy is made
                 extra = (carried_alpha + weighted) * call(1, h, w) if alpha else 0
@@ -306,6 +320,34 @@ def chain_peak_bytes(
     samples = (channels + alpha) * h * w
     write = held + result + alpha_out + samples * (itemsize + 4 + 2) + 4 * h * w
     return max(peak, finish, write)
+
+
+def step_shape(step, options, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) one step of a chain makes of a height × width stack."""
+    from convtool.pipeline.steps import GradientStep, PoolStep
+
+    if isinstance(step, PoolStep):
+        return (
+            (height - step.size[0]) // step.stride[0] + 1,
+            (width - step.size[1]) // step.stride[1] + 1,
+        )
+    if isinstance(step, GradientStep):
+        return _output_shape(step.kx, options, height, width)
+    if hasattr(step, "kernel"):
+        return _output_shape(step.kernel, options, height, width)
+    return height, width  # a step of the caller's own: assumed to keep the size
+
+
+def output_shape(chain, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) of what ``chain`` makes of a height × width image.
+
+    Known before filtering, so that an output format's size limit (GIF, JPEG) is checked
+    before the work rather than by the encoder after it.
+    """
+    for _ in range(chain.iterations):
+        for step in chain.steps:
+            height, width = step_shape(step, chain.options, height, width)
+    return height, width
 
 
 def _picked_count(channels_option, channels: int) -> int:
@@ -351,77 +393,6 @@ def _output_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
 # ---------------------------------------------------------------------------- the machine
 
 
-def available_memory() -> int | None:
-    """Bytes this process may still allocate, or None when not known (or not to be checked).
-
-    ``CONVTOOL_MAX_MEMORY`` wins when set (``0``: None, no check). Otherwise the smaller of
-    the system's available memory (``MemAvailable``, or free pages from ``os.sysconf``) and
-    what a cgroup memory limit leaves.
-    """
-    text = os.environ.get(MEMORY_ENV, "").strip()
-    if text:
-        value = parse_bytes(text, MEMORY_ENV)
-        return value or None
-    known = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
-    if not known:
-        known = [v for v in (_sysconf_available(),) if v is not None]
-    return min(known) if known else None
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-
-
-def parse_bytes(text: str, what: str = "size") -> int:
-    """``"8G"``, ``"512M"``, ``"1.5GB"``, ``"4096"`` → bytes (K, M, G, T are powers of 1024)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise UsageError(f"{what} must be a size like 8G, 512M or a number of bytes, got {text!r}")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** " kmgt".index(unit or " "))
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open(_MEMINFO, encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _sysconf_available() -> int | None:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _cgroup_available() -> int | None:
-    for limit_file, usage_file in _CGROUP_FILES:
-        try:
-            with open(limit_file, encoding="ascii") as f:
-                limit = f.read().strip()
-            with open(usage_file, encoding="ascii") as f:
-                usage = int(f.read().strip())
-        except (OSError, ValueError):
-            continue
-        if limit == "max" or int(limit) >= 1 << 60:  # v1 writes a huge number for none
-            return None
-        return max(0, int(limit) - usage)
-    return None
-
-
-def format_bytes(count: float) -> str:
-    """1536 → ``1.5 KB``; 3.2e9 → ``3.0 GB`` (powers of 1024, one decimal)."""
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if count < 1024 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
-
-
 def check_memory(
     chain, image, *, available: int | None = None, held: bool = True, share: int = 1
 ) -> int:
@@ -439,18 +410,15 @@ def check_memory(
     need = chain_peak_bytes(chain, height, width, channels, itemsize=itemsize, alpha=alpha)
     if held:
         need -= height * width * (channels + alpha) * itemsize
-    if available is None:
-        available = available_memory()
-    if available is not None:
-        available //= max(1, share)
-    if available is not None and need + HEADROOM > available:
-        hint = "a smaller image or kernel, a smaller --dilation, fewer --iterations"
-        if itemsize > 4:
-            hint += ", --precision single"
-        raise ResourceLimitError(
-            f"filtering this {width}×{height} image needs about {format_bytes(need)} of "
-            f"memory, more than the {format_bytes(available)} available; try {hint} "
-            f"({MEMORY_ENV}=0 skips this check)",
-            path=getattr(image, "source", None),
-        )
+    hint = "a smaller image or kernel, a smaller --dilation, fewer --iterations"
+    if itemsize > 4:
+        hint += ", --precision single"
+    check_fits(
+        need,
+        f"filtering this {width}×{height} image",
+        hint,
+        path=getattr(image, "source", None),
+        available=available,
+        share=share,
+    )
     return need
