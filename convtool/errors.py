@@ -61,32 +61,28 @@ _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def printable(text: str) -> str:
     """``text`` with every character a terminal could act on written as an escape.
 
-    Control characters (C0, DEL, C1: ESC, BEL, newline, ...), format characters
-    (bidirectional overrides, zero-width ones), line and paragraph separators and the
-    surrogates that stand for undecodable bytes of a file name become ``\\n``, ``\\x1b``,
-    ``\\u202e``, ``\\xff`` (the byte itself, for a surrogate). Everything else, non-ASCII
-    letters included, is kept: ``printable("a\\x1b[2Jb.png") == "a\\\\x1b[2Jb.png"``.
+    What Python's ``str.isprintable`` calls unprintable is escaped: control characters (C0,
+    DEL, C1: ESC, BEL, newline, ...), format characters (bidirectional overrides, zero-width
+    ones), line and paragraph separators, spaces other than the ASCII one, and the
+    surrogates that stand for undecodable bytes of a file name. They become ``\\n``,
+    ``\\x1b``, ``\\u202e``, ``\\xff`` (the byte itself, for a surrogate). Everything else,
+    non-ASCII letters included, is kept: ``printable("a\\x1b[2J.png") == "a\\\\x1b[2J.png"``.
     """
     text = str(text)
     if text.isprintable():  # the common case, checked in C
         return text
-    out = []
-    for char in text:
-        if char.isprintable():
-            out.append(char)
-        elif char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif 0xDC80 <= ord(char) <= 0xDCFF:  # os.fsdecode's stand-in for a raw byte
-            out.append(f"\\x{ord(char) - 0xDC00:02x}")
-        elif char == " ":
-            out.append(char)
-        else:
-            code = ord(char)
-            out.append(
-                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000
-                else f"\\U{code:08x}"
-            )  # fmt: skip
-    return "".join(out)
+    return "".join(char if char.isprintable() else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    if 0xDC80 <= code <= 0xDCFF:  # os.fsdecode's stand-in for the raw byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def one_line(message: object, limit: int = MAX_LINE) -> str:

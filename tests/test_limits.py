@@ -236,3 +236,83 @@ def test_iterations_that_grow_past_any_memory_are_refused_up_front(monkeypatch):
     image = images.Image(np.zeros((20, 24, 1), np.float32), depth=8, source="grey.png")
     with pytest.raises(ResourceLimitError, match="--iterations"):
         limits.check_memory(chain, image)
+
+
+# ------------------------------------------------------------- match and compare, and stride
+
+MATCH_CASES = [
+    ((300, 400, 1), (21, 31), "auto", False),  # direct correlation
+    ((256, 256, 1), (64, 64), "fft", True),  # FFT, and the overlay drawn and written
+    ((200, 240, 3), (15, 9), "auto", False),  # per channel
+]
+
+
+@pytest.mark.parametrize(("scene_shape", "template_shape", "method", "overlay"), MATCH_CASES)
+def test_match_estimate_bounds_matching_and_writing(
+    scene_shape, template_shape, method, overlay, tmp_path
+):
+    from convtool.match import request as matching
+
+    pixels = RNG.random(scene_shape, dtype=np.float32) * 255
+    h, w = template_shape
+    scene_path, template_path = tmp_path / "scene.npy", tmp_path / "template.npy"
+    np.save(scene_path, pixels)
+    np.save(template_path, pixels[10 : 10 + h, 20 : 20 + w])
+    run = matching.MatchRequest(
+        scene=str(scene_path),
+        template=str(template_path),
+        output=str(tmp_path / "scores.png"),
+        overlay=str(tmp_path / "hits.png") if overlay else None,
+        per_channel=scene_shape[2] > 1,
+        method=method,
+        threads=2,
+    )
+    peak = measured_peak(lambda: matching.run(run))
+    held = 2 * pixels.nbytes  # the scene (twice with an overlay: it is read again in colour)
+    estimate = matching.peak_bytes(
+        scene_shape, template_shape, method=method, threads=2, overlay=overlay
+    )
+    assert peak <= estimate + held + SLACK
+    assert estimate <= 6 * peak + SLACK
+
+
+def test_compare_estimate_bounds_making_and_writing_the_sheet(tmp_path):
+    from convtool.images import sheet
+
+    shapes = [(120, 90), (60, 200), (150, 150)]
+    paths = []
+    for number, shape in enumerate(shapes):
+        path = tmp_path / f"{number}.png"
+        images.write_image(path, images.Image(RNG.random((*shape, 3)) * 255, depth=8))
+        paths.append(str(path))
+    pictures = [(*shape, 3) for shape in shapes]
+    for height in (None, 400):
+        out = tmp_path / f"sheet-{height}.png"
+        peak = measured_peak(
+            lambda out=out, height=height: sheet.compare(paths, str(out), height=height)
+        )
+        held = sum(h * w * 3 * (4 + 1) for h, w, _ in pictures)  # read, then shown as 8-bit
+        estimate = sheet.peak_bytes(pictures, height)
+        assert peak <= estimate + held + SLACK
+        assert estimate <= 8 * peak + SLACK
+
+
+def test_compare_refuses_a_sheet_that_does_not_fit(tmp_path, monkeypatch):
+    from convtool.images import sheet
+
+    path = tmp_path / "a.png"
+    images.write_image(path, images.Image(np.zeros((64, 64, 3)), depth=8))
+    monkeypatch.setenv(limits.MEMORY_ENV, "2G")
+    with pytest.raises(ResourceLimitError, match="--height"):
+        sheet.compare([str(path)], str(tmp_path / "sheet.png"), height=30_000)
+    assert not (tmp_path / "sheet.png").exists()
+
+
+def test_the_estimate_sees_the_toeplitz_blocks_of_a_large_stride():
+    # 3x3 weights that need a product, not two ufunc passes, on a 2048 side with stride 100:
+    # blocks of 16 outputs, each matrix 1503 rows tall.
+    x = RNG.random((1, 2048, 2048), dtype=np.float32)
+    kernel = RNG.random((3, 3))
+    args = dict(stride=100, method="direct", threads=1)
+    peak = measured_peak(lambda: engine.convolve(x, kernel, **args))
+    assert peak <= limits.engine_peak_bytes(1, 2048, 2048, (3, 3), **args) + SLACK

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from convtool import images
 from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings, is_inside
-from convtool.errors import ConvtoolError, ImageWriteError
+from convtool.errors import MAX_LINE, ConvtoolError, ImageWriteError, one_line
 from convtool.images import outputs
 from convtool.images.atomic import write_error_reason
 from convtool.pipeline import memory as limits
@@ -30,10 +30,10 @@ def process(job: Job, settings: Settings) -> None:
         gray=settings.read.gray,
         max_pixels=settings.read.max_pixels,
     )
-    # refuse with a clear message now rather than be ended by the OOM killer halfway
-    limits.check_memory(settings.chain, image, share=settings.workers)
     height, width = limits.output_shape(settings.chain, *image.pixels.shape[:2])
     outputs.check_size(job.dest, fmt, height, width, image.pixels.shape[2])
+    # refuse with a clear message now rather than be ended by the OOM killer halfway
+    limits.check_memory(settings.chain, image, share=settings.workers)
     result = settings.chain.apply_to(image)
     del image  # its pixels need not be held through the write
     if job.root is not None:
@@ -90,8 +90,8 @@ def _failed(job: Job, message: str, start: float, *, fatal: bool = False) -> Job
     The reason drops a leading ``source:`` (the result names its job already); a message
     about another path (the output's) keeps that path.
     """
-    message = " ".join(message.split())
-    prefix = f"{job.source}: "
+    message, source = one_line(message, limit=2 * MAX_LINE), one_line(job.source, limit=10**6)
+    prefix = f"{source}: "
     reason = message[len(prefix) :] if message.startswith(prefix) else message
     return JobResult(job, FAILED, reason, time.perf_counter() - start, fatal)
 

@@ -75,12 +75,12 @@ def compare(
     labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
     shapes = [p.shape for p in pictures]
     sheet_height, sheet_width, _ = layout(shapes, height)
+    outputs.check_size(output, fmt, sheet_height, sheet_width, 3)
     resources.check_fits(
         peak_bytes(shapes, height),
         f"a contact sheet of {sheet_width}×{sheet_height} pixels",
         "a smaller --height or fewer images",
     )
-    outputs.check_size(output, fmt, sheet_height, sheet_width, 3)
     result = contact_sheet(pictures, labels, height=height)
     write_image(output, Image(result, depth=8))
 
@@ -95,17 +95,22 @@ def layout(shapes: list[tuple[int, ...]], height: int | None = None) -> tuple[in
 def peak_bytes(shapes: list[tuple[int, ...]], height: int | None = None) -> int:
     """Bytes making and writing the sheet allocates, beyond the pictures (an upper bound).
 
-    Each tile as Pillow holds it (4 bytes a pixel) and the half-resized copy it goes
-    through; the sheet in Pillow, as an array, and its written samples with their float
-    copies, Pillow's image and the encoded bytes.
+    Making it: each tile as Pillow holds it (4 bytes a pixel) with the half-resized copy
+    it goes through, the sheet in Pillow and as an array. Writing it: the array and what
+    writing takes, measured at 48 bytes a pixel for RGB PNG (float copies of the samples,
+    the integer samples, the encoder's rows), counted as ``_WRITE_BYTES_PER_PIXEL``.
     """
     tile_height = height or max(shape[0] for shape in shapes)
     sheet_height, sheet_width, widths = layout(shapes, height)
+    pixels = sheet_height * sheet_width
     tiles = sum(
         4 * (w * tile_height + w * shape[0] + shape[0] * shape[1])
         for w, shape in zip(widths, shapes, strict=True)
     )
-    return tiles + sheet_height * sheet_width * (4 + 3 + 3 * 8 + 3 + 4 + 4)
+    return max(tiles + (4 + 3) * pixels, (3 + _WRITE_BYTES_PER_PIXEL) * pixels)
+
+
+_WRITE_BYTES_PER_PIXEL = 64
 
 
 def _font(size: int) -> ImageFont.ImageFont:

@@ -54,12 +54,16 @@ MAX_NUMBER_CHARS = 100  # "-1.2345678901234567e-300" is 24; no written number ne
 FILE_EXTENSIONS = (".txt", ".npy", ".mat", ".kernel")
 HEADER_KEYS = ("description", "scale", "origin", "column", "row")
 
-NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+# Every pattern below matches in linear time: no two parts of one can take the same
+# characters (``\d+\.?\d*`` could split a run of digits k ways, and backtracking through
+# a 20 MB run of them never ended).
+NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 NUMBER_RE = re.compile(NUMBER)
 _SEPARATORS = re.compile(r"[\s,]+")
 # Between the rows of a numpy-style nested list: "], [" (or "];[" once lines are joined).
-_ROW_BREAK = re.compile(r"\]\s*[,;]*\s*\[")
-_MATRIX_SUFFIX = re.compile(rf"(?P<body>.*?)\s*(?P<op>[/*])\s*(?P<num>{NUMBER})\s*", re.S)
+_ROW_BREAK = re.compile(r"\](?:\s|[,;])*\[")
+# A trailing "/N" or "*X" (searched: the one operator the rest of the text follows).
+_MATRIX_SUFFIX = re.compile(rf"(?P<op>[/*])\s*(?P<num>{NUMBER})\s*\Z")
 _SCALE_RE = re.compile(rf"(?P<num>{NUMBER})?(?:/(?P<den>{NUMBER}))?(?P<flags>[%!^]*)")
 _IM_GEOMETRY = re.compile(r"\s*(\d+)(?:[xX](\d+))?(?:\+(\d+))?(?:\+(\d+))?\s*")
 _HEADER_RE = re.compile(r"([A-Za-z][A-Za-z_-]*)\s*:\s*(.*)")
@@ -186,7 +190,7 @@ def parse_number(token: str, what: str) -> float:
 def parse_scale(text: str) -> Scale:
     """Parse a scale such as ``2``, ``1/16``, ``50%``, ``!``, ``^`` or ``2!``."""
     compact = "".join(text.split())
-    m = _SCALE_RE.fullmatch(compact)
+    m = _SCALE_RE.fullmatch(compact) if len(compact) <= 2 * MAX_NUMBER_CHARS + 4 else None
     flags = m.group("flags") if m else ""
     if (
         not compact
@@ -268,10 +272,10 @@ def parse_rows(text: str, what: str = "matrix") -> np.ndarray:
 
 def parse_matrix_spec(text: str) -> MatrixData:
     """An inline matrix spec: ``"[1 2 1; 2 4 2; 1 2 1]/16"``, ``"1 -1"``, ``"[1,2;3,4]*0.5"``."""
-    m = _MATRIX_SUFFIX.fullmatch(text)
+    m = _MATRIX_SUFFIX.search(text)
     scale = None
-    if m and m.group("body").strip():
-        text, number = m.group("body"), parse_number(m.group("num"), "matrix scale")
+    if m and text[: m.start()].strip():
+        text, number = text[: m.start()], parse_number(m.group("num"), "matrix scale")
         if m.group("op") == "/":
             if number == 0:
                 raise KernelError("matrix scale: division by zero")

@@ -128,7 +128,7 @@ def run(request: MatchRequest) -> MatchOutcome:
 def _check_before_matching(
     request: MatchRequest, scene: images.Image, template: images.Image
 ) -> None:
-    """Finite values (naming the file), memory enough, output formats that hold the sizes."""
+    """Finite values (naming the file), output formats that hold the sizes, memory enough."""
     for path, image in ((request.scene, scene), (request.template, template)):
         if not (np.isfinite(np.min(image.pixels)) and np.isfinite(np.max(image.pixels))):
             raise ImageReadError(
@@ -140,6 +140,13 @@ def _check_before_matching(
     h, w = template.pixels.shape[:2]
     if h > height or w > width:
         return  # match_template says so, naming both sizes
+    if request.output:
+        shape = (height, width) if request.geometry == "same" else (height - h + 1, width - w + 1)
+        fmt = images.format_for(request.output, request.format)
+        outputs.check_size(request.output, fmt, *shape, 1, option="-o")
+    if request.overlay:
+        fmt = images.format_for(request.overlay)
+        outputs.check_size(request.overlay, fmt, height, width, 3, option="--overlay")
     need = peak_bytes(
         (height, width, channels),
         (h, w),
@@ -153,13 +160,6 @@ def _check_before_matching(
         "a smaller scene or template, or fewer --threads",
         path="stdin" if request.scene == "-" else request.scene,
     )
-    if request.output:
-        shape = (height, width) if request.geometry == "same" else (height - h + 1, width - w + 1)
-        fmt = images.format_for(request.output, request.format)
-        outputs.check_size(request.output, fmt, *shape, 1, option="-o")
-    if request.overlay:
-        fmt = images.format_for(request.overlay)
-        outputs.check_size(request.overlay, fmt, height, width, 3, option="--overlay")
 
 
 def peak_bytes(
