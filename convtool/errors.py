@@ -41,6 +41,14 @@ class KernelError(UsageError):
     """A kernel spec or kernel file that cannot be turned into a kernel."""
 
 
+class UnknownKernelError(KernelError):
+    """A spec naming no kernel; ``name`` is the name as read (lower case, ``_`` as ``-``)."""
+
+    def __init__(self, message: str, *, name: str) -> None:
+        self.name = name
+        super().__init__(message)
+
+
 class ImageReadError(ConvtoolError):
     """An input image that is missing, unreadable, corrupt or of an unsupported kind."""
 
@@ -51,6 +59,20 @@ class ImageWriteError(ConvtoolError):
 
 class ResourceLimitError(ConvtoolError):
     """The work would exceed a safety limit (pixels, kernel size, memory)."""
+
+
+class StdoutError(ConvtoolError):
+    """Standard output did not take every byte: disk full, closed, a write error (exit 1)."""
+
+
+class ClosedPipe(StdoutError):
+    """The reader of stdout went away (``| head``): exit 141 (128 + SIGPIPE), no message.
+
+    That is what a shell reports for ``cat``, ``gzip -c`` or ``yes`` cut off the same way.
+    """
+
+    exit_code = 141
+    quiet = True
 
 
 # ------------------------------------------------------------------------- safe text

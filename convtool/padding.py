@@ -49,8 +49,6 @@ ALIASES = {
     "periodic": Padding.WRAP,
 }
 
-DEFAULT = Padding.REFLECT
-
 
 def parse_padding(text: str | Padding) -> Padding:
     """Turn a user's padding name (or alias, any case) into a :class:`Padding`."""

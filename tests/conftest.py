@@ -27,3 +27,28 @@ def empty_folder(tmp_path_factory):
     os.chdir(tmp_path_factory.mktemp("empty"))
     yield
     os.chdir(old)
+
+
+@pytest.fixture(scope="module", params=["compiled", "numpy"])
+def implementation(request):
+    """Run a module's tests on each implementation of the engine: compiled kernels, then numpy.
+
+    Module-scoped (hypothesis refuses function-scoped fixtures), through the environment
+    variable the engine reads at each call. In CI a missing compiled module is a failure.
+    """
+    from convtool.engine import native
+
+    old = os.environ.get(native.NATIVE_ENV)
+    if request.param == "compiled":
+        if native._load() is None:
+            if os.environ.get("CI"):
+                pytest.fail("the compiled kernels were not built (python setup.py build_ext)")
+            pytest.skip("the compiled kernels were not built")
+        os.environ.pop(native.NATIVE_ENV, None)
+    else:
+        os.environ[native.NATIVE_ENV] = "0"
+    yield request.param
+    if old is None:
+        os.environ.pop(native.NATIVE_ENV, None)
+    else:
+        os.environ[native.NATIVE_ENV] = old

@@ -7,6 +7,7 @@ Every output of a batch is compared byte for byte with the same file run alone t
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import shutil
 import sys
@@ -432,12 +433,19 @@ def test_stale_temporary_files_of_dead_processes_are_removed_first(tree, tmp_pat
     (out / "sub").mkdir(parents=True)
     dead = out / "sub" / ".scan.tif.convtool-999999999-0badcafe.tmp"
     dead.write_bytes(b"half an image")
-    alive = out / f".photo.png.convtool-{os.getpid()}-12345678.tmp"
+    # another run, still writing (it holds the lock); its pid means nothing here (another
+    # container or host), so it is the lock that keeps the file
+    alive = out / ".photo.png.convtool-999999999-12345678.tmp"
     alive.write_bytes(b"another run, still writing")
-    plan = batch.plan([str(tree)], str(out), recursive=True)
-    run_all(plan.jobs[:1], settings_for(), workers=1)
-    assert not dead.exists()
-    assert alive.exists()
+    fd = os.open(alive, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        plan = batch.plan([str(tree)], str(out), recursive=True)
+        run_all(plan.jobs[:1], settings_for(), workers=1)
+        assert not dead.exists()
+        assert alive.exists()
+    finally:
+        os.close(fd)
 
 
 def test_a_worker_that_dies_fails_only_its_own_job(tree, tmp_path):

@@ -16,6 +16,9 @@ from convtool.engine import plan as engine_plan
 from convtool.errors import UsageError
 from convtool.padding import Padding
 
+# Every test runs on the compiled kernels and on the numpy engine (see conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 SCIPY_MODE = {
     Padding.ZERO: "constant",
     Padding.CONSTANT: "constant",
@@ -397,3 +400,15 @@ def test_direct_and_separable_do_not_import_scipy(method):
 def test_bad_arguments_are_usage_errors_naming_the_parameter(image, kernel, kwargs, match):
     with pytest.raises(UsageError, match=match):
         convolve(image, kernel, **kwargs)
+
+
+def test_one_column_image_with_a_tall_dilated_kernel():
+    # found by the transposed convolution's adjoint test: a band of one column has any stride,
+    # and the banded product's copy-to-unit-stride step recursed forever on it
+    x = np.random.default_rng(9).normal(size=(9, 1))
+    w = np.array([[1.0], [-2.0], [3.0], [0.5]])
+    dilated = np.zeros((10, 1))
+    dilated[::3] = w
+    expected = ndi.correlate(x, dilated, mode="nearest")[::2]
+    ours = correlate(x, w, padding="edge", stride=2, dilation=3, method="direct")
+    np.testing.assert_allclose(ours, expected, atol=1e-12)

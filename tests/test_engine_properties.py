@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import scipy.signal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from convtool.engine import convolve, correlate
+
+# Every test runs on the compiled kernels and on the numpy engine (see conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
 
 # FFT round-off in float64 is ~1e-15 of sum|k| * max|x|; leave room for a few passes.
 RTOL = 1e-10

@@ -11,6 +11,7 @@ and "mid-write" are known moments, not guesses.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -199,13 +200,16 @@ def test_output_folder_deleted_while_a_pool_writes(tmp_path):
 # ---------------------------------------------------------------------------------- signals
 
 DRIVER = """
-import io, os, sys, time
+import io, os, secrets, sys, time
 from convtool import cli
-from convtool.images import codecs
+from convtool.images import atomic, codecs
 from convtool import pipeline
 
 marker = os.environ["CONVTOOL_TEST_MARKER"]
 filter_once = pipeline.Chain.apply_to
+if os.environ.get("CONVTOOL_TEST_FOREIGN_PID"):
+    # a writer in another pid namespace or host: its pid means nothing here
+    atomic.temp_name_for = lambda name: f".{name}.convtool-999999999-{secrets.token_hex(4)}.tmp"
 
 
 def apply_to(self, image):
@@ -226,6 +230,10 @@ if os.environ.get("CONVTOOL_TEST_SLOW_WRITE"):
             f.flush()
             if start == 0:
                 open(marker + ".writing", "w").close()
+                if os.environ.get("CONVTOOL_TEST_HOLD"):  # until the test says go on
+                    deadline = time.monotonic() + 60
+                    while not os.path.exists(marker + ".go") and time.monotonic() < deadline:
+                        time.sleep(0.01)
             time.sleep(0.02)
 
     codecs.ENCODERS["png"] = slow_png
@@ -241,12 +249,27 @@ def driver(tmp_path) -> Path:
     return path
 
 
-def start(args, *, driver: Path | None = None, marker: Path | None = None, slow_write=False):
+def start(
+    args,
+    *,
+    driver: Path | None = None,
+    marker: Path | None = None,
+    slow_write=False,
+    hold=False,
+    foreign_pid=False,
+):
+    """Start ``convtool ARGS`` (through the driver if given) in a session of its own.
+
+    ``slow_write``: PNGs are written in slow 8 KB chunks, ``MARKER.writing`` marking the
+    first; ``hold``: after that chunk the write waits for ``MARKER.go``; ``foreign_pid``:
+    temporary files carry a pid that is not running here (another container or host).
+    """
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["CONVTOOL_TEST_MARKER"] = str(marker or "")
-    if slow_write:
-        env["CONVTOOL_TEST_SLOW_WRITE"] = "1"
+    for flag, name in ((slow_write, "SLOW_WRITE"), (hold, "HOLD"), (foreign_pid, "FOREIGN_PID")):
+        if flag:
+            env[f"CONVTOOL_TEST_{name}"] = "1"
     program = [str(driver)] if driver else ["-m", "convtool"]
     return subprocess.Popen(
         [sys.executable, *program, *map(str, args)],
@@ -267,10 +290,14 @@ def wait_for(condition, process: subprocess.Popen, limit: float = 60) -> None:
         time.sleep(0.01)
 
 
-def stop(process: subprocess.Popen, signum: int) -> tuple[float, str]:
-    """Send ``signum``; return how long the process took to end, and its stderr."""
+def stop(process: subprocess.Popen, signum: int, group: bool = False) -> tuple[float, str]:
+    """Send ``signum`` (to the process group: a closed terminal's SIGHUP); return how long
+    the process took to end, and its stderr."""
     sent = time.monotonic()
-    process.send_signal(signum)
+    if group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     try:
         _, stderr = process.communicate(timeout=30)
     finally:
@@ -343,12 +370,224 @@ def test_ctrl_c_mid_write_keeps_the_old_file_and_no_temporary_file(tmp_path, dri
     assert _mid_write(signal.SIGINT, tmp_path, driver) == 130
 
 
-def test_sigterm_mid_write_keeps_the_old_file_and_no_temporary_file(tmp_path, driver):
-    assert _mid_write(signal.SIGTERM, tmp_path, driver) == 143
+# Every signal whose default would end the process, and that a program may catch.
+CATCHABLE = ["SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGXCPU"]
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_a_signal_mid_batch_stops_promptly_and_a_second_run_finishes(tmp_path, signum):
+@pytest.mark.parametrize("name", CATCHABLE)
+def test_a_terminating_signal_mid_write_keeps_the_old_file_and_no_temporary_file(
+    tmp_path, driver, name
+):
+    signum = getattr(signal, name)
+    assert _mid_write(signum, tmp_path, driver) == 128 + signum
+
+
+def test_compare_cleans_up_its_temporary_file_on_sighup(tmp_path, driver):
+    marker = tmp_path / "marker"
+    pictures = [noise_png(tmp_path / f"{i}.png", 300, seed=i) for i in range(2)]
+    out = tmp_path / "sheet.png"
+    process = start(
+        ["compare", *pictures, "-o", out], driver=driver, marker=marker, slow_write=True
+    )
+    wait_for(Path(f"{marker}.writing").exists, process)
+    assert temp_files(tmp_path)
+    took, stderr = stop(process, signal.SIGHUP)
+    assert [line.split(";")[0] for line in lines_of(stderr)] == ["convtool: error: interrupted"]
+    assert process.returncode == 128 + signal.SIGHUP
+    assert not out.exists() and temp_files(tmp_path) == []
+
+
+def test_a_single_file_run_removes_the_temporary_file_a_killed_run_left(tmp_path, driver):
+    marker = tmp_path / "marker"
+    source = noise_png(tmp_path / "in.png", 200)
+    out = tmp_path / "out.png"
+    args = ["filter", source, "-k", "box:3", "-o", out, "--compress-level", "0"]
+    process = start(args, driver=driver, marker=marker, slow_write=True)
+    wait_for(Path(f"{marker}.writing").exists, process)
+    stop(process, signal.SIGKILL)  # cannot be caught: its temporary file stays
+    assert len(temp_files(tmp_path)) == 1
+    again = start(args)
+    assert again.wait(timeout=60) == 0
+    assert temp_files(tmp_path) == [] and decodes(out)
+
+
+# --------------------------------------------------- temporary files of other runs (locks)
+
+
+def test_a_run_elsewhere_keeps_its_temporary_file_while_another_run_cleans(tmp_path, driver):
+    """A writer whose pid is not visible here (another container or host) holds its temp
+    file's lock; a batch into the same folder, cleaning stale files at its start and end,
+    leaves it alone, and the first run finishes its write."""
+    marker = tmp_path / "marker"
+    out = tmp_path / "out"
+    out.mkdir()
+    source = noise_png(tmp_path / "big.png", 200)
+    writer = start(
+        ["filter", source, "-k", "box:3", "-o", out / "big.png", "--compress-level", "0"],
+        driver=driver,
+        marker=marker,
+        slow_write=True,
+        hold=True,
+        foreign_pid=True,
+    )
+    wait_for(Path(f"{marker}.writing").exists, writer)
+    [temp] = temp_files(out)
+    assert ".convtool-999999999-" in temp.name
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for i in range(3):
+        noise_png(inputs / f"small{i}.png", 16, seed=i)
+    cleaner = start(["filter", inputs, "-o", out, "-k", "box:3", "-j", "1", "-q"])
+    assert cleaner.wait(timeout=60) == 0, cleaner.communicate()
+    assert temp.exists()  # not stale: its lock is held
+    Path(f"{marker}.go").touch()
+    _, stderr = writer.communicate(timeout=60)
+    assert writer.returncode == 0, stderr
+    assert decodes(out / "big.png") and temp_files(out) == []
+
+
+def test_a_temporary_file_removed_by_someone_else_is_reported_honestly(tmp_path, driver):
+    marker = tmp_path / "marker"
+    source = noise_png(tmp_path / "in.png", 200)
+    out = tmp_path / "out.png"
+    writer = start(
+        ["filter", source, "-k", "box:3", "-o", out, "--compress-level", "0"],
+        driver=driver,
+        marker=marker,
+        slow_write=True,
+        hold=True,
+    )
+    wait_for(Path(f"{marker}.writing").exists, writer)
+    for temp in temp_files(tmp_path):
+        temp.unlink()  # a careless cleaner, or one that cannot see our lock
+    Path(f"{marker}.go").touch()
+    _, stderr = writer.communicate(timeout=60)
+    assert writer.returncode == 1
+    assert lines_of(stderr) == [
+        f"convtool: error: {out}: cannot write: its temporary file was removed by another "
+        "process while it was written (another program cleaning this folder?); run again"
+    ]
+    assert not out.exists()
+
+
+# ------------------------------------------------------- a folder swapped for a symlink
+
+
+def test_a_folder_flipped_to_a_symbolic_link_never_lets_a_write_out(tmp_path):
+    """While a batch writes into out/sub, a thread keeps replacing out/sub by a symbolic
+    link to ../outside and back. Every write goes through folder descriptors opened with
+    O_NOFOLLOW: nothing, not even a temporary file, ever lands in outside/."""
+    import threading
+
+    source = tmp_path / "in"
+    (source / "sub").mkdir(parents=True)
+    for i in range(300):
+        noise_png(source / "sub" / f"img{i:03d}.png", 24, seed=i)
+    out, outside = tmp_path / "out", tmp_path / "outside"
+    outside.mkdir()
+    process = start(["filter", source, "-o", out, "-r", "-j", "2", "-k", "box:3"])
+    wait_for(lambda: (out / "sub").is_dir() and any((out / "sub").iterdir()), process)
+    seen_outside: list[str] = []
+    flips = 0
+    stop_flipping = threading.Event()
+
+    def flip() -> None:
+        nonlocal flips
+        sub, attempt = out / "sub", 0
+        while not stop_flipping.is_set():
+            attempt += 1
+            saved = out / f".sub-{attempt}"  # a worker may make out/sub again meanwhile
+            with contextlib.suppress(OSError):
+                os.rename(sub, saved)
+                os.symlink("../outside", sub)
+                flips += 1
+                time.sleep(0.0005)
+                seen_outside.extend(os.listdir(outside))  # even a passing temporary file
+                os.unlink(sub)
+                os.rename(saved, sub)
+            time.sleep(0.0005)
+
+    flipper = threading.Thread(target=flip)
+    flipper.start()
+    try:
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        stop_flipping.set()
+        flipper.join()
+    assert flips > 0
+    assert seen_outside == [] and list(outside.iterdir()) == []
+    assert process.returncode in (0, 1) and "Traceback" not in stderr
+    reasons = (  # the link met, or the folder in hand replaced by the flip back
+        "refusing to write outside the output folder: its folder 'sub' is a symbolic link",
+        "cannot write: its folder was removed (or replaced) while it was written",
+    )
+    for line in lines_of(stderr):
+        if line.startswith("  failed: "):
+            assert line.endswith(reasons), line
+    written = [p for p in out.rglob("*.png") if not p.is_symlink()]
+    assert all(decodes(p) for p in written)
+
+
+# ---------------------------------------------------------------------- endless streams
+
+
+def test_dev_zero_on_stdin_is_refused_at_once(tmp_path):
+    with open("/dev/zero", "rb") as zeros:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "convtool",
+                "filter",
+                "-",
+                "-k",
+                "box",
+                "-o",
+                tmp_path / "o.png",
+            ],
+            stdin=zeros,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=dict(os.environ, PYTHONPATH=str(ROOT)),
+            timeout=60,
+        )
+    assert result.returncode == 1
+    assert lines_of(result.stderr) == [
+        "convtool: error: -: not an image, or a format convtool cannot read (all zero bytes); "
+        "it reads PNG, JPEG, TIFF, BMP, WebP, GIF, PNM (PBM/PGM/PPM) and .npy"
+    ]
+
+
+def test_an_endless_stream_after_an_image_signature_stops_at_the_limit(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "convtool", "filter", "-", "-k", "box", "-o", tmp_path / "o.png",
+         "--max-pixels", "1000"],
+        stdin=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )  # fmt: skip
+    sent = 0
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.write(b"\x89PNG\r\n\x1a\n")
+        while sent < 1 << 30:  # a gigabyte would mean the limit did not hold
+            process.stdin.write(bytes(1 << 20))
+            sent += 1 << 20
+    with contextlib.suppress(BrokenPipeError):
+        process.stdin.close()
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == 1
+    assert sent < 64 << 20
+    assert "more than an image within --max-pixels (1,000) takes; raise --max-pixels" in stderr
+
+
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [(signal.SIGINT, False), (signal.SIGTERM, False), (signal.SIGHUP, True)],
+    ids=["ctrl-c", "sigterm", "sighup-to-the-group"],
+)
+def test_a_signal_mid_batch_stops_promptly_and_a_second_run_finishes(tmp_path, signum, group):
     source = tmp_path / "in"
     source.mkdir()
     for i in range(16):
@@ -369,7 +608,7 @@ def test_a_signal_mid_batch_stops_promptly_and_a_second_run_finishes(tmp_path, s
     ]
     process = start(args)
     wait_for(lambda: out.is_dir() and any(out.glob("*.png")), process)
-    took, stderr = stop(process, signum)
+    took, stderr = stop(process, signum, group=group)
     assert process.returncode == 128 + signum
     assert took < 3 * PROMPT  # workers finish or drop the image in hand
     assert "Traceback" not in stderr

@@ -7,9 +7,12 @@ range mappings are worked out by hand.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import io
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -33,6 +36,7 @@ from convtool.images import (
     format_for,
     is_image_path,
     map_range,
+    png,
     read_image,
     remove_stale_temp_files,
     same_file,
@@ -154,12 +158,17 @@ def test_rgba_alpha_is_split_off_and_written_back(tmp_path):
         np.testing.assert_array_equal(pillow_array(tmp_path / name), values)
 
 
-def test_alpha_is_dropped_by_formats_without_it(tmp_path):
+def test_formats_without_alpha_get_the_colour_composited_over_white(tmp_path):
     image = Image(random_u8(4, 4, 3).astype(np.float32), random_u8(4, 4), depth=8)
-    write_image(tmp_path / "out.bmp", image)
+    notes = write_image(tmp_path / "out.bmp", image)
     with PILImage.open(tmp_path / "out.bmp") as written:
         assert written.mode == "RGB"
-    np.testing.assert_array_equal(pillow_array(tmp_path / "out.bmp"), image.pixels)
+    cover = image.alpha[:, :, None] / 255.0
+    expected = np.rint(image.pixels * cover + 255.0 * (1 - cover))
+    np.testing.assert_array_equal(pillow_array(tmp_path / "out.bmp"), expected)
+    assert notes == [
+        "BMP has no alpha channel: composited over white (--background COLOR picks another)"
+    ]
 
 
 def test_palette_image_becomes_rgb(tmp_path):
@@ -226,7 +235,7 @@ def test_16bit_tiff_and_pnm_round_trip_in_colour(tmp_path):
     np.testing.assert_array_equal(again.pixels, image.pixels)
     np.testing.assert_array_equal(again.alpha, image.alpha)
 
-    write_image(tmp_path / "out.ppm", image)  # binary P6, maxval 65535, alpha dropped
+    write_image(tmp_path / "out.ppm", Image(image.pixels, depth=16))  # binary P6, maxval 65535
     header = b"P6\n6 5\n65535\n"
     assert (tmp_path / "out.ppm").read_bytes() == header + image.pixels.astype(">u2").tobytes()
     np.testing.assert_array_equal(read_image(tmp_path / "out.ppm").pixels, image.pixels)
@@ -283,6 +292,68 @@ def test_32bit_and_signed_tiff_keep_their_values(tmp_path):
     signed = np.array([[-32768, -1, 0, 32767]], np.int16)
     tifffile.imwrite(tmp_path / "i16.tif", signed)
     np.testing.assert_array_equal(read_image(tmp_path / "i16.tif").pixels[:, :, 0], signed)
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.int16, np.int32])
+def test_signed_tiff_and_npy_keep_their_sign_on_the_scale_of_their_size(tmp_path, dtype):
+    """Pillow reads signed 8-bit TIFF as unsigned (-27 becomes 229): not convtool."""
+    tifffile = pytest.importorskip("tifffile")
+    info = np.iinfo(dtype)
+    values = np.array([[-27, info.min, info.max, 0]], dtype)
+    tifffile.imwrite(tmp_path / "signed.tif", values)
+    np.save(tmp_path / "signed.npy", values)
+    for name in ("signed.tif", "signed.npy"):
+        image = read_image(tmp_path / name, precision="double")
+        np.testing.assert_array_equal(image.pixels[:, :, 0], values)
+        assert image.depth == {1: 8, 2: 16, 4: 32}[np.dtype(dtype).itemsize]
+
+
+def test_tiff_layouts_are_refused_from_the_header_before_any_decoding(tmp_path, monkeypatch):
+    """A 200-plane TIFF of a few MB would decode to 1.6 GB: it is refused unread."""
+    tifffile = pytest.importorskip("tifffile")
+
+    def decoded(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", decoded)
+    monkeypatch.setattr(PILImage.Image, "load", decoded)
+    zeros = np.zeros((200, 30, 40))
+    tifffile.imwrite(
+        tmp_path / "planes.tif", zeros, planarconfig="separate", photometric="minisblack"
+    )
+    volume = zeros.astype(np.uint8)
+    tifffile.imwrite(
+        tmp_path / "volume.tif", volume, volumetric=True, tile=(16, 16), photometric="minisblack"
+    )
+    six = np.zeros((30, 40, 6), np.uint8)  # Pillow would open this one, as RGB
+    tifffile.imwrite(tmp_path / "six.tif", six, photometric="rgb", extrasamples=[0, 0, 0])
+    tifffile.imwrite(tmp_path / "complex.tif", np.ones((30, 40), np.complex64))
+    tifffile.imwrite(tmp_path / "twelve.tif", np.ones((30, 40), np.uint16), bitspersample=12)
+    expected = {
+        "planes.tif": "TIFF with 200 samples per pixel is not supported",
+        "volume.tif": "TIFF volume of 200 planes (ImageDepth) is not supported",
+        "six.tif": "TIFF with 6 samples per pixel is not supported",
+        "complex.tif": "TIFF samples are complex numbers",
+        "twelve.tif": "TIFF with 12-bit unsigned integer samples is not supported",
+    }
+    for name, message in expected.items():
+        with pytest.raises(ImageReadError, match=re.escape(message)):
+            read_image(tmp_path / name)
+    with pytest.raises(ResourceLimitError, match=r"40×30×200 planes = 240,000 pixels"):
+        read_image(tmp_path / "volume.tif", max_pixels=100_000)
+
+
+def test_tiff_sample_formats_and_counts_allowed():
+    layout = codecs.TiffLayout
+    layout(8, 8, samples=5, photometric=5).check("cmyk-alpha.tif", None)  # CMYK + alpha
+    layout(8, 8, samples=4, bits=16, sample_format=2).check("rgba-signed.tif", None)
+    layout(8, 8, bits=16, sample_format=3).check("half.tif", None)  # float16
+    with pytest.raises(ImageReadError, match="sample format 4 .undefined."):
+        layout(8, 8, sample_format=4).check("void.tif", None)
+    with pytest.raises(ImageReadError, match="24-bit signed integer samples"):
+        layout(8, 8, bits=24, sample_format=2).check("s24.tif", None)
+    with pytest.raises(ResourceLimitError, match=r"8×8×2 planes = 128 pixels"):
+        layout(8, 8, samples=5, photometric=5).check("cmyk-alpha.tif", 100)
 
 
 def test_jpeg_is_written_at_high_quality(tmp_path):
@@ -362,7 +433,8 @@ def test_float_tiff_keeps_raw_values(tmp_path, channels):
     again = read_image(tmp_path / "out.tif")
     assert again.depth == "float"
     np.testing.assert_array_equal(again.pixels, values)
-    np.testing.assert_array_equal(again.alpha, image.alpha)
+    # alpha is opacity: 8-bit 0..255 becomes float 0..1 (the colour stays raw)
+    np.testing.assert_allclose(again.alpha, image.alpha / 255, rtol=1e-6)
 
 
 def test_float_output_maps_only_when_asked(tmp_path):
@@ -621,8 +693,11 @@ def test_unsupported_npy_shape_and_dtype(tmp_path):
     with pytest.raises(ImageReadError, match="expected"):
         read_image(tmp_path / "cube.npy")
     np.save(tmp_path / "complex.npy", np.zeros((2, 3), complex))
-    with pytest.raises(ImageReadError, match="not a number type"):
+    with pytest.raises(ImageReadError, match="complex numbers; convtool reads real-valued"):
         read_image(tmp_path / "complex.npy")
+    np.save(tmp_path / "record.npy", np.zeros((2, 3), [("a", "u1"), ("b", "f4")]))
+    with pytest.raises(ImageReadError, match="not a number type"):
+        read_image(tmp_path / "record.npy")
     np.save(tmp_path / "none.npy", np.zeros((0, 3)))
     with pytest.raises(ImageReadError, match="no pixels"):
         read_image(tmp_path / "none.npy")
@@ -722,17 +797,23 @@ def test_unwritable_folder(tmp_path):
 def test_permission_denied_when_creating_the_temp_file(tmp_path, monkeypatch):
     """The same message as test_unwritable_folder, simulated so that it runs as root too."""
 
-    def refuse(path, mode):
-        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+    real_open = os.open
 
-    monkeypatch.setattr(atomic, "open", refuse, raising=False)
+    def refuse(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:  # the temporary file
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(atomic.os, "open", refuse)
     with pytest.raises(ImageWriteError, match="cannot write: permission denied"):
         write_image(tmp_path / "out.png", Image(np.zeros((2, 2))))
 
 
 def test_image_validates_its_arrays():
     with pytest.raises(UsageError, match="shape"):
-        Image(np.zeros((2, 2, 2)))
+        Image(np.zeros((2, 2, 2, 2)))
+    with pytest.raises(UsageError, match="shape"):
+        Image(np.zeros((2, 2, 0)))
     with pytest.raises(UsageError, match="alpha"):
         Image(np.zeros((2, 2)), np.zeros((3, 3)))
     with pytest.raises(UsageError, match="depth"):
@@ -795,22 +876,96 @@ def dead_pid() -> int:
     return child.pid
 
 
-def test_stale_temp_files_of_dead_processes_are_removed(tmp_path):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+@contextlib.contextmanager
+def locked_here(path: Path):
+    """Hold *path*'s lock from this process, as convtool does while it writes a temp file."""
+    fd = os.open(path, os.O_RDWR)
     try:
-        ours = tmp_path / f".a.png.convtool-{os.getpid()}-0a1b2c3d.tmp"
-        live = tmp_path / f".b.png.convtool-{sleeper.pid}-0a1b2c3d.tmp"
-        dead = tmp_path / f".c.png.convtool-{dead_pid()}-0a1b2c3d.tmp"
-        unrelated = tmp_path / ".c.png.tmp"
-        for path in (ours, live, dead, unrelated):
-            path.write_bytes(b"partial")
-
-        assert stale_temp_files(tmp_path) == [dead]
-        assert remove_stale_temp_files(tmp_path) == [dead]
-        assert sorted(tmp_path.iterdir()) == sorted([ours, live, unrelated])
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
     finally:
-        sleeper.kill()
-        sleeper.wait()
+        os.close(fd)
+
+
+LOCK_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR)
+fcntl.flock(fd, fcntl.LOCK_EX)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+@contextlib.contextmanager
+def locked_elsewhere(path: Path):
+    """Hold *path*'s lock from another process (a writer in another container or host)."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+# Larger than any pid Linux hands out (pid_max is at most 2**22): a writer whose pid is not
+# visible here, as in another pid namespace or on another host.
+FOREIGN_PID = 999_999_999
+
+
+def test_stale_temp_files_are_those_whose_lock_can_be_taken(tmp_path):
+    writing_elsewhere = tmp_path / f".a.png.convtool-{FOREIGN_PID}-0a1b2c3d.tmp"
+    writing_here = tmp_path / f".b.png.convtool-{os.getpid()}-0a1b2c3d.tmp"
+    abandoned = tmp_path / f".c.png.convtool-{os.getpid()}-0a1b2c3d.tmp"  # pid alive: no matter
+    dead = tmp_path / f".d.png.convtool-{dead_pid()}-0a1b2c3d.tmp"
+    unrelated = tmp_path / ".c.png.tmp"
+    for path in (writing_elsewhere, writing_here, abandoned, dead, unrelated):
+        path.write_bytes(b"partial")
+
+    with locked_elsewhere(writing_elsewhere), locked_here(writing_here):
+        assert stale_temp_files(tmp_path) == [abandoned, dead]
+        assert remove_stale_temp_files(tmp_path) == [abandoned, dead]
+        assert sorted(tmp_path.iterdir()) == sorted([writing_elsewhere, writing_here, unrelated])
+    assert remove_stale_temp_files(tmp_path) == [writing_elsewhere, writing_here]  # now gone
+
+
+def test_a_temp_file_is_locked_while_it_is_written(tmp_path):
+    seen = []
+
+    def write(fileobj):
+        fileobj.write(b"half")
+        seen.extend(stale_temp_files(tmp_path))  # what a cleaner in another run would see
+        seen.append(len([p for p in tmp_path.iterdir() if ".convtool-" in p.name]))
+
+    atomic.atomic_write(tmp_path / "out.bin", write)
+    assert seen == [1]  # one temporary file, and it is not stale
+    assert (tmp_path / "out.bin").read_bytes() == b"half"
+
+
+def test_a_removed_temp_file_is_reported_as_such(tmp_path):
+    def write(fileobj):
+        fileobj.write(b"half")
+        for path in tmp_path.glob(".out.bin.convtool-*"):
+            path.unlink()  # what a careless cleaner would do
+
+    with pytest.raises(ImageWriteError, match="temporary file was removed by another process"):
+        atomic.atomic_write(tmp_path / "out.bin", write)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_single_write_removes_its_own_stale_temp_files_only(tmp_path):
+    own = tmp_path / f".out.png.convtool-{FOREIGN_PID}-0a1b2c3d.tmp"
+    others = tmp_path / f".other.png.convtool-{FOREIGN_PID}-0a1b2c3d.tmp"
+    live = tmp_path / f".out.png.convtool-{FOREIGN_PID}-12345678.tmp"
+    for path in (own, others, live):
+        path.write_bytes(b"partial")
+    with locked_elsewhere(live):
+        write_image(tmp_path / "out.png", Image(np.zeros((2, 2))))
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            ["out.png", others.name, live.name]
+        )
 
 
 def test_temp_names_follow_the_pattern(tmp_path):
@@ -889,7 +1044,7 @@ def test_hidden_colour_under_transparency_is_kept():
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
 @pytest.mark.parametrize("level", [0, 1, 3, 6, 9])
 def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
-    # Levels up to codecs.FAST_PNG_MAX_LEVEL use convtool's own Sub-filter writer, higher
+    # Levels up to png.FAST_PNG_MAX_LEVEL use convtool's own Sub-filter writer, higher
     # ones Pillow's adaptive filter; both must decode to the same pixels everywhere.
     rng = np.random.default_rng(channels)
     values = rng.integers(0, 256, (13, 17, channels)).astype(np.float32)
@@ -906,7 +1061,7 @@ def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
 def test_png_bands_deflated_in_parallel_form_one_valid_stream(tmp_path, monkeypatch, level):
     # Tiny bands force many pieces (and several rounds of the thread pool); the joined
     # stream must inflate to exactly the filtered rows, and Pillow must read the pixels.
-    monkeypatch.setattr(codecs, "_PNG_BAND_BYTES", 100)
+    monkeypatch.setattr(png, "_BAND_BYTES", 100)
     values = np.random.default_rng(9).integers(0, 256, (37, 23, 3)).astype(np.float32)
     path = tmp_path / "bands.png"
     write_image(path, Image(values, depth=8), compress_level=level)

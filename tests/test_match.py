@@ -11,6 +11,9 @@ import pytest
 from convtool.errors import UsageError
 from convtool.match import Match, draw_overlay, find_matches, match_template, score_picture
 
+# Every test runs with the compiled window sums and with numpy's (see conftest.py).
+pytestmark = pytest.mark.usefixtures("implementation")
+
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 
 

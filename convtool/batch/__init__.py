@@ -18,6 +18,7 @@ from convtool.batch.jobs import (
 )
 from convtool.batch.planning import (
     plan,
+    require_images,
 )
 from convtool.batch.run import (
     Interrupted,
@@ -25,6 +26,7 @@ from convtool.batch.run import (
     largest_first,
     remove_stale_temp_files,
     run,
+    signals_raise,
     sigterm_raises,
 )
 from convtool.batch.worker import (
@@ -47,6 +49,7 @@ __all__ = [
     "Summary",
     "summarize",
     "plan",
+    "require_images",
     "process",
     "process_quietly",
     "with_threads",
@@ -56,4 +59,5 @@ __all__ = [
     "largest_first",
     "cpu_count",
     "sigterm_raises",
+    "signals_raise",
 ]

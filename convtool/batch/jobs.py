@@ -11,6 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from convtool.errors import UsageError
+
 if TYPE_CHECKING:  # pipeline pulls in the engine and kernels; planning needs neither
     from convtool.pipeline import Chain
 
@@ -25,16 +27,66 @@ class ReadOptions:
     precision: str = "single"
     gray: bool = False
     max_pixels: int | None = None
+    frames: str = "all"  # every frame or page, or "first"
 
 
 @dataclass(frozen=True)
 class WriteOptions:
-    """How outputs are encoded (see :func:`convtool.images.write_image`)."""
+    """How outputs are encoded (see :func:`convtool.images.write_image`).
+
+    The output controls (``quality``, ``subsampling``, ``progressive``, ``compression``)
+    apply to the outputs whose format they concern (a batch may write several formats);
+    :meth:`check` refuses one that concerns none of them. ``strip``: write no metadata.
+    """
 
     format: str | None = None
     depth: str | None = None
     range_mode: str | None = None
     compress_level: int = 1
+    quality: int | None = None
+    subsampling: str | None = None
+    progressive: bool = False
+    compression: str | None = None
+    background: str | None = None
+    strip: bool = False
+
+    def controls(self) -> dict:
+        """The output controls, by the names :func:`convtool.images.write_image` takes."""
+        return {
+            "quality": self.quality,
+            "subsampling": self.subsampling,
+            "progressive": self.progressive,
+            "compression": self.compression,
+        }
+
+    def controls_for(self, fmt: str) -> dict:
+        """The controls that apply to a *fmt* output (the others are left at their defaults)."""
+        from convtool import images
+
+        out = {}
+        for name, value in self.controls().items():
+            formats = images.OUTPUT_CONTROLS[name]
+            tiff_quality = name == "quality" and fmt == "tiff" and self.compression != "jpeg"
+            out[name] = value if fmt in formats and not tiff_quality else None
+        out["progressive"] = bool(out["progressive"])
+        return out
+
+    def check(self, destinations: Iterable[str]) -> None:
+        """Refuse bad controls, and controls that apply to none of these outputs' formats."""
+        from convtool import images
+        from convtool.images.background import parse_colour
+
+        if self.background is not None:
+            parse_colour(self.background)
+        errors = []
+        formats = sorted({images.format_for(dest, self.format) for dest in destinations})
+        for fmt in formats:
+            try:
+                images.check_output_controls(fmt, **self.controls())
+            except UsageError as err:
+                errors.append(err)
+        if formats and len(errors) == len(formats):
+            raise errors[0]
 
 
 @dataclass(frozen=True)
@@ -63,6 +115,7 @@ class JobResult:
     reason: str | None = None
     seconds: float = 0.0
     fatal: bool = False
+    warnings: tuple[str, ...] = ()  # what the output could not hold, and the like
 
 
 @dataclass(frozen=True)

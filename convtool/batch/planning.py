@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterable
 
 from convtool.batch.jobs import FAILED, SKIPPED, Job, JobPlan, JobResult, is_inside
-from convtool.errors import UsageError
+from convtool.errors import ImageReadError, UsageError
 
 
 def plan(
@@ -44,12 +44,15 @@ def plan(
     kernel_files = [str(p) for p in kernel_files]
     if not inputs:
         raise UsageError("no input given; name image files or folders (or '-' for stdin)")
+    if not all(inputs):
+        raise UsageError("an input is an empty name (''); name an image file, a folder or '-'")
     if not output:
         raise UsageError("no output given; add -o FILE, -o FOLDER or -o -")
     if suffix and any(sep in suffix for sep in _separators()):
         raise UsageError(f"--suffix must not contain a path separator, got {suffix!r}")
     extension = _format_extension(format)
     if _is_single(inputs, output):
+        _check_output_file(output, format)
         if suffix:
             raise UsageError(
                 "--suffix names files in an output folder; with one output file, name it in -o"
@@ -81,13 +84,39 @@ def plan(
             result.failed.append(JobResult(Job(source, dest), FAILED, reason))
             continue
         candidates.append(Job(source, dest, output))
-    jobs = _check_mapping(candidates, output, kernel_files)
+    jobs = _check_mapping(candidates, output, format, kernel_files)
     for job in jobs:
         if skip_existing and _is_complete(job.dest):
             result.skipped.append(JobResult(job, SKIPPED, "output exists"))
         else:
             result.jobs.append(job)
     return result
+
+
+def require_images(plan: JobPlan, inputs: Iterable[str]) -> None:
+    """Raise :class:`ImageReadError` when a batch's inputs held no image file at all.
+
+    An empty folder (or one of text files only) is most likely the wrong folder, so it is
+    an error (exit 1) rather than ``0 done``. Outputs skipped because they exist
+    (``skip_existing``) and inputs that failed count as found: that run did its work.
+    """
+    if plan.single or plan.jobs or plan.failed:
+        return
+    if any(result.reason == "output exists" for result in plan.skipped):
+        return
+    from collections import Counter
+
+    from convtool.images import IMAGE_EXTENSIONS
+
+    where = ", ".join(str(i) for i in inputs)
+    reasons = Counter(result.reason for result in plan.skipped)
+    left_out = ", ".join(f"{n} {why}" for why, n in reasons.most_common())
+    extensions = " ".join(sorted(IMAGE_EXTENSIONS))
+    raise ImageReadError(
+        f"no images found in {where}"
+        + (f" (skipped: {left_out})" if left_out else "")
+        + f"; image files are named {extensions}"
+    )
 
 
 def _separators() -> tuple[str, ...]:
@@ -105,11 +134,39 @@ def _format_extension(format: str | None) -> str | None:  # noqa: A002
 
 
 def _is_single(inputs: list[str], output: str) -> bool:
+    """One input file to one output file: ``-o -``, or a name that is not a folder.
+
+    A name with an image extension (``x.png``) is always a file, even where a folder of
+    that name exists; a trailing separator (``x.png/``) makes any name a folder.
+    """
     if len(inputs) != 1 or (inputs[0] != "-" and os.path.isdir(inputs[0])):
         return False
-    if output == "-":
+    if output == "-" or names_a_file(output):
         return True
     return not (os.path.isdir(output) or output.endswith(_separators()))
+
+
+def names_a_file(output: str) -> bool:
+    """Whether ``-o output`` names an image file: an image extension, no trailing separator."""
+    from convtool import images
+
+    return not output.endswith(_separators()) and images.is_image_path(output)
+
+
+def _check_output_file(output: str, format: str | None) -> None:  # noqa: A002
+    """Refuse a one-file output that is a folder, or whose extension ``format`` contradicts."""
+    from convtool import images
+
+    if output == "-":
+        return
+    if os.path.isdir(output):
+        raise UsageError(
+            "-o names a folder, but a name with an image extension is taken as an output "
+            f"file; rename or remove the folder, or write -o {output}{os.sep} to put the "
+            "output inside it",
+            path=output,
+        )
+    images.check_format_agrees(output, format)
 
 
 def _check_output_folder(inputs: list[str], output: str) -> None:
@@ -117,6 +174,13 @@ def _check_output_folder(inputs: list[str], output: str) -> None:
         raise UsageError("'-' (stdin) must be the only input, with -o naming a file or '-'")
     if output == "-":
         raise UsageError("several inputs or a folder need -o to name an output folder, not '-'")
+    if names_a_file(output):
+        what = "several inputs need" if len(inputs) > 1 else "a folder input needs"
+        raise UsageError(
+            f"-o {output} names a file (it has an image extension), but {what} an "
+            f"output folder; name a folder (-o out{os.sep}), or write -o {output}{os.sep} "
+            "to use this name as one"
+        )
     if os.path.lexists(output) and not os.path.isdir(output):
         raise UsageError(
             "-o names a file, but several inputs or a folder need an output folder", path=output
@@ -221,7 +285,12 @@ def _output_name(name: str, suffix: str, extension: str | None) -> str | None:
     return stem + suffix + extension
 
 
-def _check_mapping(candidates: list[Job], output: str, kernel_files: list[str]) -> list[Job]:
+def _check_mapping(
+    candidates: list[Job],
+    output: str,
+    format: str | None,  # noqa: A002
+    kernel_files: list[str],
+) -> list[Job]:
     """Drop repeats of one file; refuse collisions, overwritten inputs and escaping outputs."""
     jobs, by_dest, clashes = [], {}, []
     for job in candidates:
@@ -230,11 +299,12 @@ def _check_mapping(candidates: list[Job], output: str, kernel_files: list[str]) 
             by_dest[key] = job
             jobs.append(job)
         elif os.path.realpath(by_dest[key].source) != os.path.realpath(job.source):
-            clashes.append(f"{by_dest[key].source} and {job.source} -> {job.dest}")
+            clashes.append((by_dest[key].source, job.source, job.dest))
     if clashes:
+        listed = [f"{a} and {b} -> {dest}" for a, b, dest in clashes]
         raise UsageError(
-            f"inputs would be written to the same output: {_listing(clashes)}; "
-            "use --suffix, --format or separate runs"
+            f"inputs would be written to the same output: {_listing(listed)}; "
+            + _collision_hint(clashes, format)
         )
     from convtool.images import outputs
 
@@ -249,6 +319,20 @@ def _check_mapping(candidates: list[Job], output: str, kernel_files: list[str]) 
             f"symbolic link: {_listing(escaping)}"
         )
     return jobs
+
+
+def _collision_hint(clashes: list[tuple[str, str, str]], format: str | None) -> str:  # noqa: A002
+    """What can part the clashing inputs (--suffix cannot: it changes every name alike)."""
+
+    def ext(path: str) -> str:
+        return os.path.splitext(path)[1].lower()
+
+    if format is not None and all(ext(a) != ext(b) for a, b, _ in clashes):
+        return "they differ only in extension: leave out --format so each keeps its own"
+    return (
+        "run them separately with different -o folders, or give the folder that holds "
+        "both with -r (outputs keep their subfolders)"
+    )
 
 
 def _listing(items: list[str], limit: int = 5) -> str:

@@ -1,8 +1,11 @@
 """The local process pool that runs batch jobs, and what its worker processes do.
 
-Workers are started by a fork server (or spawned): the engine runs thread pools, and
-forking a process that has threads can deadlock. A worker ignores SIGINT (Ctrl-C reaches
-the whole process group; the parent decides what to do) and turns SIGTERM into an
+Workers are forked while this process runs a single thread (fast, and nothing is imported
+again); otherwise they come from a fork server (or are spawned where there is none): the
+engine runs thread pools, and forking a process that has threads can deadlock. A worker
+ignores SIGINT (Ctrl-C reaches the whole process group; the parent decides what to do) and
+turns SIGTERM, SIGHUP and the other terminating signals
+(:data:`convtool.batch.interrupts.TERMINATING_SIGNALS`) into an
 exception while a job runs, so the atomic writer removes its temporary file before the
 process exits. A worker whose parent process disappears (SIGKILL) stops the same way
 instead of waiting forever for work.
@@ -21,6 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from convtool.batch.interrupts import TERMINATING_SIGNALS
 from convtool.batch.jobs import Job, JobResult, Settings
 from convtool.batch.worker import process_quietly
 from convtool.errors import ConvtoolError
@@ -132,7 +136,9 @@ def _new_pool(workers: int):
         # Workers forked from a clean single-threaded server (the CLI draws its progress
         # bar from a thread; the engine runs thread pools).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["convtool.pool", "convtool.pipeline", "convtool.images"])
+        context.set_forkserver_preload(
+            ["convtool.batch.pool", "convtool.pipeline", "convtool.images"]
+        )
     else:
         context = multiprocessing.get_context("spawn")
     return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker)
@@ -158,7 +164,11 @@ def terminate(pool) -> None:
 
 
 class _Terminated(BaseException):
-    """Raised in a worker by SIGTERM; not an Exception, so no handler swallows it."""
+    """Raised in a worker by a terminating signal; not an Exception, so no handler swallows it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 _in_job = False
@@ -166,7 +176,9 @@ _in_job = False
 
 def _init_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _on_sigterm)
+    for signum in TERMINATING_SIGNALS:
+        if signal.getsignal(signum) != signal.SIG_IGN:  # nohup's SIGHUP stays ignored
+            signal.signal(signum, _on_signal)
     parent = multiprocessing.parent_process()
     if parent is None:
         return
@@ -183,11 +195,20 @@ def _init_worker() -> None:
         watcher.start()
 
 
-def _on_sigterm(signum, frame) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def _on_signal(signum, frame) -> None:
+    # A second signal (the parent's SIGTERM after a SIGHUP to the group) must not interrupt
+    # the clean-up. A Python handler that does nothing, not SIG_IGN: a signal already
+    # pending when the handler changes would make Python print "Signal N ignored due to
+    # race condition" on stderr.
+    for other in TERMINATING_SIGNALS:
+        signal.signal(other, _ignore)
     if _in_job:
-        raise _Terminated
+        raise _Terminated(signum)
     os._exit(128 + signum)
+
+
+def _ignore(signum, frame) -> None:
+    """A terminating signal after the first: the worker is already stopping."""
 
 
 def _work(job: Job, settings: Settings) -> JobResult:
@@ -195,7 +216,7 @@ def _work(job: Job, settings: Settings) -> JobResult:
     _in_job = True
     try:
         return process_quietly(job, settings)
-    except _Terminated:
-        os._exit(128 + signal.SIGTERM)
+    except _Terminated as stopped:
+        os._exit(128 + stopped.signum)
     finally:
         _in_job = False

@@ -11,14 +11,12 @@ going on past bad files unless asked to stop. The CLI only draws them::
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from convtool.batch import dask_runner
+from convtool.batch.interrupts import Interrupted, signals_raise  # noqa: F401 - re-exported
 from convtool.batch.jobs import FAILED, Job, JobResult, Settings
 from convtool.batch.pool import run_in_pool
 from convtool.batch.worker import process_quietly, with_threads
@@ -30,14 +28,6 @@ from convtool.images.atomic import write_error_reason
 
 
 # -------------------------------------------------------------------------------- running
-
-
-class Interrupted(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) arrived while :func:`run` was active; ``signum`` tells which."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 def run(
@@ -58,10 +48,10 @@ def run(
     jobs to that Dask scheduler instead (its workers must see the same paths).
 
     Stale temporary files left in the output folders by dead processes are removed first,
-    and again at the end of a local run. While iterating, SIGTERM raises :class:`Interrupted` (a
-    KeyboardInterrupt). On an interruption, or when the iterator is closed early, queued
-    jobs are cancelled, worker processes are stopped (removing their temporary files) and
-    the exception propagates. Close the iterator when leaving early (``contextlib.closing``).
+    and again at the end of a local run. While iterating, SIGTERM, SIGHUP and the other
+    terminating signals raise :class:`Interrupted` (a KeyboardInterrupt). On an
+    interruption, or when the iterator is closed early, queued jobs are cancelled, worker
+    processes are stopped (removing their temporary files) and the exception propagates. Close the iterator when leaving early (``contextlib.closing``).
     Usage errors (no Dask, a bad ``workers``) are raised at the call, before iterating.
     """
     jobs = list(jobs)
@@ -87,7 +77,7 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
         _create_folder(root)
         remove_stale_temp_files(root)
     ordered = largest_first(jobs)
-    with sigterm_raises():
+    with signals_raise():
         if dask_address is not None:
             yield from dask_runner.run_on_dask(ordered, settings, dask_address, stop)
             return  # tasks cancelled on a Dask cluster may still run: leave their temps
@@ -116,12 +106,8 @@ def _create_folder(root: str) -> None:
 
 
 def remove_stale_temp_files(root: str) -> int:
-    """Remove temporary files of dead convtool processes anywhere under ``root``; count them."""
-    removed = 0
-    for folder, subfolders, _files in os.walk(root):
-        subfolders.sort()
-        removed += len(atomic.remove_stale_temp_files(folder))
-    return removed
+    """Remove temporary files no live writer holds anywhere under ``root``; count them."""
+    return atomic.remove_stale_temp_files_below(root)
 
 
 def largest_first(jobs: list[Job]) -> list[Job]:
@@ -151,25 +137,4 @@ def _run_here(jobs: list[Job], settings: Settings, stop) -> Iterator[JobResult]:
             return
 
 
-@contextlib.contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """Make SIGTERM raise :class:`Interrupted` here, unless the program handles it itself."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.getsignal(signal.SIGTERM)
-    if previous not in (signal.SIG_DFL, None):
-        yield
-        return
-
-    def interrupt(signum, frame):
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-# -------------------------------------------------------------------------------- summary
+sigterm_raises = signals_raise  # the name of earlier versions

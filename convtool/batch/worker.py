@@ -3,67 +3,88 @@
 from __future__ import annotations
 
 import errno
-import os
 import time
 from dataclasses import replace
 
 from convtool import images
-from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings, is_inside
-from convtool.errors import MAX_LINE, ConvtoolError, ImageWriteError, one_line
+from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings
+from convtool.errors import MAX_LINE, ConvtoolError, ImageWriteError, UsageError, one_line
 from convtool.images import outputs
 from convtool.images.atomic import write_error_reason
+from convtool.images.sheet import layout as sheet_layout
+from convtool.images.sheet import stack_sheet
+from convtool.pipeline import Progress
 from convtool.pipeline import memory as limits
 
 
-def process(job: Job, settings: Settings) -> None:
+def process(job: Job, settings: Settings, progress: Progress | None = None) -> list[str]:
     """Read, filter and write one job; raises :class:`ConvtoolError` on failure.
 
-    Before filtering: the output is not the input and its name fits the file system, the
-    work fits in memory, and the output format can hold the result's size.
+    Returns the writer's notes (what the output format could not hold). ``progress``
+    follows the filtering (see :data:`convtool.pipeline.Progress`). Before filtering: the
+    output is not the input and its name fits the file system, the output format can hold
+    the result's size, and the work fits in memory.
     """
     outputs.check_name(job.dest)
     outputs.check_not_inputs([("-o", job.dest)], [job.source])
-    fmt = images.format_for(job.dest, settings.write.format)
+    write = settings.write
+    fmt = images.format_for(job.dest, write.format)
     image = images.read_image(
         job.source,
         precision=settings.read.precision,
         gray=settings.read.gray,
         max_pixels=settings.read.max_pixels,
+        frames=settings.read.frames,
     )
-    height, width = limits.output_shape(settings.chain, *image.pixels.shape[:2])
-    outputs.check_size(job.dest, fmt, height, width, image.pixels.shape[2])
+    images.check_frames(fmt, image.frame_count, job.source)  # before the work, not after
+    height, width = _planned_shape(settings, image, fmt)
+    outputs.check_size(job.dest, fmt, height, width, image.channels)
     # refuse with a clear message now rather than be ended by the OOM killer halfway
     limits.check_memory(settings.chain, image, share=settings.workers)
-    result = settings.chain.apply_to(image)
+    if progress is None:
+        result = settings.chain.apply_to(image)
+    else:
+        result = settings.chain.apply_to(image, progress=progress)
+    channels = image.channels
     del image  # its pixels need not be held through the write
-    if job.root is not None:
-        _make_folder_inside(job.dest, job.root)
-    images.write_image(
+    range_mode = write.range_mode
+    if settings.chain.stack and fmt not in ("npy", "tiff"):
+        result, range_mode = _stack_sheet(result, settings, channels), None  # mapped already
+    if write.strip:
+        result = replace(result, metadata=images.Metadata())
+    return images.write_image(
         job.dest,
         result,
-        format=settings.write.format,
-        depth=settings.write.depth,
-        range_mode=settings.write.range_mode,
-        compress_level=settings.write.compress_level,
+        format=write.format,
+        depth=write.depth,
+        range_mode=range_mode,
+        compress_level=write.compress_level,
+        background=write.background,
+        inside=job.root,  # its folders are opened with no symbolic link followed
+        **write.controls_for(fmt),
     )
 
 
-def _make_folder_inside(dest: str, root: str) -> None:
-    """Create ``dest``'s folder, refusing if a symbolic link would take it out of ``root``.
+def _planned_shape(settings: Settings, image: images.Image, fmt: str) -> tuple[int, int]:
+    """The (height, width) the output will have: the chain's result, or its stack sheet."""
+    chain = settings.chain
+    height, width = limits.output_shape(chain, *image.pixels.shape[:2])
+    if chain.stack and fmt not in ("npy", "tiff"):
+        tiles = sum(1 if n in (1, 3) else n for _, n in chain.stack_sizes(image.channels))
+        height, width, _ = sheet_layout([(height, width)] * tiles)
+    return height, width
 
-    Checked before creating (so no folder is made outside) and after (the folders may
-    have changed meanwhile).
-    """
-    root_real = os.path.realpath(root)
-    if not is_inside(dest, root_real):
-        raise ImageWriteError("refusing to write outside the output folder", path=dest)
-    try:
-        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-    except OSError as err:
-        reason = write_error_reason(err)
-        raise ImageWriteError(f"cannot create its folder: {reason}", path=dest) from None
-    if not is_inside(dest, root_real):
-        raise ImageWriteError("refusing to write outside the output folder", path=dest)
+
+def _stack_sheet(result: images.Image, settings: Settings, channels: int) -> images.Image:
+    """A filter bank written to an image format: its channels as a labelled contact sheet
+    (of the first frame: a sheet is one picture)."""
+    if settings.write.depth not in (None, "8", 8):
+        raise UsageError(
+            "a --stack contact sheet is 8-bit; for --depth 16 or float write .npy or .tif"
+        )
+    groups = settings.chain.stack_sizes(channels)
+    sheet = stack_sheet(result.pixels, groups, result.depth, settings.write.range_mode)
+    return images.Image(sheet, depth=8, source=result.source)
 
 
 def process_quietly(job: Job, settings: Settings) -> JobResult:
@@ -74,14 +95,14 @@ def process_quietly(job: Job, settings: Settings) -> JobResult:
     """
     start = time.perf_counter()
     try:
-        process(job, settings)
+        notes = process(job, settings)
     except ConvtoolError as err:
         return _failed(job, str(err), start, fatal=_is_fatal(err))
     except MemoryError:
         return _failed(job, "out of memory", start)
     except Exception as err:  # noqa: BLE001 - reported per file; the batch goes on
         return _failed(job, f"internal error: {type(err).__name__}: {err}", start)
-    return JobResult(job, DONE, None, time.perf_counter() - start)
+    return JobResult(job, DONE, None, time.perf_counter() - start, warnings=tuple(notes))
 
 
 def _failed(job: Job, message: str, start: float, *, fatal: bool = False) -> JobResult:

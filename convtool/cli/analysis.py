@@ -22,22 +22,24 @@ from convtool.cli.options import (
     RangeMode,
     Threads,
     fail,
+    interruptible,
     pixel_limit,
+    refuse_terminals,
 )
 
-COMPARE_EPILOG = (
-    "Examples:\n\n  convtool compare in.png blur.png edges.png -o sheet.png\n\n"
-    "  convtool compare a.png b.png --label before --label after --height 256 -o s.png"
-)
+COMPARE_EPILOG = """Examples:
+
+\b
+  convtool compare in.png blur.png edges.png -o sheet.png
+  convtool compare a.png b.png --label before --label after --height 256 -o s.png
+"""
 
 MATCH_EPILOG = """Examples:
 
+\b
   convtool match scene.png template.png -o response.png
-
   convtool match scene.png template.png --threshold 0.8 --json
-
   convtool match scene.png template.png -t 0.9 -m 5 --overlay hits.png
-
   convtool match scene.png template.png -o scores.npy        (raw scores, valid geometry)
 """
 
@@ -161,44 +163,49 @@ def match(
     to brightness and contrast, 0 = unrelated or flat, -1 = inverted. Give -o for the score
     map, --json for the matches, --overlay for the scene with the matches boxed.
     """
-    try:
-        from convtool.match import request as matching
+    with interruptible():  # a signal mid-write leaves no temporary file
+        try:
+            from convtool.match import request as matching
 
-        request = matching.MatchRequest(
-            scene=scene_path,
-            template=template_path,
-            output=output,
-            as_json=as_json,
-            overlay=overlay,
-            threshold=threshold,
-            max_matches=max_matches,
-            geometry=geometry.value,
-            per_channel=per_channel,
-            range_mode=range_mode.value if range_mode else None,
-            depth=depth.value if depth else None,
-            format=format,
-            thickness=thickness,
-            method=method.value,
-            threads=threads,
-            max_pixels=pixel_limit(max_pixels),
-            compress_level=compress_level,
-        )
-        outcome = matching.run(request)
-        if as_json:
-            import json
+            refuse_terminals(
+                reads_stdin="-" in (scene_path, template_path),
+                writes_stdout="-" in (output, overlay),
+            )
+            request = matching.MatchRequest(
+                scene=scene_path,
+                template=template_path,
+                output=output,
+                as_json=as_json,
+                overlay=overlay,
+                threshold=threshold,
+                max_matches=max_matches,
+                geometry=geometry.value,
+                per_channel=per_channel,
+                range_mode=range_mode.value if range_mode else None,
+                depth=depth.value if depth else None,
+                format=format,
+                thickness=thickness,
+                method=method.value,
+                threads=threads,
+                max_pixels=pixel_limit(max_pixels),
+                compress_level=compress_level,
+            )
+            outcome = matching.run(request)
+            if as_json:
+                import json
 
-            print(json.dumps([m.to_dict() for m in outcome.matches], indent=2))
-        if not quiet:
-            terminal.note(outcome.summary())
-    except Exception as err:  # noqa: BLE001
-        hint = "a smaller scene or template, or fewer --threads"
-        raise fail(err, debug, memory_hint=hint) from None
+                print(json.dumps([m.to_dict() for m in outcome.matches], indent=2))
+            if not quiet:
+                terminal.note(outcome.summary())
+        except Exception as err:  # noqa: BLE001
+            hint = "a smaller scene or template, or fewer --threads"
+            raise fail(err, debug, memory_hint=hint) from None
 
 
 def compare(
     paths: Annotated[
         list[str],
-        typer.Argument(metavar="IMAGES", help="Images to put side by side.", show_default=False),
+        typer.Argument(metavar="IMAGES...", help="Images to put side by side.", show_default=False),
     ],
     output: Annotated[
         str,
@@ -229,12 +236,14 @@ def compare(
     debug: Debug = False,
 ) -> None:
     """Put images side by side at a common height, each labelled: a contact sheet."""
-    try:
-        from convtool.images import sheet
+    with interruptible():  # a signal mid-write leaves no temporary file
+        try:
+            from convtool.images import sheet
 
-        sheet.compare(paths, output, label, height=height)
-    except Exception as err:  # noqa: BLE001
-        raise fail(err, debug, memory_hint="a smaller --height or fewer images") from None
+            refuse_terminals(reads_stdin="-" in paths, writes_stdout=output == "-")
+            sheet.compare(paths, output, label, height=height)
+        except Exception as err:  # noqa: BLE001
+            raise fail(err, debug, memory_hint="a smaller --height or fewer images") from None
 
 
 def register(app: typer.Typer) -> None:

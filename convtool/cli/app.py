@@ -13,40 +13,77 @@ import contextlib
 import signal
 import sys
 import warnings
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperGroup
 
-from convtool import __version__
+from convtool import __version__, stdio
 from convtool.cli import analysis as cli_analysis
+from convtool.cli import teach as cli_teach
 from convtool.cli import terminal
 from convtool.cli.options import (
     AlphaMode,
+    Bias,
+    Compression,
     CompressLevel,
+    Correlate,
+    Cval,
     Debug,
-    Depth,
+    DepthOption,
+    Dilation,
+    Frames,
+    Gray,
+    Groups,
+    Iterations,
+    KernelSpecs,
     MaxPixels,
     Method,
+    MethodOption,
+    Normalize,
+    PaddingMode,
     Precision,
+    PrecisionOption,
     Quiet,
-    RangeMode,
+    RangeOption,
+    Stride,
+    Subsampling,
     Threads,
+    Transposed,
     debug_enabled,
     fail,
     pixel_limit,
+    refuse_terminals,
+    reset_debug,
 )
-from convtool.errors import ConvtoolError
+from convtool.errors import ConvtoolError, StdoutError
 from convtool.padding import Padding
 from convtool.padding import help_text as padding_help
 
 
 class OneLineErrors(TyperGroup):
-    """Render every error as one line on stderr; tracebacks only with --debug."""
+    """Render every error as one line on stderr; tracebacks only with --debug.
+
+    Stdout is checked too (:mod:`convtool.stdio`): whatever a command, its help or
+    ``--version`` writes there either all arrives or the run fails with one line (exit 1),
+    or quietly with 141 when the reader of a pipe has gone (``| head``).
+    """
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        stdio.install()
+        try:
+            code = self._run(args, prog_name, complete_var, **extra)
+            stdio.flush()
+        except StdoutError as err:
+            if not getattr(err, "quiet", False):
+                terminal.error_line(str(err))
+            code = err.exit_code
+        sys.exit(code)
+
+    def _run(self, args, prog_name, complete_var, **extra) -> int:
+        reset_debug()  # each run starts without the --debug of an earlier one (tests)
         if not debug_enabled("--debug" in (args if args is not None else sys.argv)):
             # a library's warning on stderr would break the one-line promise; --debug shows them
             warnings.simplefilter("ignore")
@@ -54,21 +91,24 @@ class OneLineErrors(TyperGroup):
             result = super().main(args, prog_name, complete_var, False, **extra)
         except (typer.Abort, KeyboardInterrupt):
             terminal.error_line("interrupted")
-            sys.exit(130)
-        except Exception as err:
-            if not _is_click_error(err):
+            return 130
+        except StdoutError:
+            raise
+        except Exception as caught:
+            if not _is_click_error(caught):
                 raise
+            err: Any = caught  # click's exception, whichever click typer bundles
             if type(err).__name__ == "NoArgsIsHelpError":  # bare `convtool`: the help itself
-                print(err.format_message(), file=sys.stderr)
-                sys.exit(err.exit_code)
+                terminal.print_stderr(err.format_message())
+                return err.exit_code
             hint = ""
             if err.exit_code == 2:  # a usage error: point at the command's help
                 ctx = getattr(err, "ctx", None)
                 command = ctx.command_path if ctx is not None else "convtool"
                 hint = f" (see '{command} --help')"
             terminal.error_line(f"{err.format_message()}{hint}")
-            sys.exit(err.exit_code)
-        sys.exit(result if isinstance(result, int) else 0)
+            return err.exit_code
+        return result if isinstance(result, int) else 0
 
 
 def _is_click_error(err: BaseException) -> bool:
@@ -85,7 +125,6 @@ app = typer.Typer(
 )
 kernels_app = typer.Typer(
     cls=OneLineErrors,
-    help="List the named kernels, or show one as it will be applied.",
     context_settings={"help_option_names": ["-h", "--help"]},
     invoke_without_command=True,
     rich_markup_mode=None,
@@ -99,23 +138,25 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(
+    epilog="Examples:\n\n\b\n"
+    "  convtool filter photo.png -k sobel-x -o edges.png\n"
+    "  convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png\n"
+    "  convtool filter photos/ -o edges/ -k grad:sobel -j 2\n"
+    "  convtool kernels show gaussian:sigma=1 -n 3\n"
+    "  convtool match scene.png template.png --json\n"
+    "  convtool compare in.png edges.png -o sheet.png\n"
+    '  convtool explain "[10 20 30; 40 50 60; 70 80 90]" -k sharpen --at 1,1\n'
+    "  convtool animate --size 5x5 -k box:3 --stride 2 -o conv.gif"
+)
 def main_callback(
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
     ] = False,
+    debug: Debug = False,
 ) -> None:
-    """Exact, fast 2-D convolution of images: named or custom kernels, every padding mode.
-
-    Examples:
-
-      convtool filter photo.png -k sobel-x -o edges.png
-
-      convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png
-
-      convtool kernels show gaussian:sigma=1 -n 3
-    """
+    """Exact, fast 2-D convolution of images: named or custom kernels, every padding mode."""
 
 
 # ------------------------------------------------------------------------------ filter
@@ -123,17 +164,18 @@ def main_callback(
 
 FILTER_EPILOG = """Examples:
 
+\b
   convtool filter samples/camera.png -k sobel-x --range offset -o edges.png
-
-  convtool filter photo.jpg -k gaussian:sigma=2 -k sharpen:amount=1.5 -o out.png
-
+  convtool filter photo.jpg -k unsharp:sigma=2,amount=1.5 -o sharper.png
   convtool filter in.png -k box:5 -o - | convtool filter - -k grad:sobel -o out.png
-
   convtool filter in.png -k "[1 2 1; 2 4 2; 1 2 1]/16" -n 3 --padding edge -o blurred.png
-
   convtool filter in.png -k sobel-x --depth float -o gx.tif     (raw signed results)
-
   convtool filter photos/ -o edges/ -r -j 2 -k grad:sobel --skip-existing
+  convtool filter photo.jpg -k sharpen --quality 85 --subsampling 4:2:0 -o out.jpg
+  convtool filter anim.gif -k box:3 -o anim.webp     (every frame; --frames first: one)
+  convtool filter in.png -k binomial:3@scale=4 --transposed --stride 2 -o up.png  (2x bilinear)
+  convtool filter in.png -k sobel-x -k sobel-y --stack -o g.npy           (H x W x 2)
+  convtool filter rgb.png -k dw.npy -k pw.npy --correlate --padding zero -o f.npy
 
 \b
 Padding modes (k = kernel side):
@@ -145,7 +187,7 @@ def filter(  # noqa: A001 - the command is called `filter`
     inputs: Annotated[
         list[str],
         typer.Argument(
-            metavar="INPUTS",
+            metavar="INPUTS...",
             help="Input images or folders; '-' reads an image from stdin.",
             show_default=False,
         ),
@@ -155,93 +197,100 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "-o",
             "--output",
-            help="Output file, or folder when there are several "
-            "inputs or a folder; '-' for stdout.",
+            help="Output file, or folder when there are several inputs or a folder; "
+            "'-' for stdout (not a terminal). A name with an image extension (x.png) is "
+            "always a file; a trailing / makes any name a folder.",
             show_default=False,
         ),
     ],
-    kernel: Annotated[
-        list[str],
-        typer.Option(
-            "-k",
-            "--kernel",
-            help="Kernel spec, repeatable, applied in order: NAME, "
-            "NAME:ARGS, an inline matrix, a kernel file, grad:OP, maxpool:N, avgpool:N. "
-            "See `convtool kernels`.",
-            show_default=False,
-        ),
-    ],
-    padding: Annotated[
-        str,
-        typer.Option(
-            "--padding",
-            "-p",
-            help="Border mode: zero, constant (with --cval), edge, reflect, symmetric, wrap, "
-            "valid, full, or an alias (mirror, replicate, circular, ...); pictures below.",
-        ),
-    ] = Padding.REFLECT.value,
-    cval: Annotated[
-        float, typer.Option(help="Value outside the image for --padding constant.")
-    ] = 0.0,
-    iterations: Annotated[
-        int, typer.Option("-n", "--iterations", help="Apply the whole chain N times.")
-    ] = 1,
-    correlate: Annotated[
+    kernel: KernelSpecs,
+    padding: PaddingMode = Padding.REFLECT.value,
+    cval: Cval = 0.0,
+    iterations: Iterations = 1,
+    correlate: Correlate = False,
+    stride: Stride = 1,
+    dilation: Dilation = 1,
+    normalize: Normalize = False,
+    transposed: Transposed = False,
+    stack: Annotated[
         bool,
         typer.Option(
-            "--correlate",
-            help="Apply kernels as written (cross-correlation) "
-            "instead of true convolution (kernel flipped).",
+            "--stack",
+            help="Filter bank: apply each -k to the input on its own and stack the results as "
+            "channels (kernel by kernel); .npy/.tif keep them, image formats get a contact sheet.",
         ),
     ] = False,
-    stride: Annotated[int, typer.Option(help="Keep every S-th output pixel of each step.")] = 1,
-    dilation: Annotated[int, typer.Option(help="Space kernel taps D pixels apart.")] = 1,
-    normalize: Annotated[
-        bool,
-        typer.Option(
-            "--normalize",
-            help="Divide each kernel by its sum (zero-sum kernels: "
-            "positive weights to 1, negative to -1).",
-        ),
-    ] = False,
-    precision: Annotated[
-        Precision, typer.Option(help="Floating point inside: float32 or float64.")
-    ] = Precision.single,
-    method: Annotated[
-        Method, typer.Option(help="How to compute; all give the same result within tolerance.")
-    ] = Method.auto,
+    groups: Groups = None,
+    bias: Bias = None,
+    precision: PrecisionOption = Precision.single,
+    method: MethodOption = Method.auto,
     threads: Threads = None,
-    range_mode: Annotated[
-        RangeMode | None,
-        typer.Option(
-            "--range",
-            help="Map results into an integer output: clip (default), abs, "
-            "offset (add half the range), rescale (min..max to full range).",
-            show_default=False,
-        ),
-    ] = None,
-    depth: Annotated[
-        Depth | None,
-        typer.Option(
-            help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
-            "Default: the input's depth where the format holds it.",
-            show_default=False,
-        ),
-    ] = None,
-    gray: Annotated[
-        bool, typer.Option("--gray", help="Convert colour input to luminance first (BT.601).")
-    ] = False,
+    range_mode: RangeOption = None,
+    depth: DepthOption = None,
+    gray: Gray = False,
     format: Annotated[  # noqa: A002
         str | None,
         typer.Option(
             "--format",
             "-f",
-            help="Output format (png, jpg, tif, bmp, webp, ppm, npy); "
-            "default: from the -o extension, png for stdout.",
+            help="Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy); "
+            "default: from the -o extension (which must agree), png for stdout.",
             show_default=False,
         ),
     ] = None,
     compress_level: CompressLevel = 1,
+    quality: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=100,
+            help="JPEG quality 1-100 (default 92); for WebP, lossy at this quality instead "
+            "of lossless; for TIFF with --compression jpeg.",
+            show_default=False,
+        ),
+    ] = None,
+    subsampling: Annotated[
+        Subsampling | None,
+        typer.Option(
+            help="JPEG chroma subsampling (default 4:4:4: filtered edges keep their colour).",
+            show_default=False,
+        ),
+    ] = None,
+    progressive: Annotated[
+        bool, typer.Option("--progressive", help="Write progressive JPEG.")
+    ] = False,
+    compression: Annotated[
+        Compression | None,
+        typer.Option(
+            help="TIFF compression (default deflate at --compress-level; none at 0). "
+            "lzw, zstd, jpeg and packbits use imagecodecs when installed, else Pillow.",
+            show_default=False,
+        ),
+    ] = None,
+    strip: Annotated[
+        bool,
+        typer.Option(
+            "--strip",
+            help="Write no metadata (ICC profile, EXIF, XMP, DPI, text); by default it is "
+            "kept where the output format holds it.",
+        ),
+    ] = False,
+    frames: Annotated[
+        Frames,
+        typer.Option(
+            help="all: filter every frame of an animation (GIF, APNG, WebP) or page of a "
+            "TIFF; first: only the first.",
+        ),
+    ] = Frames.all,
+    background: Annotated[
+        str | None,
+        typer.Option(
+            metavar="COLOR",
+            help="Colour that alpha is composited over for JPEG, BMP and PNM: a name, "
+            "#rrggbb or R,G,B (default white, with a warning).",
+            show_default=False,
+        ),
+    ] = None,
     alpha: Annotated[
         AlphaMode,
         typer.Option(
@@ -292,9 +341,9 @@ def filter(  # noqa: A001 - the command is called `filter`
         typer.Option(
             "--dask",
             metavar="ADDRESS",
-            help="Send the files to this Dask scheduler "
+            help="Send a batch's files to this Dask scheduler "
             "(e.g. tcp://host:8786); its workers must see the same paths. Needs "
-            "pip install 'convtool[dask]'.",
+            "pip install 'convtool[dask]'. One input file is filtered here (a note says so).",
             show_default=False,
         ),
     ] = None,
@@ -309,10 +358,10 @@ def filter(  # noqa: A001 - the command is called `filter`
     try:
         from convtool import batch
         from convtool.kernels.specs import files_read
-        from convtool.pipeline import Chain, FilterOptions, parse_steps
+        from convtool.pipeline import Chain, FilterOptions, parse_steps, with_layer_options
 
         chain = Chain(
-            steps=parse_steps(kernel),
+            steps=with_layer_options(parse_steps(kernel), groups or [], bias or []),
             options=FilterOptions(
                 padding=padding,
                 cval=cval,
@@ -322,10 +371,12 @@ def filter(  # noqa: A001 - the command is called `filter`
                 normalize=normalize,
                 method=method.value,
                 threads=threads,
+                transposed=transposed,
             ),
             iterations=iterations,
             alpha_mode=alpha.value,
             channels=channels,
+            stack=stack,
         )
         settings = batch.Settings(
             chain=chain,
@@ -333,14 +384,26 @@ def filter(  # noqa: A001 - the command is called `filter`
                 precision=precision.value,
                 gray=gray,
                 max_pixels=pixel_limit(max_pixels),
+                frames=frames.value,
             ),
             write=batch.WriteOptions(
                 format=format,
                 depth=depth.value if depth else None,
                 range_mode=range_mode.value if range_mode else None,
                 compress_level=compress_level,
+                quality=quality,
+                subsampling=subsampling.value if subsampling else None,
+                progressive=progressive,
+                compression=compression.value if compression else None,
+                background=background,
+                strip=strip,
             ),
         )
+        refuse_terminals(reads_stdin="-" in inputs, writes_stdout=output == "-")
+        if debug_enabled(debug):
+            from convtool.engine import native
+
+            terminal.note(f"engine: {native.implementation()}")
         plan = batch.plan(
             inputs,
             output,
@@ -348,15 +411,26 @@ def filter(  # noqa: A001 - the command is called `filter`
             suffix=suffix,
             format=format,
             skip_existing=skip_existing,
-            kernel_files=[path for spec in kernel for path in files_read(spec)],
+            kernel_files=[path for spec in kernel for path in files_read(spec)] + list(bias or []),
         )
+        settings.write.check(job.dest for job in plan.jobs)  # a usage error before any work
         if plan.single:
+            if dask is not None and not quiet:
+                terminal.note(
+                    "--dask sends batches (several inputs or a folder) to a cluster; "
+                    "this one file is filtered here"
+                )
             if plan.jobs:
-                with batch.sigterm_raises():  # SIGTERM cleans up as Ctrl-C does
-                    batch.process(plan.jobs[0], settings)
+                job = plan.jobs[0]
+                # SIGTERM, SIGHUP, ... clean up as Ctrl-C does
+                with batch.signals_raise(), terminal.image_progress(quiet) as progress:
+                    notes = batch.process(job, settings, progress=progress)
+                for note in [] if quiet else notes:
+                    terminal.warning_line(f"{job.dest}: {note}")
             elif not quiet:
                 terminal.note(f"{output}: skipped, the output exists")
             return
+        batch.require_images(plan, inputs)
         results = batch.run(
             plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask
         )
@@ -393,25 +467,24 @@ def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
 
 
 cli_analysis.register(app)
+cli_teach.register(app)
 
 
 # ----------------------------------------------------------------------------- kernels
 
 
-@kernels_app.callback()
+@kernels_app.callback(
+    epilog="Examples:\n\n\b\n  convtool kernels\n  convtool kernels show sobel-x\n"
+    "  convtool kernels show sharpen:amount=1.5     (its sum: 1/2)\n"
+    "  convtool kernels show binomial:3 -n 2"
+)
 def kernels_list(
     ctx: typer.Context,
     debug: Debug = False,
 ) -> None:
-    """List the named kernels: name, size, parameters with defaults, description.
+    """List the named kernels and steps (size, parameters, description), or show one.
 
-    Examples:
-
-      convtool kernels
-
-      convtool kernels show sobel-x
-
-      convtool kernels show binomial:3 -n 2
+    Sizes are rows x columns (HxW), as in box:3x5.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -426,9 +499,11 @@ def kernels_list(
 
 @kernels_app.command(
     "show",
-    epilog="Examples:\n\n  convtool kernels show sobel-x\n\n"
-    "  convtool kernels show binomial:3 -n 2\n\n"
-    '  convtool kernels show "[1 2 1]/4" --correlate',
+    epilog="Examples:\n\n\b\n  convtool kernels show sobel-x\n"
+    "  convtool kernels show binomial:3 -n 2\n"
+    '  convtool kernels show "[1 2 1]/4" --correlate\n'
+    '  convtool kernels show "5x3: 1 2 3 4 5 1 2 3 4 5 1 2 3 4 5"   (ImageMagick: WxH)\n'
+    "  convtool kernels show log:sigma=2 --image log.png",
 )
 def kernels_show(
     spec: Annotated[str, typer.Argument(help="A kernel spec, as given to -k.", show_default=False)],
@@ -441,6 +516,16 @@ def kernels_show(
     normalize: Annotated[
         bool, typer.Option("--normalize", help="Apply --normalize first.")
     ] = False,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            metavar="PATH",
+            help="Also write the kernel as a heat map picture (PNG, or the format of "
+            "PATH's extension): red for positive weights, blue for negative.",
+            show_default=False,
+        ),
+    ] = None,
     debug: Debug = False,
 ) -> None:
     """Show a kernel's matrix, sum and separability, as it will be applied."""
@@ -450,6 +535,15 @@ def kernels_show(
         reports = kernelview.report(
             spec, iterations=iterations, correlate=correlate, normalize=normalize
         )
+        if image is not None:
+            refuse_terminals(writes_stdout=image == "-")
+            from convtool import images
+            from convtool.images.heatmap import heat_map
+
+            picture = heat_map([kernelview.heat_map_cells(rep) for rep in reports])
+            images.write_image(image, images.Image(picture.astype("float32"), depth=8))
+            if image == "-":
+                return  # stdout holds the picture: no listing beside it
         if terminal.rich_stdout():
             terminal.print_heat_maps(reports)
         else:

@@ -17,7 +17,7 @@ from convtool.errors import one_line
 def say(text: str, *, indent: str = "") -> None:
     """Print one line on stderr, as every message line is printed: through
     :func:`convtool.errors.one_line` (control characters escaped, length capped)."""
-    print(indent + one_line(text), file=sys.stderr, flush=True)
+    print_stderr(indent + one_line(text))
 
 
 def error_line(message: str) -> None:
@@ -26,6 +26,17 @@ def error_line(message: str) -> None:
 
 def note(message: str) -> None:
     say(f"convtool: {message}")
+
+
+def print_stderr(text: str) -> None:
+    """A message on stderr; if stderr itself fails (``2>/dev/full``) there is nowhere to say so."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=sys.stderr, flush=True)
+
+
+def warning_line(message: str) -> None:
+    """One warning on stderr (what an output could not hold): not an error, no exit code."""
+    say(f"convtool: warning: {message}")
 
 
 def rich_stdout() -> bool:
@@ -79,6 +90,69 @@ def print_heat_maps(reports, console=None) -> None:
             console.print(line, highlight=False)
 
 
+def _bar(console, unit: str):
+    """The progress bar's look, shared by a batch and one long image."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    count = MofNCompleteColumn() if unit == "images" else TaskProgressColumn()
+    return Progress(
+        TextColumn("filtering"),
+        BarColumn(),
+        count,
+        TextColumn("{task.fields[failed]}"),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        TextColumn("left"),
+        console=console,
+        transient=True,
+    )
+
+
+# One image draws a bar only when it takes longer than this: quick ones would just flicker.
+IMAGE_BAR_AFTER = 0.5  # seconds
+
+
+@contextlib.contextmanager
+def image_progress(quiet: bool):
+    """Yield a ``progress(done, total)`` for one image's filtering, or None.
+
+    A bar on stderr, in the batch bar's style, drawn only on a terminal, not with
+    ``quiet``, and only once the image has taken :data:`IMAGE_BAR_AFTER` seconds.
+    """
+    if quiet or not sys.stderr.isatty():
+        yield None
+        return
+    import time
+
+    from rich.console import Console
+
+    start = time.monotonic()
+    progress, task = None, None
+
+    def show(done: float, total: int) -> None:
+        nonlocal progress, task
+        if progress is None:
+            if time.monotonic() - start < IMAGE_BAR_AFTER:
+                return
+            progress = _bar(Console(stderr=True), "steps")
+            progress.start()
+            task = progress.add_task("filter", total=total, rate="", failed="")
+        progress.update(task, completed=done, total=total)
+
+    try:
+        yield show
+    finally:
+        if progress is not None:
+            progress.stop()
+
+
 @contextlib.contextmanager
 def batch_progress(total: int, quiet: bool):
     """Yield ``show(result)``: a rich bar on a terminal, one line per file otherwise."""
@@ -90,39 +164,31 @@ def batch_progress(total: int, quiet: bool):
         def line(result) -> None:
             detail = f": {result.reason}" if result.reason else f" -> {result.job.dest}"
             say(f"{result.status} {result.job.source}{detail}")
+            for warning in result.warnings:
+                warning_line(f"{result.job.dest}: {warning}")
 
         yield line
         return
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
 
-    progress = Progress(
-        TextColumn("filtering"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
-        TextColumn("left"),
-        console=Console(stderr=True),
-        transient=True,
-    )
+    # Failures are counted on the bar, not printed as they come: the summary lists each
+    # once with its reason (printed here too, they appeared twice on the screen).
+    progress = _bar(Console(stderr=True), "images")
     with progress:
-        task = progress.add_task("filter", total=total, rate="")
+        task = progress.add_task("filter", total=total, rate="", failed="")
+        failures = 0
 
         def bar(result) -> None:
-            if result.status == "failed":
-                line = one_line(f"failed {result.job.source}: {result.reason}")
+            nonlocal failures
+            failures += result.status == "failed"
+            for warning in result.warnings:  # the summary does not repeat these
+                line = one_line(f"convtool: warning: {result.job.dest}: {warning}")
                 progress.console.print(line, highlight=False, markup=False)
             elapsed = progress.tasks[task].elapsed or 0.0
             done = progress.tasks[task].completed + 1
             rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
-            progress.update(task, advance=1, rate=rate)
+            failed = f"{failures} failed" if failures else ""
+            progress.update(task, advance=1, rate=rate, failed=failed)
 
         yield bar
 

@@ -1,4 +1,5 @@
-"""Exact, fast 2-D correlation and convolution (numpy stride tricks; the engine never touches files)."""
+"""Exact, fast 2-D correlation and convolution and their transposes (numpy stride tricks; the
+engine never touches files)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from convtool.engine.api import (
     convolve,
     correlate,
 )
+from convtool.engine.bands import source_positions
 from convtool.engine.plan import (
     MAX_STEP,
     MAX_THREADS,
@@ -16,6 +18,12 @@ from convtool.engine.plan import (
     choose_method,
     separable_factors,
 )
+from convtool.engine.schedule import BandObserver, observe_bands
+from convtool.engine.transposed import (
+    convolve_transposed,
+    correlate_transposed,
+    transposed_shape,
+)
 
 __all__ = [
     "METHODS",
@@ -23,9 +31,15 @@ __all__ = [
     "MAX_THREADS",
     "correlate",
     "convolve",
+    "correlate_transposed",
+    "convolve_transposed",
+    "transposed_shape",
+    "source_positions",
     "Axis",
     "Plan",
     "Tuning",
     "choose_method",
     "separable_factors",
+    "BandObserver",
+    "observe_bands",
 ]

@@ -33,6 +33,7 @@ from convtool.engine.plan import (
     axis,
     check_origin,
     choose_method,
+    correlation_form,
     separable_factors,
     tuning,
 )
@@ -118,10 +119,9 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
 
     spans = [(k - 1) * d + 1 for k, d in zip(weights.shape, dilation, strict=True)]
     check_origin(origin, spans, padding)
-    if flip:
-        weights = weights[::-1, ::-1]
-        factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
-        origin = tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
+    weights, origin = correlation_form(weights, origin, dilation, flip)
+    if flip and factors is not None:
+        factors = (factors[0][::-1], factors[1][::-1])
 
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)

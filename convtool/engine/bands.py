@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 # output and a scratch array.
 BAND_COPIES = 3
 
+# The modes whose cells outside the image hold a constant (cval or 0) rather than a copy.
+FILLED = frozenset({Padding.ZERO, Padding.CONSTANT, Padding.VALID, Padding.FULL})
+
 
 class BandFilter:
     """Filters bands of output rows on one thread, reusing one band's arrays band after band.
@@ -31,7 +34,7 @@ class BandFilter:
     ``bind(channels, nr)`` allocates the arrays for bands of ``nr`` output rows, builds its
     views on them once (a ``sliding_window_view`` costs ~10 us, about as much as a 3x3 pass over
     10^4 pixels, so per band it would show) and returns the band buffer to gather into and
-    ``run(out)``. A thread takes its bands in order, so it binds twice at most: for the full
+    ``run(out, j0)`` (``j0``: the band's first output row). A thread takes its bands in order, so it binds twice at most: for the full
     bands, then for a shorter last one.
     """
 
@@ -46,7 +49,7 @@ class BandFilter:
             self.buf, self.run = self.bind(x.shape[0], j1 - j0)
             self.rows = j1 - j0
         gather(self.plan, x, j0, j1, self.buf)
-        self.run(out)
+        self.run(out, j0)
 
 
 def band_buffer(plan: Plan, channels: int, nr: int) -> np.ndarray:
@@ -66,7 +69,7 @@ def gather(plan: Plan, x: np.ndarray, j0: int, j1: int, buf: np.ndarray) -> None
     h, w = x.shape[-2:]
     left = -plan.col_start  # buffer column of input column 0
     right = left + w
-    fill = plan.padding in (Padding.ZERO, Padding.CONSTANT, Padding.VALID, Padding.FULL)
+    fill = plan.padding in FILLED
     cval = plan.cval if plan.padding is Padding.CONSTANT else 0.0
 
     inside0, inside1 = max(r0, 0), min(r0 + count, h)
@@ -86,6 +89,21 @@ def gather(plan: Plan, x: np.ndarray, j0: int, j1: int, buf: np.ndarray) -> None
         else:
             source = left + _extend(pad - left, w, plan.padding)
             buf[:, :, pad[0] : pad[-1] + 1] = buf[:, :, source]
+
+
+def source_positions(index, n: int, padding: Padding) -> np.ndarray:
+    """The input position that each padded position in ``index`` reads, or -1 for a constant.
+
+    Inside ``0..n-1`` a position reads itself; outside, edge/reflect/symmetric/wrap read the
+    pixel :func:`gather` copies there, and zero/constant/valid/full read the constant (-1).
+    This is the band gathering's own index map, for callers that show or invert it (the
+    transposed convolution folds its border back through it; ``convtool explain`` names it).
+    """
+    index = np.asarray(index, dtype=np.int64)
+    inside = (index >= 0) & (index < n)
+    if padding in FILLED:
+        return np.where(inside, index, -1)
+    return np.where(inside, index, _extend(index, n, padding))
 
 
 def _extend(index: np.ndarray, n: int, padding: Padding) -> np.ndarray:

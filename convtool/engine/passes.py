@@ -130,8 +130,9 @@ class Pass:
         their own. Tiles stay below ``gemm_max`` multiply-adds, so OpenBLAS keeps each
         product on the calling thread (its own threads would fight the band pool).
         """
-        if src.strides[2] != src.itemsize:
-            # BLAS needs unit steps along the columns: copy what src holds at each run.
+        if src.strides[2] != src.itemsize and src.shape[2] > 1:
+            # BLAS needs unit steps along the columns: copy what src holds at each run (one
+            # column has any stride, and a copy would keep it: nothing to copy then).
             return lambda out: self._bind_matmul(np.ascontiguousarray(src), count)(out)
         axis, dim, toeplitz = self.axis, self.dim, self.toeplitz
         size = self.block

@@ -15,9 +15,6 @@ from convtool.padding import Padding
 
 # Sizes measured on the test machine (2048x2048 and 4096x4096 float32, two threads). Both the
 # choice of method here and the passes read them: they are set here, once.
-
-# Sizes measured on the test machine (2048x2048 and 4096x4096 float32, two threads). Both the
-# choice of method here and the passes read them: they are set here, once.
 # Elements (channels x rows x columns) per band: the fastest of 2^16..2^21 for 3x3 kernels
 # (smaller bands lose to per-call overhead).
 _BAND_ELEMENTS = 1 << 18
@@ -190,7 +187,19 @@ def check_origin(origin: tuple[int, int], spans, padding: Padding) -> None:
             )
 
 
+def correlation_form(weights: np.ndarray, origin, dilation, flip: bool):
+    """The weights and origin that a correlation applies: for a convolution (``flip``) the
+    kernel rotated by 180° and the origin mirrored as scipy.ndimage.convolve mirrors it
+    (``-origin``, minus 1 more on axes of even dilated side)."""
+    if not flip:
+        return weights, tuple(origin)
+    spans = [(k - 1) * d + 1 for k, d in zip(weights.shape, dilation, strict=True)]
+    mirrored = tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
+    return weights[::-1, ::-1], mirrored
+
+
 def axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> Axis:
+    """One axis of a correlation: output ``j`` reads input ``s*j + offset + a*d``, a = 0..k-1."""
     span = (k - 1) * d + 1
     if padding is Padding.VALID:
         offset, length = 0, n - span + 1

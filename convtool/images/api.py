@@ -2,16 +2,18 @@
 
 Images come in as an :class:`Image` whose ``pixels`` are floating point, shape ``(H, W, C)``
 with ``C`` 1 (grey) or 3 (RGB), in the source's own value scale (0–255 for 8-bit, 0–65535
-for 16-bit, as-is for 32-bit integer and float data), with alpha kept apart in ``alpha``.
+for 16-bit, as-is for 32-bit integer and float data), with alpha kept apart in ``alpha``,
+the file's :class:`~convtool.images.metadata.Metadata` in ``metadata`` and, for an
+animation or a multi-page TIFF, the later frames in ``frames`` (:mod:`convtool.images.frames`).
 Nothing is clipped or rounded until :func:`write_image`, and then only as its
 ``range_mode`` says (:func:`map_range`).
 
 This module is the public face and the policy: formats and the depths they hold, what
-becomes of alpha, EXIF orientation, grey, stdin/stdout and atomic writes, one-line errors.
-The bytes of each format are :mod:`convtool.codecs`' (with Pillow, and around its limits:
-16-bit colour, 16-bit PNG and PNM, TIFF through tifffile); range mapping and the cast to
-an output depth are :mod:`convtool.ranges`'. Of image I/O, only this module and codecs
-import Pillow.
+becomes of alpha and metadata, EXIF orientation, grey, stdin/stdout and atomic writes,
+one-line errors. Decoding is :mod:`convtool.images.codecs`' and encoding
+:mod:`convtool.images.encoders`' (with Pillow, and around its limits: 16-bit colour,
+PNG and APNG, TIFF through tifffile); range mapping and the cast to an output depth are
+:mod:`convtool.images.ranges`'. Of the whole package, only ``convtool.images`` imports Pillow.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import struct
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -31,6 +33,7 @@ import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
+from convtool import stdio
 from convtool.errors import (
     ConvtoolError,
     ImageReadError,
@@ -38,28 +41,55 @@ from convtool.errors import (
     ResourceLimitError,
     UsageError,
 )
+from convtool.images import output
 from convtool.images.atomic import (
     atomic_write,
     remove_stale_temp_files,
     same_file,
     stale_temp_files,
 )
-from convtool.images.codecs import ENCODERS, Decoded, NeedsCodec, decode
-from convtool.images.ranges import MAX_VALUES, RANGE_MODES, map_range, output_samples
+from convtool.images.codecs import (
+    ENCODERS,
+    HEAD_BYTES,
+    Decoded,
+    NeedsCodec,
+    check_head_size,
+    decode,
+    refusal,
+    sniff,
+)
+from convtool.images.frames import (
+    FRAME_CHOICES,
+    Frame,
+    Timing,
+    check_frames,
+    check_shape,
+)
+from convtool.images.metadata import Metadata
+from convtool.images.output import OUTPUT_CONTROLS, check_output_controls
+from convtool.images.ranges import MAX_VALUES, RANGE_MODES, map_range
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
     "FORMAT_DEPTHS",
     "GRAY_WEIGHTS",
     "IMAGE_EXTENSIONS",
+    "OUTPUT_CONTROLS",
     "RANGE_MODES",
     "WRITE_EXTENSIONS",
+    "Frame",
     "Image",
+    "Metadata",
+    "Timing",
     "atomic_write",
+    "check_format_agrees",
+    "check_frames",
+    "check_output_controls",
     "format_for",
     "is_image_path",
     "map_range",
     "read_image",
+    "read_stream",
     "remove_stale_temp_files",
     "same_file",
     "stale_temp_files",
@@ -73,13 +103,13 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 """ITU-R BT.601 luma weights for R, G, B, applied in floating point by ``gray=True``."""
 
 IMAGE_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif",
+    {".png", ".apng", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif",
      ".ppm", ".pgm", ".pbm", ".pnm", ".npy"}
 )  # fmt: skip
 """Extensions (lower case, with the dot) of the files read_image reads and batches look for."""
 
 WRITE_EXTENSIONS = {
-    ".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
+    ".png": "png", ".apng": "apng", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
     ".bmp": "bmp", ".webp": "webp", ".gif": "gif",
     ".ppm": "pnm", ".pgm": "pnm", ".pnm": "pnm", ".npy": "npy",
 }  # fmt: skip
@@ -87,6 +117,7 @@ WRITE_EXTENSIONS = {
 
 FORMAT_DEPTHS: dict[str, tuple[int | str, ...]] = {
     "png": (8, 16),
+    "apng": (8, 16),
     "jpeg": (8,),
     "tiff": (8, 16, 32, "float"),
     "bmp": (8,),
@@ -97,8 +128,12 @@ FORMAT_DEPTHS: dict[str, tuple[int | str, ...]] = {
 }
 """The depths each output format can hold (``"float"``: 32-bit float TIFF, raw ``.npy``)."""
 
-_KEEPS_ALPHA = frozenset({"png", "tiff", "webp", "npy"})
 _PRECISIONS = {"single": np.float32, "double": np.float64}
+
+
+# The formats that hold any number of colour channels (filter banks, layers); the others
+# hold 1 or 3.
+_ANY_CHANNELS = frozenset({"tiff", "npy"})
 
 
 @dataclass
@@ -106,10 +141,15 @@ class Image:
     """An image as floats in its source's value scale, with alpha kept apart.
 
     ``pixels``: (H, W, C) floating array, C = 1 (grey) or 3 (RGB); a 2-D array is taken as
-    grey and given the channel axis. ``alpha``: (H, W) in the same value scale, or None.
+    grey and given the channel axis. ``alpha``: (H, W) opacity, or None: 0..255 for 8-bit,
+    0..65535 for 16-bit (the value scale), and 0..1 for float images (1 = opaque).
     ``depth``: the source depth, 8, 16, 32 or ``"float"``; it gives the value scale
     (:attr:`max_value`) and the default output depth. ``format``/``source``: where it came
-    from (e.g. ``"PNG"``, ``"photo.png"``; ``"-"`` for stdin).
+    from (e.g. ``"PNG"``, ``"photo.png"``; ``"-"`` for stdin). ``metadata``: ICC profile,
+    EXIF, XMP, DPI and text, written back where the output format holds them.
+    ``frames``: the frames (or pages) after this first one, each a
+    :class:`~convtool.images.frames.Frame` of the same depth, channels and alpha;
+    ``timing``: how an animation plays (one duration and disposal per frame), or None.
     """
 
     pixels: np.ndarray
@@ -117,24 +157,34 @@ class Image:
     depth: int | str = "float"
     format: str | None = None
     source: str | None = None
+    metadata: Metadata = field(default_factory=Metadata)
+    frames: list[Frame] = field(default_factory=list)
+    timing: Timing | None = None
 
     def __post_init__(self) -> None:
-        self.pixels = np.asarray(self.pixels)
-        if self.pixels.ndim == 2:
-            self.pixels = self.pixels[:, :, np.newaxis]
-        if self.pixels.ndim != 3 or self.pixels.shape[2] not in (1, 3):
-            raise UsageError(
-                f"Image pixels must have shape (H, W), (H, W, 1) or (H, W, 3), "
-                f"got {self.pixels.shape}"
-            )
+        self.pixels = check_shape(self.pixels, self.alpha, "Image")
         if self.alpha is not None:
             self.alpha = np.asarray(self.alpha)
-            if self.alpha.shape != self.pixels.shape[:2]:
-                raise UsageError(
-                    f"Image alpha must have shape {self.pixels.shape[:2]}, got {self.alpha.shape}"
-                )
         if self.depth not in (8, 16, 32, "float"):
             raise UsageError(f"Image depth must be 8, 16, 32 or 'float', got {self.depth!r}")
+        self.frames = list(self.frames)
+        for frame in self.frames:
+            if frame.pixels.shape[2] != self.channels or (frame.alpha is None) != (
+                self.alpha is None
+            ):
+                raise UsageError(
+                    "Image frames must all have the first frame's channels, and alpha if it has"
+                )
+        if self.timing is not None and len(self.timing.durations) != self.frame_count:
+            raise UsageError(
+                f"Image timing has {len(self.timing.durations)} durations for "
+                f"{self.frame_count} frames"
+            )
+
+    @property
+    def frame_count(self) -> int:
+        """Frames (or pages) in all: this one and the later ``frames``."""
+        return 1 + len(self.frames)
 
     @property
     def max_value(self) -> float | None:
@@ -151,7 +201,8 @@ class Image:
 
     @property
     def channels(self) -> int:
-        """Colour channels (1 or 3), alpha not counted."""
+        """Colour channels (1 or 3 as read; filter banks and layers make others), alpha not
+        counted."""
         return self.pixels.shape[2]
 
 
@@ -172,20 +223,28 @@ def read_image(
     gray: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     stdin: BinaryIO | None = None,
+    frames: str = "all",
 ) -> Image:
     """Read an image file (or ``"-"``: all of stdin) into an :class:`Image`.
 
-    Formats: PNG, JPEG, TIFF, BMP, WebP, GIF (first frame), PNM and the others Pillow opens,
-    told from the bytes, not the name; ``.npy`` arrays (H×W or H×W×C, C = 1 grey, 2 grey +
-    alpha, 3 RGB, 4 RGBA; any numeric or bool dtype). EXIF orientation is applied. Values
-    keep their scale; 1-bit and bool become 0/255; palettes become RGB(A); CMYK, YCbCr and
-    LAB become RGB through Pillow. ``precision``: ``"single"`` (float32) or ``"double"``.
-    ``gray``: colour → one BT.601 luma channel (:data:`GRAY_WEIGHTS`). ``max_pixels``:
-    width × height checked from the header before decoding (None or 0: no limit).
-    ``stdin``: a binary stream to use instead of ``sys.stdin.buffer`` for ``"-"``.
+    Formats: PNG and APNG, JPEG, TIFF, BMP, WebP, GIF and PNM, told from the bytes, not
+    the name, and nothing else (EPS, PDF and the other formats Pillow knows are refused
+    without being opened: :data:`convtool.images.codecs.READ_FORMATS`); ``.npy`` arrays
+    (H×W or H×W×C, C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; any real numeric or bool
+    dtype; signed integers keep their sign). EXIF orientation is applied (and
+    set to 1 in the metadata). Values keep their scale; 1-bit and bool become 0/255;
+    palettes become RGB(A); CMYK, YCbCr and LAB become RGB through Pillow. ``precision``:
+    ``"single"`` (float32) or ``"double"``. ``gray``: colour → one BT.601 luma channel
+    (:data:`GRAY_WEIGHTS`). ``max_pixels``: width × height (times the frames) checked from
+    the header before decoding (None or 0: no limit). ``stdin``: a binary stream to use
+    instead of ``sys.stdin.buffer`` for ``"-"``; it, and any path that is not a regular
+    file, is read within limits (:func:`read_stream`). ``frames``: ``"all"`` frames of an
+    animation or pages of a TIFF (composited as shown), or only the ``"first"``.
     """
     if precision not in _PRECISIONS:
         raise UsageError(f"precision must be 'single' or 'double', got {precision!r}")
+    if frames not in FRAME_CHOICES:
+        raise UsageError(f"--frames must be one of {', '.join(FRAME_CHOICES)}, got {frames!r}")
     if max_pixels is not None and max_pixels < 0:
         raise UsageError(
             f"--max-pixels must be a positive number of pixels, or 0 for no limit, got {max_pixels}"
@@ -193,21 +252,80 @@ def read_image(
     name = str(source)
     with _read_errors(name):
         if name == "-":
-            data = (stdin if stdin is not None else sys.stdin.buffer).read()
-            if not data:
-                raise ImageReadError("no data on standard input", path=name)
-            decoded = decode(data, name, max_pixels)
+            stream = stdin if stdin is not None else sys.stdin.buffer
+            decoded = decode(read_stream(stream, name, max_pixels), name, max_pixels, frames)
         else:
             path = Path(source)
             info = path.stat()
             if stat.S_ISDIR(info.st_mode):
                 raise ImageReadError("is a directory, not an image", path=name)
-            if stat.S_ISREG(info.st_mode) and info.st_size == 0:
-                raise ImageReadError("empty file", path=name)
-            # A pipe (/dev/stdin, <(...)) can be read only once: take its bytes, as for "-".
-            src = path if stat.S_ISREG(info.st_mode) else path.read_bytes()
-            decoded = decode(src, name, max_pixels)
+            if stat.S_ISREG(info.st_mode):
+                if info.st_size == 0:
+                    raise ImageReadError("empty file", path=name)
+                decoded = decode(path, name, max_pixels, frames)  # read as the decoder needs it
+            else:
+                # A pipe (/dev/stdin, <(...)) or a device can be read only once, and may
+                # never end (/dev/zero): take its bytes as for "-", within the limits.
+                with open(path, "rb") as stream:
+                    data = read_stream(stream, name, max_pixels)
+                decoded = decode(data, name, max_pixels, frames)
     return _to_image(decoded, name, _PRECISIONS[precision], gray)
+
+
+STREAM_BYTES_PER_PIXEL = 32
+"""The most a pixel of any format read takes, uncompressed: 4 samples of float64."""
+_STREAM_SLACK = 16 << 20  # headers and metadata (ICC profiles, EXIF) beyond the pixels
+_STREAM_CHUNK = 1 << 20
+
+
+def read_stream(stream: BinaryIO, name: str, max_pixels: int | None) -> bytes:
+    """All the bytes of a stream (stdin, a pipe, a device), within limits; the image's bytes.
+
+    Its first bytes must show a format convtool reads (:data:`codecs.HEAD_BYTES` are read
+    to tell, no more): anything else (``/dev/zero``, text, EPS, ...) is refused at once,
+    as is a PNG, GIF, BMP or ``.npy`` header over ``max_pixels``. Then at most ``32 × max_pixels`` bytes (plus 16 MB of metadata) are read, the largest an
+    image within ``--max-pixels`` can take uncompressed (4 float64 samples a pixel): a
+    longer stream is refused naming the limit. ``max_pixels`` None or 0: no limit.
+    """
+    head = _read_up_to(stream, HEAD_BYTES)
+    if not head:
+        what = "no data on standard input" if name == "-" else "no data (an empty stream)"
+        raise ImageReadError(what, path=name)
+    if sniff(head) is None:
+        raise ImageReadError(refusal(head), path=name)
+    check_head_size(head, name, max_pixels)  # a bomb's header is refused before its data
+    limit = max_pixels * STREAM_BYTES_PER_PIXEL + _STREAM_SLACK if max_pixels else None
+    chunks = [head]
+    size = len(head)
+    while True:
+        chunk = stream.read(_STREAM_CHUNK)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise ResourceLimitError(
+                f"the stream holds more than {_megabytes(limit)}, more than an image within "
+                f"--max-pixels ({max_pixels:,}) takes; raise --max-pixels (0 for no limit) "
+                "or read it from a file",
+                path=name,
+            )
+        chunks.append(chunk)
+
+
+def _read_up_to(stream: BinaryIO, count: int) -> bytes:
+    """Up to *count* bytes, fewer only at the end of the stream (a pipe gives them in parts)."""
+    parts, size = [], 0
+    while size < count:
+        part = stream.read(count - size)
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
+def _megabytes(count: int) -> str:
+    return f"{count / (1 << 20):,.0f} MB"
 
 
 def _apply_orientation(array: np.ndarray, orientation: int) -> np.ndarray:
@@ -234,19 +352,42 @@ def _to_image(decoded: Decoded, name: str, dtype: type, gray: bool) -> Image:
 
     float64 values beyond float32's range become ±inf with ``precision="single"`` (no
     warning on stderr); filtering refuses them with a hint for ``--precision double``.
+    Later frames are made alike: grey ones become RGB if any frame is colour, and all get
+    alpha (opaque where they had none) if any has it.
     """
+    parts = [decoded, *decoded.more]
+    if any(part.depth != decoded.depth for part in parts):
+        raise ImageReadError("the frames (pages) of this file differ in depth", path=name)
+    colour = any(part.array.shape[2] - part.has_alpha == 3 for part in parts)
+    with_alpha = any(part.has_alpha for part in parts)
+    top = MAX_VALUES.get(decoded.depth, 1.0)  # type: ignore[call-overload]
+    pictures = [_frame_arrays(part, dtype, gray, colour, with_alpha, top) for part in parts]
+    pixels, alpha = pictures[0]
+    frames = [Frame(p, a) for p, a in pictures[1:]]
+    return Image(
+        pixels, alpha, decoded.depth, decoded.format, name, decoded.metadata, frames, decoded.timing
+    )
+
+
+def _frame_arrays(
+    decoded: Decoded, dtype: type, gray: bool, colour: bool, with_alpha: bool, top: float
+) -> tuple[np.ndarray, np.ndarray | None]:
     array = _apply_orientation(decoded.array, decoded.orientation)
     alpha = None
     with np.errstate(over="ignore"):
         if decoded.has_alpha:
             alpha = np.ascontiguousarray(array[:, :, -1], dtype=dtype)
             array = array[:, :, :-1]
+        elif with_alpha:
+            alpha = np.full(array.shape[:2], top, dtype=dtype)
         if gray and array.shape[2] == 3:
             pixels = (array.astype(np.float64) @ np.asarray(GRAY_WEIGHTS))[:, :, np.newaxis]
             pixels = pixels.astype(dtype)
+        elif colour and not gray and array.shape[2] == 1:
+            pixels = np.repeat(array, 3, axis=2).astype(dtype)
         else:
             pixels = np.ascontiguousarray(array, dtype=dtype)
-    return Image(pixels, alpha, decoded.depth, decoded.format, name)
+    return pixels, alpha
 
 
 @contextmanager
@@ -316,6 +457,32 @@ def format_for(path: str | os.PathLike[str], format: str | None = None) -> str: 
     raise UsageError(f"cannot write {str(path)!r}: {what}; use one of {known} (or --format)")
 
 
+def check_format_agrees(dest: str | os.PathLike[str], format: str | None) -> None:  # noqa: A002
+    """Refuse a ``format`` that contradicts ``dest``'s image extension (``x.png`` as JPEG).
+
+    Nothing to check without ``format``, for ``"-"``, or for a name without an image
+    extension (``result.dat`` takes any format). Spellings of one format agree (``.jpeg``
+    with ``jpg``, ``.tif`` with ``tiff``). UsageError otherwise.
+    """
+    name = str(dest)
+    if format is None or name == "-":
+        return
+    wanted = format_for("-", format)
+    suffix = Path(name).suffix.lower()
+    if suffix not in IMAGE_EXTENSIONS or _kind(WRITE_EXTENSIONS.get(suffix)) == _kind(wanted):
+        return
+    raise UsageError(
+        f"the name ends in {suffix} but --format {format} writes {wanted.upper()}; "
+        f"make them agree, or leave out --format to write what the name says",
+        path=name,
+    )
+
+
+def _kind(fmt: str | None) -> str | None:
+    """An APNG is a PNG file: ``anim.png`` with ``--format apng`` agrees."""
+    return "png" if fmt == "apng" else fmt
+
+
 def write_image(
     dest: str | os.PathLike[str],
     image: Image,
@@ -324,9 +491,15 @@ def write_image(
     depth: int | str | None = None,
     range_mode: str | None = None,
     compress_level: int = 1,
+    quality: int | None = None,
+    subsampling: str | None = None,
+    progressive: bool = False,
+    compression: str | None = None,
+    background: str | tuple[int, int, int] | None = None,
     stdout: BinaryIO | None = None,
-) -> None:
-    """Write *image* to *dest* atomically, or to stdout when dest is ``"-"``.
+    inside: str | os.PathLike[str] | None = None,
+) -> list[str]:
+    """Write *image* (all its frames, its metadata) to *dest* atomically, or to stdout (``"-"``).
 
     ``format``: from dest's extension unless given (``"-"``: png); see :func:`format_for`.
     ``depth``: 8, 16, 32 or ``"float"`` as the format allows (:data:`FORMAT_DEPTHS`);
@@ -335,22 +508,56 @@ def write_image(
     Between 8 and 16 bits values are rescaled (×257, ÷257); float and 32-bit values are
     written as they are. ``range_mode`` (:func:`map_range`): integer outputs default to
     ``clip``, then round half to even; float outputs are raw unless a mode is given, which
-    then maps into the image's own scale (0..1 for float images). Alpha is kept by PNG,
-    TIFF, WebP and ``.npy`` (as the last channel), clipped, never rescaled; dropped by
-    JPEG, BMP, GIF and PNM. ``compress_level`` 0–9: zlib level of PNG and TIFF.
+    then maps into the image's own scale (0..1 for float images); ``rescale`` spans all
+    frames. Alpha is opacity: 0..max for integer depths, 0..1 for float (so float alpha
+    0.5 is 8-bit 128, and 8-bit 255 is float 1.0), clipped, never range-mapped. PNG, APNG,
+    TIFF, WebP and ``.npy`` (as the last channel) keep it; GIF as all-or-nothing
+    transparency; JPEG, BMP and PNM get the colour composited over ``background`` (a
+    colour name, ``#rrggbb``, ``R,G,B`` or a triple; default white). A ``format``
+    contradicting dest's image extension is refused (:func:`check_format_agrees`).
+
+    Output controls (a :class:`UsageError` for a format they do not apply to, see
+    :data:`OUTPUT_CONTROLS`): ``compress_level`` 0–9, the zlib level of PNG and TIFF;
+    ``quality`` 1–100 for JPEG (default 92), for WebP (lossy; lossless without it) and for
+    TIFF's JPEG compression; ``subsampling`` ``4:4:4`` (default), ``4:2:2`` or ``4:2:0``
+    and ``progressive`` for JPEG; ``compression`` for TIFF: none, deflate (the default;
+    none at level 0), lzw, zstd, jpeg or packbits, BigTIFF past 4 GB.
+
+    Several frames need a format that holds them (GIF, APNG, WebP, TIFF). The image's
+    metadata is written where the format holds it, with EXIF's and XMP's pixel size set
+    to the written size. Returns one line for each thing the format could not hold
+    (what was left out; alpha composited without a ``background`` given), for the caller
+    to show; nothing is printed.
+
+    ``inside``: a folder *dest* must stay in (see :func:`convtool.images.atomic.atomic_write`:
+    the folders between are created and never followed through a symbolic link). Stdout
+    gets every byte or a :class:`~convtool.errors.StdoutError`
+    (:func:`convtool.stdio.write_all`).
     """
     dest_name = str(dest)
+    check_format_agrees(dest_name, format)
     fmt = format_for(dest_name, format)
     out_depth = _output_depth(fmt, image.depth, depth)
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
         raise UsageError(f"compress level must be an integer from 0 to 9, got {compress_level!r}")
-    alpha = image.alpha if fmt in _KEEPS_ALPHA else None
-    colour, alpha = output_samples(image.pixels, alpha, image.depth, out_depth, range_mode)
+    controls = {"quality": quality, "subsampling": subsampling, "progressive": progressive,
+                "compression": compression}  # fmt: skip
+    check_output_controls(fmt, **controls)
+    check_frames(fmt, image.frame_count, image.source)
+    if image.channels not in (1, 3) and fmt not in _ANY_CHANNELS:
+        raise UsageError(
+            f"{fmt.upper()} holds 1 or 3 colour channels, the result has {image.channels}; "
+            "write .npy or .tif (or, with --stack, any image format for a contact sheet)",
+            path=dest_name,
+        )
+    encoding, notes = output.prepare(
+        image, fmt, out_depth, range_mode, compress_level, controls, background
+    )
     encode = ENCODERS[fmt]
 
     def write(fileobj: BinaryIO) -> None:
         try:
-            encode(fileobj, colour, alpha, out_depth, compress_level)
+            encode(fileobj, encoding)
         except (ValueError, TypeError, KeyError, struct.error) as err:
             message = f"cannot encode as {fmt.upper()}: {_first_line(err)}"
             raise ImageWriteError(message, path=dest_name) from None
@@ -358,14 +565,10 @@ def write_image(
     if dest_name == "-":
         buffer = io.BytesIO()
         write(buffer)
-        out = stdout if stdout is not None else sys.stdout.buffer
-        try:
-            out.write(buffer.getvalue())
-            out.flush()
-        except OSError as err:
-            raise ImageWriteError(f"cannot write to stdout: {_first_line(err)}", path="-") from None
-        return
-    atomic_write(dest_name, write)
+        stdio.write_all(stdout if stdout is not None else sys.stdout.buffer, buffer.getbuffer())
+        return notes
+    atomic_write(dest_name, write, inside=inside)
+    return notes
 
 
 def _output_depth(fmt: str, image_depth: int | str, depth: int | str | None) -> int | str:

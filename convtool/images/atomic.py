@@ -1,29 +1,49 @@
-"""Safe file output: atomic replacement, same-file checks and stale temporary files.
+"""Safe file output: atomic replacement through a folder descriptor, and stale temporary files.
 
 A result is first written to a temporary file in the target's own folder, named
-``.<name>.convtool-<pid>-<random>.tmp``, flushed, fsync'ed and then moved over the target
-with :func:`os.replace`. Readers therefore see either the old file or the complete new one,
-never half an image; a crash leaves only a hidden temporary file, which
-:func:`remove_stale_temp_files` deletes once the process that wrote it is gone.
+``.<name>.convtool-<pid>-<random>.tmp``, flushed, fsync'ed and then renamed over the
+target. Readers therefore see either the old file or the complete new one, never half an
+image.
+
+Every step happens relative to one open descriptor of the target's folder, never through a
+path that could be resolved twice: the folder is opened once, the temporary file is created
+in it with ``O_EXCL | O_NOFOLLOW`` and renamed within it. With ``inside=`` (a batch's output
+folder), the folders between it and the target are created and opened one by one with
+``O_NOFOLLOW``, so a symbolic link swapped in for one of them at any moment cannot redirect
+a write out of the output folder: the write fails instead.
+
+While it is written, a temporary file is held locked (``flock``). That lock, not the pid in
+the name, says whether its writer is alive: pids cannot be compared across containers
+(pid namespaces) or hosts sharing a folder, a lock can (on one kernel always; on NFS where
+the mount supports locks). :func:`remove_stale_temp_files` removes only temporary files
+whose lock it can take; a writer whose file disappears anyway reports that, not a
+misleading missing folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
 import re
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from convtool.errors import ImageWriteError
 
 # Keeps "<pid>" parseable and the whole name under the usual 255-byte limit for long names.
-_TEMP_PATTERN = re.compile(r"^\..*\.convtool-(\d+)-[0-9a-f]+\.tmp$", re.DOTALL)
+_TEMP_PATTERN = re.compile(r"^\.(.*)\.convtool-(\d+)-[0-9a-f]+\.tmp$", re.DOTALL)
 _MAX_NAME_IN_TEMP = 180
+# Attempts at a fresh temporary name when a cleaner removed the previous one just after it
+# was created (before its lock was taken).
+_CREATE_ATTEMPTS = 5
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _ERRNO_REASONS = {
     errno.ENOENT: "the folder does not exist",
@@ -37,6 +57,13 @@ _ERRNO_REASONS = {
     errno.ENAMETOOLONG: "file name too long",
 }
 
+OUTSIDE = "refusing to write outside the output folder"
+FOLDER_REMOVED = "cannot write: its folder was removed (or replaced) while it was written"
+TEMP_REMOVED = (
+    "cannot write: its temporary file was removed by another process while it was written "
+    "(another program cleaning this folder?); run again"
+)
+
 
 def write_error_reason(err: OSError) -> str:
     """Return a one-line, user-facing reason for an OSError met while writing."""
@@ -44,58 +71,221 @@ def write_error_reason(err: OSError) -> str:
     return reason if reason else (err.strerror or str(err)).rstrip(".").lower()
 
 
+def temp_name_for(name: str) -> str:
+    """A fresh temporary file name beside *name*: ``.<name>.convtool-<pid>-<random>.tmp``."""
+    return f".{name[:_MAX_NAME_IN_TEMP]}.convtool-{os.getpid()}-{secrets.token_hex(4)}.tmp"
+
+
 def temp_path_for(path: Path) -> Path:
-    """Return a fresh temporary path beside *path*: ``.<name>.convtool-<pid>-<random>.tmp``."""
-    name = path.name[:_MAX_NAME_IN_TEMP]
-    return path.with_name(f".{name}.convtool-{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    """Return a fresh temporary path beside *path* (see :func:`temp_name_for`)."""
+    return path.with_name(temp_name_for(path.name))
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], object]) -> None:
+# ------------------------------------------------------------------------------ writing
+
+
+def atomic_write(
+    path: str | os.PathLike[str],
+    write: Callable[[BinaryIO], object],
+    *,
+    inside: str | os.PathLike[str] | None = None,
+) -> None:
     """Create or replace *path* with what ``write(fileobj)`` writes, all at once.
 
-    The bytes go to a temporary file in the same folder (so the final rename stays on one
-    file system), which is fsync'ed and then renamed over *path*. An existing target keeps
-    its permission bits. On any error the temporary file is removed and
-    :class:`ImageWriteError` is raised with a one-line reason (missing folder, permission
-    denied, disk full, is a directory, ...); errors raised by *write* itself that are not
-    OSErrors propagate unchanged after the clean-up.
+    The bytes go to a locked temporary file in the same folder (so the final rename stays
+    on one file system), which is fsync'ed and then renamed over *path*, all relative to
+    one descriptor of the folder. An existing target keeps its permission bits.
+
+    ``inside``: a folder *path* must stay in (a batch's output folder). It is created if
+    missing; the folders between it and *path* are created as needed and never followed
+    through a symbolic link (a link there fails the write). Without it, *path*'s folder
+    is used as named, and stale temporary files of the same target left there by dead
+    runs are removed first.
+
+    On any error the temporary file is removed and :class:`ImageWriteError` is raised with
+    a one-line reason (missing folder, permission denied, disk full, is a directory, ...);
+    errors raised by *write* itself that are not OSErrors propagate unchanged after the
+    clean-up.
     """
-    target = Path(path)
-    if target.is_dir():
-        raise ImageWriteError("cannot write: is a directory", path=str(path))
-    temp = temp_path_for(target)
+    where = str(path)
+    with _target_folder(where, inside) as (folder, name):
+        try:
+            info: os.stat_result | None = os.stat(name, dir_fd=folder, follow_symlinks=False)
+        except FileNotFoundError:
+            info = None
+        except OSError as err:
+            raise _write_error(err, where) from None
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            raise ImageWriteError("cannot write: is a directory", path=where)
+        if inside is None:
+            remove_stale_temp_files_in(folder, target=name)
+        fd, temp = _create_locked_temp(folder, name, where)
+        try:
+            with os.fdopen(fd, "wb", closefd=False) as fileobj:
+                fileobj.raw.name = temp  # type: ignore[attr-defined]  # a name, not the fd number
+                write(fileobj)
+                fileobj.flush()
+                os.fsync(fd)
+            if info is not None and stat.S_ISREG(info.st_mode):
+                os.fchmod(fd, stat.S_IMODE(info.st_mode))  # a replace should not chmod
+            _rename_while_locked(fd, folder, temp, name, where)
+        except BaseException as err:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=folder)
+            if isinstance(err, OSError):
+                raise _write_error(err, where) from None
+            raise
+        finally:
+            os.close(fd)  # releases the lock
+
+
+def _write_error(err: OSError, where: str) -> ImageWriteError:
+    return ImageWriteError(f"cannot write: {write_error_reason(err)}", path=where)
+
+
+def _create_locked_temp(folder: int, name: str, where: str) -> tuple[int, str]:
+    """Create a temporary file for *name* in *folder* and hold its lock; (fd, its name).
+
+    "x" (O_EXCL) and O_NOFOLLOW: never write through a file or symbolic link that someone
+    else put there. Between the creation and the lock a cleaner may find the file unlocked
+    and remove it; a file found unlinked once locked is given up for a fresh name.
+    """
+    for _ in range(_CREATE_ATTEMPTS):
+        temp = temp_name_for(name)
+        try:
+            fd = os.open(temp, _TEMP_FLAGS, 0o666, dir_fd=folder)
+        except FileNotFoundError:
+            if os.fstat(folder).st_nlink == 0:  # the folder went after it was opened
+                raise ImageWriteError(FOLDER_REMOVED, path=where) from None
+            raise ImageWriteError("cannot write: the folder does not exist", path=where) from None
+        except OSError as err:
+            raise _write_error(err, where) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner looks at it
+            if os.fstat(fd).st_nlink > 0:
+                return fd, temp
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=folder)
+            raise
+        os.close(fd)
+    raise ImageWriteError(TEMP_REMOVED, path=where)
+
+
+def _rename_while_locked(fd: int, folder: int, temp: str, name: str, where: str) -> None:
+    """Move the finished temporary file over *name*, telling a removed temp from the rest."""
+    _check_still_there(fd, folder, where)
     try:
-        # "x" (O_EXCL): never write through a file or symlink that someone else put there.
-        fileobj = open(temp, "xb")  # noqa: SIM115 - closed in the block below
-    except OSError as err:
-        raise ImageWriteError(f"cannot write: {write_error_reason(err)}", path=str(path)) from None
-    try:
-        with fileobj:
-            write(fileobj)
-            fileobj.flush()
-            os.fsync(fileobj.fileno())
-        _copy_mode(target, temp)
-        os.replace(temp, target)
-    except BaseException as err:
-        _remove_quietly(temp)
-        if isinstance(err, OSError):
-            message = f"cannot write: {write_error_reason(err)}"
-            raise ImageWriteError(message, path=str(path)) from None
+        os.rename(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+    except FileNotFoundError:
+        _check_still_there(fd, folder, where)
         raise
 
 
-def _copy_mode(target: Path, temp: Path) -> None:
-    """Give *temp* the permission bits of an existing *target* (a replace should not chmod)."""
+def _check_still_there(fd: int, folder: int, where: str) -> None:
+    """Say honestly why a rename cannot work: the folder, or the temporary file, is gone."""
+    if os.fstat(folder).st_nlink == 0:
+        raise ImageWriteError(FOLDER_REMOVED, path=where)
+    if os.fstat(fd).st_nlink == 0:
+        raise ImageWriteError(TEMP_REMOVED, path=where)
+
+
+@contextlib.contextmanager
+def _target_folder(where: str, inside: str | os.PathLike[str] | None) -> Iterator[tuple[int, str]]:
+    """Yield (descriptor of the target's folder, the target's name in it); closed after."""
+    parent, name = os.path.split(where)
+    if not name:
+        raise ImageWriteError("cannot write: is a directory", path=where)
+    if inside is None:
+        try:
+            folder = os.open(parent or ".", _FOLDER_FLAGS)
+        except OSError as err:
+            raise _write_error(err, where) from None
+    else:
+        folder = _open_inside(str(inside), parent, where)
     try:
-        mode = stat.S_IMODE(target.stat().st_mode)
+        yield folder, name
+    finally:
+        os.close(folder)
+
+
+def _open_inside(root: str, parent: str, where: str) -> int:
+    """Open *parent* (a folder at or below *root*) one component at a time, with no link.
+
+    *root* is opened as named (made again if it was removed meanwhile); each folder below
+    it is created if missing and opened relative to its parent's descriptor with
+    O_NOFOLLOW, so no swap of a folder for a symbolic link can lead the write elsewhere.
+    """
+    parts = _components_below(root, parent, where)
+    try:
+        folder = os.open(root, _FOLDER_FLAGS)
+    except FileNotFoundError:
+        try:
+            os.makedirs(root, exist_ok=True)
+            folder = os.open(root, _FOLDER_FLAGS)
+        except OSError as err:
+            raise _folder_error(err, where) from None
+    except OSError as err:
+        raise _folder_error(err, where) from None
+    try:
+        for part in parts:
+            below = _make_and_open(part, folder, where)
+            os.close(folder)
+            folder = below
+    except BaseException:
+        os.close(folder)
+        raise
+    return folder
+
+
+def _components_below(root: str, parent: str, where: str) -> list[str]:
+    relative = os.path.relpath(os.path.abspath(parent or "."), os.path.abspath(root))
+    parts = [] if relative == "." else relative.split(os.sep)
+    if any(part in ("", ".", "..") for part in parts):
+        raise ImageWriteError(OUTSIDE, path=where)
+    return parts
+
+
+def _make_and_open(part: str, folder: int, where: str) -> int:
+    """Create the folder *part* in *folder* if missing, and open it, never through a link."""
+    for _ in range(_CREATE_ATTEMPTS):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(part, 0o777, dir_fd=folder)
+        try:
+            return _open_no_link(part, folder, where)
+        except FileNotFoundError:
+            continue  # removed between the two calls (a folder deleted mid-batch): again
+    raise ImageWriteError("cannot create its folder: it keeps disappearing", path=where)
+
+
+def _open_no_link(part: str, folder: int, where: str) -> int:
+    try:
+        return os.open(part, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        # A symbolic link fails with ELOOP, or ENOTDIR (Linux, with O_DIRECTORY), as does a
+        # file; only a file that is still there now was not a link.
+        if err.errno not in (errno.ELOOP, errno.ENOTDIR) or _is_file(part, folder):
+            raise _folder_error(err, where) from None
+        message = f"{OUTSIDE}: its folder {part!r} is a symbolic link"
+        raise ImageWriteError(message, path=where) from None
+
+
+def _is_file(name: str, folder: int) -> bool:
+    try:
+        mode = os.stat(name, dir_fd=folder, follow_symlinks=False).st_mode
     except OSError:
-        return
-    os.chmod(temp, mode)
+        return False
+    return not (stat.S_ISLNK(mode) or stat.S_ISDIR(mode))
 
 
-def _remove_quietly(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
+def _folder_error(err: OSError, where: str) -> ImageWriteError:
+    return ImageWriteError(f"cannot create its folder: {write_error_reason(err)}", path=where)
+
+
+# --------------------------------------------------------------------------- same file
 
 
 def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
@@ -112,64 +302,116 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return False
 
 
-def _pid_is_running(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # alive, but owned by another user
-    except (OverflowError, OSError):
-        return False  # not a possible pid
-    return not _is_zombie(pid)
+# ---------------------------------------------------------------- stale temporary files
 
 
-def _is_zombie(pid: int) -> bool:
-    """A process that has exited but was not reaped (Linux): it writes nothing any more.
+def _is_temp_name(name: str, target: str | None = None) -> bool:
+    match = _TEMP_PATTERN.match(name)
+    return match is not None and (target is None or match.group(1) == target[:_MAX_NAME_IN_TEMP])
 
-    Where nothing reaps orphans (an init that does not wait, as in some containers), a
-    killed writer stays a zombie indefinitely; its temporary file is stale all the same.
+
+def _take_if_stale(folder: int, name: str) -> int | None:
+    """Open and lock the temporary file *name* if its writer is gone; None if it lives.
+
+    The lock can be taken only when no process holds it, that is when nothing writes the
+    file any more (a killed writer's lock goes with it). The returned descriptor keeps the
+    lock, and is checked to be the file the name still points to.
     """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            # the state follows the command name, which is in parentheses and may hold spaces
-            return stat.read().rpartition(b")")[2].split()[:1] == [b"Z"]
+        fd = os.open(name, flags, dir_fd=folder)
     except OSError:
-        return False  # no /proc (not Linux) or the process just went: keep the safe side
+        return None  # gone, a link, or not ours to read: leave it
+    try:
+        held = os.fstat(fd)
+        if stat.S_ISREG(held.st_mode):
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live writer
+            now = os.stat(name, dir_fd=folder, follow_symlinks=False)
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def stale_in(folder: int, target: str | None = None) -> list[str]:
+    """Names of the stale temporary files in the open *folder* (of *target* only, if given)."""
+    stale = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        for entry in entries:
+            if not _is_temp_name(entry.name, target):
+                continue
+            fd = _take_if_stale(folder, entry.name)
+            if fd is not None:
+                os.close(fd)
+                stale.append(entry.name)
+    return sorted(stale)
+
+
+def remove_stale_temp_files_in(folder: int, target: str | None = None) -> list[str]:
+    """Remove the stale temporary files in the open *folder*; return the names removed."""
+    removed = []
+    with contextlib.suppress(OSError), os.scandir(folder) as entries:
+        names = [entry.name for entry in entries if _is_temp_name(entry.name, target)]
+    for name in sorted(names):
+        fd = _take_if_stale(folder, name)
+        if fd is None:
+            continue
+        try:
+            os.unlink(name, dir_fd=folder)  # while holding its lock: no writer can start on it
+            removed.append(name)
+        except OSError:
+            pass  # another cleaner got there first, or not ours to remove
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _open_folder(folder: str | os.PathLike[str]) -> int | None:
+    try:
+        return os.open(folder, _FOLDER_FLAGS)
+    except OSError:
+        return None
 
 
 def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """List convtool temporary files in *folder* whose writing process no longer runs.
+    """List the convtool temporary files in *folder* that no live writer holds.
 
     Only names of the form ``.<name>.convtool-<pid>-<random>.tmp`` are considered, and a
-    file is stale only when ``os.kill(pid, 0)`` reports no such process; files of live
-    processes (including other users' and this one's) are never listed. A recycled pid
-    keeps a stale file around, which is the safe side.
+    file is stale only when its lock can be taken: a writer holds it from creating the
+    file to renaming it, wherever that writer runs (another container, another host on a
+    file system with shared locks). The pid in the name is not trusted.
     """
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
+    fd = _open_folder(folder)
+    if fd is None:
         return []
-    stale = []
-    for entry in entries:
-        match = _TEMP_PATTERN.match(entry.name)
-        alive = match is None or _pid_is_running(int(match.group(1)))
-        if not alive and entry.is_file(follow_symlinks=False):
-            stale.append(Path(entry.path))
-    return sorted(stale)
+    try:
+        return [Path(folder) / name for name in stale_in(fd)]
+    finally:
+        os.close(fd)
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
     """Remove the files :func:`stale_temp_files` finds in *folder*; return those removed."""
-    removed = []
-    for path in stale_temp_files(folder):
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            continue  # another cleaner got there first
-        except OSError:
-            continue  # not ours to force; leave it
-        removed.append(path)
+    fd = _open_folder(folder)
+    if fd is None:
+        return []
+    try:
+        return [Path(folder) / name for name in remove_stale_temp_files_in(fd)]
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files_below(root: str | os.PathLike[str]) -> int:
+    """Remove stale temporary files in *root* and every folder below it; count them.
+
+    The walk never follows a symbolic link and works on folder descriptors (``os.fwalk``),
+    so a folder swapped for a link meanwhile cannot lead it out of *root*.
+    """
+    removed = 0
+    with contextlib.suppress(OSError):
+        for _folder, subfolders, _files, fd in os.fwalk(root, follow_symlinks=False):
+            subfolders.sort()
+            removed += len(remove_stale_temp_files_in(fd))
     return removed

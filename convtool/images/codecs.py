@@ -1,16 +1,20 @@
-"""Format codecs: file bytes ↔ raw sample arrays, with Pillow and where Pillow falls short.
+"""Format codecs: file bytes → raw sample arrays, with Pillow and where Pillow falls short.
 
 Decoding gives a :class:`Decoded`: numeric samples ``(H, W, C)`` in the source's own scale,
-alpha (if any) still the last channel, orientation not yet applied; :mod:`convtool.images`
-turns that into an :class:`~convtool.images.Image`. Encoding takes samples already mapped
-and cast for the output depth (:mod:`convtool.ranges`) and writes one format's bytes.
+alpha (if any) still the last channel, orientation not yet applied, with the file's
+metadata and, for animations and multi-page TIFFs, the later frames and their timing;
+:mod:`convtool.images` turns that into an :class:`~convtool.images.Image`. Encoding is
+:mod:`convtool.images.encoders`' (its ``ENCODERS`` are re-exported here).
 
 Pillow cannot hold 16-bit colour, so 16-bit RGB(A) and grey+alpha PNG/TIFF are decoded by
-Pillow's own decoder in two byte planes (see :func:`_decode_16bit_colour`), 16-bit binary
-PPM is read here (:func:`_decode_ppm16`), and 16-bit PNG and all PNM files are encoded here
-with zlib (:func:`_write_png`, :func:`_write_pnm`); TIFF is written with ``tifffile``
-(imported lazily), which also reads the TIFFs Pillow cannot open (float colour, 16-bit
-grey+alpha, 32-bit integers).
+Pillow's own decoder in two byte planes (see :func:`_decode_16bit_colour`) and 16-bit
+binary PPM is read here (:func:`_decode_ppm16`); ``tifffile`` (imported lazily) reads the
+TIFFs Pillow cannot open (float colour, 16-bit grey+alpha, 32-bit integers, signed).
+
+Only the formats README documents reach a decoder: :func:`sniff` tells the format from the
+first bytes, anything else is refused naming what it seems to be (:func:`refusal`), and
+Pillow is asked to open a file as that one format (:func:`open_pillow`, the one call of
+``Image.open``; see :mod:`convtool.images.plugins`).
 """
 
 from __future__ import annotations
@@ -18,25 +22,41 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import os
 import re
 import struct
 import sys
 import tempfile
 import warnings
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
+from PIL import ImageFile, UnidentifiedImageError
 
-from convtool.errors import ConvtoolError, ImageReadError, ResourceLimitError
+from convtool.errors import ImageReadError, ResourceLimitError
+from convtool.images import metadata as meta
+from convtool.images.encoders import ENCODERS
+from convtool.images.encoders import import_tifffile as _import_tifffile
+from convtool.images.frames import Timing
+from convtool.images.plugins import READ_FORMATS, READ_NAMES, register
 
-__all__ = ["ENCODERS", "Decoded", "NeedsCodec", "decode"]
+__all__ = [  # ENCODERS: encoders' registry
+    "ENCODERS",
+    "HEAD_BYTES",
+    "READ_FORMATS",
+    "Decoded",
+    "NeedsCodec",
+    "check_head_size",
+    "decode",
+    "open_pillow",
+    "refusal",
+    "sniff",
+]
 
 # Our own header check (read_image's max_pixels, applied in _check_size) replaces Pillow's
 # decompression-bomb guard, which would otherwise warn on stderr or raise before we can
@@ -44,7 +64,133 @@ __all__ = ["ENCODERS", "Decoded", "NeedsCodec", "decode"]
 PILImage.MAX_IMAGE_PIXELS = None
 
 _NPY_MAGIC = b"\x93NUMPY"
+# Formats whose frames are frames (or pages) of one picture. Pillow gives others frames
+# too that are not: MPO's second JPEG (a phone's depth map or preview), PSD's layers,
+# ICO's sizes; of those only the first frame is read.
+_FRAMED = frozenset({"GIF", "PNG", "WEBP", "TIFF"})
 _TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+# --------------------------------------------------------------------------------------------
+# The formats convtool reads, and nothing else
+# --------------------------------------------------------------------------------------------
+
+HEAD_BYTES = 4096
+"""Bytes read to tell a file's format (:func:`sniff`) before anything else is read."""
+
+
+def sniff(head: bytes) -> str | None:
+    """The format of a file from its first bytes: a READ_FORMATS name, ``"NPY"``, or None."""
+    if head.startswith(_NPY_MAGIC):
+        return "NPY"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if head.startswith(_TIFF_MAGICS):
+        return "TIFF"
+    if head.startswith(b"BM"):
+        return "BMP"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "GIF"
+    if re.match(rb"P[1-6](\s|#|$)", head[:3]):  # PBM, PGM, PPM; not PFM ("Pf", "PF")
+        return "PPM"
+    return None
+
+
+def check_head_size(head: bytes, name: str, max_pixels: int | None) -> None:
+    """Refuse a stream over ``max_pixels`` from its first bytes, before reading the rest.
+
+    The formats whose size sits at a fixed place near the start (PNG's IHDR, GIF's screen,
+    BMP's header, a ``.npy`` header) are checked here, so a decompression bomb on stdin is
+    refused after :data:`HEAD_BYTES`; the others are checked once the stream is read.
+    """
+    size = _head_size(head)
+    if size is not None and min(size) > 0:  # no pixels: the decoder's message, as for files
+        _check_size(size[0], size[1], name, max_pixels)
+
+
+def _head_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) as the first bytes declare them, where that is simple; else None."""
+    fmt = sniff(head)
+    try:
+        if fmt == "PNG" and head[12:16] == b"IHDR":
+            return struct.unpack(">II", head[16:24])  # type: ignore[return-value]
+        if fmt == "GIF":
+            return struct.unpack("<HH", head[6:10])  # type: ignore[return-value]
+        if fmt == "BMP":
+            if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 core header: 16-bit sides
+                return struct.unpack("<HH", head[18:22])  # type: ignore[return-value]
+            width, height = struct.unpack("<ii", head[18:26])
+            return abs(width), abs(height)
+        if fmt == "NPY":
+            fileobj = io.BytesIO(head)
+            version = np.lib.format.read_magic(fileobj)
+            read = {(1, 0): np.lib.format.read_array_header_1_0,
+                    (2, 0): np.lib.format.read_array_header_2_0}[version]  # fmt: skip
+            shape = read(fileobj)[0]
+            return (shape[1], shape[0]) if len(shape) in (2, 3) else None
+    except (struct.error, ValueError, KeyError, IndexError, SyntaxError, TypeError):
+        return None  # cut short or unusual: the decoder will say what is wrong
+    return None
+
+
+# What a refused file is, told from its first bytes, so the error can say so. Only names
+# from this table (or "text") are printed: nothing of the file itself.
+_OTHER_FORMATS = (
+    (rb"%!PS|\xc5\xd0\xd3\xc6", "a PostScript/EPS file"),
+    (rb"%PDF-", "a PDF document"),
+    (rb"(?:\xef\xbb\xbf)?\s*<(\?xml|svg|!DOCTYPE svg)", "an XML/SVG file"),
+    (rb"\x00\x00\x00\x0cjP  |\xff\x4f\xff\x51", "a JPEG 2000 image"),
+    (rb"\x00\x00\x00\x0cJXL |\xff\x0a", "a JPEG XL image"),
+    (rb"....ftyp(heic|heix|hevc|mif1|msf1|avif|avis)", "a HEIF/AVIF image"),
+    (rb"8BPS", "a Photoshop (PSD) file"),
+    (rb"gimp xcf", "a GIMP (XCF) file"),
+    (rb"\x00\x00[\x01\x02]\x00", "a Windows icon (ICO/CUR)"),
+    (rb"DDS ", "a DirectDraw surface (DDS)"),
+    (rb"qoif", "a QOI image"),
+    (rb"P[fF]\s", "a PFM (float PNM) image"),
+    (rb"SIMPLE  =", "a FITS file"),
+    (rb"\x76\x2f\x31\x01", "an OpenEXR image"),
+    (rb"icns", "an Apple icon (ICNS)"),
+    (rb"\x59\xa6\x6a\x95", "a Sun raster image"),
+    (rb"\x01\xda", "an SGI image"),
+    (rb"\xd7\xcd\xc6\x9a|\x01\x00\x00\x00.{36} EMF", "a Windows metafile (WMF/EMF)"),
+    (rb"PK\x03\x04|\x1f\x8b|BZh|\xfd7zXZ|7z\xbc\xaf", "an archive or compressed file"),
+    (rb"MATLAB", "a MATLAB file"),
+)
+
+
+def identify(head: bytes) -> str:
+    """What a file that convtool does not read seems to be, for the error message."""
+    for pattern, what in _OTHER_FORMATS:
+        if re.match(pattern, head, re.DOTALL):
+            return what
+    if head[:1] in (b"\x00", b"\xff") and len(set(head[:64])) == 1:
+        return "all zero bytes" if head[:1] == b"\x00" else "all 0xFF bytes"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:  # binary, or a character cut at the end of the head
+        if err.start < len(head) - 3:
+            return "an unknown format"
+        text = head[: err.start].decode("utf-8")
+    return "text" if all(c.isprintable() or c.isspace() for c in text) else "an unknown format"
+
+
+def refusal(head: bytes) -> str:
+    """The one-line reason a file is not read: what it seems to be, and what convtool reads."""
+    what = identify(head)
+    if what in ("an unknown format", "text", "all zero bytes", "all 0xFF bytes"):
+        return f"not an image, or a format convtool cannot read ({what}); it reads {READ_NAMES}"
+    return f"{what}, not a format convtool reads; it reads {READ_NAMES} (convert it first)"
+
+
+def open_pillow(fileobj: BinaryIO, fmt: str) -> ImageFile.ImageFile:
+    """The one door to Pillow's decoders: open *fileobj* as *fmt* (a READ_FORMATS name) only."""
+    register(fmt)
+    return PILImage.open(fileobj, formats=[fmt])
 
 
 # --------------------------------------------------------------------------------------------
@@ -61,21 +207,45 @@ class Decoded:
     depth: int | str
     format: str
     orientation: int = 1  # EXIF/TIFF orientation tag, 1 = as stored
+    metadata: meta.Metadata = field(default_factory=meta.Metadata)  # of the file (frame 1)
+    more: list[Decoded] = field(default_factory=list)  # the later frames or pages
+    timing: Timing | None = None  # an animation's, for all its frames
 
 
-def decode(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
-    """Pick the decoder from the first bytes: ``.npy``, else Pillow (tifffile for some TIFFs)."""
+def decode(src: Path | bytes, name: str, max_pixels: int | None, frames: str = "all") -> Decoded:
+    """Decode *src* with the decoder of the format its first bytes show; refuse any other.
+
+    ``.npy`` by numpy (no pickles), the READ_FORMATS by Pillow opened as that format only,
+    TIFFs Pillow cannot hold exactly by tifffile. Anything else is an ImageReadError naming
+    what the file seems to be. ``frames``: ``"all"`` frames or pages, or only the ``"first"``.
+    """
     with _fresh(src) as fileobj:
-        head = fileobj.read(8)
-    if head.startswith(_NPY_MAGIC):
+        head = fileobj.read(HEAD_BYTES)
+    fmt = sniff(head)
+    if fmt is None:
+        raise ImageReadError(refusal(head), path=name)
+    if fmt == "NPY":
         return _decode_npy(src, name, max_pixels)
-    with _quiet_decoders(native=head.startswith(_TIFF_MAGICS)):
+    tiff = fmt == "TIFF"
+    with _quiet_decoders(native=tiff):
         try:
-            return _decode_pillow(src, name, max_pixels)
+            decoded = _decode_pillow(src, name, max_pixels, frames == "all", fmt)
         except UnidentifiedImageError:
-            if head.startswith(_TIFF_MAGICS):  # float colour, 16-bit grey+alpha, float64, ...
-                return _decode_tifffile(src, name, max_pixels)
-            raise
+            if not tiff:
+                raise
+            # float colour, 16-bit grey+alpha, float64, signed, ...
+            decoded = _decode_tifffile(src, name, max_pixels, frames == "all")
+        if tiff:
+            with _fresh(src) as fileobj:
+                decoded.metadata = _tiff_metadata(fileobj)
+    return decoded
+
+
+def _tiff_metadata(fileobj: BinaryIO) -> meta.Metadata:
+    try:
+        return meta.from_tiff(fileobj)
+    except Exception:  # damaged tags should not stop reading the pixels
+        return meta.Metadata()
 
 
 @contextlib.contextmanager
@@ -127,15 +297,35 @@ def _fresh(src: Path | bytes) -> BinaryIO:
     return io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115
 
 
-def _check_size(width: int, height: int, name: str, max_pixels: int | None) -> None:
+def _check_size(
+    width: int,
+    height: int,
+    name: str,
+    max_pixels: int | None,
+    frames: int = 1,
+    total: int | None = None,
+    planes: int = 1,
+) -> None:
+    """Refuse an empty image, or more pixels (over all *frames*) than *max_pixels*.
+
+    *total*: the pixels of all frames when they differ in size (TIFF pages). *planes*: a
+    TIFF page's planes (see :meth:`TiffLayout.check`), counted as pixels too.
+    """
     if width <= 0 or height <= 0:
         raise ImageReadError(f"image has no pixels ({width}×{height})", path=name)
-    if max_pixels and width * height > max_pixels:
+    total = width * height * frames * planes if total is None else total
+    if max_pixels and total > max_pixels:
+        size = f"{width}×{height}" if frames == 1 else f"{frames} frames of {width}×{height}"
+        size += f"×{planes} planes" if planes > 1 else ""
         raise ResourceLimitError(
-            f"image is {width}×{height} = {width * height:,} pixels, over the limit of "
-            f"{max_pixels:,}; raise it with --max-pixels N (0 for no limit)",
+            f"image is {size} = {total:,} pixels, over the limit of "
+            f"{max_pixels:,}; raise it with --max-pixels N (0 for no limit)"
+            + (", or read one frame with --frames first" if frames > 1 else ""),
             path=name,
         )
+
+
+_COMPLEX = "complex numbers; convtool reads real-valued images"
 
 
 def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
@@ -156,6 +346,8 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
                 f".npy array has shape {shape}; expected (H, W) or (H, W, C) with C from 1 to 4",
                 path=name,
             )
+        if dtype.kind == "c":
+            raise ImageReadError(f".npy array has dtype {dtype}: {_COMPLEX}", path=name)
         if dtype.kind not in "biuf":
             raise ImageReadError(f".npy array has dtype {dtype.name}, not a number type", path=name)
         _check_size(shape[1], shape[0], name, max_pixels)
@@ -172,33 +364,192 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
 
 
 def _depth_of_dtype(dtype: np.dtype) -> int | str:
+    """The value scale of integer or float samples: the bits of the type (signed alike).
+
+    A signed type keeps its sign and takes the scale of the unsigned type of its size
+    (int8: 0–255, so −27 stays −27, below black; int16: 0–65535).
+    """
     if dtype.kind == "f":
         return "float"
-    if dtype == np.uint8:
+    if dtype.itemsize == 1:
         return 8
-    if dtype.itemsize <= 2:
+    if dtype.itemsize == 2:
         return 16
     return 32
 
 
-def _decode_pillow(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
-    with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
-        _check_size(im.width, im.height, name, max_pixels)
-        fmt = im.format or "unknown"
-        rawmode = _tile_rawmode(im)  # before anything loads the image (PNG's getexif does)
-        if fmt == "TIFF" and im.mode == "I":
-            # Pillow reads 32-bit integer TIFF as signed; tifffile keeps uint32/int16 exact.
+# TIFF tags read from the header, before any pixel is decoded.
+_SAMPLES_PER_PIXEL, _BITS_PER_SAMPLE, _SAMPLE_FORMAT, _IMAGE_DEPTH, _PHOTOMETRIC = (
+    277, 258, 339, 32997, 262,
+)  # fmt: skip
+_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating point"}
+_SAMPLE_BITS = {1: (1, 2, 4, 8, 16, 32, 64), 2: (8, 16, 32, 64), 3: (16, 32, 64)}
+_SEPARATED = 5  # photometric CMYK: 4 colour samples, + alpha
+
+
+@dataclass(frozen=True)
+class TiffLayout:
+    """What a TIFF's first page declares: the fields that decide whether convtool reads it."""
+
+    width: int
+    height: int
+    samples: int = 1
+    bits: int = 8
+    sample_format: int = 1  # 1 unsigned, 2 signed, 3 float, 4 undefined, 5-6 complex
+    planes: int = 1  # ImageDepth: the slices of a volume
+    photometric: int = 1
+
+    @classmethod
+    def from_tags(cls, width: int, height: int, tags: Any) -> TiffLayout:
+        """From Pillow's parsed tags (``im.tag_v2``)."""
+
+        def first(tag: int, default: int) -> int:
+            value = tags.get(tag, default)
+            return int(value[0] if isinstance(value, tuple) else value)
+
+        return cls(
+            width,
+            height,
+            samples=first(_SAMPLES_PER_PIXEL, 1),
+            bits=first(_BITS_PER_SAMPLE, 1),
+            sample_format=first(_SAMPLE_FORMAT, 1),
+            planes=first(_IMAGE_DEPTH, 1),
+            photometric=first(_PHOTOMETRIC, 1),
+        )
+
+    def check(self, name: str, max_pixels: int | None) -> None:
+        """Refuse, from the header alone, what convtool does not read or what is too large.
+
+        ``max_pixels`` counts the planes of a volume, and a pixel of more than 4 samples as
+        ⌈samples / 4⌉ pixels; then volumes, more than 4 samples (5 for CMYK with alpha),
+        complex or undefined samples and unusual bit depths (12-bit, 24-bit) are refused.
+        """
+        planes = max(1, self.planes) * max(1, math.ceil(self.samples / 4))
+        _check_size(self.width, self.height, name, max_pixels, planes=planes)
+        if self.planes > 1:
+            raise ImageReadError(
+                f"TIFF volume of {self.planes} planes (ImageDepth) is not supported; convtool "
+                "reads 2-D images",
+                path=name,
+            )
+        most = 5 if self.photometric == _SEPARATED else 4
+        if self.samples > most:
+            raise ImageReadError(
+                f"TIFF with {self.samples} samples per pixel is not supported; convtool reads "
+                "grey, RGB or CMYK samples with at most one alpha",
+                path=name,
+            )
+        if self.sample_format in (5, 6):
+            raise ImageReadError(f"TIFF samples are {_COMPLEX}", path=name)
+        kind = _SAMPLE_KINDS.get(self.sample_format)
+        if kind is None:
+            raise ImageReadError(
+                f"TIFF sample format {self.sample_format} (undefined) is not supported", path=name
+            )
+        if self.bits not in _SAMPLE_BITS[self.sample_format]:
+            allowed = ", ".join(map(str, _SAMPLE_BITS[self.sample_format]))
+            raise ImageReadError(
+                f"TIFF with {self.bits}-bit {kind} samples is not supported ({kind} samples "
+                f"of {allowed} bits are)",
+                path=name,
+            )
+
+
+def _decode_pillow(
+    src: Path | bytes, name: str, max_pixels: int | None, all_frames: bool, fmt: str
+) -> Decoded:
+    """The first frame with the file's metadata, then (if asked) the others and their timing.
+
+    *fmt*: the format the first bytes show (:func:`sniff`); Pillow opens the file as it only.
+    """
+    with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
+        count = getattr(im, "n_frames", 1) if all_frames and im.format in _FRAMED else 1
+        if fmt == "TIFF":  # its layout first, from the header: planes count as pixels too
+            layout = TiffLayout.from_tags(im.width, im.height, getattr(im, "tag_v2", {}))
+            layout.check(name, max_pixels if count == 1 else None)
+        _check_size(im.width, im.height, name, max_pixels, count)
+        fmt = im.format or fmt  # JPEG may be MPO
+        first = _pillow_frame(src, im, 0, fmt, name, max_pixels)
+        if fmt != "TIFF":  # TIFF tags are read apart, from the file (see decode)
+            first.metadata = _pillow_metadata(im)
+        if count == 1:
+            return first
+        durations, disposals, plays = [_duration(im)], [_disposal(im)], _plays(im)
+        width, height, total = im.width, im.height, im.width * im.height
+        for index in range(1, count):
+            im.seek(index)
+            if fmt == "TIFF" and int(getattr(im, "tag_v2", {}).get(254, 0)) & 1:
+                continue  # a reduced-resolution copy (a preview), not a page
+            _check_size(im.width, im.height, name, None)
+            total += im.width * im.height  # TIFF pages may differ in size
+            _check_size(width, height, name, max_pixels, count, total)
+            frame = _pillow_frame(src, im, index, fmt, name, max_pixels)
+            if fmt != "TIFF":
+                frame.orientation = first.orientation  # EXIF is the file's, not a frame's
+            first.more.append(frame)
+            durations.append(_duration(im))
+            disposals.append(_disposal(im))
+        if fmt != "TIFF":  # pages are not an animation
+            first.timing = Timing(tuple(durations), tuple(disposals), plays)
+        return first
+
+
+def _pillow_frame(
+    src: Path | bytes, im: PILImage.Image, index: int, fmt: str, name: str, max_pixels: int | None
+) -> Decoded:
+    """One frame (or page) of an opened image, already seeked to *index*."""
+    rawmode = _tile_rawmode(im)  # before anything loads the image (PNG's getexif does)
+    if fmt == "TIFF":
+        layout = TiffLayout.from_tags(im.width, im.height, getattr(im, "tag_v2", {}))
+        layout.check(name, None)  # every page, before its pixels
+        if im.mode == "I" or layout.sample_format == 2:
+            # Pillow reads unsigned 32-bit TIFF as signed (3e9 wraps round) and signed 8-bit
+            # as unsigned (-27 becomes 229); tifffile keeps every integer type exact.
             try:
-                return _decode_tifffile(src, name, max_pixels)
+                return _decode_tifffile_page(src, name, max_pixels, index)
             except NeedsCodec:
-                pass
-        if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
-            array, has_alpha, orientation = _decode_16bit_colour(src, rawmode)
-            return Decoded(array, has_alpha, 16, fmt, orientation)
-        if fmt == "PPM" and im.mode == "RGB" and _ppm_maxval(im) > 255 and _is_binary_ppm(im):
-            return Decoded(_decode_ppm16(src, im), False, 16, fmt)
-        im.load()  # decode now, inside the error mapping: truncated data fails here
-        return _pillow_samples(im, fmt, _orientation(im), name)
+                if not (im.mode == "I" and layout.sample_format == 2):
+                    raise  # only signed 16- and 32-bit samples would come out right
+    if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
+        array, has_alpha, orientation = _decode_16bit_colour(src, rawmode, fmt, index)
+        return Decoded(array, has_alpha, 16, fmt, orientation)
+    if fmt == "PPM" and im.mode == "RGB" and _ppm_maxval(im) > 255 and _is_binary_ppm(im):
+        return Decoded(_decode_ppm16(src, im), False, 16, fmt)
+    im.load()  # decode now, inside the error mapping: truncated data fails here
+    return _pillow_samples(im, fmt, _orientation(im), name)
+
+
+def _pillow_metadata(im: PILImage.Image) -> meta.Metadata:
+    """The file's metadata as Pillow reads it (PNG text chunks after the pixels included)."""
+    try:
+        text = im.text if im.format == "PNG" else None  # loads the pixels if not yet done
+        return meta.from_pillow(im.info, text)
+    except Exception:  # damaged metadata should not stop reading the pixels
+        return meta.Metadata()
+
+
+_GIF_DISPOSALS = {0: "none", 1: "none", 2: "background", 3: "previous"}
+_APNG_DISPOSALS = {0: "none", 1: "background", 2: "previous"}
+
+
+def _duration(im: PILImage.Image) -> float:
+    return float(im.info.get("duration") or 0.0)
+
+
+def _disposal(im: PILImage.Image) -> str:
+    if im.format == "GIF":
+        return _GIF_DISPOSALS.get(getattr(im, "disposal_method", 0), "none")
+    if im.format == "PNG":
+        return _APNG_DISPOSALS.get(im.info.get("disposal", 0), "none")
+    return "none"  # WebP frames come composited
+
+
+def _plays(im: PILImage.Image) -> int:
+    """How many times the animation plays (0: for ever)."""
+    loop = im.info.get("loop")
+    if im.format == "GIF":  # the loop extension counts repeats; without it, one play
+        return 1 if loop is None else (0 if loop == 0 else int(loop) + 1)
+    return int(loop or 0)
 
 
 class NeedsCodec(Exception):
@@ -275,14 +626,18 @@ def _with_rawmode(im: PILImage.Image, rawmode: str) -> None:
     im.tile = tiles
 
 
-def _decode_16bit_colour(src: Path | bytes, rawmode: str) -> tuple[np.ndarray, bool, int]:
+def _decode_16bit_colour(
+    src: Path | bytes, rawmode: str, fmt: str, index: int = 0
+) -> tuple[np.ndarray, bool, int]:
     """Decode 16-bit RGB, RGBA or grey+alpha exactly with Pillow's decoder (PNG, TIFF).
 
-    Returns the samples, whether the last one is alpha, and the orientation tag.
+    Returns the samples of frame (page) *index*, whether the last one is alpha, and the
+    orientation tag.
     """
     if rawmode == "LA;16B":
         # Grey+alpha has 4 bytes a pixel, as RGBA: unpacked as "RGBA" it keeps all 4 bytes.
-        with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+        with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
+            im.seek(index)
             _with_rawmode(im, "RGBA")
             im.load()
             raw = np.asarray(im).astype(np.uint16)
@@ -293,7 +648,8 @@ def _decode_16bit_colour(src: Path | bytes, rawmode: str) -> tuple[np.ndarray, b
         order = "L" if sys.byteorder == "little" else "B"
     planes = []
     for unpack in (rawmode, f"{bands};16{'L' if order == 'B' else 'B'}"):
-        with _fresh(src) as fileobj, PILImage.open(fileobj) as im:
+        with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
+            im.seek(index)
             _with_rawmode(im, unpack)
             im.load()
             planes.append(np.asarray(im).astype(np.uint16))
@@ -330,29 +686,67 @@ def _decode_ppm16(src: Path | bytes, im: PILImage.Image) -> np.ndarray:
     return np.rint(samples * (65535 / maxval)).astype(np.uint16)
 
 
-def _decode_tifffile(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
-    """Read grey or RGB(A) TIFF samples exactly with tifffile (any integer or float type)."""
+def _decode_tifffile(
+    src: Path | bytes, name: str, max_pixels: int | None, all_pages: bool = False
+) -> Decoded:
+    """Read a TIFF's first page (and, if asked, the others) exactly with tifffile."""
     tifffile = _import_tifffile()
     with _fresh(src) as fileobj, tifffile.TiffFile(fileobj) as tif:
         if not tif.pages:
             raise ImageReadError("truncated or corrupt image (a TIFF without pages)", path=name)
-        page = tif.pages[0]
-        _check_size(page.imagewidth, page.imagelength, name, max_pixels)
-        photometric = int(page.photometric)
-        if photometric not in (1, 2):  # MINISBLACK, RGB
-            raise ImageReadError(
-                f"TIFF photometric interpretation {page.photometric.name} is not supported",
-                path=name,
-            )
-        try:
-            array = page.asarray()
-        except (KeyError, ValueError) as err:
-            if "imagecodecs" in str(err):
-                raise NeedsCodec from None
-            raise
-        orientation_tag = page.tags.get(274)
-        orientation = int(orientation_tag.value) if orientation_tag else 1
-        axes = page.axes
+        pages = [tif.pages[0]]
+        if all_pages:  # reduced-resolution copies (previews) are not pages
+            pages += [page for page in tif.pages[1:] if not int(page.subfiletype) & 1]
+        for page in pages:  # every page's layout from its header, before any pixel
+            _tiff_layout(page).check(name, max_pixels if len(pages) == 1 else None)
+        total = sum(page.imagewidth * page.imagelength for page in pages)
+        first = pages[0]
+        _check_size(first.imagewidth, first.imagelength, name, max_pixels, len(pages), total)
+        decoded = _tifffile_page(pages[0], name)
+        decoded.more = [_tifffile_page(page, name) for page in pages[1:]]
+    return decoded
+
+
+def _decode_tifffile_page(
+    src: Path | bytes, name: str, max_pixels: int | None, index: int
+) -> Decoded:
+    tifffile = _import_tifffile()
+    with _fresh(src) as fileobj, tifffile.TiffFile(fileobj) as tif:
+        page = tif.pages[index]
+        _tiff_layout(page).check(name, max_pixels)
+        return _tifffile_page(page, name)
+
+
+def _tiff_layout(page: Any) -> TiffLayout:
+    """A tifffile page's layout, as its header declares it."""
+    return TiffLayout(
+        page.imagewidth,
+        page.imagelength,
+        samples=page.samplesperpixel,
+        bits=page.bitspersample,
+        sample_format=int(page.sampleformat),
+        planes=page.imagedepth,
+        photometric=int(page.photometric),
+    )
+
+
+def _tifffile_page(page, name: str) -> Decoded:
+    """Grey or RGB(A) samples of one TIFF page, any integer or float type."""
+    photometric = int(page.photometric)
+    if photometric not in (1, 2):  # MINISBLACK, RGB
+        raise ImageReadError(
+            f"TIFF photometric interpretation {page.photometric.name} is not supported",
+            path=name,
+        )
+    try:
+        array = page.asarray()
+    except (KeyError, ValueError) as err:
+        if "imagecodecs" in str(err):
+            raise NeedsCodec from None
+        raise
+    orientation_tag = page.tags.get(274)
+    orientation = int(orientation_tag.value) if orientation_tag else 1
+    axes = page.axes
     if axes.startswith("S"):  # planar configuration: one plane a sample
         array = np.moveaxis(array, 0, -1)
     if array.ndim == 2:
@@ -364,192 +758,3 @@ def _decode_tifffile(src: Path | bytes, name: str, max_pixels: int | None) -> De
         array = array.astype(np.uint8) * 255
     has_alpha = array.shape[2] in (2, 4)
     return Decoded(array, has_alpha, _depth_of_dtype(array.dtype), "TIFF", orientation)
-
-
-def _import_tifffile() -> Any:
-    try:
-        import tifffile
-    except ImportError:  # a declared dependency, but say what is missing rather than crash
-        raise ConvtoolError(
-            "this TIFF needs the 'tifffile' package: pip install tifffile"
-        ) from None
-    return tifffile
-
-
-# --------------------------------------------------------------------------------------------
-# Encoding
-# --------------------------------------------------------------------------------------------
-
-
-def _stacked(colour: np.ndarray, alpha: np.ndarray | None) -> np.ndarray:
-    if alpha is None:
-        return colour
-    return np.concatenate([colour, alpha[:, :, np.newaxis].astype(colour.dtype)], axis=2)
-
-
-def _pil_image(colour: np.ndarray, alpha: np.ndarray | None) -> PILImage.Image:
-    """An 8-bit Pillow image (L, LA, RGB or RGBA) from uint8 samples."""
-    samples = _stacked(colour, alpha)  # Pillow infers L, LA, RGB or RGBA from the shape
-    return PILImage.fromarray(samples[:, :, 0] if samples.shape[2] == 1 else samples)
-
-
-_Encoder = Callable[[BinaryIO, np.ndarray, Any, Any, int], None]
-
-
-# Up to this zlib level PNGs are written by _write_png: the Sub filter on every row, then
-# deflate with the run-length strategy (Z_RLE). On Sub-filtered photographs RLE is both
-# faster and smaller than deflate's level 1 string matching (3840x2160 RGB photo with mild
-# noise: 0.27 s for 47.5% of the raw size against 0.37 s for 55.5%; a 512x512 photo-like
-# image: 8.5 ms for 66.5% against 16 ms for 72%); Pillow at level 1 took 0.83 s. Above it,
-# Pillow's per-row adaptive filter at the asked level gives the smallest files.
-FAST_PNG_MAX_LEVEL = 3
-
-
-def _encode_png(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    if depth == 16 or level <= FAST_PNG_MAX_LEVEL:
-        _write_png(f, _stacked(colour, alpha), 16 if depth == 16 else 8, level)
-    else:
-        _pil_image(colour, alpha).save(f, "PNG", compress_level=level)
-
-
-def _encode_jpeg(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    # Quality 95 without chroma subsampling (4:4:4): filtered edges keep their colour.
-    _pil_image(colour, None).save(f, "JPEG", quality=95, subsampling=0)
-
-
-def _encode_bmp(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    _pil_image(colour, None).save(f, "BMP")
-
-
-def _encode_webp(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    # Lossless: convtool's results are exact, and WebP has no grey mode, so grey → RGB.
-    image = _pil_image(colour, alpha)
-    if image.mode in ("L", "LA"):
-        image = image.convert("RGBA" if image.mode == "LA" else "RGB")
-    image.save(f, "WEBP", lossless=True)
-
-
-def _encode_gif(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    # Grey is exact (a 256-grey palette); colour is reduced to a 256-colour palette by Pillow.
-    _pil_image(colour, None).save(f, "GIF")
-
-
-def _encode_pnm(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    _write_pnm(f, colour)
-
-
-def _encode_tiff(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    # Float TIFF is 32-bit whatever the precision: the format most readers take (.npy for more).
-    tifffile = _import_tifffile()
-    samples = _stacked(colour.astype(np.float32) if depth == "float" else colour, alpha)
-    tifffile.imwrite(
-        f,
-        samples if samples.shape[2] > 1 else samples[:, :, 0],
-        photometric="rgb" if colour.shape[2] == 3 else "minisblack",
-        extrasamples=["unassalpha"] if alpha is not None else None,
-        compression="zlib" if level else None,
-        compressionargs={"level": level} if level else None,
-        metadata=None,  # no JSON ImageDescription: a plain TIFF
-    )
-
-
-def _encode_npy(f: BinaryIO, colour: np.ndarray, alpha: Any, depth: Any, level: int) -> None:
-    samples = _stacked(colour, alpha)
-    np.save(f, samples[:, :, 0] if samples.shape[2] == 1 else samples, allow_pickle=False)
-
-
-ENCODERS: dict[str, _Encoder] = {
-    "png": _encode_png,
-    "jpeg": _encode_jpeg,
-    "bmp": _encode_bmp,
-    "webp": _encode_webp,
-    "gif": _encode_gif,
-    "pnm": _encode_pnm,
-    "tiff": _encode_tiff,
-    "npy": _encode_npy,
-}
-
-
-def _write_pnm(f: BinaryIO, colour: np.ndarray) -> None:
-    """Binary PGM (P5, grey) or PPM (P6, RGB), maxval 255 or 65535, big-endian samples."""
-    height, width, channels = colour.shape
-    magic = b"P5" if channels == 1 else b"P6"
-    maxval = 255 if colour.dtype == np.uint8 else 65535
-    f.write(b"%s\n%d %d\n%d\n" % (magic, width, height, maxval))
-    f.write(colour.astype(">u2" if maxval == 65535 else np.uint8).tobytes())
-
-
-_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels → grey, grey+alpha, RGB, RGBA
-_PNG_BAND_BYTES = 8 << 20  # rows filtered at once: bounds memory for any image size
-
-
-def _write_png(f: BinaryIO, samples: np.ndarray, bits: int, level: int) -> None:
-    """Write an 8- or 16-bit PNG (Pillow cannot write 16-bit colour): Sub filter, RLE deflate.
-
-    Every row uses filter 1 (Sub: each byte minus the same byte of the pixel to its left),
-    which needs no row above, so bands of rows are independent: they are filtered and
-    deflated on all CPUs at once (see :func:`_deflate_bands`), in bounded memory.
-    """
-    height, width, channels = samples.shape
-    f.write(b"\x89PNG\r\n\x1a\n")
-    header = struct.pack(">IIBBBBB", width, height, bits, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
-    _png_chunk(f, b"IHDR", header)
-    dtype = ">u2" if bits == 16 else np.uint8
-    rows = samples.astype(dtype, copy=False).reshape(height, -1).view(np.uint8)
-    bpp = bits // 8 * channels
-    band = max(1, _PNG_BAND_BYTES // rows.shape[1])
-
-    def filtered(start: int) -> bytes:
-        block = rows[start : start + band]
-        out = np.empty((block.shape[0], block.shape[1] + 1), np.uint8)
-        out[:, 0] = 1  # the filter type byte: Sub
-        out[:, 1 : bpp + 1] = block[:, :bpp]
-        np.subtract(block[:, bpp:], block[:, :-bpp], out=out[:, bpp + 1 :])  # mod 256
-        return out.tobytes()
-
-    for data in _deflate_bands(filtered, range(0, height, band), level):
-        _png_chunk(f, b"IDAT", data)
-    _png_chunk(f, b"IEND", b"")
-
-
-def _deflate_bands(make: Callable[[int], bytes], starts: range, level: int) -> Iterator[bytes]:
-    """One zlib stream of the bands ``make(start)``, deflated on a thread per CPU.
-
-    As pigz does: each band is a raw deflate stream ended on a byte boundary (a sync
-    flush), so the pieces join into one stream; the zlib header and the Adler-32 of all
-    the bytes wrap them. zlib releases the GIL, so the bands compress in parallel; at most
-    two bands per thread are held at once.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    strategy = zlib.Z_RLE if level > 0 else zlib.Z_DEFAULT_STRATEGY
-    last = starts[-1]
-
-    def deflate(start: int) -> tuple[bytes, bytes]:
-        raw = make(start)
-        compressor = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
-        end = zlib.Z_FINISH if start == last else zlib.Z_SYNC_FLUSH
-        return raw, compressor.compress(raw) + compressor.flush(end)
-
-    workers = min(os.cpu_count() or 1, len(starts))
-
-    def pieces() -> Iterator[tuple[bytes, bytes]]:
-        if workers == 1:  # one band (most images in a batch): no pool to start per file
-            yield from map(deflate, starts)
-            return
-        with ThreadPoolExecutor(workers) as pool:
-            for first in range(0, len(starts), 2 * workers):
-                yield from pool.map(deflate, starts[first : first + 2 * workers])
-
-    yield b"\x78\x01"  # zlib header: deflate, 32 KiB window; (0x7801 % 31 == 0)
-    adler = 1
-    for raw, data in pieces():
-        adler = zlib.adler32(raw, adler)
-        yield data
-    yield struct.pack(">I", adler & 0xFFFFFFFF)
-
-
-def _png_chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
-    f.write(struct.pack(">I", len(data)) + kind)
-    f.write(data)
-    f.write(struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))

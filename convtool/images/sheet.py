@@ -64,7 +64,7 @@ def compare(
     fmt = format_for(output)
     pictures = []
     for path in paths:
-        image = read_image(path)
+        image = read_image(path, frames="first")  # a sheet shows one picture
         if not (np.isfinite(np.min(image.pixels)) and np.isfinite(np.max(image.pixels))):
             raise ImageReadError(
                 "the image has NaN or infinite pixel values, which cannot be shown; "
@@ -148,15 +148,6 @@ def contact_sheet(
     return np.asarray(sheet)
 
 
-def tile_boxes(widths: list[int], height: int) -> list[tuple[int, int, int, int]]:
-    """Where each tile of the given scaled widths lands: (left, top, right, bottom)."""
-    boxes, x = [], GAP
-    for w in widths:
-        boxes.append((x, GAP, x + w, GAP + height))
-        x += w + GAP
-    return boxes
-
-
 def scaled_width(shape: tuple[int, ...], height: int) -> int:
     """The width of a picture of ``shape`` scaled to ``height``, aspect kept."""
     return max(1, round(shape[1] * height / shape[0]))
@@ -176,3 +167,31 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     while text and draw.textlength(text + "…", font=font) > width:
         text = text[:-1]
     return text + "…"
+
+
+def stack_sheet(
+    pixels: np.ndarray, groups: list[tuple[str, int]], source_depth, range_mode: str | None
+) -> np.ndarray:
+    """A contact sheet of a filter bank's result (H, W, C·n): one tile per step's channels.
+
+    ``groups`` lists each step's label and channel count, in order (see
+    :meth:`convtool.pipeline.Chain.stack_sizes`); a step of 1 or 3 channels is one grey or
+    colour tile, any other count one grey tile per channel. Values are mapped as an 8-bit
+    file would hold them (``range_mode``, default clip, in the source's value scale).
+    """
+    from convtool.images.ranges import output_samples
+
+    if sum(count for _, count in groups) != pixels.shape[-1]:
+        raise ValueError("the groups do not add up to the channels")
+    pictures, labels, start = [], [], 0
+    for label, count in groups:
+        part = pixels[..., start : start + count]
+        start += count
+        tiles = [(part, label)] if count in (1, 3) else [
+            (part[..., [c]], f"{label} [{c}]") for c in range(count)
+        ]  # fmt: skip
+        for tile, text in tiles:
+            samples, _ = output_samples(tile, None, source_depth, 8, range_mode)
+            pictures.append(display_rgb(samples.astype(np.float64), None, 255))
+            labels.append(text)
+    return contact_sheet(pictures, labels)

@@ -1,7 +1,9 @@
-"""Kernels as data: the Kernel value, builders, the shipped text kernels, specs, composition, file formats."""
+"""Kernels as data: the Kernel value, builders, the shipped text kernels, specs, composition, file
+formats, and multi-channel layer weights."""
 
 from __future__ import annotations
 
+from convtool.kernels.layers import LayerKernel, read_bias_file, read_layer_file
 from convtool.kernels.specs import (
     MAX_KERNEL_SIDE,
     Kernel,
@@ -27,6 +29,9 @@ from convtool.kernels.specs import (
 __all__ = [
     "MAX_KERNEL_SIDE",
     "Kernel",
+    "LayerKernel",
+    "read_layer_file",
+    "read_bias_file",
     "KernelEntry",
     "Param",
     "get_kernel",

@@ -348,7 +348,8 @@ BUILDERS = {b.name: b for b in (
     Builder("laplacian", laplacian, (NEIGHBOURS,), "3x3",
             "negative Laplacian, positive centre, sum 0: edges and fine detail"),
     Builder("sharpen", sharpen, (AMOUNT, NEIGHBOURS), "3x3",
-            "laplacian + (amount-1)*identity; default [[0 -1 0] [-1 5 -1] [0 -1 0]]"),
+            "laplacian + (amount-1)*identity, sum amount-1: brightness kept only at "
+            "amount=2 (the default, [[0 -1 0] [-1 5 -1] [0 -1 0]]); unsharp keeps it always"),
     Builder("kirsch", kirsch, (DIRECTION,), "3x3",
             "Kirsch compass mask for one direction (same as kirsch-<direction>)"),
     Builder("log", log, (SIGMA, LOG_SIZE), "2*ceil(4*sigma)+1",

@@ -76,7 +76,7 @@ _FROM_FILE: ContextVar[bool] = ContextVar("convtool_kernel_text_from_file", defa
 
 
 @contextlib.contextmanager
-def _reading_a_file() -> Iterator[None]:
+def reading_a_file() -> Iterator[None]:
     """Within: the text being parsed came from a file, so messages quote less of it."""
     token = _FROM_FILE.set(True)
     try:
@@ -441,29 +441,44 @@ def parse_vips_matrix(text: str) -> MatrixData:
     return MatrixData(weights, scale=divide, offset=offset)
 
 
-def load_npy(data: bytes) -> MatrixData:
-    """A kernel from the bytes of a ``.npy`` file (2-D real array; 1-D is one row).
+def load_npy_array(data: bytes) -> np.ndarray:
+    """The array of a ``.npy`` file's bytes, as float64, of any number of dimensions.
 
-    The header is checked (kind of numbers, dimensions, sides) before the data is read.
-    Messages never repeat numpy's, which may quote the file's header.
+    The header is checked (kind of numbers) before the data is read. Messages never repeat
+    numpy's, which may quote the file's header (its keys and values).
     """
     if data.startswith(b"PK\x03\x04"):
         raise KernelError("expected one array (.npy), not an archive of several (.npz)")
-    shape, dtype = _npy_header(data)
+    _shape, dtype = _npy_header(data)
     if dtype.hasobject:
         raise KernelError("not a readable .npy array (it holds Python objects: pickle, refused)")
     if dtype.kind not in "biuf":
         raise KernelError(f"the array holds {dtype.name}, not real numbers")
-    if len(shape) not in (1, 2):
-        raise KernelError(f"the array is {len(shape)}-D; a kernel is 2-D")
-    check_side(*((1, *shape) if len(shape) == 1 else shape))
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
     except Exception:  # noqa: BLE001 - any failure of a foreign format is a bad file
         raise KernelError("not a readable .npy array (its data is truncated or corrupt)") from None
+    return np.array(array, dtype=np.float64)
+
+
+def load_npy(data: bytes) -> MatrixData:
+    """A kernel from the bytes of a ``.npy`` file (2-D real array; 1-D is one row).
+
+    Its sides are checked from the header, before the data is read.
+    """
+    shape, _dtype = _npy_header(data)
+    if len(shape) in (3, 4):
+        raise KernelError(
+            f"the array is {len(shape)}-D: a layer's weights ((C_in, kh, kw) or "
+            "(C_out, C_in/groups, kh, kw)), which `convtool filter -k` takes; a kernel is 2-D"
+        )
+    if len(shape) not in (1, 2):
+        raise KernelError(f"the array is {len(shape)}-D; a kernel is 2-D")
+    check_side(*((1, *shape) if len(shape) == 1 else shape))
+    array = load_npy_array(data)
     if array.ndim == 1:
         array = array[np.newaxis, :]
-    return MatrixData(np.array(array, dtype=np.float64))
+    return MatrixData(array)
 
 
 def _npy_header(data: bytes) -> tuple[tuple[int, ...], np.dtype]:
@@ -512,9 +527,9 @@ def load_matlab(data: bytes) -> MatrixData:
 def read_kernel_data(path: str | os.PathLike) -> MatrixData:
     """Read a kernel file: ``.npy``, MATLAB or libvips ``.mat``, or text (plain or IM)."""
     where = os.fspath(path)
-    data = _read_bounded(where)
+    data = read_file_bytes(where)
     try:
-        with _reading_a_file():
+        with reading_a_file():
             return _parse_file_bytes(data, os.path.splitext(where)[1].lower())
     except KernelError as exc:
         if exc.path is not None:
@@ -522,30 +537,34 @@ def read_kernel_data(path: str | os.PathLike) -> MatrixData:
         raise KernelError(str(exc), path=where) from None
 
 
-def _read_bounded(where: str) -> bytes:
-    """At most MAX_FILE_BYTES + 1 bytes of a regular file (a FIFO or device is refused)."""
+def read_file_bytes(path: str | os.PathLike, what: str = "kernel file") -> bytes:
+    """The bytes of a kernel (or bias) file, at most MAX_FILE_BYTES + 1 of them.
+
+    Only a regular file: a FIFO or a device (``/dev/zero``, ``/dev/stdin``) is refused,
+    and opening it does not wait for a writer.
+    """
+    where = os.fspath(path)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer before it can be refused
         fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
-        raise KernelError("no such kernel file", path=where) from None
+        raise KernelError(f"no such {what}", path=where) from None
     except IsADirectoryError:
-        raise KernelError("is a folder, not a kernel file", path=where) from None
+        raise KernelError(f"is a folder, not a {what}", path=where) from None
     except (OSError, ValueError) as exc:
         reason = (getattr(exc, "strerror", None) or type(exc).__name__).lower()
-        raise KernelError(f"cannot read the kernel file ({reason})", path=where) from None
+        raise KernelError(f"cannot read the {what} ({reason})", path=where) from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         if stat.S_ISDIR(mode):
-            raise KernelError("is a folder, not a kernel file", path=where)
+            raise KernelError(f"is a folder, not a {what}", path=where)
         raise KernelError("is not a regular file (a device or a pipe?)", path=where)
     with open(fd, "rb") as handle:
         try:
             return handle.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             reason = (exc.strerror or type(exc).__name__).lower()
-            raise KernelError(f"cannot read the kernel file ({reason})", path=where) from None
+            raise KernelError(f"cannot read the {what} ({reason})", path=where) from None
 
 
 def _parse_file_bytes(data: bytes, extension: str) -> MatrixData:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from convtool.errors import KernelError, excerpt
+from convtool.errors import KernelError, UnknownKernelError, excerpt
 from convtool.kernels import formats as fmt
 from convtool.kernels.builders import (
     BUILDERS,
@@ -62,7 +62,6 @@ class KernelEntry:
     params: str  # "sigma=1, size=2*ceil(3*sigma)+1"; "" for a fixed kernel
     description: str
     parameters: tuple[Param, ...] = ()
-    kind: str = "fixed"  # "fixed" (a file in kernels/) or "parametric" (a builder)
 
 
 def list_kernels() -> list[KernelEntry]:
@@ -72,9 +71,7 @@ def list_kernels() -> list[KernelEntry]:
         h, w = builder.build().shape
         size = f"{h}x{w}" if builder.size == "3x3" else f"{builder.size} ({h}x{w})"
         params = ", ".join(p.describe() for p in builder.params)
-        entries.append(
-            KernelEntry(name, size, params, builder.description, builder.params, "parametric")
-        )
+        entries.append(KernelEntry(name, size, params, builder.description, builder.params))
     for name in fixed_files():
         kernel, description = load_fixed(name)
         h, w = kernel.shape
@@ -201,7 +198,7 @@ def _parse_named(text: str) -> Kernel:
         return fixed_kernel(name)
     close = difflib.get_close_matches(name, kernel_names(), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(kernel_names())}"
-    raise KernelError(f"unknown kernel {excerpt(name)}; {hint}")
+    raise UnknownKernelError(f"unknown kernel {excerpt(name)}; {hint}", name=name)
 
 
 def _parse_args(builder: Builder, args: str | None) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convtool import images, resources
+from convtool.engine.memory import engine_peak_bytes
 from convtool.errors import ImageReadError, UsageError
 from convtool.images import outputs
 from convtool.match.scores import Match, draw_overlay, find_matches, match_template, score_picture
@@ -85,12 +86,16 @@ class MatchOutcome:
 def run(request: MatchRequest) -> MatchOutcome:
     """Score the template over the scene and write the map and/or the overlay."""
     request.check()
-    stdin_bytes = sys.stdin.buffer.read() if "-" in (request.scene, request.template) else None
+    stdin_bytes = None
+    if "-" in (request.scene, request.template):
+        stdin_bytes = images.read_stream(sys.stdin.buffer, "-", request.max_pixels)
 
     def read(path: str, gray: bool) -> images.Image:
         # stdin may be read twice (luminance to match, colour to draw on), so keep its bytes
         stream = io.BytesIO(stdin_bytes) if path == "-" else None
-        return images.read_image(path, gray=gray, max_pixels=request.max_pixels, stdin=stream)
+        return images.read_image(
+            path, gray=gray, max_pixels=request.max_pixels, stdin=stream, frames="first"
+        )
 
     gray = not request.per_channel
     scene, template = read(request.scene, gray), read(request.template, gray)
@@ -177,8 +182,6 @@ def peak_bytes(
     made at once (each a running-sum pass, its transposed copy and the second pass), the
     score arithmetic; then what writing the score map and drawing the overlay take.
     """
-    from convtool.pipeline.memory import engine_peak_bytes
-
     height, width, channels = scene_shape
     h, w = template_shape
     plane = height * width * 8

@@ -15,7 +15,8 @@ Geometry of the score map (``geometry=``):
   convtool), and the ``h - 1`` rows and ``w - 1`` columns no window is centred on are 0.
 
 The numerator is one engine correlation with the zero-mean template (FFT for large templates);
-the window sums and sums of squares come from blocked prefix sums in float64. Nothing loops in
+the window sums and sums of squares come from the compiled running sums (or, without them,
+blocked prefix sums) in float64. Nothing loops in
 Python over pixels: :func:`find_matches` loops over local maxima only.
 """
 
@@ -29,6 +30,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from convtool import engine
+from convtool.engine import native
 from convtool.errors import UsageError
 
 GEOMETRIES = ("valid", "same")
@@ -139,7 +141,15 @@ def _flat_energy(peak: float, h: int, w: int) -> float:
 
 
 def _sums_and_squares(x: np.ndarray, h: int, w: int, threads: int | None):
-    """Window sums of ``x`` and of ``x**2``, on two threads when allowed (numpy frees the GIL)."""
+    """Window sums of ``x`` and of ``x**2``, on two threads when allowed (numpy frees the GIL).
+
+    The compiled kernels make both in one pass over ``x`` (running sums: each sum holds only
+    its window's terms, so its rounding stays within the bound of :func:`_flat_energy`); the
+    blocked prefix sums below are the numpy fallback.
+    """
+    compiled = native.window_sums(x, h, w, threads or os.cpu_count() or 1)
+    if compiled is not None:
+        return compiled
     if (threads or os.cpu_count() or 1) < 2:
         return _window_sums(x, h, w), _window_sums(np.square(x), h, w)
     with ThreadPoolExecutor(2) as pool:

@@ -12,7 +12,9 @@ from convtool.pipeline.chain import (
     ConvolveStep,
     FilterOptions,
     GradientStep,
+    LayerStep,
     PoolStep,
+    Progress,
     Step,
     combine_gradients,
     gradient_magnitude,
@@ -21,6 +23,7 @@ from convtool.pipeline.chain import (
     parse_steps,
     pool,
     step_entries,
+    with_layer_options,
 )
 
 __all__ = [
@@ -33,7 +36,9 @@ __all__ = [
     "ConvolveStep",
     "FilterOptions",
     "GradientStep",
+    "LayerStep",
     "PoolStep",
+    "Progress",
     "Step",
     "combine_gradients",
     "gradient_magnitude",
@@ -42,4 +47,5 @@ __all__ = [
     "parse_steps",
     "pool",
     "step_entries",
+    "with_layer_options",
 ]

@@ -3,18 +3,24 @@
 :class:`Chain` holds the parsed steps (:mod:`convtool.steps`), the shared options and the
 iteration count; it filters an image's colour channels in one stack ``(C, H, W)`` and
 moves alpha along with the same geometry (cropped, padded, strided or pooled), or
-filters it, or uses it to weight the colour (``--alpha``). The step names are
+filters it, or uses it to weight the colour (``--alpha``). Every frame of an animation
+(or page of a TIFF) gets the same chain. A ``progress`` callback follows a long run
+(see :data:`Progress`); the chain never draws anything itself. The step names are
 re-exported here, so ``from convtool.pipeline import parse_steps`` keeps working.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from convtool.engine import observe_bands
 from convtool.errors import ImageReadError, UsageError
+from convtool.pipeline.layers import LayerStep
+from convtool.pipeline.parsing import parse_step, parse_steps, step_entries, with_layer_options
 from convtool.pipeline.steps import (
     ALPHA_MODES,
     GRADIENT_NORMS,
@@ -26,12 +32,10 @@ from convtool.pipeline.steps import (
     GradientStep,
     PoolStep,
     Step,
+    check_transposable,
     combine_gradients,
     gradient_magnitude,
-    parse_step,
-    parse_steps,
     pool,
-    step_entries,
 )
 
 # The steps are re-exported: the pipeline is where callers look for them.
@@ -45,7 +49,9 @@ __all__ = [
     "ConvolveStep",
     "FilterOptions",
     "GradientStep",
+    "LayerStep",
     "PoolStep",
+    "Progress",
     "Step",
     "combine_gradients",
     "gradient_magnitude",
@@ -54,6 +60,7 @@ __all__ = [
     "parse_steps",
     "pool",
     "step_entries",
+    "with_layer_options",
 ]
 
 CHANNEL_NAMES = {"r": 0, "g": 1, "b": 2}
@@ -64,6 +71,29 @@ RGB_TO_YCBCR = np.array(
     [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
 )  # fmt: skip
 YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
+
+Progress = Callable[[float, int], None]
+"""``progress(done, total)``: work units done (fractions as the engine's bands finish) of
+``total``, one unit a step, per iteration, per frame. Called on the filtering thread."""
+
+
+class _Ticker:
+    """Turns band and step completions into calls of a :data:`Progress`, never backwards."""
+
+    def __init__(self, progress: Progress, total: int) -> None:
+        self.progress, self.total = progress, max(1, total)
+        self.unit, self.done = 0, 0.0
+
+    def band(self, done: int, total: int) -> None:
+        value = self.unit + done / max(1, total)
+        if value > self.done:
+            self.done = value
+            self.progress(value, self.total)
+
+    def step_done(self) -> None:
+        self.unit += 1
+        self.done = float(self.unit)
+        self.progress(self.done, self.total)
 
 
 def parse_channels(text: str) -> str | tuple[int, ...]:
@@ -93,6 +123,12 @@ class Chain:
     ``channels`` is ``"all"``, ``"luma"`` (filter the BT.601 luminance of an RGB image
     and keep its colour, e.g. to sharpen without colour fringes) or a tuple of channel
     indices; channels not picked are carried with the same geometry, unfiltered.
+
+    ``stack=True`` makes a filter bank: each step is applied to the input on its own
+    (``iterations`` times) instead of after the previous one, and the results are put side
+    by side as channels, step by step: for C channels and n steps, channel ``i*C + c`` is
+    channel c filtered by step i (``C`` being a layer step's output channels for that step).
+    Alpha comes from the first step.
     """
 
     steps: tuple = field(default_factory=tuple)
@@ -100,6 +136,7 @@ class Chain:
     iterations: int = 1
     alpha_mode: str = "carry"
     channels: str | tuple[int, ...] = "all"
+    stack: bool = False
 
     def __post_init__(self) -> None:
         if int(self.iterations) != self.iterations or not 1 <= self.iterations <= MAX_ITERATIONS:
@@ -114,20 +151,38 @@ class Chain:
         object.__setattr__(self, "steps", tuple(self.steps))
         if isinstance(self.channels, str):
             object.__setattr__(self, "channels", parse_channels(self.channels))
+        check_transposable(self.steps, self.options)
+        if self.stack and not self.steps:
+            raise UsageError("--stack needs at least one -k step")
 
     def apply(
-        self, pixels: np.ndarray, alpha: np.ndarray | None = None
+        self,
+        pixels: np.ndarray,
+        alpha: np.ndarray | None = None,
+        progress: Progress | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Filter ``pixels`` (H, W, C) and move ``alpha`` (H, W) along; returns both.
 
         Pixels and alpha must be finite: NaN or infinity would spread past the kernel's
         window (a running sum or an FFT carries it on), so they are refused.
         """
-        return self._apply(pixels, alpha, None)
+        ticker = self._ticker(progress, 1)
+        return self._apply(pixels, alpha, None, ticker)
+
+    def _ticker(self, progress: Progress | None, frames: int) -> _Ticker | None:
+        if progress is None:
+            return None
+        return _Ticker(progress, frames * self.iterations * len(self.steps))
 
     def _apply(
-        self, pixels: np.ndarray, alpha: np.ndarray | None, source: str | None
+        self,
+        pixels: np.ndarray,
+        alpha: np.ndarray | None,
+        source: str | None,
+        ticker: _Ticker | None = None,
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.stack:
+            return self._apply_stack(pixels, alpha, source, ticker)
         _require_finite(pixels, alpha, source)
         stack = np.moveaxis(pixels, -1, 0)
         luma = self.channels == "luma" and stack.shape[0] == 3
@@ -136,7 +191,12 @@ class Chain:
         picked = self._picked(stack.shape[0], luma)
         kept = [c for c in range(stack.shape[0]) if c not in picked]
         everything = len(picked) == stack.shape[0]  # the common case: no copy to pick
-        filtered, alpha = self._run(stack if everything else stack[list(picked)], alpha)
+        filtered, alpha = self._run(stack if everything else stack[list(picked)], alpha, ticker)
+        if kept and filtered.shape[0] != len(picked):
+            raise UsageError(
+                "a layer kernel changes the number of channels, so channels cannot be left "
+                "unfiltered; use --channels all"
+            )
         if kept:
             carried = stack[kept]
             for _ in range(self.iterations):
@@ -148,6 +208,42 @@ class Chain:
         if luma:
             filtered = np.tensordot(YCBCR_TO_RGB.astype(filtered.dtype), filtered, axes=1)
         return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
+
+    def _apply_stack(
+        self,
+        pixels: np.ndarray,
+        alpha: np.ndarray | None,
+        source: str | None,
+        ticker: _Ticker | None = None,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Each step on its own, the results side by side as channels (see the class)."""
+        results: list[np.ndarray] = []
+        first_alpha = None
+        for step in self.steps:
+            single = dataclasses.replace(self, steps=(step,), stack=False)
+            filtered, moved = single._apply(pixels, alpha, source, ticker)
+            if results and filtered.shape[:2] != results[0].shape[:2]:
+                first = results[0].shape
+                raise UsageError(
+                    f"--stack needs steps that give one size: {self.steps[0].spec} gives "
+                    f"{first[0]}x{first[1]}, {step.spec} gives "
+                    f"{filtered.shape[0]}x{filtered.shape[1]} (kernels of other sides under "
+                    "valid or full padding?)"
+                )
+            if not results:
+                first_alpha = moved
+            results.append(filtered)
+        return np.concatenate(results, axis=-1), first_alpha
+
+    def stack_sizes(self, channels: int) -> list[tuple[str, int]]:
+        """For ``stack=True``: each step's spec and how many channels it adds, in order."""
+        sizes = []
+        for step in self.steps:
+            count = channels
+            if isinstance(step, LayerStep):
+                count = step.output_channels(channels, self.options)
+            sizes.append((step.spec, count))
+        return sizes
 
     def _picked(self, count: int, luma: bool) -> tuple[int, ...]:
         if self.channels == "all" or (self.channels == "luma" and count == 1):
@@ -164,7 +260,7 @@ class Chain:
         return self.channels
 
     def _run(
-        self, stack: np.ndarray, alpha: np.ndarray | None
+        self, stack: np.ndarray, alpha: np.ndarray | None, ticker: _Ticker | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The steps, N times, over a (C, H, W) stack, with alpha handled by ``alpha_mode``."""
         alpha_in_stack = alpha is not None and self.alpha_mode == "filter"
@@ -177,21 +273,33 @@ class Chain:
             stack, weights = stack * alpha, alpha[None]
         for _ in range(self.iterations):
             for step in self.steps:
-                stack = step.apply(stack, self.options)
-                if weights is not None:
-                    weights = step.coverage(weights, self.options)
-                if alpha is not None:
-                    alpha = step.carry(alpha, self.options)
+                with observe_bands(ticker.band if ticker is not None else None):
+                    stack = step.apply(stack, self.options)
+                    if weights is not None:
+                        weights = step.coverage(weights, self.options)
+                    if alpha is not None:
+                        alpha = step.carry(alpha, self.options)
+                if ticker is not None:
+                    ticker.step_done()
         if weights is not None:
             stack = _unpremultiply(stack, weights)
         if alpha_in_stack:
             stack, alpha = stack[:-1], stack[-1]
         return stack, alpha
 
-    def apply_to(self, image):
-        """Filter an :class:`convtool.images.Image`-like object; returns a new one."""
-        pixels, alpha = self._apply(image.pixels, image.alpha, getattr(image, "source", None))
-        return dataclasses.replace(image, pixels=pixels, alpha=alpha)
+    def apply_to(self, image, progress: Progress | None = None):
+        """Filter an :class:`convtool.images.Image`-like object, every frame; returns a new one."""
+        source = getattr(image, "source", None)
+        frames = list(getattr(image, "frames", None) or ())
+        ticker = self._ticker(progress, 1 + len(frames))
+        pixels, alpha = self._apply(image.pixels, image.alpha, source, ticker)
+        if not frames:
+            return dataclasses.replace(image, pixels=pixels, alpha=alpha)
+        filtered = []
+        for frame in frames:
+            frame_pixels, frame_alpha = self._apply(frame.pixels, frame.alpha, source, ticker)
+            filtered.append(dataclasses.replace(frame, pixels=frame_pixels, alpha=frame_alpha))
+        return dataclasses.replace(image, pixels=pixels, alpha=alpha, frames=filtered)
 
 
 def _require_finite(pixels: np.ndarray, alpha: np.ndarray | None, source: str | None) -> None:

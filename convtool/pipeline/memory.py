@@ -19,13 +19,14 @@ the refusal itself, are :mod:`convtool.resources`' (shared with ``match`` and ``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from convtool.padding import Padding, parse_padding
+from convtool.engine.memory import engine_peak_bytes, next_fast_len
+from convtool.engine.memory import geometry as _geometry
+from convtool.padding import Padding
 from convtool.resources import (
     HEADROOM,
     MEMORY_ENV,
@@ -45,171 +46,11 @@ __all__ = [
     "engine_peak_bytes",
     "estimate_peak_bytes",
     "format_bytes",
+    "frame_held_bytes",
+    "next_fast_len",
     "output_shape",
     "parse_bytes",
 ]
-
-# The engine's band sizing (convtool/engine.py, fftconv.py, bands.py), mirrored here; the
-# tests compare the estimate with what the engine really allocates.
-_BAND_ELEMENTS = 1 << 18
-_DIRECT_COPIES = 3
-_FFT_COPIES = 6
-_FFT_MIN_HEIGHT = 128
-_RUNNING_MAX_BAND = 256
-
-
-# ---------------------------------------------------------------------------- one engine call
-
-
-@dataclass(frozen=True)
-class _Geometry:
-    """One axis of an engine call: output length, padded buffer length, kernel span."""
-
-    size: int  # output samples, after the stride
-    buffer: int  # input samples a band buffer holds along this axis (padding included)
-    span: int  # the kernel's side once dilated
-
-
-def _geometry(n: int, taps: int, dilation: int, stride: int, origin: int, padding: Padding):
-    span = (taps - 1) * dilation + 1
-    if padding is Padding.VALID:
-        offset, length = 0, n - span + 1
-    elif padding is Padding.FULL:
-        offset, length = -(span - 1), n + span - 1
-    else:
-        offset, length = -(span // 2 + origin), n
-    size = max(0, -(-length // stride))
-    reach = stride * (max(size, 1) - 1) + span
-    buffer = max(n, offset + reach) - min(offset, 0)
-    return _Geometry(size, buffer, span)
-
-
-def next_fast_len(n: int) -> int:
-    """The smallest 2·3·5-smooth number ≥ n (scipy.fft.next_fast_len for real transforms)."""
-    if n <= 1:
-        return 1
-    best = 1 << (n - 1).bit_length()  # a power of two ≥ n
-    power5 = 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            candidate = power35
-            while candidate < n:
-                candidate *= 2
-            best = min(best, candidate)
-            power35 *= 3
-        power5 *= 5
-    return best
-
-
-def engine_peak_bytes(
-    channels: int,
-    height: int,
-    width: int,
-    kernel_shape: tuple[int, int],
-    *,
-    itemsize: int = 4,
-    separable: bool = False,
-    padding: Padding | str = Padding.REFLECT,
-    stride: int | tuple[int, int] = 1,
-    dilation: int | tuple[int, int] = 1,
-    origin: tuple[int, int] = (0, 0),
-    method: str = "auto",
-    threads: int | None = None,
-) -> int:
-    """Bytes one ``engine.correlate``/``convolve`` call allocates at its peak, input excluded.
-
-    That is its output plus the bands of padded rows the worker threads hold at once (and,
-    for the FFT, the kernel's spectrum and its float64 making). ``method="auto"`` is
-    resolved as the engine resolves it; ``separable`` says whether the kernel is rank 1.
-    """
-    padding = parse_padding(padding)
-    sy, sx = _pair(stride)
-    dy, dx = _pair(dilation)
-    rows = _geometry(height, kernel_shape[0], dy, sy, origin[0], padding)
-    cols = _geometry(width, kernel_shape[1], dx, sx, origin[1], padding)
-    if rows.size == 0 or cols.size == 0:
-        return 0  # the engine refuses it (valid padding with a kernel larger than the image)
-    method = _resolve_method(method, kernel_shape, separable, (height, width))
-    workers = max(1, threads or os.cpu_count() or 1)
-    output = channels * rows.size * cols.size * itemsize
-    if method == "fft":
-        return output + _fft_bytes(channels, height, width, rows, cols, sy, itemsize, workers)
-    wanted = _BAND_ELEMENTS // (channels * cols.buffer)
-    if method == "separable" and kernel_shape[0] > 1:
-        wanted = max(wanted, min(rows.span, _RUNNING_MAX_BAND))
-    band = _band_rows(channels, height, width, rows, cols, sy, wanted, workers, _DIRECT_COPIES)
-    band = min(band, rows.size)
-    in_flight = min(workers, -(-rows.size // band))
-    buffer = channels * (sy * (band - 1) + rows.span) * cols.buffer * itemsize
-    setup = _toeplitz_bytes(kernel_shape, rows, cols, (sy, sx), (dy, dx), method, itemsize)
-    return output + in_flight * _DIRECT_COPIES * buffer + setup
-
-
-def _toeplitz_bytes(kernel_shape, rows, cols, stride, dilation, method, itemsize) -> int:
-    """The Toeplitz matrices of the 1-D passes, held for the whole call (an upper bound).
-
-    A separable kernel has a pass per axis; a direct one a pass per kernel row (or
-    column), each of which may be a product if its taps need enough ufunc passes.
-    """
-    from convtool.engine import passes
-    from convtool.engine.plan import Axis, tuning
-
-    tuned = tuning()
-    bytes_along = []
-    for taps, geometry, s, d in zip(kernel_shape, (rows, cols), stride, dilation, strict=True):
-        axis = Axis(0, taps, d, s, 0, geometry.size)
-        if taps > 1 and passes.uses_matmul(2 * taps, axis, tuned):
-            bytes_along.append(passes.toeplitz_bytes(axis, tuned, itemsize))
-        else:
-            bytes_along.append(0)
-    if method == "separable":
-        return sum(bytes_along)
-    # kernel rows are passes along the columns, and kernel columns along the rows
-    return max(kernel_shape[0] * bytes_along[1], kernel_shape[1] * bytes_along[0])
-
-
-def _fft_bytes(channels, height, width, rows, cols, stride, itemsize, workers) -> int:
-    tall = next_fast_len(max(_FFT_MIN_HEIGHT, 4 * rows.span))
-    wanted = max(1, (tall - rows.span) // stride + 1)
-    band = _band_rows(channels, height, width, rows, cols, stride, wanted, workers, _FFT_COPIES)
-    fft_h = next_fast_len(stride * (band - 1) + rows.span)
-    fft_w = next_fast_len(cols.buffer)
-    half = fft_h * (fft_w // 2 + 1)  # complex values in one real transform's spectrum
-    # The kernel's spectrum: dilated float64 weights, a zero-padded float64 copy and its
-    # complex128 transform, then the working-precision copy that stays.
-    setup = rows.span * cols.span * 8 + fft_h * fft_w * 8 + half * 16
-    spectrum = half * 2 * itemsize
-    kept_rows = min(band, rows.size)
-    buffer = channels * (stride * (kept_rows - 1) + rows.span) * cols.buffer * itemsize
-    # Per band at once: its rows, their zero-padded copy, the product spectrum, the inverse.
-    per_band = buffer + channels * (2 * fft_h * fft_w * itemsize + half * 2 * itemsize)
-    in_flight = min(workers, -(-rows.size // band))
-    return setup + spectrum + in_flight * per_band
-
-
-def _band_rows(channels, height, width, rows, cols, stride, wanted, workers, copies) -> int:
-    """Output rows per band, as the engine's ``_band_within_budget`` picks them."""
-    per_row = channels * cols.buffer * copies * workers
-    budget = max(_BAND_ELEMENTS * copies * workers, channels * height * width)
-    fitting = (budget // per_row - rows.span) // stride + 1
-    floor = rows.span // 2 // stride
-    return max(1, floor, min(wanted, fitting))
-
-
-def _resolve_method(method: str, kernel_shape, separable: bool, image_shape) -> str:
-    if method != "auto":
-        return method
-    from convtool import engine
-
-    return engine.choose_method(tuple(kernel_shape), separable, image_shape)
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, tuple | list):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
-
 
 # ---------------------------------------------------------------------------- a chain
 
@@ -272,10 +113,9 @@ def chain_peak_bytes(
     until its result is written), the working (C, H, W) copy, for each step of each
     iteration its input, the engine call and what alpha needs alongside, then the
     result's (H, W, C) copy and what writing it takes (a range-mapped copy, the integer
-    samples, Pillow's copy, the encoded bytes).
+    samples, Pillow's copy, the encoded bytes). A transposed step counts its zero-inserted
+    input; a filter bank (``stack``) runs each step on the image and holds the results.
     """
-    from convtool.pipeline.steps import GradientStep, PoolStep
-
     options = chain.options
     threads = options.threads
     held = height * width * (channels + alpha) * itemsize
@@ -289,8 +129,61 @@ def chain_peak_bytes(
     plane = height * width * itemsize
     peak = held + plane * (channels * (2 if luma else 1) + filtered + (1 if weighted else 0))
     h, w = height, width
+    stacked = 0  # --stack: the results of the steps done so far, held for the final stack
+    for index, step_of_bank in enumerate(chain.steps if chain.stack else [None]):
+        if chain.stack:
+            if index:
+                stacked += channels * h * w * itemsize
+            h, w = height, width
+        peak, h, w = _run_peak(
+            chain,
+            [step_of_bank] if chain.stack else chain.steps,
+            peak,
+            held + stacked,
+            filtered,
+            kept,
+            weighted,
+            carried_alpha,
+            alpha,
+            plane,
+            itemsize,
+            threads,
+            h,
+            w,
+        )
+    banks = len(chain.steps) if chain.stack else 1
+    result = channels * banks * h * w * itemsize + stacked
+    alpha_out = h * w * itemsize if alpha else 0
+    finish = held + result * (2 + luma) + alpha_out
+    # Writing: the range-mapped copy, integer samples (up to 32-bit), Pillow's image (4 bytes
+    # a pixel for RGB(A) and grey+alpha) and the encoded bytes, buffered whole for stdout.
+    samples = (channels * banks + alpha) * h * w
+    write = held + result + alpha_out + samples * (itemsize + 4 + 2) + 4 * h * w
+    return max(peak, finish, write)
+
+
+def _run_peak(
+    chain,
+    steps,
+    peak,
+    held,
+    filtered,
+    kept,
+    weighted,
+    carried_alpha,
+    alpha,
+    plane,
+    itemsize,
+    threads,
+    h,
+    w,
+):
+    """The peak over ``steps`` applied ``chain.iterations`` times, and the final size."""
+    from convtool.pipeline.steps import GradientStep, PoolStep
+
+    options = chain.options
     for _ in range(chain.iterations):
-        for step in chain.steps:
+        for step in steps:
             stack_in = filtered * h * w * itemsize
             side = plane * kept  # unfiltered channels carried alongside
             nh, nw = step_shape(step, options, h, w)
@@ -301,6 +194,14 @@ def chain_peak_bytes(
                 # a step of the caller's own: counted as one same-size result per channel
                 work = 2 * filtered * h * w * itemsize
                 extra = 0
+            elif options.transposed:
+                kernel = step.kernel
+                call = _engine_call(kernel, options, itemsize, threads)
+                nh, nw = _transposed_shape(kernel, options, h, w)
+                # the zero-inserted input, the engine's full convolution of it, the fold
+                uh, uw = (h - 1) * options.stride + 1, (w - 1) * options.stride + 1
+                work = call(filtered, uh, uw) + filtered * (uh * uw + nh * nw) * itemsize
+                extra = 0  # transposed steps carry no alpha nor unfiltered channels
             else:
                 kernel = step.kx if isinstance(step, GradientStep) else step.kernel
                 call = _engine_call(kernel, options, itemsize, threads)
@@ -312,14 +213,31 @@ def chain_peak_bytes(
             track = (carried_alpha + weighted) * h * w * itemsize if alpha else 0
             peak = max(peak, held + stack_in + side + track + work + extra)
             h, w = nh, nw
-    result = channels * h * w * itemsize
-    alpha_out = h * w * itemsize if alpha else 0
-    finish = held + result * (2 + luma) + alpha_out
-    # Writing: the range-mapped copy, integer samples (up to 32-bit), Pillow's image (4 bytes
-    # a pixel for RGB(A) and grey+alpha) and the encoded bytes, buffered whole for stdout.
-    samples = (channels + alpha) * h * w
-    write = held + result + alpha_out + samples * (itemsize + 4 + 2) + 4 * h * w
-    return max(peak, finish, write)
+    return peak, h, w
+
+
+def frame_held_bytes(
+    chain, height: int, width: int, channels: int, *, itemsize: int = 4, alpha: bool = False
+) -> int:
+    """Bytes one more frame of an animation (or page) holds while the others are filtered.
+
+    Frames are read together, filtered one by one and written together: each extra frame
+    adds its pixels as read, its result, and its share of writing (the integer samples and
+    the encoder's 8-bit copy), on top of the one frame being filtered.
+    """
+    from convtool.pipeline.steps import GradientStep, PoolStep
+
+    h, w = height, width
+    for _ in range(chain.iterations):
+        for step in chain.steps:
+            if isinstance(step, PoolStep):
+                h = (h - step.size[0]) // step.stride[0] + 1
+                w = (w - step.size[1]) // step.stride[1] + 1
+            elif isinstance(step, GradientStep) or hasattr(step, "kernel"):
+                kernel = step.kx if isinstance(step, GradientStep) else step.kernel
+                h, w = _output_shape(kernel, chain.options, h, w)
+    layers = channels + alpha
+    return (height * width + h * w) * layers * itemsize + h * w * layers * (4 + 2)
 
 
 def step_shape(step, options, height: int, width: int) -> tuple[int, int]:
@@ -332,22 +250,40 @@ def step_shape(step, options, height: int, width: int) -> tuple[int, int]:
             (width - step.size[1]) // step.stride[1] + 1,
         )
     if isinstance(step, GradientStep):
-        return _output_shape(step.kx, options, height, width)
-    if hasattr(step, "kernel"):
-        return _output_shape(step.kernel, options, height, width)
-    return height, width  # a step of the caller's own: assumed to keep the size
+        kernel = step.kx
+    elif hasattr(step, "kernel"):
+        kernel = step.kernel
+    elif hasattr(step, "layer"):  # a layer: its taps move over the image as a kernel's do
+        kernel = _Taps(tuple(step.layer.shape), (0, 0))
+    else:
+        return height, width  # a step of the caller's own: assumed to keep the size
+    if options.transposed:
+        return _transposed_shape(kernel, options, height, width)
+    return _output_shape(kernel, options, height, width)
+
+
+@dataclass(frozen=True)
+class _Taps:
+    """A kernel's geometry alone (a layer's): what the shape of a step depends on."""
+
+    shape: tuple[int, int]
+    origin: tuple[int, int]
 
 
 def output_shape(chain, height: int, width: int) -> tuple[int, int]:
     """The (height, width) of what ``chain`` makes of a height × width image.
 
     Known before filtering, so that an output format's size limit (GIF, JPEG) is checked
-    before the work rather than by the encoder after it.
+    before the work rather than by the encoder after it. A filter bank (``--stack``)
+    applies each step to the image on its own: its outputs have the first one's size.
     """
-    for _ in range(chain.iterations):
-        for step in chain.steps:
-            height, width = step_shape(step, chain.options, height, width)
-    return height, width
+    banks = [[step] for step in chain.steps] if getattr(chain, "stack", False) else [chain.steps]
+    h, w = height, width
+    for steps in banks[:1]:
+        for _ in range(chain.iterations):
+            for step in steps:
+                h, w = step_shape(step, chain.options, h, w)
+    return h, w
 
 
 def _picked_count(channels_option, channels: int) -> int:
@@ -383,6 +319,18 @@ def _engine_call(kernel, options, itemsize: int, threads: int | None):
     return call
 
 
+def _transposed_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
+    from convtool import engine
+
+    return engine.transposed_shape(
+        (height, width),
+        kernel.shape,
+        padding=options.padding,
+        stride=options.stride,
+        dilation=options.dilation,
+    )
+
+
 def _output_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
     return tuple(
         _geometry(n, k, options.dilation, options.stride, o, options.padding).size
@@ -402,20 +350,31 @@ def check_memory(
     ``available``: bytes (default :func:`available_memory`; None there skips the check).
     ``held``: the image is already in memory (read), so it is not counted again.
     ``share``: how many images are filtered at once (a batch's worker processes); each
-    may use that share of the memory. Returns the estimate in bytes.
+    may use that share of the memory. Every frame of an animation (or page) counts
+    (:func:`frame_held_bytes` for each after the first). Returns the estimate in bytes.
     """
     height, width, channels = image.pixels.shape
     itemsize = image.pixels.dtype.itemsize
     alpha = image.alpha is not None
     need = chain_peak_bytes(chain, height, width, channels, itemsize=itemsize, alpha=alpha)
-    if held:
-        need -= height * width * (channels + alpha) * itemsize
+    frames = list(getattr(image, "frames", None) or ())
+    for frame in frames:
+        h, w = frame.pixels.shape[:2]
+        need += frame_held_bytes(chain, h, w, channels, itemsize=itemsize, alpha=alpha)
+    if held:  # every frame as read
+        pixels = height * width + sum(f.pixels.shape[0] * f.pixels.shape[1] for f in frames)
+        need -= pixels * (channels + alpha) * itemsize
     hint = "a smaller image or kernel, a smaller --dilation, fewer --iterations"
+    if chain.options.transposed and chain.options.stride > 1:
+        hint += ", a smaller --stride (a transposed step grows the image by it)"
     if itemsize > 4:
         hint += ", --precision single"
+    size = f"{width}×{height} image" + (f" ({1 + len(frames)} frames)" if frames else "")
+    if frames:
+        hint += ", --frames first"
     check_fits(
         need,
-        f"filtering this {width}×{height} image",
+        f"filtering this {size}",
         hint,
         path=getattr(image, "source", None),
         available=available,

@@ -14,7 +14,9 @@ import numpy as np
 from convtool import engine
 from convtool.errors import UsageError, printable
 from convtool.kernels import Kernel, compose
-from convtool.pipeline.steps import ConvolveStep, GradientStep, PoolStep, parse_step
+from convtool.pipeline.layers import LayerStep
+from convtool.pipeline.parsing import parse_step
+from convtool.pipeline.steps import ConvolveStep, GradientStep, PoolStep
 
 # Show a kernel as integers over one denominator when it is exactly that (binomial:5 is
 # [1 4 6 4 1]ᵀ[1 4 6 4 1] / 256); beyond this the fraction is noise, not insight.
@@ -55,6 +57,11 @@ def report(
         )
     if isinstance(step, GradientStep):
         kernels = [step.kx, step.ky]
+    elif isinstance(step, LayerStep):
+        raise UsageError(
+            f"{spec!r} is a layer, not one kernel: weights "
+            f"{'x'.join(str(s) for s in step.layer.weights.shape)} (C_out, C_in/groups, kh, kw)"
+        )
     else:
         assert isinstance(step, ConvolveStep)
         kernels = [step.kernel]
@@ -64,11 +71,11 @@ def report(
             kernel = kernel.normalized()
         if iterations > 1:
             kernel = compose(kernel, iterations)
-        out.append(_report_one(kernel, iterations, correlate))
+        out.append(_report_one(kernel, correlate))
     return out
 
 
-def _report_one(kernel: Kernel, iterations: int, correlate: bool) -> KernelReport:
+def _report_one(kernel: Kernel, correlate: bool) -> KernelReport:
     title = printable(kernel.name)  # a file name: shown, never acted on by the terminal
     factors = kernel.factors
     if factors is None:
@@ -151,8 +158,16 @@ def format_plain(reports: list[KernelReport]) -> str:
             lines.append(f"  row:    {_vector(row)}")
         else:
             lines.append("separable: no")
+        lines.append(f"engine: {implementation()}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def implementation() -> str:
+    """Which code applies kernels by the direct and separable methods (FFT: numpy/scipy)."""
+    from convtool.engine import native
+
+    return f"{native.implementation()}; FFT: scipy"
 
 
 def matrix_lines(weights: np.ndarray, denominator: int | None) -> list[str]:
@@ -182,3 +197,10 @@ def _vector(values: np.ndarray) -> str:
     den = common_denominator(values)
     body = " ".join(format_number(v, den) for v in values)
     return f"[{body}]" + (f" / {den}" if den not in (None, 1) else "")
+
+
+def heat_map_cells(rep: KernelReport) -> tuple[str, np.ndarray, list[list[str]]]:
+    """A report as a heat map draws it: title (with the denominator), weights, cell labels."""
+    title = rep.title + (f"  (/ {rep.denominator})" if rep.denominator not in (None, 1) else "")
+    labels = [[format_number(v, rep.denominator) for v in row] for row in rep.weights]
+    return title, rep.weights, labels

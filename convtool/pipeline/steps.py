@@ -1,7 +1,7 @@
-"""The steps of a filter chain: what one ``-k SPEC`` becomes, and how it is parsed.
+"""The steps of a filter chain: what one ``-k SPEC`` becomes (parsing: :mod:`.parsing`).
 
 A step is a convolution with a kernel, a gradient magnitude from a pair of derivative
-kernels, or a pooling. Every convolving step goes through the same engine call, so
+kernels, or a pooling (a layer mixing channels is in :mod:`.layers`). Every convolving step goes through the same engine call, so
 ``--padding``, ``--stride``, ``--dilation`` and ``--correlate`` mean the same thing for
 all of them. Pooling has its own window and stride and no padding, as PyTorch's
 ``max_pool2d`` / ``avg_pool2d``.
@@ -20,7 +20,7 @@ from typing import Protocol
 import numpy as np
 
 from convtool import engine
-from convtool.errors import KernelError, UsageError, excerpt
+from convtool.errors import UsageError
 from convtool.kernels import Kernel, get_kernel
 from convtool.padding import Padding, parse_padding
 
@@ -48,6 +48,7 @@ class FilterOptions:
     normalize: bool = False
     method: str = "auto"
     threads: int | None = None
+    transposed: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", parse_padding(self.padding))
@@ -73,6 +74,11 @@ class FilterOptions:
         if self.threads is not None and not 1 <= self.threads <= engine.MAX_THREADS:
             raise UsageError(
                 f"--threads must be ≥ 1 and at most {engine.MAX_THREADS}, got {self.threads}"
+            )
+        if self.transposed and self.padding is Padding.CONSTANT and self.cval != 0:
+            raise UsageError(
+                "--transposed has no meaning with --padding constant and a --cval other than 0 "
+                "(that border is affine, not linear); use --padding zero"
             )
 
     def engine_args(self) -> dict:
@@ -104,6 +110,18 @@ def _step(value, what: str) -> int:
     return int(value)
 
 
+def check_transposable(steps, options: FilterOptions) -> None:
+    """Under ``--transposed`` every step must be linear: no gradient magnitude, no pooling."""
+    if not options.transposed:
+        return
+    for step in steps:
+        if isinstance(step, GradientStep | PoolStep):
+            raise UsageError(
+                f"--transposed turns convolving steps into their transposes; {step.spec or 'this step'} "
+                "is not linear and has none (remove it, or run it in another convtool call)"
+            )
+
+
 class Step(Protocol):
     """One link of the chain: maps a (C, H, W) stack, and alpha alongside it."""
 
@@ -116,12 +134,18 @@ class Step(Protocol):
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
 
+def engine_call(options: FilterOptions):
+    """The engine function a convolving step calls: correlate or convolve, or a transpose."""
+    if options.transposed:
+        return engine.correlate_transposed if options.correlate else engine.convolve_transposed
+    return engine.correlate if options.correlate else engine.convolve
+
+
 def _filter(stack: np.ndarray, kernel: Kernel, options: FilterOptions) -> np.ndarray:
     if options.normalize:
         kernel = kernel.normalized()
     _check_weights_fit(kernel, stack.dtype)
-    run = engine.correlate if options.correlate else engine.convolve
-    out = run(stack, kernel, **options.engine_args())
+    out = engine_call(options)(stack, kernel, **options.engine_args())
     if kernel.offset:  # libvips .mat files add a constant after the weighted sum
         out += kernel.offset
     return out
@@ -159,8 +183,15 @@ def _carry_like(
 
     The one-tap kernel sits where the filter's centre is: ``k // 2`` for correlation
     and, for convolution, where the flipped kernel's centre lands (``(k - 1) // 2``),
-    so valid/full crops and pads match the colour channels pixel for pixel.
+    so valid/full crops and pads match the colour channels pixel for pixel. A transposed
+    step inserts pixels, which a carried array has no values for: refused.
     """
+    if options.transposed:
+        raise UsageError(
+            "--transposed inserts pixels, so alpha or channels left unfiltered cannot be "
+            "carried along; use --alpha filter (alpha filtered like a colour channel) and "
+            "--channels all"
+        )
     delta = np.zeros(shape)
     if options.correlate:
         centre = tuple(k // 2 + o for k, o in zip(shape, origin, strict=True))
@@ -238,8 +269,6 @@ def gradient_magnitude(
     run = engine.correlate if correlate else engine.convolve
     image = np.asarray(image)
     gx = run(image, kx, **engine_options)
-    if gx is image or np.shares_memory(gx, image):
-        gx = gx.copy()
     return combine_gradients(gx, run(image, ky, **engine_options), norm)
 
 
@@ -295,99 +324,3 @@ def pool(
     windows = windows[..., :: stride[0], :: stride[1], :, :]
     reduce = np.max if kind == "maxpool" else np.mean
     return reduce(windows, axis=(-2, -1)).astype(array.dtype, copy=False)
-
-
-# ---------------------------------------------------------------------------- parsing
-
-
-STEP_MAIN_PARAMETER = {"grad": "op", "maxpool": "size", "avgpool": "size"}
-
-
-def parse_step(spec: str) -> Step:
-    """Turn one ``-k`` spec into a step: ``grad:OP``, ``maxpool:N``, ``avgpool:N`` or a kernel."""
-    name, _, rest = spec.strip().partition(":")
-    name = name.strip().lower()
-    if name not in STEP_MAIN_PARAMETER:
-        return ConvolveStep(get_kernel(spec), spec=spec)
-    args = _step_args(spec, rest, STEP_MAIN_PARAMETER[name])
-    if name == "grad":
-        return _parse_gradient(spec, args)
-    return _parse_pool(spec, name, args)
-
-
-def _step_args(spec: str, text: str, main: str) -> dict[str, str]:
-    """``a=1,b=2`` or one positional value for the main parameter, then ``key=value``s."""
-    args: dict[str, str] = {}
-    for index, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
-        key, eq, value = part.partition("=")
-        if not eq:
-            if index:
-                raise KernelError(f"expected key=value, got {part!r} (in {spec!r})")
-            key, value = main, part
-        key = key.strip().lower()
-        if key in args:
-            raise KernelError(f"parameter {key!r} given twice (in {spec!r})")
-        args[key] = value.strip().lower()
-    return args
-
-
-def _parse_gradient(spec: str, args: dict[str, str]) -> GradientStep:
-    unknown = set(args) - {"op", "norm"}
-    if unknown:
-        raise KernelError(f"grad takes op and norm, not {', '.join(sorted(unknown))} (in {spec!r})")
-    op = args.get("op", "sobel")
-    if op not in GRADIENT_OPERATORS:
-        raise KernelError(
-            f"grad operator must be one of {', '.join(GRADIENT_OPERATORS)}, got {op!r}"
-        )
-    norm = args.get("norm", "l2")
-    if norm not in GRADIENT_NORMS:
-        raise KernelError(f"grad norm must be one of {', '.join(GRADIENT_NORMS)}, got {norm!r}")
-    kx, ky = (get_kernel(name) for name in GRADIENT_OPERATORS[op])
-    return GradientStep(kx, ky, norm, spec=spec)
-
-
-def _parse_pair(text: str, what: str, spec: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    try:  # (int() refuses thousands of digits with a ValueError too)
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values) < 1 or max(values) > engine.MAX_STEP:
-        raise KernelError(
-            f"{what} must be a whole number from 1 to {engine.MAX_STEP:,} or HxW, "
-            f"got {excerpt(text)} (in {excerpt(spec)})"
-        )
-    return (values[0], values[-1])
-
-
-def _parse_pool(spec: str, kind: str, args: dict[str, str]) -> PoolStep:
-    unknown = set(args) - {"size", "stride"}
-    if unknown:
-        raise KernelError(
-            f"{kind} takes size and stride, not {', '.join(sorted(unknown))} (in {spec!r})"
-        )
-    size = _parse_pair(args.get("size", "2"), "pool size", spec)
-    stride = _parse_pair(args["stride"], "pool stride", spec) if "stride" in args else size
-    return PoolStep(kind, size, stride, spec=spec)
-
-
-def step_entries() -> list[tuple[str, str, str, str]]:
-    """The steps that are not kernels, as rows of ``convtool kernels``."""
-    return [
-        (
-            "grad:OP",
-            "2 kernels",
-            f"op={'|'.join(GRADIENT_OPERATORS)} (sobel), norm={'|'.join(GRADIENT_NORMS)} (l2)",
-            "gradient magnitude from a pair of derivative kernels",
-        ),
-        ("maxpool:N", "NxN", "size=2, stride=size", "max over windows, no padding"),
-        ("avgpool:N", "NxN", "size=2, stride=size", "mean over windows, no padding"),
-    ]
-
-
-def parse_steps(specs: list[str]) -> list[Step]:
-    """Parse a chain of ``-k`` specs; an empty chain is a usage error."""
-    if not specs:
-        raise UsageError("no kernel given; add at least one -k SPEC (see `convtool kernels`)")
-    return [parse_step(spec) for spec in specs]

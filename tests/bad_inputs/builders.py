@@ -138,3 +138,64 @@ def palette_with_transparency(folder: Path) -> Path:
     image = Image.fromarray(noise(HEIGHT, WIDTH) % 4, "P")
     image.putpalette([0, 0, 0, 255, 0, 0, 0, 255, 0, 0, 0, 255])
     return save(folder, "palette.png", image, transparency=0)
+
+
+# ------------------------------------------------------------------ hostile files
+
+
+def postscript(marker: Path) -> bytes:
+    """An EPS program that creates *marker* if a PostScript interpreter (Ghostscript) runs it."""
+    return (
+        b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"
+        + f"({marker}) (w) file dup (ran) writestring closefile\n".encode()
+        + b"showpage\n"
+    )
+
+
+def tiff_planes(folder: Path, name: str, planes: int, dtype=np.float64) -> Path:
+    """One page of ``planes`` separate samples (PlanarConfiguration 2) of HEIGHT × WIDTH."""
+    import tifffile
+
+    path = folder / name
+    data = np.zeros((planes, HEIGHT, WIDTH), dtype)
+    tifffile.imwrite(path, data, planarconfig="separate", photometric="minisblack")
+    return path
+
+
+def tiff_volume(folder: Path, name: str, planes: int) -> Path:
+    """One page that is a volume of ``planes`` slices (the ImageDepth tag)."""
+    import tifffile
+
+    path = folder / name
+    data = np.zeros((planes, 32, 32), np.uint8)
+    tifffile.imwrite(path, data, volumetric=True, tile=(16, 16), photometric="minisblack")
+    return path
+
+
+def tiff_12_bit(folder: Path) -> Path:
+    import tifffile
+
+    path = folder / "twelve.tif"
+    tifffile.imwrite(path, np.full((HEIGHT, WIDTH), 7, np.uint16), bitspersample=12)
+    return path
+
+
+class Endless(io.RawIOBase):
+    """A stream that never ends (``/dev/zero``, or ``yes``): ``head`` first, then ``fill``.
+
+    ``taken`` counts the bytes read, so a test can tell how far reading went.
+    """
+
+    def __init__(self, head: bytes = b"", fill: bytes = b"\0") -> None:
+        super().__init__()
+        self.head, self.fill, self.taken = head, fill, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        size = len(buffer)
+        start, self.taken = self.taken, self.taken + size
+        data = self.head[start : start + size]
+        buffer[:size] = data + self.fill * (size - len(data))
+        return size

@@ -1,0 +1,477 @@
+/* Floating-point kernels, included twice by _native.c: REAL = float, F(x) = x##_f32, and
+ * REAL = double, F(x) = x##_f64.
+ *
+ * Every output is a sum of its own window's taps, in an order fixed by the tap list (and,
+ * for the running sums, by the output's absolute row): never by where a band or a chunk
+ * starts. No fused multiply-add (-ffp-contract=off): the vector body, its scalar tail and the
+ * AVX-512/AVX2/baseline clones round every product and every sum alike, so the results are
+ * the same bits on any x86-64 CPU and under any cutting into bands.
+ */
+
+/* Outputs (or mid-row columns) handled per sweep through the tap list: the accumulator
+ * chunk (2-4 KiB) stays in L1 while every tap adds into it. */
+#define F_CHUNK 512
+
+#define TERM_MUL(i) (w * p[i])
+#define TERM_ONE(i) (p[i])
+#define TERM_NEG(i) (-p[i])
+#define TERM_PAIR(i) (w * (p[i] + q[i]))
+#define TERM_PAIR1(i) (p[i] + q[i])
+#define TERM_PAIRNEG(i) (-(p[i] + q[i]))
+#define TERM_DIFF(i) (w * (p[i] - q[i]))
+#define TERM_DIFF1(i) (p[i] - q[i])
+
+/* acc[k] (=, +=) tap terms for k < n; output k reads s + k*step (+ each tap's offsets). */
+#define F_RUN(OP, TERM)                                                                    \
+    do {                                                                                   \
+        if (step == 1) {                                                                   \
+            for (ptrdiff_t k = 0; k < n; k++) acc[k] OP TERM(k);                           \
+        } else {                                                                           \
+            for (ptrdiff_t k = 0; k < n; k++) acc[k] OP TERM(k * step);                    \
+        }                                                                                  \
+    } while (0)
+
+#define F_TAP_SWITCH(OP)                                                                   \
+    switch (t->kind) {                                                                     \
+    case TAP_MUL: F_RUN(OP, TERM_MUL); break;                                              \
+    case TAP_ONE: F_RUN(OP, TERM_ONE); break;                                              \
+    case TAP_NEG: F_RUN(OP, TERM_NEG); break;                                              \
+    case TAP_PAIR: F_RUN(OP, TERM_PAIR); break;                                            \
+    case TAP_PAIR1: F_RUN(OP, TERM_PAIR1); break;                                          \
+    case TAP_PAIRNEG: F_RUN(OP, TERM_PAIRNEG); break;                                      \
+    case TAP_DIFF: F_RUN(OP, TERM_DIFF); break;                                            \
+    default: F_RUN(OP, TERM_DIFF1); break;                                                 \
+    }
+
+#ifdef HAVE_VECTOR_TYPES
+/* A block of F_LANES*F_VECS consecutive outputs whose partial sums are held in registers
+ * through the whole tap list (a sweep over a chunk in L1 loads and stores the sums at every
+ * tap: 2-2.5x slower for many taps). GCC's generic vector types (no intrinsics) are lowered
+ * by each clone to its own registers: one zmm, two ymm or four xmm per vector. */
+typedef REAL F(vec) __attribute__((vector_size(64)));
+#define F_LANES ((ptrdiff_t)(64 / sizeof(REAL)))
+#define F_VECS 4
+
+ALWAYS_INLINE F(vec) F(load)(const REAL *p)
+{
+    F(vec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#define F_BLOCK_TERMS(TERM)                                                                \
+    do {                                                                                   \
+        for (int u = 0; u < F_VECS; u++) a[u] += TERM(u * F_LANES);                        \
+    } while (0)
+#define V_MUL(i) (w * F(load)(p + (i)))
+#define V_ONE(i) (F(load)(p + (i)))
+#define V_NEG(i) (-F(load)(p + (i)))
+#define V_PAIR(i) (w * (F(load)(p + (i)) + F(load)(q + (i))))
+#define V_PAIR1(i) (F(load)(p + (i)) + F(load)(q + (i)))
+#define V_PAIRNEG(i) (-(F(load)(p + (i)) + F(load)(q + (i))))
+#define V_DIFF(i) (w * (F(load)(p + (i)) - F(load)(q + (i))))
+#define V_DIFF1(i) (F(load)(p + (i)) - F(load)(q + (i)))
+
+/* acc[0 .. F_LANES*F_VECS) = the tap list's sum at consecutive outputs (unit step), in list
+ * order from 0 (0 + x is x, bar the sign of a zero). */
+ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const REAL *restrict s, const tap_t *taps,
+                                 int ntaps)
+{
+    F(vec) a[F_VECS];
+    for (int u = 0; u < F_VECS; u++) a[u] = (F(vec)){0};
+    for (int i = 0; i < ntaps; i++) {
+        const tap_t *t = taps + i;
+        const REAL *p = s + t->o1, *q = s + t->o2;
+        const REAL w = (REAL)t->w;
+        switch (t->kind) {
+        case TAP_MUL: F_BLOCK_TERMS(V_MUL); break;
+        case TAP_ONE: F_BLOCK_TERMS(V_ONE); break;
+        case TAP_NEG: F_BLOCK_TERMS(V_NEG); break;
+        case TAP_PAIR: F_BLOCK_TERMS(V_PAIR); break;
+        case TAP_PAIR1: F_BLOCK_TERMS(V_PAIR1); break;
+        case TAP_PAIRNEG: F_BLOCK_TERMS(V_PAIRNEG); break;
+        case TAP_DIFF: F_BLOCK_TERMS(V_DIFF); break;
+        default: F_BLOCK_TERMS(V_DIFF1); break;
+        }
+    }
+    memcpy(acc, a, sizeof a);
+}
+#undef V_MUL
+#undef V_ONE
+#undef V_NEG
+#undef V_PAIR
+#undef V_PAIR1
+#undef V_PAIRNEG
+#undef V_DIFF
+#undef V_DIFF1
+#undef F_BLOCK_TERMS
+#endif
+
+/* One sweep of a tap list over n outputs: acc = sum over taps, in list order. */
+ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const REAL *restrict s, ptrdiff_t step,
+                               const tap_t *taps, int ntaps, ptrdiff_t n)
+{
+    if (ntaps == 0) {
+        for (ptrdiff_t k = 0; k < n; k++) acc[k] = 0;
+        return;
+    }
+    for (int i = 0; i < ntaps; i++) {
+        const tap_t *t = taps + i;
+        const REAL *restrict p = s + t->o1;
+        const REAL *restrict q = s + t->o2;
+        const REAL w = (REAL)t->w;
+        if (i == 0) {
+            F_TAP_SWITCH(=)
+        } else {
+            F_TAP_SWITCH(+=)
+        }
+    }
+}
+
+/* acc[k] = the tap list's sum at output k < n: register blocks where the step is 1, a sweep
+ * in L1 for the rest. Both add the same terms in the same order: the same bits. */
+ALWAYS_INLINE void F(taps_run)(REAL *restrict acc, const REAL *restrict s, ptrdiff_t step,
+                               const tap_t *taps, int ntaps, ptrdiff_t n)
+{
+    ptrdiff_t k0 = 0;
+#ifdef HAVE_VECTOR_TYPES
+    if (step == 1 && ntaps >= 3) /* (one or two terms: the sweep is as fast) */
+        for (; k0 + F_LANES * F_VECS <= n; k0 += F_LANES * F_VECS)
+            F(taps_block)(acc + k0, s + k0, taps, ntaps);
+#endif
+    if (k0 < n) F(taps_sweep)(acc + k0, s + k0 * step, step, taps, ntaps, n - k0);
+}
+
+ALWAYS_INLINE void F(scale_run)(REAL *restrict acc, REAL scale, ptrdiff_t n)
+{
+    if (scale != 1)
+        for (ptrdiff_t k = 0; k < n; k++) acc[k] *= scale;
+}
+
+/* Sums of windows of `taps` samples `gap` apart, by doubling: out[k] = sum_t s[k*step + t*gap]
+ * for k < n, in O(log taps) sweeps over two scratch rows (each of the source's length).
+ * The grouping of the sum depends only on `taps` (its binary digits), not on k. */
+ALWAYS_INLINE void F(doubling_run)(REAL *restrict out, const REAL *restrict src, ptrdiff_t step,
+                                   ptrdiff_t gap, ptrdiff_t taps, ptrdiff_t n,
+                                   REAL *restrict scratch0, REAL *restrict scratch1)
+{
+    const REAL *sums = src;
+    REAL *spare[2] = {scratch0, scratch1};
+    ptrdiff_t width = 1, covered = 0, bits = taps;
+    const ptrdiff_t last = step * (n - 1) + 1;
+    int first = 1;
+    while (bits) {
+        if (bits & 1) {
+            const REAL *restrict part = sums + covered * gap;
+            if (first) {
+                if (step == 1) for (ptrdiff_t k = 0; k < n; k++) out[k] = part[k];
+                else for (ptrdiff_t k = 0; k < n; k++) out[k] = part[k * step];
+                first = 0;
+            } else {
+                if (step == 1) for (ptrdiff_t k = 0; k < n; k++) out[k] += part[k];
+                else for (ptrdiff_t k = 0; k < n; k++) out[k] += part[k * step];
+            }
+            covered += width;
+        }
+        bits >>= 1;
+        if (bits) {
+            const ptrdiff_t length = last + (taps - 2 * width) * gap;
+            REAL *restrict target = spare[0];
+            const REAL *restrict a = sums, *restrict b = sums + width * gap;
+            for (ptrdiff_t x = 0; x < length; x++) target[x] = a[x] + b[x];
+            sums = target;
+            spare[0] = spare[1];
+            spare[1] = target;
+            width *= 2;
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- direct taps over a band */
+
+/* dst[c, j, i] = sum over the tap list of src[c, sy*j + ., step*i + .] (offsets in the taps).
+ * `src` points at the band's first row and the first column output 0 reads. */
+HOT static void F(direct_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r, REAL *dst,
+                               ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
+                               ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, const tap_t *taps,
+                               int ntaps)
+{
+    for (ptrdiff_t c = 0; c < channels; c++)
+        for (ptrdiff_t j = 0; j < nr; j++) {
+            const REAL *row = src + c * s_c + j * sy * s_r;
+            REAL *out = dst + c * d_c + j * d_r;
+            for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
+                const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
+                F(taps_run)(out + i0, row + i0 * sx, sx, taps, ntaps, n);
+            }
+        }
+}
+
+/* ---------------------------------------------------------------- running sums down the rows */
+
+/* Sums of `taps` consecutive rows (van Herk / Gil-Werman): rows are cut into blocks of `taps`
+ * at absolute positions (row r of the band is row `origin + r` of the padded image), and the
+ * window starting at s is suffix(s) + prefix(s + taps - 1): the rest of s's block plus the
+ * start of the next one. Each is a fixed-order sum over the window's own rows, so a result
+ * depends only on the absolute row (bit-stable under cutting into bands) and a NaN or an
+ * infinity reaches only the windows that hold it. About 3 adds per sample, whatever `taps`. */
+typedef struct {
+    const REAL *src;     /* band row 0, first column */
+    ptrdiff_t rs;        /* row stride (elements) */
+    ptrdiff_t taps, width, origin;
+    int square;          /* sum the squares of the samples instead */
+    REAL *suffix;        /* taps rows x width: suffix sums of the current block */
+    REAL *prefix;        /* width: prefix sum of the next block up to prefix_end */
+    ptrdiff_t block;     /* band row where the current block starts (may be < 0) */
+    ptrdiff_t prefix_end;
+    int started;
+} F(running_t);
+
+ALWAYS_INLINE ptrdiff_t F(floor_mod)(ptrdiff_t a, ptrdiff_t m)
+{
+    ptrdiff_t r = a % m;
+    return r < 0 ? r + m : r;
+}
+
+ALWAYS_INLINE void F(row_value)(REAL *restrict out, const REAL *restrict in, ptrdiff_t n,
+                                int square, int add)
+{
+    if (square) {
+        if (add) for (ptrdiff_t x = 0; x < n; x++) out[x] = in[x] * in[x] + out[x];
+        else for (ptrdiff_t x = 0; x < n; x++) out[x] = in[x] * in[x];
+    } else {
+        if (add) for (ptrdiff_t x = 0; x < n; x++) out[x] = in[x] + out[x];
+        else for (ptrdiff_t x = 0; x < n; x++) out[x] = in[x];
+    }
+}
+
+/* out = the sum of band rows s .. s+taps-1; calls must come with s increasing. */
+ALWAYS_INLINE void F(running_row)(F(running_t) *g, ptrdiff_t s, REAL *restrict out)
+{
+    const ptrdiff_t k = g->taps, w = g->width, into = F(floor_mod)(g->origin + s, k);
+    const ptrdiff_t block = s - into;
+    if (!g->started || block != g->block) {
+        /* Suffix sums of this block for the starts s .. block+k-1, from its end backwards:
+         * suffix(r) = x[r] + suffix(r+1). */
+        g->started = 1;
+        g->block = block;
+        g->prefix_end = block + k - 1;
+        for (ptrdiff_t r = block + k - 1; r >= s; r--) {
+            REAL *restrict row = g->suffix + (r - block) * w;
+            const REAL *restrict in = g->src + r * g->rs;
+            if (r == block + k - 1) {
+                F(row_value)(row, in, w, g->square, 0);
+            } else {
+                /* row = x[r] + suffix(r+1), written as value + running sum */
+                const REAL *restrict next = row + w;
+                if (g->square) for (ptrdiff_t x = 0; x < w; x++) row[x] = in[x] * in[x] + next[x];
+                else for (ptrdiff_t x = 0; x < w; x++) row[x] = in[x] + next[x];
+            }
+        }
+    }
+    const REAL *restrict suffix = g->suffix + into * w;
+    if (into == 0) { /* the window is the whole block */
+        for (ptrdiff_t x = 0; x < w; x++) out[x] = suffix[x];
+        return;
+    }
+    /* prefix(e) = prefix(e-1) + x[e] over the next block, up to e = s + k - 1 */
+    for (ptrdiff_t e = g->prefix_end + 1; e <= s + k - 1; e++) {
+        const REAL *restrict in = g->src + e * g->rs;
+        REAL *restrict prefix = g->prefix;
+        if (e == block + k) {
+            F(row_value)(prefix, in, w, g->square, 0);
+        } else if (g->square) {
+            for (ptrdiff_t x = 0; x < w; x++) prefix[x] = prefix[x] + in[x] * in[x];
+        } else {
+            for (ptrdiff_t x = 0; x < w; x++) prefix[x] = prefix[x] + in[x];
+        }
+    }
+    g->prefix_end = s + k - 1;
+    const REAL *restrict prefix = g->prefix;
+    for (ptrdiff_t x = 0; x < w; x++) out[x] = suffix[x] + prefix[x];
+}
+
+/* ---------------------------------------------------------------- separable, fused per row */
+
+/* A 1-D factor as the band kernels apply it. */
+typedef struct {
+    const tap_t *taps;   /* offsets: rows (vertical) or columns (horizontal), in elements */
+    int ntaps;
+    REAL scale;          /* applied after the taps (a box: its weight; else 1) */
+    ptrdiff_t count;     /* taps of the factor (for sums) */
+    ptrdiff_t gap;       /* dilation */
+    int mode;            /* PASS_TAPS, PASS_RUNNING (vertical box), PASS_DOUBLING (horizontal box) */
+} F(pass_t);
+
+/* dst[c, j, i] = row pass (column pass (src)): for each output row, the column pass fills a
+ * row buffer `mid` (one strip of columns at a time, so it stays in L1), the row pass reads it.
+ * The input is read once and each output written once. `span_x`: the row factor's span. */
+HOT static void F(separable_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r, REAL *dst,
+                                  ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels,
+                                  ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
+                                  const F(pass_t) *v, const F(pass_t) *h, ptrdiff_t span_x,
+                                  ptrdiff_t strip, ptrdiff_t origin, REAL *work)
+{
+    const ptrdiff_t mid_len = sx * (strip - 1) + span_x;
+    REAL *mid = work, *scratch0 = work + mid_len, *scratch1 = scratch0 + mid_len;
+    REAL *running = scratch1 + mid_len; /* suffix rows + prefix row, for PASS_RUNNING */
+    for (ptrdiff_t c = 0; c < channels; c++) {
+        const REAL *band = src + c * s_c;
+        if (v->mode == PASS_RUNNING) {
+            /* strips outside, rows inside: the running sums walk down each strip */
+            for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
+                const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
+                const ptrdiff_t len = sx * (n - 1) + span_x;
+                F(running_t) g = {band + i0 * sx, s_r, v->count, len, origin, 0,
+                                  running, running + v->count * len, 0, 0, 0};
+                for (ptrdiff_t j = 0; j < nr; j++) {
+                    F(running_row)(&g, j * sy, mid);
+                    F(scale_run)(mid, v->scale, len);
+                    REAL *out = dst + c * d_c + j * d_r + i0;
+                    if (h->mode == PASS_DOUBLING) {
+                        F(doubling_run)(out, mid, sx, h->gap, h->count, n, scratch0, scratch1);
+                    } else {
+                        for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
+                            const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
+                            F(taps_run)(out + k0, mid + k0 * sx, sx, h->taps, h->ntaps, m);
+                        }
+                    }
+                    F(scale_run)(out, h->scale, n);
+                }
+            }
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < nr; j++) {
+            const REAL *rows = band + j * sy * s_r;
+            REAL *out_row = dst + c * d_c + j * d_r;
+            for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
+                const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
+                const ptrdiff_t len = sx * (n - 1) + span_x;
+                for (ptrdiff_t x0 = 0; x0 < len; x0 += F_CHUNK) {
+                    const ptrdiff_t m = len - x0 < F_CHUNK ? len - x0 : F_CHUNK;
+                    F(taps_run)(mid + x0, rows + i0 * sx + x0, 1, v->taps, v->ntaps, m);
+                }
+                F(scale_run)(mid, v->scale, len);
+                REAL *out = out_row + i0;
+                if (h->mode == PASS_DOUBLING) {
+                    F(doubling_run)(out, mid, sx, h->gap, h->count, n, scratch0, scratch1);
+                } else {
+                    for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
+                        const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
+                        F(taps_run)(out + k0, mid + k0 * sx, sx, h->taps, h->ntaps, m);
+                    }
+                }
+                F(scale_run)(out, h->scale, n);
+            }
+        }
+    }
+}
+
+/* One factor alone (a one-row or one-column kernel): dst[c, j, i] from src rows sy*j. For a
+ * column factor the taps' offsets are whole rows and step is the column stride. */
+HOT static void F(single_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r, REAL *dst,
+                               ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
+                               ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, const F(pass_t) *p,
+                               ptrdiff_t origin, REAL *work)
+{
+    for (ptrdiff_t c = 0; c < channels; c++) {
+        if (p->mode == PASS_RUNNING) { /* a box column, unit column steps (sx == 1) */
+            for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
+                const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
+                F(running_t) g = {src + c * s_c + i0, s_r, p->count, n, origin, 0,
+                                  work, work + p->count * n, 0, 0, 0};
+                for (ptrdiff_t j = 0; j < nr; j++) {
+                    REAL *out = dst + c * d_c + j * d_r + i0;
+                    F(running_row)(&g, j * sy, out);
+                    F(scale_run)(out, p->scale, n);
+                }
+            }
+            continue;
+        }
+        for (ptrdiff_t j = 0; j < nr; j++) {
+            const REAL *row = src + c * s_c + j * sy * s_r;
+            REAL *out = dst + c * d_c + j * d_r;
+            if (p->mode == PASS_DOUBLING) {
+                const ptrdiff_t len = sx * (nc - 1) + (p->count - 1) * p->gap + 1;
+                F(doubling_run)(out, row, sx, p->gap, p->count, nc, work, work + len);
+            } else {
+                for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
+                    const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
+                    F(taps_run)(out + i0, row + i0 * sx, sx, p->taps, p->ntaps, n);
+                }
+            }
+            F(scale_run)(out, p->scale, nc);
+        }
+    }
+}
+
+
+/* ---------------------------------------------------------------- window sums (matching) */
+#ifdef F_WINDOW_SUMS /* float64 only */
+
+/* out[k] = sum_{t < taps} in[k + t] for k < n, t ascending. */
+ALWAYS_INLINE void F(box_run)(REAL *restrict out, const REAL *restrict in, ptrdiff_t taps,
+                              ptrdiff_t n)
+{
+    for (ptrdiff_t k = 0; k < n; k++) out[k] = in[k];
+    for (ptrdiff_t t = 1; t < taps; t++) {
+        const REAL *restrict p = in + t;
+        for (ptrdiff_t k = 0; k < n; k++) out[k] += p[k];
+    }
+}
+
+/* sums[j, i] = sum of src over rows j..j+h-1, columns i..i+w-1; squares[j, i]: of src**2
+ * (each square rounded, then summed). Column sums: running (see running_row) when `running`,
+ * else row by row in order; row sums: by doubling when `doubling`, else in order. */
+HOT static void F(window_sums_band)(const REAL *src, ptrdiff_t s_r, REAL *sums, ptrdiff_t u_r,
+                                    REAL *squares, ptrdiff_t q_r, ptrdiff_t nr, ptrdiff_t nc,
+                                    ptrdiff_t h, ptrdiff_t w, ptrdiff_t origin, int running,
+                                    int doubling, ptrdiff_t strip, REAL *work)
+{
+    const ptrdiff_t mid_len = strip + w - 1;
+    REAL *mid1 = work, *mid2 = mid1 + mid_len, *scratch0 = mid2 + mid_len;
+    REAL *scratch1 = scratch0 + mid_len, *run1 = scratch1 + mid_len;
+    REAL *run2 = run1 + (h + 1) * mid_len;
+    for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
+        const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
+        const ptrdiff_t len = n + w - 1;
+        F(running_t) g1 = {src + i0, s_r, h, len, origin, 0, run1, run1 + h * len, 0, 0, 0};
+        F(running_t) g2 = {src + i0, s_r, h, len, origin, 1, run2, run2 + h * len, 0, 0, 0};
+        for (ptrdiff_t j = 0; j < nr; j++) {
+            if (running) {
+                F(running_row)(&g1, j, mid1);
+                F(running_row)(&g2, j, mid2);
+            } else {
+                for (ptrdiff_t t = 0; t < h; t++) {
+                    const REAL *in = src + (j + t) * s_r + i0;
+                    F(row_value)(mid1, in, len, 0, t > 0);
+                    F(row_value)(mid2, in, len, 1, t > 0);
+                }
+            }
+            REAL *out1 = sums + j * u_r + i0, *out2 = squares + j * q_r + i0;
+            if (doubling) {
+                F(doubling_run)(out1, mid1, 1, 1, w, n, scratch0, scratch1);
+                F(doubling_run)(out2, mid2, 1, 1, w, n, scratch0, scratch1);
+            } else {
+                F(box_run)(out1, mid1, w, n);
+                F(box_run)(out2, mid2, w, n);
+            }
+        }
+    }
+}
+
+#endif /* F_WINDOW_SUMS */
+
+#undef TERM_MUL
+#undef TERM_ONE
+#undef TERM_NEG
+#undef TERM_PAIR
+#undef TERM_PAIR1
+#undef TERM_PAIRNEG
+#undef TERM_DIFF
+#undef TERM_DIFF1
+#undef F_RUN
+#undef F_TAP_SWITCH
+#undef F_CHUNK
+#undef F_LANES
+#undef F_VECS

@@ -1,0 +1,165 @@
+/* Integer kernels for 8-bit input, included twice by _native.c: ACC = uint16_t, I(x) = x##_u16
+ * (SCALED = float), and ACC = uint32_t, I(x) = x##_u32 (SCALED = double).
+ *
+ * All arithmetic is modular (unsigned ACC: wrapping is defined, and every step is linear),
+ * so the accumulator holds the exact sum T modulo 2^bits. The caller has proved that T lies
+ * in [low, low + 2^bits) for any 8-bit input; T is recovered as low + (acc - low) mod 2^bits,
+ * so partial sums may wrap freely. See exactness_bound() in _native.c for the rest.
+ */
+
+#define I_CHUNK 1024
+
+#define TERM_MUL(i) ((ACC)(w * (uint32_t)p[i]))
+#define TERM_ONE(i) ((ACC)p[i])
+#define TERM_NEG(i) ((ACC)(0u - (uint32_t)p[i]))
+#define TERM_PAIR(i) ((ACC)(w * ((uint32_t)p[i] + (uint32_t)q[i])))
+#define TERM_PAIR1(i) ((ACC)((uint32_t)p[i] + (uint32_t)q[i]))
+#define TERM_PAIRNEG(i) ((ACC)(0u - ((uint32_t)p[i] + (uint32_t)q[i])))
+#define TERM_DIFF(i) ((ACC)(w * ((uint32_t)p[i] - (uint32_t)q[i])))
+#define TERM_DIFF1(i) ((ACC)((uint32_t)p[i] - (uint32_t)q[i]))
+
+#define I_RUN(OP, TERM)                                                                    \
+    do {                                                                                   \
+        if (step == 1) {                                                                   \
+            for (ptrdiff_t k = 0; k < n; k++) acc[k] OP TERM(k);                           \
+        } else {                                                                           \
+            for (ptrdiff_t k = 0; k < n; k++) acc[k] OP TERM(k * step);                    \
+        }                                                                                  \
+    } while (0)
+
+#define I_TAP_SWITCH(OP)                                                                   \
+    switch (t->kind) {                                                                     \
+    case TAP_MUL: I_RUN(OP, TERM_MUL); break;                                              \
+    case TAP_ONE: I_RUN(OP, TERM_ONE); break;                                              \
+    case TAP_NEG: I_RUN(OP, TERM_NEG); break;                                              \
+    case TAP_PAIR: I_RUN(OP, TERM_PAIR); break;                                            \
+    case TAP_PAIR1: I_RUN(OP, TERM_PAIR1); break;                                          \
+    case TAP_PAIRNEG: I_RUN(OP, TERM_PAIRNEG); break;                                      \
+    case TAP_DIFF: I_RUN(OP, TERM_DIFF); break;                                            \
+    default: I_RUN(OP, TERM_DIFF1); break;                                                 \
+    }
+
+/* acc = sum of the taps over n outputs, reading 8-bit samples (SRC = uint8_t) or
+ * accumulators of a first pass (SRC = ACC). */
+#define I_DEFINE_TAPS(NAME, SRC)                                                           \
+    ALWAYS_INLINE void NAME(ACC *restrict acc, const SRC *restrict s, ptrdiff_t step,      \
+                            const tap_t *taps, int ntaps, ptrdiff_t n)                     \
+    {                                                                                      \
+        if (ntaps == 0) {                                                                  \
+            for (ptrdiff_t k = 0; k < n; k++) acc[k] = 0;                                  \
+            return;                                                                        \
+        }                                                                                  \
+        for (int i = 0; i < ntaps; i++) {                                                  \
+            const tap_t *t = taps + i;                                                     \
+            const SRC *restrict p = s + t->o1;                                             \
+            const SRC *restrict q = s + t->o2;                                             \
+            const uint32_t w = (uint32_t)t->iw;                                            \
+            if (i == 0) {                                                                  \
+                I_TAP_SWITCH(=)                                                            \
+            } else {                                                                       \
+                I_TAP_SWITCH(+=)                                                           \
+            }                                                                              \
+        }                                                                                  \
+    }
+
+I_DEFINE_TAPS(I(taps_u8), uint8_t)
+I_DEFINE_TAPS(I(taps_acc), ACC)
+
+/* The exact sum T from its residue, as SCALED. */
+ALWAYS_INLINE SCALED I(value)(ACC acc, int32_t low)
+{
+    return (SCALED)(low + (int64_t)(ACC)(acc - (ACC)low));
+}
+
+/* out = clip(round_half_even(T * scale), 0, 255). Clipping first keeps |v| small for the
+ * round-by-addition (adding 1.5 * 2^(mantissa bits) rounds to an integer, ties to even, in
+ * the default rounding mode); clipping and rounding commute here. */
+ALWAYS_INLINE void I(store_u8)(uint8_t *restrict out, const ACC *restrict acc, ptrdiff_t n,
+                               int32_t low, SCALED scale)
+{
+    for (ptrdiff_t k = 0; k < n; k++) {
+        SCALED v = I(value)(acc[k], low) * scale;
+        v = v < 0 ? 0 : v;
+        v = v > 255 ? 255 : v;
+        v = (v + ROUNDER) - ROUNDER;
+        out[k] = (uint8_t)(int32_t)v;
+    }
+}
+
+ALWAYS_INLINE void I(store_f32)(float *restrict out, const ACC *restrict acc, ptrdiff_t n,
+                                int32_t low, SCALED scale)
+{
+    for (ptrdiff_t k = 0; k < n; k++) out[k] = (float)(I(value)(acc[k], low) * scale);
+}
+
+ALWAYS_INLINE void I(store)(char *out, int out_u8, const ACC *acc, ptrdiff_t n, int32_t low,
+                            SCALED scale)
+{
+    if (out_u8) I(store_u8)((uint8_t *)out, acc, n, low, scale);
+    else I(store_f32)((float *)out, acc, n, low, scale);
+}
+
+/* Direct taps over an 8-bit band; `src` at the first row and column output 0 reads. dst rows
+ * are uint8 (out_u8) or float32; d_c, d_r in bytes. */
+HOT static void I(direct_band)(const uint8_t *src, ptrdiff_t s_c, ptrdiff_t s_r, char *dst,
+                               ptrdiff_t d_c, ptrdiff_t d_r, int out_u8, ptrdiff_t channels,
+                               ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
+                               const tap_t *taps, int ntaps, int32_t low, SCALED scale)
+{
+    ACC acc[I_CHUNK] __attribute__((aligned(64)));
+    const ptrdiff_t item = out_u8 ? 1 : 4;
+    for (ptrdiff_t c = 0; c < channels; c++)
+        for (ptrdiff_t j = 0; j < nr; j++) {
+            const uint8_t *row = src + c * s_c + j * sy * s_r;
+            char *out = dst + c * d_c + j * d_r;
+            for (ptrdiff_t i0 = 0; i0 < nc; i0 += I_CHUNK) {
+                const ptrdiff_t n = nc - i0 < I_CHUNK ? nc - i0 : I_CHUNK;
+                I(taps_u8)(acc, row + i0 * sx, sx, taps, ntaps, n);
+                I(store)(out + i0 * item, out_u8, acc, n, low, scale);
+            }
+        }
+}
+
+/* A rank-1 integer kernel, fused per output row: the column factor into an accumulator row
+ * `mid` (one strip at a time), the row factor from it, then one rounding. */
+HOT static void I(separable_band)(const uint8_t *src, ptrdiff_t s_c, ptrdiff_t s_r, char *dst,
+                                  ptrdiff_t d_c, ptrdiff_t d_r, int out_u8, ptrdiff_t channels,
+                                  ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
+                                  const tap_t *vt, int nvt, const tap_t *ht, int nht,
+                                  ptrdiff_t span_x, ptrdiff_t strip, int32_t low, SCALED scale,
+                                  ACC *mid)
+{
+    ACC acc[I_CHUNK] __attribute__((aligned(64)));
+    const ptrdiff_t item = out_u8 ? 1 : 4;
+    for (ptrdiff_t c = 0; c < channels; c++)
+        for (ptrdiff_t j = 0; j < nr; j++) {
+            const uint8_t *rows = src + c * s_c + j * sy * s_r;
+            char *out_row = dst + c * d_c + j * d_r;
+            for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
+                const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
+                const ptrdiff_t len = sx * (n - 1) + span_x;
+                for (ptrdiff_t x0 = 0; x0 < len; x0 += I_CHUNK) {
+                    const ptrdiff_t m = len - x0 < I_CHUNK ? len - x0 : I_CHUNK;
+                    I(taps_u8)(mid + x0, rows + i0 * sx + x0, 1, vt, nvt, m);
+                }
+                for (ptrdiff_t k0 = 0; k0 < n; k0 += I_CHUNK) {
+                    const ptrdiff_t m = n - k0 < I_CHUNK ? n - k0 : I_CHUNK;
+                    I(taps_acc)(acc, mid + k0 * sx, sx, ht, nht, m);
+                    I(store)(out_row + (i0 + k0) * item, out_u8, acc, m, low, scale);
+                }
+            }
+        }
+}
+
+#undef TERM_MUL
+#undef TERM_ONE
+#undef TERM_NEG
+#undef TERM_PAIR
+#undef TERM_PAIR1
+#undef TERM_PAIRNEG
+#undef TERM_DIFF
+#undef TERM_DIFF1
+#undef I_RUN
+#undef I_TAP_SWITCH
+#undef I_DEFINE_TAPS
+#undef I_CHUNK
