@@ -5,15 +5,16 @@ stays quick::
 
     import convtool
     image = convtool.read_image("photo.png")                  # float pixels (H, W, C)
-    edges = convtool.convolve(image.pixels[..., 0], convtool.get_kernel("sobel-x"))
-    channels_first = image.pixels.transpose(2, 0, 1)           # (C, H, W): all at once
-    blurred = convtool.correlate(channels_first, convtool.get_kernel("gaussian:sigma=2"),
-                                 padding="edge")
+    edges = convtool.convolve(image.pixels[..., 0], "sobel-x")
+    blurred = convtool.correlate(image.pixels, "gaussian:sigma=2", channel_axis=-1,
+                                 padding="edge")               # (H, W, C): each channel
     magnitude = convtool.gradient_magnitude(image.pixels[..., 0], "scharr")
     convtool.write_image("edges.tif", convtool.Image(edges, depth="float"))
 
 ``convolve``/``correlate`` filter the last two axes of any array (leading axes, such as
-channels, in one call); ``Chain`` applies a parsed ``-k`` chain to an image as the CLI does.
+channels, in one call), or each channel along ``channel_axis``; a kernel is a spec, a
+``Kernel``, a file or an array. ``Chain`` applies a parsed ``-k`` chain to an image as the
+CLI does.
 """
 
 from __future__ import annotations
@@ -21,10 +22,10 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "convolve": "engine",
-    "correlate": "engine",
-    "convolve_transposed": "engine",
-    "correlate_transposed": "engine",
+    "convolve": "pipeline.filters",
+    "correlate": "pipeline.filters",
+    "convolve_transposed": "pipeline.filters",
+    "correlate_transposed": "pipeline.filters",
     "Padding": "padding",
     "Kernel": "kernels",
     "LayerKernel": "kernels",
@@ -32,7 +33,7 @@ _EXPORTS = {
     "compose": "kernels",
     "list_kernels": "kernels",
     "read_kernel_file": "kernels",
-    "gradient_magnitude": "pipeline",
+    "gradient_magnitude": "pipeline.filters",
     "Chain": "pipeline",
     "FilterOptions": "pipeline",
     "parse_steps": "pipeline",

@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from scipy import ndimage
 
 import convtool
+from convtool import engine
 
 
 def test_import_is_light():
@@ -56,3 +58,106 @@ def test_unknown_name_is_an_attribute_error():
         assert "no_such_thing" in str(err)
     else:
         raise AssertionError("expected AttributeError")
+
+
+# ------------------------------------------------- channel_axis and kernels as specs
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_channels_last_without_channel_axis_are_refused_with_the_fix(channels, tmp_path):
+    pixels = np.random.default_rng(6).integers(0, 256, (12, 14, channels), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", pixels)
+    image = convtool.read_image(tmp_path / "x.npy").pixels  # (H, W, C), as Pillow gives it
+    for call in (
+        lambda: convtool.convolve(image, "box:3"),
+        lambda: convtool.correlate(np.stack([image, image]), "box:3"),
+        lambda: convtool.gradient_magnitude(image, "sobel"),
+    ):
+        with pytest.raises(convtool.UsageError, match=r"channel_axis=-1"):
+            call()
+    assert convtool.convolve(image, "box:3", channel_axis=-1).shape == image.shape
+
+
+@pytest.mark.parametrize("filter_name", ["convolve", "correlate"])
+def test_channel_axis_last_filters_each_channel_and_keeps_the_layout(filter_name):
+    rgba = np.random.default_rng(7).uniform(0, 255, (12, 14, 4))
+    run = getattr(convtool, filter_name)
+    out = run(rgba, "sobel-x", channel_axis=-1, padding="valid", stride=2)
+    assert out.shape == (5, 6, 4) and out.flags.c_contiguous
+    for c in range(4):
+        np.testing.assert_array_equal(out[..., c], run(rgba[..., c], "sobel-x", padding="valid",
+                                                       stride=2))  # fmt: skip
+
+
+def test_channel_axis_anywhere_gives_the_channels_first_result():
+    x = np.random.default_rng(8).normal(size=(2, 3, 9, 11))  # (N, C, H, W)
+    expected = convtool.correlate(x, "gaussian:sigma=1")
+    np.testing.assert_array_equal(convtool.correlate(x, "gaussian:sigma=1", channel_axis=1),
+                                  expected)  # fmt: skip
+    hwc = np.moveaxis(x, 1, -1)  # (N, H, W, C)
+    np.testing.assert_array_equal(convtool.correlate(hwc, "gaussian:sigma=1", channel_axis=-1),
+                                  np.moveaxis(expected, 1, -1))  # fmt: skip
+
+
+def test_stacks_of_narrow_images_pass_with_any_leading_channel_axis():
+    narrow = np.random.default_rng(9).normal(size=(5, 8, 3))  # five images 3 pixels wide
+    out = convtool.convolve(narrow, "box:3", channel_axis=0)
+    np.testing.assert_array_equal(out[2], convtool.convolve(narrow[2], "box:3"))
+    assert convtool.convolve(narrow[0], "box:3").shape == (8, 3)  # 2-D: width 3 is a width
+
+
+@pytest.mark.parametrize(
+    ("axis", "image", "message"),
+    [
+        (True, np.ones((4, 4, 3)), "integer or None"),
+        (3, np.ones((4, 4, 3)), "out of range"),
+        (-1, np.ones((4, 4)), "at least 3 dimensions"),
+    ],
+)
+def test_bad_channel_axis_is_a_usage_error(axis, image, message):
+    with pytest.raises(convtool.UsageError, match=message):
+        convtool.convolve(image, "box:3", channel_axis=axis)
+
+
+def test_a_kernel_may_be_a_spec_a_kernel_a_file_or_an_array(tmp_path):
+    x = np.random.default_rng(10).normal(size=(9, 10))
+    path = tmp_path / "k.txt"
+    path.write_text("1 2 1\n2 4 2\n1 2 1\n")
+    expected = convtool.convolve(x, np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16)
+    for kernel in ("binomial:3", convtool.get_kernel("binomial:3"), "[1 2 1; 2 4 2; 1 2 1]/16"):
+        np.testing.assert_allclose(convtool.convolve(x, kernel), expected, atol=1e-12)
+    np.testing.assert_allclose(convtool.convolve(x, path), 16 * expected, atol=1e-12)
+    np.testing.assert_allclose(
+        convtool.correlate(x, "sobel-x@origin=1,0"),
+        convtool.correlate(x, convtool.get_kernel("sobel-x@origin=1,0")),
+    )
+
+
+def test_gradient_magnitude_takes_a_pair_of_kernels():
+    x = np.random.default_rng(11).uniform(0, 255, (13, 12, 3))
+    by_name = convtool.gradient_magnitude(x, "scharr", channel_axis=-1)
+    by_pair = convtool.gradient_magnitude(x, ("scharr-x", "scharr-y"), channel_axis=-1)
+    np.testing.assert_array_equal(by_pair, by_name)
+    assert by_name.shape == x.shape
+    with pytest.raises(convtool.UsageError, match="pair"):
+        convtool.gradient_magnitude(x[..., 0], "sobel-x")
+
+
+def test_a_bad_spec_says_what_is_wrong():
+    with pytest.raises(convtool.ConvtoolError, match="unknown kernel"):
+        convtool.convolve(np.ones((5, 5)), "bxo:3")
+    with pytest.raises(convtool.UsageError, match="convtool.correlate"):
+        engine.correlate(np.ones((5, 5)), "box:3")
+
+
+def test_transposes_take_specs_and_channel_axis_too():
+    rgb = np.random.default_rng(12).normal(size=(6, 7, 3))
+    out = convtool.correlate_transposed(rgb, "box:3", channel_axis=-1, padding="valid")
+    assert out.shape == (8, 9, 3)
+    for c in range(3):
+        np.testing.assert_array_equal(
+            out[..., c], engine.correlate_transposed(rgb[..., c], np.full((3, 3), 1 / 9),
+                                                     padding="valid"),
+        )  # fmt: skip
+    with pytest.raises(convtool.UsageError, match="channel_axis=-1"):
+        convtool.convolve_transposed(rgb, "box:3")

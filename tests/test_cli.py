@@ -394,6 +394,33 @@ def test_match_without_an_output_is_a_usage_error(scene_and_template):
     assert "nothing to do" in one_error_line(result)
 
 
+@pytest.mark.parametrize("asked", [["-o", "scores.npy"], ["--overlay", "hits.png"], ["--json"]])
+def test_match_summary_reports_the_hits_whatever_is_written(
+    monkeypatch, tmp_path, scene_and_template, asked
+):
+    scene, template, (x, y, _, _), _ = scene_and_template
+    monkeypatch.chdir(tmp_path)
+    result = invoke("match", scene, template, "-m", "1", *asked)
+    assert result.exit_code == 0, result.stderr
+    assert f"1 match >= 0.80 (best 1.000 at x={x}, y={y})" in result.stderr
+
+
+@pytest.mark.parametrize("threshold", ["2", "-1.5"])
+def test_match_threshold_beyond_the_score_range_is_a_usage_error(scene_and_template, threshold):
+    scene, template, *_ = scene_and_template
+    result = invoke("match", scene, template, "--json", "-t", threshold)
+    assert result.exit_code == 2
+    assert "not in the range -1.0<=x<=1.0" in one_error_line(result)
+
+
+def test_match_request_checks_its_threshold_before_reading(tmp_path):
+    from convtool.errors import UsageError
+    from convtool.match.request import MatchRequest, run
+
+    with pytest.raises(UsageError, match="from -1 to 1"):
+        run(MatchRequest(str(tmp_path / "absent.png"), "absent.png", as_json=True, threshold=2))
+
+
 def test_match_template_larger_than_scene(scene_and_template):
     scene, template, *_ = scene_and_template
     result = invoke("match", template, scene, "--json")

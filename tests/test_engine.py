@@ -389,7 +389,7 @@ def test_direct_and_separable_do_not_import_scipy(method):
         (np.ones((4, 4)), np.ones((3, 3)), {"cval": "x"}, "cval must be a number"),
         (np.ones((4, 4)), np.ones((3, 3)), {"origin": (2, 0)}, "origin 2 on rows"),
         (np.ones((4, 4)), np.ones((3, 3)), {"origin": (1, 0), "padding": "valid"},
-         r"origin \(1, 0\) has no meaning with valid padding"),
+         r"origin \(1, 0\) \(the centre at row 2, column 1 of the kernel\) has no meaning with valid"),
         (np.ones((4, 4)), np.ones((3, 3)), {"origin": (0, 1), "padding": "full"},
          "no meaning with full padding"),
         (np.ones((4, 4)), np.ones((5, 3)), {"padding": "valid"}, "kernel side 5 exceeds"),

@@ -1042,22 +1042,82 @@ def test_hidden_colour_under_transparency_is_kept():
 
 
 @pytest.mark.parametrize("channels", [1, 2, 3, 4])
-@pytest.mark.parametrize("level", [0, 1, 3, 6, 9])
-def test_png_writer_fast_and_pillow_paths_agree(tmp_path, channels, level):
-    # Levels up to png.FAST_PNG_MAX_LEVEL use convtool's own Sub-filter writer, higher
-    # ones Pillow's adaptive filter; both must decode to the same pixels everywhere.
+@pytest.mark.parametrize("level", range(10))
+@pytest.mark.parametrize("depth", [8, 16])
+def test_png_every_level_decodes_to_the_same_pixels(tmp_path, channels, level, depth):
+    # Noise and smooth ramps, so the per-row filters of levels 2+ pick all five kinds.
     rng = np.random.default_rng(channels)
-    values = rng.integers(0, 256, (13, 17, channels)).astype(np.float32)
+    top = 255 if depth == 8 else 65535
+    ramps = np.cumsum(rng.integers(-3, 4, (13, 17, channels)), axis=1) % (top + 1)
+    noise = rng.integers(0, top + 1, (13, 17, channels))
+    values = np.concatenate([ramps, noise]).astype(np.float32)
     alpha = values[..., -1] if channels in (2, 4) else None
     colour = values[..., : 3 if channels >= 3 else 1]
     path = tmp_path / f"x{level}.png"
-    write_image(path, Image(colour, alpha=alpha, depth=8), compress_level=level)
-    decoded = np.asarray(PILImage.open(path))
-    expected = values.astype(np.uint8)
-    np.testing.assert_array_equal(decoded.reshape(expected.shape), expected)
+    write_image(path, Image(colour, alpha=alpha, depth=depth), compress_level=level)
+    image = read_image(path)
+    np.testing.assert_array_equal(image.pixels, colour)
+    np.testing.assert_array_equal(image.alpha, alpha)
+    if depth == 8:  # and the reference decoder agrees
+        decoded = np.asarray(PILImage.open(path))
+        np.testing.assert_array_equal(decoded.reshape(values.shape), values.astype(np.uint8))
 
 
-@pytest.mark.parametrize("level", [0, 1, 3])
+def png_filter_types(data: bytes) -> set[int]:
+    """The filter type bytes of a PNG's rows."""
+    idat, offset = b"", 8
+    (width, height, bits, colour_type) = struct.unpack(">IIBB", data[16:26])
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        if data[offset + 4 : offset + 8] == b"IDAT":
+            idat += data[offset + 8 : offset + 8 + length]
+        offset += 12 + length
+    channels = {0: 1, 4: 2, 2: 3, 6: 4}[colour_type]
+    raw = np.frombuffer(zlib.decompress(idat), np.uint8)
+    return set(raw.reshape(height, 1 + width * channels * bits // 8)[:, 0].tolist())
+
+
+def written_png(image, level: int) -> bytes:
+    out = io.BytesIO()
+    write_image("-", image, format="png", compress_level=level, stdout=out)
+    return out.getvalue()
+
+
+def test_png_levels_1_2_3_each_do_more():
+    photo = read_image(SAMPLES / "astronaut.png")
+    drawing = read_image(SAMPLES / "checkerboard.png")
+    assert png_filter_types(written_png(photo, 1)) == {1}  # Sub on every row
+    assert len(png_filter_types(written_png(photo, 2))) > 1  # each row its own filter
+    for image in (photo, drawing):
+        sizes = [len(written_png(image, level)) for level in range(10)]
+        assert sizes[3] < sizes[2] < sizes[1]
+        assert all(size <= sizes[2] for size in sizes[3:])  # never larger than level 2
+    sizes = [len(written_png(drawing, level)) for level in (1, 2, 3, 9)]
+    assert sizes == sorted(set(sizes), reverse=True)  # string matching pays on drawings
+
+
+def readme_png_sizes() -> dict[str, list[int]]:
+    readme = (SAMPLES.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### PNG compression", 1)[1].split("\n### ", 1)[0]
+    table = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0].startswith("`") and cells[0].endswith(".png`") and len(cells) == 11:
+            table[cells[0].strip("`")] = [int(c.replace(",", "")) for c in cells[1:]]
+    return table
+
+
+def test_readme_png_sizes_are_what_the_writer_writes():
+    table = readme_png_sizes()
+    assert set(table) == {path.name for path in SAMPLES.glob("*.png")}
+    for name, stated in table.items():
+        image = read_image(SAMPLES / name)
+        measured = [len(written_png(image, level)) for level in range(10)]
+        # exact with this project's zlib; another zlib build may differ by a few bytes
+        assert measured == pytest.approx(stated, rel=0.01, abs=8), name
+
+
+@pytest.mark.parametrize("level", [0, 1, 2, 3, 9])
 def test_png_bands_deflated_in_parallel_form_one_valid_stream(tmp_path, monkeypatch, level):
     # Tiny bands force many pieces (and several rounds of the thread pool); the joined
     # stream must inflate to exactly the filtered rows, and Pillow must read the pixels.

@@ -316,6 +316,8 @@ def test_bad_inputs_are_refused_with_one_clear_line(image, template, kwargs, mes
     [
         ({"threshold": "high"}, "threshold must be a number"),
         ({"threshold": float("nan")}, "threshold must be finite"),
+        ({"threshold": 2}, "threshold must be from -1 to 1"),
+        ({"threshold": -1.01}, "threshold must be from -1 to 1"),
         ({"max_matches": 0}, "max_matches must be at least 1"),
         ({"max_matches": 2.5}, "max_matches must be a positive integer"),
     ],

@@ -43,9 +43,9 @@ def big_png(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def scene(tmp_path_factory) -> tuple[Path, Path]:
-    """A noisy scene and a patch of it: with --threshold -1, thousands of matches."""
+    """A noisy scene and a patch of it: with --threshold -1, ~200 KB of matches (a pipe holds 64)."""
     folder = tmp_path_factory.mktemp("scene")
-    values = np.random.default_rng(2).integers(0, 256, (120, 120), dtype=np.uint8)
+    values = np.random.default_rng(2).integers(0, 256, (400, 400), dtype=np.uint8)
     Image.fromarray(values).save(folder / "scene.png")
     Image.fromarray(values[10:15, 20:25]).save(folder / "patch.png")
     return folder / "scene.png", folder / "patch.png"

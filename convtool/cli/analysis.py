@@ -90,6 +90,8 @@ def match(
         typer.Option(
             "-t",
             "--threshold",
+            min=-1.0,
+            max=1.0,
             help="Lowest score that counts as a match (-1..1; 1 is a perfect match).",
         ),
     ] = 0.8,

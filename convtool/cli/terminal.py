@@ -62,32 +62,37 @@ def print_kernel_table(rows) -> None:
 
 
 def print_heat_maps(reports, console=None) -> None:
-    """Kernels as coloured heat maps: red for positive weights, blue for negative."""
+    """Kernels as coloured heat maps: red for positive weights, blue for negative.
+
+    The cells hold the numbers of the plain listing, whole: columns that do not fit the
+    terminal's width go to further runs of rows, as in the plain text.
+    """
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     from convtool.pipeline import report as kernelview
 
     console = console or Console()
     for rep in reports:
-        plain = kernelview.format_plain([rep]).splitlines()
-        console.print(Text(plain[0], style="bold"))
+        console.print(Text(kernelview.title_line(rep), style="bold"), soft_wrap=True)
+        cells, cell_width = kernelview.cell_texts(rep.weights, rep.denominator)
         peak = float(abs(rep.weights).max()) or 1.0
-        table = Table(show_header=False, box=None, padding=(0, 1))
-        for row in rep.weights:
-            cells = []
-            for value in row:
-                share = abs(float(value)) / peak
-                level = int(40 + 160 * share)
-                colour = f"rgb({level},30,30)" if value > 0 else f"rgb(30,30,{level})"
-                style = "dim" if value == 0 else f"bold white on {colour}"
-                cells.append(Text(kernelview.format_number(value, rep.denominator), style=style))
-            table.add_row(*cells)
-        console.print(table)
-        rows = rep.weights.shape[0]
-        for line in plain[1 + rows :]:
-            console.print(line, highlight=False)
+        columns = rep.weights.shape[1]
+        for block in kernelview.column_blocks(columns, cell_width + 2, console.width):
+            title = kernelview.block_title(block, columns)
+            if title is not None:
+                console.print(title, highlight=False, soft_wrap=True)
+            for row, texts in zip(rep.weights, cells, strict=True):
+                line = Text(kernelview.INDENT)
+                for c in block:
+                    value = float(row[c])
+                    level = int(40 + 160 * abs(value) / peak)
+                    colour = f"rgb({level},30,30)" if value > 0 else f"rgb(30,30,{level})"
+                    style = "dim" if value == 0 else f"bold white on {colour}"
+                    line.append(f" {texts[c].rjust(cell_width)} ", style=style)
+                console.print(line, soft_wrap=True)  # never cropped: the runs fit the width
+        for line in kernelview.detail_lines(rep, console.width):
+            console.print(line, highlight=False, soft_wrap=True)
 
 
 def _bar(console, unit: str):

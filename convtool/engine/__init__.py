@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from convtool.engine.api import (
     METHODS,
+    carry,
     convolve,
     correlate,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "METHODS",
     "MAX_STEP",
     "MAX_THREADS",
+    "carry",
     "correlate",
     "convolve",
     "correlate_transposed",

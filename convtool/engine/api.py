@@ -6,7 +6,8 @@ and ``K = (k-1)*d + 1`` the kernel's side once dilated by ``d``. Convolution is 
 with the flipped kernel and the mirrored origin (``-origin``, and ``-1`` more on axes of even
 ``K``), exactly as ``scipy.ndimage.convolve``. ``valid`` reads no padding and shrinks the output
 by ``K-1``; ``full`` pads ``K-1`` zeros on each side and grows it by ``K-1``. A stride ``s``
-keeps output pixels ``0, s, 2s, ...``.
+keeps output pixels ``0, s, 2s, ...``. :func:`carry` moves what is not filtered (alpha,
+channels left alone) with the same geometry: one function (``plan.axes``) holds it.
 
 The work is split into bands of output rows. Each band gathers only its own padded rows
 (padding is an index map, the image is never padded as a whole), computes them with one of
@@ -25,15 +26,14 @@ import operator
 
 import numpy as np
 
+from convtool.engine.bands import source_positions
 from convtool.engine.plan import (
     _RANK1_RTOL,
     MAX_STEP,
     MAX_THREADS,
     Plan,
-    axis,
-    check_origin,
+    axes,
     choose_method,
-    correlation_form,
     separable_factors,
     tuning,
 )
@@ -41,7 +41,7 @@ from convtool.engine.schedule import run
 from convtool.errors import UsageError
 from convtool.padding import Padding, parse_padding
 
-__all__ = ["METHODS", "choose_method", "convolve", "correlate", "separable_factors"]
+__all__ = ["METHODS", "carry", "choose_method", "convolve", "correlate", "separable_factors"]
 
 METHODS = ("auto", "direct", "separable", "fft")
 
@@ -95,7 +95,62 @@ def convolve(
     return _filter(image, kernel, True, padding, cval, stride, dilation, origin, method, threads)
 
 
+def carry(
+    image,
+    kernel,
+    *,
+    convolve: bool = True,
+    padding: Padding | str = Padding.REFLECT,
+    cval: float = 0.0,
+    stride=1,
+    dilation=1,
+    origin=None,
+) -> np.ndarray:
+    """Move ``image`` as filtering it with ``kernel`` would, without mixing its pixels.
+
+    The result has the filtered shape, and each output pixel takes the input value it
+    stands on: the one under the window's centre, position ``K//2 + origin`` of the kernel
+    as written (``K`` its dilated side), in convolution and correlation alike (convolution
+    flips the kernel and mirrors the origin, so that position stays on the output pixel).
+    That is what alpha and unfiltered channels become beside filtered ones: the same crop
+    (``valid``), padding (``full``, whose ring is 0) and stride, from the same window
+    arithmetic as :func:`correlate` and :func:`convolve`. Only the kernel's shape and
+    origin matter; ``convolve`` says which of the two the geometry is for. The dtype is kept.
+
+    >>> carry(np.arange(5.0)[None], np.ones((1, 2)), padding="valid")  # correlating: 1 2 3 4
+    array([[0., 1., 2., 3.]])
+    """
+    x = _as_image(image)
+    weights, _, kernel_origin = _as_kernel(kernel)
+    padding = parse_padding(padding)
+    cval = _number(cval, "cval") if padding is Padding.CONSTANT else 0.0  # the others fill 0
+    origin = kernel_origin if origin is None else origin
+    rows, cols = _axes(x.shape, weights.shape, convolve, padding, stride, dilation, origin)
+    out = x
+    for along, geometry in ((-2, rows), (-1, cols)):
+        source = source_positions(geometry.anchors(), geometry.n, padding)  # -1: the constant
+        out = np.take(out, np.maximum(source, 0), axis=along)
+        if (source < 0).any():
+            out[(slice(None),) * (out.ndim + along) + (source < 0,)] = cval
+    return out
+
+
 # ----------------------------------------------------------------------------- validation
+
+
+def _axes(shape, kernel_shape, flip, padding, stride, dilation, origin):
+    """The validated pairs, then :func:`convtool.engine.plan.axes` on the image's last two axes."""
+    stride = _pair(stride, "stride", maximum=MAX_STEP)
+    dilation = _pair(dilation, "dilation", maximum=MAX_STEP)
+    origin = _pair(origin, "origin", minimum=None)
+    return axes(shape[-2:], kernel_shape, flip, padding, stride, dilation, origin)
+
+
+def _number(value, name: str) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{name} must be a number, got {value!r}") from None
 
 
 def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method, threads):
@@ -103,25 +158,16 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     x = _as_image(image)
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
-    stride = _pair(stride, "stride", maximum=MAX_STEP)
-    dilation = _pair(dilation, "dilation", maximum=MAX_STEP)
-    origin = _pair(kernel_origin if origin is None else origin, "origin", minimum=None)
+    origin = kernel_origin if origin is None else origin
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if threads is not None:
         threads = _integer(threads, "threads", maximum=MAX_THREADS)
-    try:
-        cval = float(cval)
-    except (TypeError, ValueError):
-        raise UsageError(f"cval must be a number, got {cval!r}") from None
-    if padding is Padding.ZERO:
-        cval = 0.0
-
-    spans = [(k - 1) * d + 1 for k, d in zip(weights.shape, dilation, strict=True)]
-    check_origin(origin, spans, padding)
-    weights, origin = correlation_form(weights, origin, dilation, flip)
-    if flip and factors is not None:
-        factors = (factors[0][::-1], factors[1][::-1])
+    cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+    rows, cols = _axes(x.shape, weights.shape, flip, padding, stride, dilation, origin)
+    if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
+        weights = weights[::-1, ::-1]
+        factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
 
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)
@@ -130,10 +176,6 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     if method == "separable" and factors is None:
         raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
 
-    rows, cols = (
-        axis(n, k, d, s, o, padding)
-        for n, k, d, s, o in zip(x.shape[-2:], weights.shape, dilation, stride, origin, strict=True)
-    )
     dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
@@ -171,6 +213,11 @@ def _as_image(image) -> np.ndarray:
 def _as_kernel(kernel):
     """Return (weights float64 (kh, kw), factors or None, origin) from any accepted kernel."""
     weights = getattr(kernel, "weights", kernel)
+    if isinstance(weights, str):
+        raise UsageError(
+            f"the engine takes kernel weights, not a spec like {weights!r}; use "
+            "convtool.correlate / convtool.convolve, or convtool.get_kernel first"
+        )
     try:
         w = np.array(weights, dtype=np.float64)
     except (TypeError, ValueError):

@@ -125,7 +125,7 @@ def _toeplitz_bytes(kernel_shape, rows, cols, stride, dilation, method, itemsize
     tuned = tuning()
     bytes_along = []
     for taps, geometry, s, d in zip(kernel_shape, (rows, cols), stride, dilation, strict=True):
-        axis = Axis(0, taps, d, s, 0, geometry.size)
+        axis = Axis(n=0, taps=taps, dilation=d, stride=s, offset=0, size=geometry.size, centre=0)
         if taps > 1 and passes.uses_matmul(2 * taps, axis, tuned):
             bytes_along.append(passes.toeplitz_bytes(axis, tuned, itemsize))
         else:

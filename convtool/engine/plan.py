@@ -68,7 +68,13 @@ MAX_THREADS = 1024
 
 @dataclass(frozen=True)
 class Axis:
-    """Geometry along one axis: output pixel ``j`` reads input ``stride*j + offset + a*dilation``."""
+    """Geometry along one axis: output pixel ``j`` reads input ``stride*j + offset + a*dilation``.
+
+    ``centre`` is the position in the (dilated) window that sits on the output pixel: the
+    kernel's centre ``K//2 + origin``, after the flip for convolution. So output pixel ``j``
+    stands on input pixel ``stride*j + offset + centre`` (``stride*j`` for the same-size
+    paddings); :func:`convtool.engine.carry` moves unfiltered arrays by it.
+    """
 
     n: int
     taps: int
@@ -76,10 +82,15 @@ class Axis:
     stride: int
     offset: int
     size: int  # output length, after the stride
+    centre: int
 
     @property
     def span(self) -> int:
         return (self.taps - 1) * self.dilation + 1
+
+    def anchors(self) -> np.ndarray:
+        """The input pixel each output pixel stands on (outside ``0..n-1`` for ``full``)."""
+        return self.stride * np.arange(self.size) + self.offset + self.centre
 
     @property
     def reach(self) -> int:
@@ -176,8 +187,11 @@ _FFT_MIN_PIXELS = 128 * 128
 def check_origin(origin: tuple[int, int], spans, padding: Padding) -> None:
     """The centre ``span // 2 + origin`` must fall on the (dilated) kernel, as scipy requires."""
     if not padding.keeps_size and origin != (0, 0):
+        centre = tuple(span // 2 + o for o, span in zip(origin, spans, strict=True))
         raise UsageError(
-            f"origin {origin} has no meaning with {padding.value} padding; leave it at (0, 0)"
+            f"origin {origin} (the centre at row {centre[0]}, column {centre[1]} of the kernel) "
+            f"has no meaning with {padding.value} padding, whose output is where the whole "
+            "kernel fits; leave the origin out"
         )
     for o, span, axis in zip(origin, spans, ("rows", "columns"), strict=True):
         if not -(span // 2) <= o <= (span - 1) // 2:
@@ -193,14 +207,39 @@ def correlation_form(weights: np.ndarray, origin, dilation, flip: bool):
     (``-origin``, minus 1 more on axes of even dilated side)."""
     if not flip:
         return weights, tuple(origin)
-    spans = [(k - 1) * d + 1 for k, d in zip(weights.shape, dilation, strict=True)]
-    mirrored = tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
-    return weights[::-1, ::-1], mirrored
+    return weights[::-1, ::-1], _mirrored(origin, weights.shape, dilation)
+
+
+def _mirrored(origin, kernel_shape, dilation) -> tuple[int, int]:
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
+    return tuple(-o - (1 - span % 2) for o, span in zip(origin, spans, strict=True))
+
+
+def axes(
+    image_shape, kernel_shape, flip: bool, padding: Padding, stride, dilation, origin
+) -> tuple[Axis, Axis]:
+    """The window arithmetic, once: the (rows, cols) :class:`Axis` of a filter on an image.
+
+    Filtering (``correlate``, ``convolve``) and moving what is not filtered (``carry``)
+    both take their geometry from here. ``stride``, ``dilation`` and ``origin`` are
+    (rows, columns) pairs; the origin is checked, and mirrored for a convolution
+    (:func:`correlation_form`).
+    """
+    spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
+    check_origin(origin, spans, padding)
+    if flip:
+        origin = _mirrored(origin, kernel_shape, dilation)
+    rows, cols = (
+        axis(n, k, d, s, o, padding)
+        for n, k, d, s, o in zip(image_shape, kernel_shape, dilation, stride, origin, strict=True)
+    )
+    return rows, cols
 
 
 def axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> Axis:
     """One axis of a correlation: output ``j`` reads input ``s*j + offset + a*d``, a = 0..k-1."""
     span = (k - 1) * d + 1
+    centre = span // 2 + origin
     if padding is Padding.VALID:
         offset, length = 0, n - span + 1
         if length < 1:
@@ -211,8 +250,8 @@ def axis(n: int, k: int, d: int, s: int, origin: int, padding: Padding) -> Axis:
     elif padding is Padding.FULL:
         offset, length = -(span - 1), n + span - 1
     else:
-        offset, length = -(span // 2 + origin), n
-    return Axis(n, k, d, s, offset, -(-length // s))
+        offset, length = -centre, n
+    return Axis(n, k, d, s, offset, -(-length // s), centre)
 
 
 def tuning() -> Tuning:

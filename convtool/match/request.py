@@ -16,7 +16,14 @@ from convtool import images, resources
 from convtool.engine.memory import engine_peak_bytes
 from convtool.errors import ImageReadError, UsageError
 from convtool.images import outputs
-from convtool.match.scores import Match, draw_overlay, find_matches, match_template, score_picture
+from convtool.match.scores import (
+    Match,
+    check_threshold,
+    draw_overlay,
+    find_matches,
+    match_template,
+    score_picture,
+)
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,7 @@ class MatchRequest:
             images.format_for(self.output, self.format)  # an unknown format: before the work
         if self.overlay:
             images.format_for(self.overlay)
+        check_threshold(self.threshold)  # before the work, not after it
 
 
 @dataclass(frozen=True)
@@ -110,15 +118,14 @@ def run(request: MatchRequest) -> MatchOutcome:
     )
     if request.output:
         _write_scores(request, scores)
-    hits: list[Match] = []
-    if request.as_json or request.overlay:
-        hits = find_matches(
-            scores,
-            template.pixels.shape,
-            threshold=request.threshold,
-            max_matches=request.max_matches,
-            geometry=request.geometry,
-        )
+    # Always: the summary reports the hits, whatever was asked to be written.
+    hits = find_matches(
+        scores,
+        template.pixels.shape,
+        threshold=request.threshold,
+        max_matches=request.max_matches,
+        geometry=request.geometry,
+    )
     if request.overlay:
         display = scene if request.per_channel else read(request.scene, gray=False)
         top = display.max_value or 1.0

@@ -278,7 +278,8 @@ def find_matches(
     outscores; among equal scores the first in reading order wins (greedy non-maximum
     suppression over the local maxima). ``scores`` is a map from :func:`match_template`
     with the same ``geometry``; ``template_shape`` is ``(height, width[, channels])``;
-    ``max_matches`` keeps the best N (None: all). Ties sort by (y, x).
+    ``max_matches`` keeps the best N (None: all); ``threshold`` is in -1..1, as the scores.
+    Ties sort by (y, x).
     """
     s = np.asarray(scores)
     h, w = _template_hw(template_shape)
@@ -286,12 +287,7 @@ def find_matches(
         raise UsageError(f"scores must be a 2-D map of numbers, got shape {s.shape}")
     if geometry not in GEOMETRIES:
         raise UsageError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
-    try:
-        threshold = float(threshold)
-    except (TypeError, ValueError):
-        raise UsageError(f"threshold must be a number, got {threshold!r}") from None
-    if not np.isfinite(threshold):
-        raise UsageError(f"threshold must be finite, got {threshold}")
+    threshold = check_threshold(threshold)
     if max_matches is not None:
         if isinstance(max_matches, bool):
             raise UsageError(f"max_matches must be a positive integer or None, got {max_matches!r}")
@@ -324,6 +320,19 @@ def find_matches(
             break
         taken[max(y - h + 1, 0) : y + h, max(x - w + 1, 0) : x + w] = True
     return hits
+
+
+def check_threshold(threshold) -> float:
+    """``threshold`` as a float in -1..1, the range of ZNCC scores, or UsageError."""
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise UsageError(f"threshold must be a number, got {threshold!r}") from None
+    if not np.isfinite(value):
+        raise UsageError(f"threshold must be finite, got {threshold}")
+    if not -1.0 <= value <= 1.0:
+        raise UsageError(f"threshold must be from -1 to 1 (the range of scores), got {threshold!r}")
+    return value
 
 
 def _local_maxima(s: np.ndarray, h: int, w: int, threshold: float):

@@ -19,6 +19,7 @@ import numpy as np
 
 from convtool.engine import observe_bands
 from convtool.errors import ImageReadError, UsageError
+from convtool.pipeline.filters import gradient_magnitude
 from convtool.pipeline.layers import LayerStep
 from convtool.pipeline.parsing import parse_step, parse_steps, step_entries, with_layer_options
 from convtool.pipeline.steps import (
@@ -32,9 +33,9 @@ from convtool.pipeline.steps import (
     GradientStep,
     PoolStep,
     Step,
+    check_steps_fit,
     check_transposable,
     combine_gradients,
-    gradient_magnitude,
     pool,
 )
 
@@ -152,6 +153,7 @@ class Chain:
         if isinstance(self.channels, str):
             object.__setattr__(self, "channels", parse_channels(self.channels))
         check_transposable(self.steps, self.options)
+        check_steps_fit(self.steps, self.options)
         if self.stack and not self.steps:
             raise UsageError("--stack needs at least one -k step")
 
@@ -278,7 +280,7 @@ class Chain:
                     if weights is not None:
                         weights = step.coverage(weights, self.options)
                     if alpha is not None:
-                        alpha = step.carry(alpha, self.options)
+                        alpha = step.carry_alpha(alpha, self.options)
                 if ticker is not None:
                     ticker.step_done()
         if weights is not None:

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from convtool.errors import UsageError
-from convtool.kernels import LayerKernel
-from convtool.pipeline.steps import FilterOptions, _carry_like, engine_call
+from convtool.kernels import Kernel, LayerKernel
+from convtool.pipeline.steps import FilterOptions, carry, engine_call
 
 
 @dataclass(frozen=True)
@@ -52,8 +52,13 @@ class LayerStep:
             out += layer.bias.astype(out.dtype)[:, None, None]
         return out
 
+    def kernels(self) -> tuple[Kernel, ...]:
+        return ()  # a layer's planes have no origin to check
+
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
-        return _carry_like(array, self.layer.shape, (0, 0), options)
+        return carry(array, self.layer.shape, (0, 0), options)
+
+    carry_alpha = carry
 
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
         raise UsageError(

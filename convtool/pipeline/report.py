@@ -5,6 +5,7 @@ The CLI draws the same report as a coloured heat map when stdout is a terminal.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from fractions import Fraction
 from math import lcm
@@ -32,12 +33,17 @@ class KernelReport:
     mode: str  # "convolution" or "correlation"
     denominator: int | None  # weights * denominator are integers, when they are exactly
     factors: tuple[np.ndarray, np.ndarray] | None
-    origin: tuple[int, int]
+    origin: tuple[int, int]  # scipy's: the centre's offset from k // 2 (shown as the centre)
     offset: float = 0.0
 
     @property
     def total(self) -> float:
         return float(self.weights.sum())
+
+    @property
+    def centre(self) -> tuple[int, int]:
+        """The centre tap (row, column), as ``@origin=ROW,COL`` and kernel files give it."""
+        return tuple(k // 2 + o for k, o in zip(self.weights.shape, self.origin, strict=True))
 
 
 def report(
@@ -130,37 +136,93 @@ def common_denominator(weights: np.ndarray) -> int | None:
     return d
 
 
+# Significant digits of a weight that is not an exact fraction: enough to tell weights
+# apart, few enough that a row of them fits a line (never cut: a narrow line wraps columns).
+DIGITS = 4
+# Line width when stdout is not a terminal (and COLUMNS is unset).
+PLAIN_WIDTH = 100
+INDENT = "  "
+
+
 def format_number(value: float, denominator: int | None) -> str:
+    """One weight: an integer over the common denominator, else DIGITS significant digits."""
     if not np.isfinite(value):
         return str(value)
     if denominator is not None:
         return str(round(value * denominator))
-    return f"{value:.6g}"
+    return f"{value:.{DIGITS}g}"
 
 
-def format_plain(reports: list[KernelReport]) -> str:
-    """The reports as plain text: matrix, sum, separability, factors."""
+def line_width() -> int:
+    """Characters per line: the terminal's (or COLUMNS), else PLAIN_WIDTH."""
+    return shutil.get_terminal_size((PLAIN_WIDTH, 24)).columns
+
+
+def cell_texts(weights: np.ndarray, denominator: int | None) -> tuple[list[list[str]], int]:
+    """Every weight as text, and the width of the widest (all cells are right-aligned to it)."""
+    cells = [[format_number(v, denominator) for v in row] for row in weights]
+    return cells, max(len(c) for row in cells for c in row)
+
+
+def column_blocks(columns: int, cell_width: int, width: int) -> list[range]:
+    """The kernel's columns split into runs that fit ``width`` characters per line
+    (``cell_width`` each, indent included); all of them in one run when they fit."""
+    fitting = max(1, (width - len(INDENT)) // cell_width)
+    runs = -(-columns // fitting)
+    per_run = -(-columns // runs)  # as even as the runs can be: 19 in 7, 7, 5 (not 9, 9, 1)
+    return [range(c, min(c + per_run, columns)) for c in range(0, columns, per_run)]
+
+
+def block_title(block: range, columns: int) -> str | None:
+    """The line above a run of columns when the matrix is wrapped (None when it is not)."""
+    if len(block) == columns:
+        return None
+    return f"{INDENT}columns {block.start}-{block.stop - 1} of 0-{columns - 1}:"
+
+
+def title_line(rep: KernelReport) -> str:
+    return f"{rep.title}: {rep.weights.shape[0]}x{rep.weights.shape[1]}, {_mode_note(rep)}"
+
+
+def format_plain(reports: list[KernelReport], width: int | None = None) -> str:
+    """The reports as plain text: matrix, sum, separability, factors, in ``width`` columns."""
+    width = line_width() if width is None else width
     blocks = []
     for rep in reports:
-        lines = [f"{rep.title}: {rep.weights.shape[0]}x{rep.weights.shape[1]}, {_mode_note(rep)}"]
-        lines += matrix_lines(rep.weights, rep.denominator)
-        lines.append(f"sum: {_format_scalar(rep.total)}")
-        if rep.offset:
-            lines.append(f"offset: {_format_scalar(rep.offset)} (added after filtering)")
-        if rep.origin != (0, 0):
-            lines.append(
-                f"origin: {rep.origin[0]},{rep.origin[1]} (offset of the centre from k//2)"
-            )
-        if rep.factors is not None:
-            col, row = rep.factors
-            lines.append("separable: yes")
-            lines.append(f"  column: {_vector(col)}")
-            lines.append(f"  row:    {_vector(row)}")
-        else:
-            lines.append("separable: no")
-        lines.append(f"engine: {implementation()}")
+        lines = [title_line(rep), *matrix_lines(rep.weights, rep.denominator, width)]
+        lines += detail_lines(rep, width)
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def matrix_lines(weights: np.ndarray, denominator: int | None, width: int) -> list[str]:
+    cells, cell_width = cell_texts(weights, denominator)
+    lines = []
+    for block in column_blocks(weights.shape[1], cell_width + 1, width):
+        title = block_title(block, weights.shape[1])
+        lines += [] if title is None else [title]
+        lines += [INDENT + " ".join(row[c].rjust(cell_width) for c in block) for row in cells]
+    return lines
+
+
+def detail_lines(rep: KernelReport, width: int) -> list[str]:
+    """What follows the matrix: its denominator, sum, offset, centre and factors."""
+    lines = [] if rep.denominator in (None, 1) else [f"{INDENT}/ {rep.denominator}"]
+    lines.append(f"sum: {_format_scalar(rep.total)}")
+    if rep.offset:
+        lines.append(f"offset: {_format_scalar(rep.offset)} (added after filtering)")
+    if rep.origin != (0, 0):
+        row, column = rep.centre
+        lines.append(f"origin: {row},{column} (row,column of the centre tap, from 0)")
+    if rep.factors is not None:
+        col, row = rep.factors
+        lines.append("separable: yes")
+        lines += _vector_lines(f"{INDENT}column: ", col, width)
+        lines += _vector_lines(f"{INDENT}row:    ", row, width)
+    else:
+        lines.append("separable: no")
+    lines.append(f"engine: {implementation()}")
+    return lines
 
 
 def implementation() -> str:
@@ -168,15 +230,6 @@ def implementation() -> str:
     from convtool.engine import native
 
     return f"{native.implementation()}; FFT: scipy"
-
-
-def matrix_lines(weights: np.ndarray, denominator: int | None) -> list[str]:
-    cells = [[format_number(v, denominator) for v in row] for row in weights]
-    width = max(len(c) for row in cells for c in row)
-    lines = ["  " + " ".join(c.rjust(width) for c in row) for row in cells]
-    if denominator not in (None, 1):
-        lines.append(f"  / {denominator}")
-    return lines
 
 
 def _mode_note(rep: KernelReport) -> str:
@@ -193,10 +246,19 @@ def _format_scalar(value: float) -> str:
     return str(frac) if frac.denominator != 1 else str(frac.numerator)
 
 
-def _vector(values: np.ndarray) -> str:
+def _vector_lines(label: str, values: np.ndarray, width: int) -> list[str]:
+    """``label[v0 v1 ...] / d``, wrapped after whole numbers to stay within ``width``."""
     den = common_denominator(values)
-    body = " ".join(format_number(v, den) for v in values)
-    return f"[{body}]" + (f" / {den}" if den not in (None, 1) else "")
+    words = [format_number(v, den) for v in values]
+    words[0] = "[" + words[0]
+    words[-1] += "]" + (f" / {den}" if den not in (None, 1) else "")
+    lines, line = [], label
+    for word in words:
+        if line.strip() and len(line) + 1 + len(word) > width and line != label:
+            lines.append(line)
+            line = " " * (len(label) + 1)
+        line += word if line == label or not line.strip() else " " + word
+    return [*lines, line]
 
 
 def heat_map_cells(rep: KernelReport) -> tuple[str, np.ndarray, list[list[str]]]:

@@ -7,8 +7,11 @@ all of them. Pooling has its own window and stride and no padding, as PyTorch's
 ``max_pool2d`` / ``avg_pool2d``.
 
 Arrays here are channel-first stacks ``(C, H, W)``. Each step also moves arrays it does
-not filter (alpha, channels left alone) with its geometry (:meth:`Step.carry`) and
-gives the alpha coverage that ``--alpha weighted`` divides by (:meth:`Step.coverage`).
+not filter with its geometry, without mixing their pixels: channels left alone
+(:meth:`Step.carry`) and alpha (:meth:`Step.carry_alpha`, the same but pooled by a
+pooling step); and it gives the alpha coverage that ``--alpha weighted`` divides by
+(:meth:`Step.coverage`). Those geometries come from the engine's one window arithmetic
+(:func:`convtool.engine.carry`), so they cannot drift from the filtered channels.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import numpy as np
 
 from convtool import engine
 from convtool.errors import UsageError
-from convtool.kernels import Kernel, get_kernel
+from convtool.kernels import Kernel
 from convtool.padding import Padding, parse_padding
 
 GRADIENT_OPERATORS = {
@@ -110,6 +113,27 @@ def _step(value, what: str) -> int:
     return int(value)
 
 
+def check_steps_fit(steps, options: FilterOptions) -> None:
+    """Refuse what the options make meaningless, in the units the user typed.
+
+    A kernel origin (``@origin=ROW,COL``, a file's ``origin:``, ImageMagick's ``+X+Y``)
+    picks the centre tap; ``valid`` and ``full`` output where the whole kernel fits, so
+    they have no centre to move.
+    """
+    if options.padding.keeps_size:
+        return
+    for step in steps:
+        for kernel in step.kernels():
+            if kernel.origin != (0, 0):
+                row, column = kernel.centre
+                raise UsageError(
+                    f"kernel {kernel.name} puts its centre at row {row}, column {column} "
+                    f"(counted from 0), which --padding {options.padding.value} does not use "
+                    "(its output is where the whole kernel fits); leave the origin out or "
+                    "use a same-size padding"
+                )
+
+
 def check_transposable(steps, options: FilterOptions) -> None:
     """Under ``--transposed`` every step must be linear: no gradient magnitude, no pooling."""
     if not options.transposed:
@@ -129,7 +153,11 @@ class Step(Protocol):
 
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
+    def kernels(self) -> tuple[Kernel, ...]: ...
+
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray: ...
+
+    def carry_alpha(self, array: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
@@ -175,16 +203,11 @@ def _coverage(weights: np.ndarray, kernel: Kernel, options: FilterOptions) -> np
     return _filter(weights, share, plain)
 
 
-def _carry_like(
-    array: np.ndarray, shape: tuple[int, int], origin, options: FilterOptions
-) -> np.ndarray:
-    """Move ``array`` (alpha, or channels left unfiltered) as a kernel of ``shape`` moves
-    the filtered channels, without blurring it.
-
-    The one-tap kernel sits where the filter's centre is: ``k // 2`` for correlation
-    and, for convolution, where the flipped kernel's centre lands (``(k - 1) // 2``),
-    so valid/full crops and pads match the colour channels pixel for pixel. A transposed
-    step inserts pixels, which a carried array has no values for: refused.
+def carry(array: np.ndarray, shape, origin, options: FilterOptions) -> np.ndarray:
+    """Move ``array`` (alpha, or channels left unfiltered) as filtering with a kernel of
+    ``shape`` and ``origin`` moves the filtered channels, without mixing its pixels:
+    :func:`convtool.engine.carry`, whose geometry is the filter's own window arithmetic.
+    A transposed step inserts pixels, which a carried array has no values for: refused.
     """
     if options.transposed:
         raise UsageError(
@@ -192,14 +215,9 @@ def _carry_like(
             "carried along; use --alpha filter (alpha filtered like a colour channel) and "
             "--channels all"
         )
-    delta = np.zeros(shape)
-    if options.correlate:
-        centre = tuple(k // 2 + o for k, o in zip(shape, origin, strict=True))
-    else:
-        centre = tuple((k - 1) // 2 - o for k, o in zip(shape, origin, strict=True))
-    delta[centre] = 1.0
-    args = options.engine_args() | {"method": "direct"}
-    return engine.correlate(array, delta, origin=tuple(origin), **args)
+    args = {k: v for k, v in options.engine_args().items() if k not in ("method", "threads")}
+    shaped = np.empty(shape)  # only the shape matters: the carry reads no weights
+    return engine.carry(array, shaped, convolve=not options.correlate, origin=origin, **args)
 
 
 @dataclass(frozen=True)
@@ -212,8 +230,13 @@ class ConvolveStep:
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _filter(stack, self.kernel, options)
 
+    def kernels(self) -> tuple[Kernel, ...]:
+        return (self.kernel,)
+
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
-        return _carry_like(array, self.kernel.weights.shape, self.kernel.origin, options)
+        return carry(array, self.kernel.shape, self.kernel.origin, options)
+
+    carry_alpha = carry
 
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _coverage(weights, self.kernel, options)
@@ -232,44 +255,28 @@ class GradientStep:
     norm: str = "l2"
     spec: str = ""
 
+    def __post_init__(self) -> None:
+        if self.kx.shape != self.ky.shape or self.kx.origin != self.ky.origin:
+            raise UsageError(
+                f"gradient kernels {self.kx.name} and {self.ky.name} differ in shape or "
+                "origin; their results would not line up"
+            )
+
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
         gx = _filter(stack, self.kx, options)
         gy = _filter(stack, self.ky, options)
         return combine_gradients(gx, gy, self.norm)
 
+    def kernels(self) -> tuple[Kernel, ...]:
+        return (self.kx, self.ky)
+
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
-        return _carry_like(array, self.kx.weights.shape, self.kx.origin, options)
+        return carry(array, self.kx.shape, self.kx.origin, options)
+
+    carry_alpha = carry
 
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _coverage(weights, self.kx, options)
-
-
-def gradient_magnitude(
-    image: np.ndarray,
-    operator: str = "sobel",
-    *,
-    norm: str = "l2",
-    correlate: bool = False,
-    **engine_options,
-) -> np.ndarray:
-    """Gradient magnitude of ``image`` (..., H, W) from a pair of derivative kernels.
-
-    ``operator`` is ``sobel``, ``prewitt``, ``scharr`` or ``roberts`` (its two diagonal
-    kernels); ``norm`` ``l2`` (sqrt(gx² + gy²)), ``l1`` or ``max``. ``engine_options``
-    (padding, cval, stride, dilation, method, threads) go to both derivative filters.
-
-    >>> gradient_magnitude(np.eye(4), "prewitt", padding="edge").shape
-    (4, 4)
-    """
-    if operator not in GRADIENT_OPERATORS:
-        raise UsageError(
-            f"gradient operator must be one of {', '.join(GRADIENT_OPERATORS)}, got {operator!r}"
-        )
-    kx, ky = (get_kernel(name) for name in GRADIENT_OPERATORS[operator])
-    run = engine.correlate if correlate else engine.convolve
-    image = np.asarray(image)
-    gx = run(image, kx, **engine_options)
-    return combine_gradients(gx, run(image, ky, **engine_options), norm)
 
 
 def combine_gradients(gx: np.ndarray, gy: np.ndarray, norm: str = "l2") -> np.ndarray:
@@ -292,7 +299,9 @@ class PoolStep:
 
     Output side is ``(n - size) // stride + 1``, as PyTorch's ``max_pool2d`` /
     ``avg_pool2d``. The chain's padding, stride and dilation do not apply: a pooling
-    step carries its own window and stride. Alpha is pooled the same way.
+    step carries its own window and stride. Alpha is pooled the same way; channels left
+    unfiltered take the value at each window's centre (index ``size // 2``), the anchor
+    a correlation with a kernel of the window's size would have under ``valid``.
     """
 
     kind: str
@@ -303,7 +312,16 @@ class PoolStep:
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray:
         return pool(stack, self.kind, self.size, self.stride)
 
+    def kernels(self) -> tuple[Kernel, ...]:
+        return ()
+
     def carry(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
+        window = np.ones(self.size)
+        return engine.carry(
+            array, window, convolve=False, padding=Padding.VALID, stride=self.stride
+        )
+
+    def carry_alpha(self, array: np.ndarray, options: FilterOptions) -> np.ndarray:
         return pool(array, self.kind, self.size, self.stride)
 
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
