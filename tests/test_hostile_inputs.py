@@ -778,3 +778,14 @@ def test_one_line_caps_a_huge_message_keeping_both_ends():
     assert len(line) <= MAX_LINE and line.isprintable()
     assert line.startswith("start: xxx") and line.endswith("\\n: what to do")
     assert excerpt("y" * 100) == repr("y" * 40 + "…")
+
+
+def test_the_output_check_survives_a_folder_swapped_while_it_looks(tmp_path, monkeypatch):
+    """realpath raises (EINVAL, ENOENT) when a link on the way is replaced as it is read."""
+    from convtool.images import outputs
+
+    def swapped(path, *args, **kwargs):
+        raise OSError(22, "Invalid argument", str(path))
+
+    monkeypatch.setattr(os.path, "realpath", swapped)
+    outputs.check_not_inputs([("-o", str(tmp_path / "sub" / "out.png"))], [str(grey(tmp_path))])

@@ -87,7 +87,7 @@ def check_not_inputs(
         if key is not None and key in sources:
             overwritten.append((option, path, sources[key]))  # type: ignore[index]
         if key is None:
-            key = os.path.normcase(os.path.realpath(path))
+            key = os.path.normcase(_resolved(path))
         if key in seen:
             first_option, first = seen[key]
             raise UsageError(
@@ -112,6 +112,18 @@ def check_not_inputs(
             f"outputs would overwrite inputs: {'; '.join(names[:5])}{more}; choose another "
             f"{options}"
         )
+
+
+def _resolved(path: str) -> str:
+    """``path`` with its symbolic links resolved, as far as they can be right now.
+
+    realpath itself raises when a folder on the way is swapped while it looks (a link read
+    just as it is replaced): then the path as written, made absolute, stands for it.
+    """
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return os.path.abspath(path)
 
 
 def name_problem(path: str | os.PathLike[str]) -> str | None:
