@@ -713,8 +713,8 @@ def test_a_process_limit_gives_one_line_not_a_traceback():
         done = run_as_nobody_with(2, ["filter", "a.png", "b.png", "c.png", "-k", "box"]
                                   + ["-j", "3", "-o", "out"], folder)  # fmt: skip
         lines = done.stderr.splitlines()
-        assert done.returncode == 1, lines
-        assert len(lines) == 1 and "cannot start 3 worker processes" in lines[0], lines
+        assert done.returncode == 1, done.stderr
+        assert len(lines) == 1 and "cannot start 3 worker processes" in lines[0], done.stderr
         alone = run_as_nobody_with(
             2, ["filter", "big.png", "-k", "[1 2 3; 4 5 6; 7 8 9]", "-o", "x.png"], folder
         )

@@ -114,6 +114,13 @@ def _submit(pool, workers: int, job: Job, settings: Settings):
     try:
         return pool.submit(_work, job, settings)
     except OSError as err:
+        # The workers that did start have run nothing, so they hold no temporary file:
+        # killed, not sent SIGTERM, which one still starting would meet with the parent's
+        # handler and answer with a traceback.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+                process.join(1.0)
         reason = (err.strerror or type(err).__name__).lower()
         raise ConvtoolError(CANNOT_START.format(workers=workers, reason=reason)) from None
 
