@@ -76,6 +76,15 @@ def engine_impls() -> list[Impl]:
         )
         for method in ("auto", "direct", "separable", "fft")
     ]
+    impls.insert(
+        1,
+        Impl(
+            "convtool-numpy",
+            "convtool auto, numpy engine",
+            "convtool",
+            convtool and _convtool_numpy,
+        ),
+    )
     return impls + [
         Impl("scipy", "scipy.ndimage.correlate", "scipy", _scipy),
         Impl("naive", "naive (sliding_window_view + einsum)", "naive", naive_correlate),
@@ -100,6 +109,82 @@ def _convtool(x: np.ndarray, w: np.ndarray, method: str) -> np.ndarray:
     from convtool import engine
 
     return engine.correlate(x, w, padding="reflect", method=method)
+
+
+def _convtool_numpy(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Method auto on the numpy engine (``CONVTOOL_NATIVE=0``, read by the engine at each call)."""
+    import os
+
+    from convtool.engine import native
+
+    old = os.environ.get(native.NATIVE_ENV)
+    os.environ[native.NATIVE_ENV] = "0"
+    try:
+        return _convtool(x, w, "auto")
+    finally:
+        if old is None:
+            os.environ.pop(native.NATIVE_ENV, None)
+        else:
+            os.environ[native.NATIVE_ENV] = old
+
+
+def convtool_implementation() -> str:
+    """Which code runs convtool's direct and separable methods here (compiled or numpy)."""
+    try:
+        from convtool.engine import native
+    except ImportError:
+        return "not installed"
+    return native.implementation()
+
+
+@dataclass(frozen=True)
+class Uint8Case:
+    """A uint8 -> uint8 kernel: correlation weights and OpenCV's calls for the same result."""
+
+    key: str
+    label: str
+    weights: np.ndarray
+
+
+def uint8_kernels() -> list[Uint8Case]:
+    """The integer kernels of the uint8 -> uint8 rows (Sobel, binomial 5×5, box 15×15)."""
+    binomial = np.array([1.0, 4, 6, 4, 1]) / 16
+    return [
+        Uint8Case("sobel3", "Sobel 3×3", np.outer([1, 2, 1], [-1, 0, 1]).astype(float)),
+        Uint8Case("binomial5", "binomial 5×5", np.outer(binomial, binomial)),
+        Uint8Case("box15", "box 15×15", np.full((15, 15), 1 / 225)),
+    ]
+
+
+def uint8_impls() -> dict[str, Callable | None]:
+    """uint8 (H, W, 3) -> uint8 implementations as ``run(image, weights)``; None: missing.
+
+    convtool: the engine's uint8 -> uint8 call (``out_dtype=np.uint8``) on the channel-first
+    view of the same interleaved data (no copy); its result is (3, H, W).
+    """
+    opencv = _installed("cv2")
+    runs: dict[str, Callable | None] = {
+        "convtool": _convtool_uint8 if _installed("convtool") else None,
+        "cv2.filter2D": _cv2_filter2d if opencv else None,
+        "cv2.sepFilter2D": _cv2_sep_filter2d if opencv else None,
+    }
+    runs["cv2.blur"] = _cv2_blur if opencv else None
+    return runs
+
+
+def _convtool_uint8(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    from convtool import engine
+
+    return engine.correlate(np.moveaxis(x, -1, 0), w, padding="reflect", out_dtype=np.uint8)
+
+
+def _cv2_blur(x: np.ndarray, w: np.ndarray) -> np.ndarray | None:
+    """cv2.blur, for box kernels only (None otherwise: not the same filter)."""
+    import cv2
+
+    if np.ptp(w) != 0:
+        return None
+    return cv2.blur(x, w.shape[::-1], borderType=cv2.BORDER_REFLECT_101)
 
 
 def _scipy(x: np.ndarray, w: np.ndarray) -> np.ndarray:

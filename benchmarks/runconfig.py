@@ -19,7 +19,8 @@ class Config:
     """Sizes and repeat counts of one mode (full, quick, or the test's smoke)."""
 
     name: str
-    engine_side: int  # section 1: square float32 image
+    engine_sides: tuple[int, ...]  # section 1: square float32 images
+    uint8_size: tuple[int, int]  # section 1: (width, height) of the uint8 RGB image
     naive_macs: float  # multiply-adds one naive run may do; sets the side of its crop
     cli_size: tuple[int, int]  # section 2: (width, height) of the RGB PNG
     startup_repeats: int
@@ -36,7 +37,8 @@ class Config:
 MODES = {
     "full": Config(
         name="full",
-        engine_side=4096,
+        engine_sides=(2048, 4096),
+        uint8_size=(3840, 2160),
         naive_macs=5e8,
         cli_size=(3840, 2160),
         startup_repeats=15,
@@ -51,7 +53,8 @@ MODES = {
     ),
     "quick": Config(
         name="quick",
-        engine_side=1024,
+        engine_sides=(1024,),
+        uint8_size=(1920, 1080),
         naive_macs=1e8,
         cli_size=(1920, 1080),
         startup_repeats=10,
@@ -67,7 +70,8 @@ MODES = {
     # Tiny sizes and one run of each: the test suite checks that the script works.
     "smoke": Config(
         name="smoke",
-        engine_side=96,
+        engine_sides=(96,),
+        uint8_size=(160, 120),
         naive_macs=1e6,
         cli_size=(160, 120),
         startup_repeats=2,

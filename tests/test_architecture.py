@@ -17,8 +17,10 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "convtool"
 
 # Which family may import which (the arrow points inward): a family may always import itself,
-# and every family may import the leaf modules errors, padding and stdio (the checked stdout
-# writer: images writes `-o -` through it, the CLI installs it; it imports only errors).
+# and every family may import the leaf modules errors, padding, choices (the shared choices),
+# _system (cpu_count) and stdio
+# (the checked stdout writer: images writes `-o -` through it, the CLI installs it; it imports
+# only errors).
 ALLOWED = {
     "engine": set(),
     "kernels": set(),
@@ -30,7 +32,7 @@ ALLOWED = {
     "cli": {"batch", "pipeline", "images", "engine", "kernels", "match", "teach", "dask"},
 }
 # resources: the memory the machine allows and the one refusal above it (imports only errors).
-LEAVES = {"errors", "padding", "stdio", "resources", "__init__", "__main__"}
+LEAVES = {"errors", "padding", "choices", "_system", "stdio", "resources", "__init__", "__main__"}
 
 
 def module_name(path: Path) -> str:
@@ -114,7 +116,8 @@ def test_imports_point_inward(module):
 
 
 def test_leaf_modules_import_nothing_of_the_package():
-    for leaf in ("convtool.errors", "convtool.padding", "convtool.stdio", "convtool.resources"):
+    leaves = ("errors", "padding", "choices", "_system", "stdio", "resources")
+    for leaf in (f"convtool.{name}" for name in leaves):
         assert GRAPH[leaf] <= {"convtool.errors"}, GRAPH[leaf]
 
 

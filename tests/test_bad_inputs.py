@@ -558,7 +558,7 @@ KERNEL_CASES = [
     kernel_case("unknown-modifier", "box@size=3", ("'@size=3'", "@scale=S or @origin=ROW,COL")),
     kernel_case("weights-overflow", "1e200@scale=1e200", ("finite",)),
     kernel_case("weights-beyond-float32", "[1e308 1e308]", ("--precision double",)),
-    kernel_case("unknown-gradient", "grad:foo", ("grad operator", "sobel")),
+    kernel_case("unknown-gradient", "grad:foo", ("grad: op must be", "sobel")),
     kernel_case("pool-larger-than-the-image", "maxpool:100", ("maxpool", "smaller size")),
     kernel_case("empty-spec", "", ("empty kernel spec", "convtool kernels")),
     # valid but unusual

@@ -241,13 +241,15 @@ def test_sigterm_and_sigint_stop_promptly_without_temporary_files(
     out = tmp_path / "out"
     process = start(command(images, out))
     wait_for_outputs(out, 2, process)
-    sent = time.monotonic()
     if signum == signal.SIGINT:
         os.killpg(process.pid, signum)  # Ctrl-C: the terminal signals the whole group
     else:
         process.send_signal(signum)  # kill PID
-    _, stderr = process.communicate(timeout=30)
-    assert time.monotonic() - sent < 5, "did not stop promptly"
+    try:  # the event: the process exits; the deadline is generous (a loaded machine)
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        pytest.fail("still running 30 s after the signal: did not stop promptly")
     assert process.returncode != 0
     assert "Traceback" not in stderr
     assert "interrupted" in stderr

@@ -87,6 +87,8 @@ def test_repeated_full_convolution_is_one_with_the_composed_kernel(x, k, times, 
         repeated = convolve(repeated, k, padding="full", method=method)
     once = convolve(x, composed, padding="full", method=method)
     tolerance = RTOL * np.abs(k).sum() ** times * max(1.0, np.abs(x).max())
+    # tiny weights make results subnormal, where one rounding is a whole unit: floor it
+    tolerance = max(tolerance, np.finfo(np.float64).tiny)
     np.testing.assert_allclose(repeated, once, rtol=0, atol=tolerance)
 
 

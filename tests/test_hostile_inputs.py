@@ -385,7 +385,7 @@ CLEAN_LINE_CASES = [
         "pool-stride-of-24-digits",
         lambda f: ["filter", grey(f), "-k", f"maxpool:2,stride=1{'0' * 23}", "-o", f / "out.png"],
         2,
-        ("pool stride",),
+        ("maxpool", "stride", "from 1 to"),
     ),
     Case(
         "output-name-over-255-bytes",

@@ -931,6 +931,20 @@ def test_stale_temp_files_are_those_whose_lock_can_be_taken(tmp_path):
     assert remove_stale_temp_files(tmp_path) == [writing_elsewhere, writing_here]  # now gone
 
 
+def test_removing_stale_temp_files_below_a_folder_reaches_its_subfolders(tmp_path):
+    """What a batch run does to its output tree: the same rule, in every folder below."""
+    (tmp_path / "sub").mkdir()
+    top = tmp_path / f".a.png.convtool-{dead_pid()}-0a1b2c3d.tmp"
+    below = tmp_path / "sub" / f".b.png.convtool-{dead_pid()}-0a1b2c3d.tmp"
+    top.write_bytes(b"partial")
+    below.write_bytes(b"partial")
+
+    assert remove_stale_temp_files(tmp_path) == [top]
+    assert below.exists()
+    assert remove_stale_temp_files(tmp_path, recursive=True) == [below]
+    assert not below.exists()
+
+
 def test_a_temp_file_is_locked_while_it_is_written(tmp_path):
     seen = []
 

@@ -165,6 +165,26 @@ def terminate(pool) -> None:
             if process.is_alive():
                 process.kill()
                 process.join(1.0)
+    _forget_wakeup(pool)
+
+
+def _forget_wakeup(pool) -> None:
+    """Keep interpreter exit quiet after a pool was stopped this way.
+
+    At exit concurrent.futures wakes every executor's manager thread through a pipe; once the
+    workers were killed the manager closes that pipe, and CPython 3.11 can still write to it
+    (a race fixed in later releases), printing an OSError traceback on stderr. Wait for the
+    manager thread to end, then drop its entry so nothing writes to the closed pipe.
+    """
+    thread = getattr(pool, "_executor_manager_thread", None)
+    if thread is None:
+        return
+    with contextlib.suppress(Exception):
+        thread.join(_TERMINATE_GRACE)
+        if not thread.is_alive():
+            from concurrent.futures import process as futures_process
+
+            futures_process._threads_wakeups.pop(thread, None)
 
 
 # ----------------------------------------------------------------------------- worker side

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
+from convtool._system import cpu_count
 from convtool.batch import dask_runner
 from convtool.batch.interrupts import Interrupted, signals_raise  # noqa: F401 - re-exported
 from convtool.batch.jobs import FAILED, Job, JobResult, Settings
@@ -75,7 +76,7 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
     roots = sorted({job.root for job in jobs if job.root is not None})
     for root in roots:
         _create_folder(root)
-        remove_stale_temp_files(root)
+        atomic.remove_stale_temp_files(root, recursive=True)
     ordered = largest_first(jobs)
     with signals_raise():
         if dask_address is not None:
@@ -94,7 +95,7 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
                 )
         finally:
             for root in roots:
-                remove_stale_temp_files(root)
+                atomic.remove_stale_temp_files(root, recursive=True)
 
 
 def _create_folder(root: str) -> None:
@@ -103,11 +104,6 @@ def _create_folder(root: str) -> None:
     except OSError as err:
         message = f"cannot create the output folder: {write_error_reason(err)}"
         raise ImageWriteError(message, path=root) from None
-
-
-def remove_stale_temp_files(root: str) -> int:
-    """Remove temporary files no live writer holds anywhere under ``root``; count them."""
-    return atomic.remove_stale_temp_files_below(root)
 
 
 def largest_first(jobs: list[Job]) -> list[Job]:
@@ -120,13 +116,6 @@ def largest_first(jobs: list[Job]) -> list[Job]:
             return 0
 
     return sorted(jobs, key=size, reverse=True)
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask where the system has one)."""
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0)) or 1
-    return os.cpu_count() or 1
 
 
 def _run_here(jobs: list[Job], settings: Settings, stop) -> Iterator[JobResult]:

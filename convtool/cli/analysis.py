@@ -10,20 +10,21 @@ from typing import Annotated
 
 import typer
 
+from convtool.choices import Depth, Geometry, Method, RangeMode
 from convtool.cli import terminal
 from convtool.cli.options import (
     CompressLevel,
     Debug,
-    Depth,
-    Geometry,
     MaxPixels,
-    Method,
     Quiet,
-    RangeMode,
     Threads,
+    depth_option,
     fail,
+    format_option,
     interruptible,
+    method_option,
     pixel_limit,
+    range_option,
     refuse_terminals,
 )
 
@@ -124,34 +125,24 @@ def match(
     ] = False,
     range_mode: Annotated[
         RangeMode | None,
-        typer.Option(
-            "--range",
-            help="Scores to grey levels: clip (default: negative black, 1 "
-            "white), abs, offset (-1 black, 0 grey, 1 white), rescale.",
-            show_default=False,
+        range_option(
+            "Scores to grey levels: clip (default: negative black, 1 "
+            "white), abs, offset (-1 black, 0 grey, 1 white), rescale."
         ),
     ] = None,
     depth: Annotated[
         Depth | None,
-        typer.Option(
-            help="Score map depth: 8, 16 or float (raw scores; the default for .npy).",
-            show_default=False,
-        ),
+        depth_option("Score map depth: 8, 16 or float (raw scores; the default for .npy)."),
     ] = None,
     format: Annotated[  # noqa: A002
         str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Score map format; default: from the -o extension, png for stdout.",
-            show_default=False,
-        ),
+        format_option("Score map format; default: from the -o extension, png for stdout."),
     ] = None,
     thickness: Annotated[
         int, typer.Option(min=1, help="Box line width for --overlay (inside the window).")
     ] = 2,
     method: Annotated[
-        Method, typer.Option(help="How to compute the correlation; same scores within 1e-12.")
+        Method, method_option("How to compute the correlation; same scores within 1e-12.")
     ] = Method.auto,
     threads: Threads = None,
     max_pixels: MaxPixels = None,

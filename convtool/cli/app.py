@@ -19,39 +19,35 @@ import typer
 from typer.core import TyperGroup
 
 from convtool import __version__, stdio
+from convtool.choices import AlphaMode, Compression, Frames, Method, Precision, Subsampling
 from convtool.cli import analysis as cli_analysis
 from convtool.cli import teach as cli_teach
 from convtool.cli import terminal
 from convtool.cli.options import (
-    AlphaMode,
     Bias,
-    Compression,
     CompressLevel,
     Correlate,
     Cval,
     Debug,
     DepthOption,
     Dilation,
-    Frames,
     Gray,
     Groups,
     Iterations,
     KernelSpecs,
     MaxPixels,
-    Method,
     MethodOption,
     Normalize,
     PaddingMode,
-    Precision,
     PrecisionOption,
     Quiet,
     RangeOption,
     Stride,
-    Subsampling,
     Threads,
     Transposed,
     debug_enabled,
     fail,
+    format_option,
     pixel_limit,
     refuse_terminals,
     reset_debug,
@@ -230,12 +226,9 @@ def filter(  # noqa: A001 - the command is called `filter`
     gray: Gray = False,
     format: Annotated[  # noqa: A002
         str | None,
-        typer.Option(
-            "--format",
-            "-f",
-            help="Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy); "
-            "default: from the -o extension (which must agree), png for stdout.",
-            show_default=False,
+        format_option(
+            "Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy); "
+            "default: from the -o extension (which must agree), png for stdout."
         ),
     ] = None,
     compress_level: CompressLevel = 1,

@@ -11,11 +11,21 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
-from enum import Enum
 from typing import Annotated
 
 import typer
 
+from convtool.choices import (
+    AlphaMode,
+    Compression,
+    Depth,
+    Frames,
+    Geometry,
+    Method,
+    Precision,
+    RangeMode,
+    Subsampling,
+)
 from convtool.cli import terminal
 from convtool.errors import ConvtoolError, UsageError
 
@@ -102,63 +112,20 @@ def interruptible() -> Iterator[None]:
         raise typer.Exit(128 + getattr(err, "signum", signal.SIGINT)) from None
 
 
-class Precision(str, Enum):
-    single = "single"
-    double = "double"
-
-
-class Method(str, Enum):
-    auto = "auto"
-    direct = "direct"
-    separable = "separable"
-    fft = "fft"
-
-
-class RangeMode(str, Enum):
-    clip = "clip"
-    abs = "abs"
-    offset = "offset"
-    rescale = "rescale"
-
-
-class Depth(str, Enum):
-    d8 = "8"
-    d16 = "16"
-    float = "float"
-
-
-class AlphaMode(str, Enum):
-    carry = "carry"
-    weighted = "weighted"
-    filter = "filter"
-
-
-class Geometry(str, Enum):
-    valid = "valid"
-    same = "same"
-
-
-# The output choices below are the library's (images.FRAME_CHOICES, encoders.SUBSAMPLINGS,
-# encoders.COMPRESSIONS), written out so that --help need not import numpy and Pillow;
-# tests/test_cli.py checks that they agree.
-class Frames(str, Enum):
-    all = "all"
-    first = "first"
-
-
-class Subsampling(str, Enum):
-    s444 = "4:4:4"
-    s422 = "4:2:2"
-    s420 = "4:2:0"
-
-
-class Compression(str, Enum):
-    none = "none"
-    deflate = "deflate"
-    lzw = "lzw"
-    zstd = "zstd"
-    jpeg = "jpeg"
-    packbits = "packbits"
+# The choices are the library's (convtool.choices: the tuples the library checks against are
+# built from these enums), from a standard-library-only module so that --help need not import
+# numpy and Pillow. Re-exported here with the other option types.
+CHOICES = (
+    AlphaMode,
+    Compression,
+    Depth,
+    Frames,
+    Geometry,
+    Method,
+    Precision,
+    RangeMode,
+    Subsampling,
+)
 
 
 def complete_kernel(incomplete: str) -> list[str]:
@@ -293,26 +260,47 @@ Bias = Annotated[
 PrecisionOption = Annotated[
     Precision, typer.Option("--precision", help="Floating point inside: float32 or float64.")
 ]
+
+
+# --method, --range, --depth and --format: filter, explain and animate share one help text
+# (the *Option types below); match says what they mean for a score map. The flag names and
+# how the default shows are written once, here.
+def method_option(help: str) -> typer.models.OptionInfo:  # noqa: A002
+    """The --method option (a :class:`Method`), with the command's help text."""
+    return typer.Option("--method", help=help)
+
+
+def range_option(help: str) -> typer.models.OptionInfo:  # noqa: A002
+    """The --range option (a :class:`RangeMode` or None), with the command's help text."""
+    return typer.Option("--range", help=help, show_default=False)
+
+
+def depth_option(help: str) -> typer.models.OptionInfo:  # noqa: A002
+    """The --depth option (a :class:`Depth` or None), with the command's help text."""
+    return typer.Option("--depth", help=help, show_default=False)
+
+
+def format_option(help: str) -> typer.models.OptionInfo:  # noqa: A002
+    """The --format/-f option (a format name or None), with the command's help text."""
+    return typer.Option("--format", "-f", help=help, show_default=False)
+
+
 MethodOption = Annotated[
     Method,
-    typer.Option("--method", help="How to compute; all give the same result within tolerance."),
+    method_option("How to compute; all give the same result within tolerance."),
 ]
 RangeOption = Annotated[
     RangeMode | None,
-    typer.Option(
-        "--range",
-        help="Map results into an integer output: clip (default), abs, "
-        "offset (add half the range), rescale (min..max to full range).",
-        show_default=False,
+    range_option(
+        "Map results into an integer output: clip (default), abs, "
+        "offset (add half the range), rescale (min..max to full range)."
     ),
 ]
 DepthOption = Annotated[
     Depth | None,
-    typer.Option(
-        "--depth",
-        help="Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
-        "Default: the input's depth where the format holds it.",
-        show_default=False,
+    depth_option(
+        "Output depth: 8, 16 or float (32-bit float TIFF / .npy, raw values). "
+        "Default: the input's depth where the format holds it."
     ),
 ]
 Gray = Annotated[

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 
+from convtool.choices import Method, Precision
 from convtool.cli.options import (
     Bias,
     Correlate,
@@ -26,11 +27,9 @@ from convtool.cli.options import (
     Iterations,
     KernelSpecs,
     MaxPixels,
-    Method,
     MethodOption,
     Normalize,
     PaddingMode,
-    Precision,
     PrecisionOption,
     RangeOption,
     Stride,

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(CONVTOOL_NO_CLONES)
@@ -520,7 +521,28 @@ done:
 typedef struct {
     int bits;
     int32_t low;
+    int32_t high;
 } int_range_t;
+
+/* An integer-only final step for the 16-bit path: scale = gain / 2^shift with gain an integer
+ * and |T * gain| < 2^31 (then clip and round half to even are a clamp and a shift, exactly
+ * what rounding the exact T * scale gives). Sets shift = -1 (the float step) otherwise. */
+static void integer_scale(double scale, const int_range_t *r, int *shift, int32_t *gain)
+{
+    *shift = -1;
+    *gain = 0;
+    if (r->bits != 16 || !(scale > 0)) return;
+    const int64_t reach = -(int64_t)r->low > r->high ? -(int64_t)r->low : r->high;
+    for (int k = 0; k <= 24; k++) {
+        const double v = ldexp(scale, k);
+        if (v != floor(v)) continue;
+        if (v >= 1 && v < 16777216.0 && reach * (int64_t)v < INT32_MAX) {
+            *shift = k;
+            *gain = (int32_t)v;
+        }
+        return;
+    }
+}
 
 static int integer_range(const double *w, Py_ssize_t n, int_range_t *r)
 {
@@ -539,6 +561,7 @@ static int integer_range(const double *w, Py_ssize_t n, int_range_t *r)
     }
     r->bits = high - low < 65536 ? 16 : 32;
     r->low = (int32_t)low;
+    r->high = (int32_t)high;
     return 0;
 }
 
@@ -598,16 +621,19 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
     int ntaps = build_taps(w, n, off, taps);
     const int out_u8 = dst.kind == 'B';
     const ptrdiff_t item = out_u8 ? 1 : 4;
+    int shift;
+    int32_t gain;
+    integer_scale(scale, &range, &shift, &gain);
     Py_BEGIN_ALLOW_THREADS
     const uint8_t *s = (const uint8_t *)src.view.buf + g.col_first;
     if (range.bits == 16)
         direct_band_u16(s, src.sc, src.sr, dst.view.buf, dst.sc * item, dst.sr * item, out_u8,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, taps, ntaps, range.low,
-                        (float)scale);
+                        (float)scale, shift, gain);
     else
         direct_band_u32(s, src.sc, src.sr, dst.view.buf, dst.sc * item, dst.sr * item, out_u8,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, taps, ntaps, range.low,
-                        scale);
+                        scale, -1, 0);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -690,16 +716,19 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     }
     const int out_u8 = dst.kind == 'B';
     const ptrdiff_t item = out_u8 ? 1 : 4;
+    int shift;
+    int32_t gain;
+    integer_scale(scale, &range, &shift, &gain);
     Py_BEGIN_ALLOW_THREADS
     const uint8_t *s = (const uint8_t *)src.view.buf + g.col_first;
     if (range.bits == 16)
         separable_band_u16(s, src.sc, src.sr, dst.view.buf, dst.sc * item, dst.sr * item,
                            out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, vt, nvt, ht,
-                           nht, span_x, strip, range.low, (float)scale, mid);
+                           nht, span_x, strip, range.low, (float)scale, shift, gain, mid);
     else
         separable_band_u32(s, src.sc, src.sr, dst.view.buf, dst.sc * item, dst.sr * item,
                            out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, vt, nvt, ht,
-                           nht, span_x, strip, range.low, scale, mid);
+                           nht, span_x, strip, range.low, scale, -1, 0, mid);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:

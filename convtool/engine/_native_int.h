@@ -75,8 +75,31 @@ ALWAYS_INLINE SCALED I(value)(ACC acc, int32_t low)
  * round-by-addition (adding 1.5 * 2^(mantissa bits) rounds to an integer, ties to even, in
  * the default rounding mode); clipping and rounding commute here. */
 ALWAYS_INLINE void I(store_u8)(uint8_t *restrict out, const ACC *restrict acc, ptrdiff_t n,
-                               int32_t low, SCALED scale)
+                               int32_t low, SCALED scale, int shift, int32_t gain)
 {
+    if (shift == 0) { /* scale = gain: an integer. out = clip(T * gain), nothing to round */
+        const int32_t top = 255;
+        for (ptrdiff_t k = 0; k < n; k++) {
+            int32_t t = (low + (int32_t)(ACC)(acc[k] - (ACC)low)) * gain;
+            t = t < 0 ? 0 : t;
+            out[k] = (uint8_t)(t > top ? top : t);
+        }
+        return;
+    }
+    if (shift > 0) {
+        /* scale = gain / 2^shift, all in integers (the caller checked |T * gain| < 2^31):
+         * clip to [0, 255 * 2^shift] first (values beyond round to 0 or 255 anyway), then
+         * round half to even by a shift: (t + 2^(shift-1) - 1 + (q & 1)) >> shift with
+         * q = t >> shift adds one exactly when the remainder is above half, or half and q odd. */
+        const int32_t top = 255 << shift, half = (1 << (shift - 1)) - 1;
+        for (ptrdiff_t k = 0; k < n; k++) {
+            int32_t t = (low + (int32_t)(ACC)(acc[k] - (ACC)low)) * gain;
+            t = t < 0 ? 0 : t;
+            t = t > top ? top : t;
+            out[k] = (uint8_t)((t + half + ((t >> shift) & 1)) >> shift);
+        }
+        return;
+    }
     for (ptrdiff_t k = 0; k < n; k++) {
         SCALED v = I(value)(acc[k], low) * scale;
         v = v < 0 ? 0 : v;
@@ -93,9 +116,9 @@ ALWAYS_INLINE void I(store_f32)(float *restrict out, const ACC *restrict acc, pt
 }
 
 ALWAYS_INLINE void I(store)(char *out, int out_u8, const ACC *acc, ptrdiff_t n, int32_t low,
-                            SCALED scale)
+                            SCALED scale, int shift, int32_t gain)
 {
-    if (out_u8) I(store_u8)((uint8_t *)out, acc, n, low, scale);
+    if (out_u8) I(store_u8)((uint8_t *)out, acc, n, low, scale, shift, gain);
     else I(store_f32)((float *)out, acc, n, low, scale);
 }
 
@@ -104,7 +127,8 @@ ALWAYS_INLINE void I(store)(char *out, int out_u8, const ACC *acc, ptrdiff_t n, 
 HOT static void I(direct_band)(const uint8_t *src, ptrdiff_t s_c, ptrdiff_t s_r, char *dst,
                                ptrdiff_t d_c, ptrdiff_t d_r, int out_u8, ptrdiff_t channels,
                                ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
-                               const tap_t *taps, int ntaps, int32_t low, SCALED scale)
+                               const tap_t *taps, int ntaps, int32_t low, SCALED scale,
+                               int shift, int32_t gain)
 {
     ACC acc[I_CHUNK] __attribute__((aligned(64)));
     const ptrdiff_t item = out_u8 ? 1 : 4;
@@ -115,7 +139,7 @@ HOT static void I(direct_band)(const uint8_t *src, ptrdiff_t s_c, ptrdiff_t s_r,
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += I_CHUNK) {
                 const ptrdiff_t n = nc - i0 < I_CHUNK ? nc - i0 : I_CHUNK;
                 I(taps_u8)(acc, row + i0 * sx, sx, taps, ntaps, n);
-                I(store)(out + i0 * item, out_u8, acc, n, low, scale);
+                I(store)(out + i0 * item, out_u8, acc, n, low, scale, shift, gain);
             }
         }
 }
@@ -127,7 +151,7 @@ HOT static void I(separable_band)(const uint8_t *src, ptrdiff_t s_c, ptrdiff_t s
                                   ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
                                   const tap_t *vt, int nvt, const tap_t *ht, int nht,
                                   ptrdiff_t span_x, ptrdiff_t strip, int32_t low, SCALED scale,
-                                  ACC *mid)
+                                  int shift, int32_t gain, ACC *mid)
 {
     ACC acc[I_CHUNK] __attribute__((aligned(64)));
     const ptrdiff_t item = out_u8 ? 1 : 4;
@@ -145,7 +169,8 @@ HOT static void I(separable_band)(const uint8_t *src, ptrdiff_t s_c, ptrdiff_t s
                 for (ptrdiff_t k0 = 0; k0 < n; k0 += I_CHUNK) {
                     const ptrdiff_t m = n - k0 < I_CHUNK ? n - k0 : I_CHUNK;
                     I(taps_acc)(acc, mid + k0 * sx, sx, ht, nht, m);
-                    I(store)(out_row + (i0 + k0) * item, out_u8, acc, m, low, scale);
+                    I(store)(out_row + (i0 + k0) * item, out_u8, acc, m, low, scale, shift,
+                            gain);
                 }
             }
         }

@@ -23,14 +23,19 @@ geometry, the method choice and the measured constants; ``schedule`` runs the ba
 from __future__ import annotations
 
 import operator
+from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.choices import Method, values
+from convtool.engine import native
 from convtool.engine.bands import source_positions
+from convtool.engine.integer import integer_factors, integer_weights
 from convtool.engine.plan import (
     _RANK1_RTOL,
     MAX_STEP,
     MAX_THREADS,
+    Axis,
     Plan,
     axes,
     choose_method,
@@ -43,7 +48,7 @@ from convtool.padding import Padding, parse_padding
 
 __all__ = ["METHODS", "carry", "choose_method", "convolve", "correlate", "separable_factors"]
 
-METHODS = ("auto", "direct", "separable", "fft")
+METHODS = values(Method)
 
 
 # ----------------------------------------------------------------------------- public API
@@ -60,6 +65,7 @@ def correlate(
     origin=None,
     method: str = "auto",
     threads: int | None = None,
+    out_dtype=None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
 
@@ -70,8 +76,17 @@ def correlate(
     ``.origin``; ``origin=None`` takes the kernel's own origin, if any. The image should be
     finite: a NaN or infinity may spread past the kernel's window on the running-sum and
     FFT paths (:class:`convtool.pipeline.Chain` and the CLI refuse such images).
+
+    ``out_dtype=np.uint8``: return ``clip(rint(result), 0, 255)`` as uint8 (round half to
+    even, as writing an 8-bit file with ``--range clip`` does). For uint8 images and kernels
+    of small integers times a power-of-two or odd scale (Sobel, Prewitt, Scharr, Laplacian,
+    sharpen, binomials, boxes with their divisor) the compiled integer kernels compute it
+    without a float image, bit for bit equal to float64 then rounding (the bound:
+    :mod:`convtool.engine.integer`); otherwise it is float64, then rounded.
     """
-    return _filter(image, kernel, False, padding, cval, stride, dilation, origin, method, threads)
+    return _filter(
+        image, kernel, False, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
 
 def convolve(
@@ -85,6 +100,7 @@ def convolve(
     origin=None,
     method: str = "auto",
     threads: int | None = None,
+    out_dtype=None,
 ) -> np.ndarray:
     """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
 
@@ -92,7 +108,9 @@ def convolve(
     scipy.ndimage.convolve mirrors it (``-origin``, minus 1 on axes of even size), so an
     impulse yields the kernel as written. Arguments as for :func:`correlate`.
     """
-    return _filter(image, kernel, True, padding, cval, stride, dilation, origin, method, threads)
+    return _filter(
+        image, kernel, True, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
 
 
 def carry(
@@ -135,9 +153,6 @@ def carry(
     return out
 
 
-# ----------------------------------------------------------------------------- validation
-
-
 def _axes(shape, kernel_shape, flip, padding, stride, dilation, origin):
     """The validated pairs, then :func:`convtool.engine.plan.axes` on the image's last two axes."""
     stride = _pair(stride, "stride", maximum=MAX_STEP)
@@ -153,8 +168,40 @@ def _number(value, name: str) -> float:
         raise UsageError(f"{name} must be a number, got {value!r}") from None
 
 
-def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method, threads):
-    """Validate the arguments, build the plan and run it over bands of output rows."""
+# ----------------------------------------------------------------------------- normalise, plan, run
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One call's arguments, checked and in canonical form (correlation, kernel flipped)."""
+
+    x: np.ndarray
+    weights: np.ndarray
+    factors: tuple[np.ndarray, np.ndarray] | None
+    padding: Padding
+    cval: float
+    rows: Axis
+    cols: Axis
+    method: str
+    threads: int | None
+    out_dtype: np.dtype | None
+
+
+def _filter(
+    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+):
+    """Normalise the arguments, plan the call, run it over bands of output rows."""
+    request = _normalise(
+        image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    )
+    plan, method = _plan(request)
+    return _run(request, plan, method)
+
+
+def _normalise(
+    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+) -> _Request:
+    """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
     x = _as_image(image)
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
@@ -164,11 +211,20 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     if threads is not None:
         threads = _integer(threads, "threads", maximum=MAX_THREADS)
     cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+    if out_dtype is not None:
+        out_dtype = np.dtype(out_dtype)
+        if out_dtype != np.uint8:
+            raise UsageError(f"out_dtype must be None or uint8, got {out_dtype}")
     rows, cols = _axes(x.shape, weights.shape, flip, padding, stride, dilation, origin)
     if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
+    return _Request(x, weights, factors, padding, cval, rows, cols, method, threads, out_dtype)
 
+
+def _plan(request: _Request) -> tuple[Plan, str]:
+    """The plan (geometry, working dtype) and the method (direct, separable, fft) to run."""
+    x, weights, factors, method = request.x, request.weights, request.factors, request.method
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)
     if method == "auto":
@@ -176,7 +232,10 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
     if method == "separable" and factors is None:
         raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
 
+    rows, cols = request.rows, request.cols
     dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
+    if request.out_dtype is not None:
+        method, dtype = _integer_method(request, method, factors)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
     plan = Plan(
@@ -184,18 +243,43 @@ def _filter(image, kernel, flip, padding, cval, stride, dilation, origin, method
         factors=factors,
         rows=rows,
         cols=cols,
-        padding=padding,
-        cval=cval,
+        padding=request.padding,
+        cval=request.cval,
         dtype=dtype,
         col_start=col_start,
         col_count=col_end - col_start,
         tuning=tuning(),
     )
+    return plan, method
+
+
+def _integer_method(request: _Request, method: str, factors) -> tuple[str, np.dtype]:
+    """(method, uint8) when the exact integer kernels can run this uint8 -> uint8 call (see
+    :mod:`convtool.engine.integer` for the bound), else (method, float64): the float path,
+    rounded afterwards."""
+    float_path = method, np.dtype(np.float64)
+    if request.x.dtype != np.uint8 or native.module() is None or method == "fft":
+        return float_path
+    if request.padding is Padding.CONSTANT and request.cval != 0:
+        return float_path  # the buffer would need the constant as a sample: keep it simple
+    if method == "separable" and integer_factors(*factors) is not None:
+        return "separable", np.dtype(np.uint8)
+    if integer_weights(request.weights) is not None:
+        return "direct", np.dtype(np.uint8)
+    return float_path
+
+
+def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
+    x = request.x
     if x.size == 0:  # an empty stack of images (a leading axis of length 0)
-        out = np.empty((0, rows.size, cols.size), dtype=dtype)
+        out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
     else:
-        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, threads)
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads)
     out = out.reshape(x.shape[:-2] + out.shape[-2:])
+    if request.out_dtype is not None:
+        if out.dtype != np.uint8:  # the float path: round half to even and clip, as writing does
+            out = np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
+        return out
     return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
 
 
@@ -247,8 +331,8 @@ def _pair(value, name: str, minimum: int | None = 1, maximum: int | None = None)
     items = value if isinstance(value, (tuple, list, np.ndarray)) else (value, value)
     if len(items) != 2:
         raise UsageError(f"{name} must be an integer or a pair of integers, got {_shown(value)}")
-    pair = tuple(_integer(v, name, minimum, maximum, shown=value) for v in items)
-    return pair
+    rows, cols = (_integer(v, name, minimum, maximum, shown=value) for v in items)
+    return rows, cols
 
 
 def _integer(
@@ -278,6 +362,3 @@ def _shown(value) -> str:
     except ValueError:
         return "a number of thousands of digits"
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-# ----------------------------------------------------------------------------- bands

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.fft
 
-from convtool.engine.bands import band_buffer
+from convtool.engine.bands import BandMethod
 
 if TYPE_CHECKING:
     from convtool.engine.plan import Axis, Plan
@@ -35,40 +35,40 @@ def band_rows(plan: Plan) -> int:
     return max(1, (height - rows.span) // rows.stride + 1)
 
 
-def bind_for(plan: Plan, band: int, workers: int):
-    """``bind`` (see bands.BandFilter) for bands of ``band`` output rows.
+class FFTBands(BandMethod):
+    """Bands of ``band`` output rows by overlap-save. The kernel's spectrum is computed here,
+    once for all threads; scipy.fft gets the threads when there is a single band."""
 
-    The kernel's spectrum is computed here, once for all threads; scipy.fft gets the
-    threads when there is a single band.
-    """
-    rows, cols = plan.rows, plan.cols
-    height = scipy.fft.next_fast_len(rows.stride * (band - 1) + rows.span, real=True)
-    width = scipy.fft.next_fast_len(plan.col_count, real=True)
+    copies = BAND_COPIES
 
-    dilated = np.zeros((rows.span, cols.span))
-    dilated[:: rows.dilation, :: cols.dilation] = plan.weights
-    complex_dtype = np.result_type(plan.dtype, np.complex64)
-    spectrum = scipy.fft.rfft2(dilated[::-1, ::-1], s=(height, width)).astype(complex_dtype)
-    bands = -(-rows.size // band)
-    fft_workers = 1 if bands > 1 else workers
-    first_row = rows.span - 1
-    first_col = cols.offset - plan.col_start + cols.span - 1
+    def __init__(self, plan: Plan, channels: int, workers: int, stop) -> None:
+        super().__init__(plan, channels, workers, stop)
+        rows, cols = plan.rows, plan.cols
+        self.height = scipy.fft.next_fast_len(rows.stride * (self.band - 1) + rows.span, real=True)
+        self.width = scipy.fft.next_fast_len(plan.col_count, real=True)
+        dilated = np.zeros((rows.span, cols.span))
+        dilated[:: rows.dilation, :: cols.dilation] = plan.weights
+        complex_dtype = np.result_type(plan.dtype, np.complex64)
+        self.spectrum = scipy.fft.rfft2(dilated[::-1, ::-1], s=(self.height, self.width)).astype(
+            complex_dtype
+        )
+        self.fft_workers = 1 if -(-rows.size // self.band) > 1 else workers
 
-    def bind(channels: int, nr: int):
-        buf = band_buffer(plan, channels, nr)
-        kept = (slice(None), _kept(rows, first_row, nr), _kept(cols, first_col, cols.size))
+    def wanted_rows(self, channels: int) -> int:
+        return band_rows(self.plan)
 
-        def run(out: np.ndarray) -> None:
-            product = scipy.fft.rfft2(buf, s=(height, width), workers=fft_workers)
-            product *= spectrum
-            full = scipy.fft.irfft2(
-                product, s=(height, width), workers=fft_workers, overwrite_x=True
-            )
-            out[...] = full[kept]
+    def views(self, buf: np.ndarray, nr: int):
+        rows, cols = self.plan.rows, self.plan.cols
+        first_row = rows.span - 1
+        first_col = cols.offset - self.plan.col_start + cols.span - 1
+        return (slice(None), _kept(rows, first_row, nr), _kept(cols, first_col, cols.size))
 
-        return buf, run
-
-    return bind
+    def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
+        shape = (self.height, self.width)
+        product = scipy.fft.rfft2(buf, s=shape, workers=self.fft_workers)
+        product *= self.spectrum
+        full = scipy.fft.irfft2(product, s=shape, workers=self.fft_workers, overwrite_x=True)
+        out[...] = full[views]
 
 
 def _kept(axis: Axis, first: int, count: int) -> slice:

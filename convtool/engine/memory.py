@@ -1,57 +1,54 @@
 """The engine's own memory model: the bytes one ``correlate``/``convolve`` call allocates.
 
-The estimate is an upper bound built from the engine's sizing rules (its output, bands of
-padded rows at most one image in size all together but at least 1.5 kernel spans tall, the
-Toeplitz matrices of its 1-D passes, FFT transforms rounded up to 2·3·5-smooth sizes and
-the kernel's spectrum made in float64), checked against measured allocations in
-``tests/test_limits.py``. :mod:`convtool.pipeline.memory` adds what a chain holds around
-the calls; ``match`` uses it for its correlation.
+An upper bound that asks the engine for its geometry and band sizing (``plan.axis``,
+``plan.tuning``, ``plan.band_within_budget``, the methods' ``BAND_COPIES``), so that it
+cannot drift from what the engine allocates, and counts the Toeplitz matrices of the 1-D
+passes; ``tests/test_limits.py`` compares it with measured allocations.
+:mod:`convtool.pipeline.memory` adds what a chain holds around the calls; ``match`` uses
+it for its correlation.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import numpy as np
 
-from convtool.engine import passes
-from convtool.engine.plan import Axis, choose_method, tuning
+from convtool._system import cpu_count
+from convtool.engine import bands, passes, plan
+from convtool.errors import UsageError
 from convtool.padding import Padding, parse_padding
 
-__all__ = ["engine_peak_bytes", "geometry", "next_fast_len"]
-
-# The engine's band sizing (convtool/engine.py, fftconv.py, bands.py), mirrored here; the
-# tests compare the estimate with what the engine really allocates.
-_BAND_ELEMENTS = 1 << 18
-_DIRECT_COPIES = 3
-_FFT_COPIES = 6
-_FFT_MIN_HEIGHT = 128
-_RUNNING_MAX_BAND = 256
+__all__ = ["axis_or_none", "engine_peak_bytes", "next_fast_len"]
 
 
-# ---------------------------------------------------------------------------- one engine call
+# The model asks the engine for its geometry and band sizing (engine.plan: axis, tuning,
+# band_within_budget; bands.BAND_COPIES, fft.BAND_COPIES and band_rows), so that it cannot
+# drift from what the engine allocates; the tests compare the two.
 
 
-@dataclass(frozen=True)
-class _Geometry:
-    """One axis of an engine call: output length, padded buffer length, kernel span."""
+def axis_or_none(n: int, taps: int, dilation: int, stride: int, origin: int, padding: Padding):
+    """The engine's :class:`~convtool.engine.plan.Axis`, or None where it refuses the call."""
+    try:
+        return plan.axis(n, taps, dilation, stride, origin, padding)
+    except UsageError:
+        return None  # valid padding with a kernel larger than the image
 
-    size: int  # output samples, after the stride
-    buffer: int  # input samples a band buffer holds along this axis (padding included)
-    span: int  # the kernel's side once dilated
 
-
-def geometry(n: int, taps: int, dilation: int, stride: int, origin: int, padding: Padding):
-    span = (taps - 1) * dilation + 1
-    if padding is Padding.VALID:
-        offset, length = 0, n - span + 1
-    elif padding is Padding.FULL:
-        offset, length = -(span - 1), n + span - 1
-    else:
-        offset, length = -(span // 2 + origin), n
-    size = max(0, -(-length // stride))
-    reach = stride * (max(size, 1) - 1) + span
-    buffer = max(n, offset + reach) - min(offset, 0)
-    return _Geometry(size, buffer, span)
+def _plan(rows, cols, kernel_shape, padding: Padding, itemsize: int) -> plan.Plan:
+    """The engine's plan of a call, for its sizes only (weights left zero, never run)."""
+    col_start = min(cols.offset, 0)
+    col_end = max(cols.n, cols.offset + cols.reach)
+    return plan.Plan(
+        weights=np.zeros(kernel_shape),
+        factors=None,
+        rows=rows,
+        cols=cols,
+        padding=padding,
+        cval=0.0,
+        dtype=np.dtype(np.float32 if itemsize <= 4 else np.float64),
+        col_start=col_start,
+        col_count=col_end - col_start,
+        tuning=plan.tuning(),
+    )
 
 
 def next_fast_len(n: int) -> int:
@@ -86,88 +83,88 @@ def engine_peak_bytes(
     origin: tuple[int, int] = (0, 0),
     method: str = "auto",
     threads: int | None = None,
+    column_factor=None,
 ) -> int:
     """Bytes one ``engine.correlate``/``convolve`` call allocates at its peak, input excluded.
 
     That is its output plus the bands of padded rows the worker threads hold at once (and,
     for the FFT, the kernel's spectrum and its float64 making). ``method="auto"`` is
-    resolved as the engine resolves it; ``separable`` says whether the kernel is rank 1.
+    resolved as the engine resolves it; ``separable`` says whether the kernel is rank 1, and
+    ``column_factor`` (its column factor, in correlation form) whether the engine sums it by
+    running; without it the estimate assumes so (the larger figure).
     """
     padding = parse_padding(padding)
     sy, sx = _pair(stride)
     dy, dx = _pair(dilation)
-    rows = geometry(height, kernel_shape[0], dy, sy, origin[0], padding)
-    cols = geometry(width, kernel_shape[1], dx, sx, origin[1], padding)
-    if rows.size == 0 or cols.size == 0:
+    rows = axis_or_none(height, kernel_shape[0], dy, sy, origin[0], padding)
+    cols = axis_or_none(width, kernel_shape[1], dx, sx, origin[1], padding)
+    if rows is None or cols is None or rows.size == 0 or cols.size == 0:
         return 0  # the engine refuses it (valid padding with a kernel larger than the image)
     method = _resolve_method(method, kernel_shape, separable, (height, width))
-    workers = max(1, threads or os.cpu_count() or 1)
+    workers = max(1, threads or cpu_count())
     output = channels * rows.size * cols.size * itemsize
+    call = _plan(rows, cols, kernel_shape, padding, itemsize)
     if method == "fft":
-        return output + _fft_bytes(channels, height, width, rows, cols, sy, itemsize, workers)
-    wanted = _BAND_ELEMENTS // (channels * cols.buffer)
-    if method == "separable" and kernel_shape[0] > 1:
-        wanted = max(wanted, min(rows.span, _RUNNING_MAX_BAND))
-    band = _band_rows(channels, height, width, rows, cols, sy, wanted, workers, _DIRECT_COPIES)
+        return output + _fft_bytes(channels, call, itemsize, workers)
+    tuned = call.tuning
+    wanted = max(1, tuned.band_elements // (channels * call.col_count))
+    # The engine makes bands about as tall as the kernel for a box column factor (a running
+    # sum); without the factors at hand, assume it does (the larger estimate).
+    box = column_factor is None or passes.is_box(np.asarray(column_factor), tuned.box_min_taps)
+    if method == "separable" and box:
+        wanted = max(wanted, min(rows.span, tuned.running_max_band))
+    band = plan.band_within_budget(call, channels, wanted, workers, bands.BAND_COPIES)
     band = min(band, rows.size)
     in_flight = min(workers, -(-rows.size // band))
-    buffer = channels * (sy * (band - 1) + rows.span) * cols.buffer * itemsize
-    setup = _toeplitz_bytes(kernel_shape, rows, cols, (sy, sx), (dy, dx), method, itemsize)
-    return output + in_flight * _DIRECT_COPIES * buffer + setup
+    buffer = channels * (sy * (band - 1) + rows.span) * call.col_count * itemsize
+    setup = _toeplitz_bytes(kernel_shape, rows, cols, method, tuned, itemsize)
+    return output + in_flight * bands.BAND_COPIES * buffer + setup
 
 
-def _toeplitz_bytes(kernel_shape, rows, cols, stride, dilation, method, itemsize) -> int:
+def _toeplitz_bytes(kernel_shape, rows, cols, method: str, tuned, itemsize: int) -> int:
     """The Toeplitz matrices of the 1-D passes, held for the whole call (an upper bound).
 
     A separable kernel has a pass per axis; a direct one a pass per kernel row (or
-    column), each of which may be a product if its taps need enough ufunc passes.
+    column), each of which may be a product if its taps need enough ufunc passes (at
+    most two a tap). Their size is bounded by the axis (``passes.matmul_block``), never
+    by the stride alone.
     """
-    tuned = tuning()
-    bytes_along = []
-    for taps, geometry, s, d in zip(kernel_shape, (rows, cols), stride, dilation, strict=True):
-        axis = Axis(n=0, taps=taps, dilation=d, stride=s, offset=0, size=geometry.size, centre=0)
-        if taps > 1 and passes.uses_matmul(2 * taps, axis, tuned):
-            bytes_along.append(passes.toeplitz_bytes(axis, tuned, itemsize))
-        else:
-            bytes_along.append(0)
+    along = [
+        passes.toeplitz_bytes(axis, tuned, itemsize)
+        if taps > 1 and passes.uses_matmul(2 * taps, axis, tuned)
+        else 0
+        for taps, axis in zip(kernel_shape, (rows, cols), strict=True)
+    ]
     if method == "separable":
-        return sum(bytes_along)
+        return sum(along)
     # kernel rows are passes along the columns, and kernel columns along the rows
-    return max(kernel_shape[0] * bytes_along[1], kernel_shape[1] * bytes_along[0])
+    return max(kernel_shape[0] * along[1], kernel_shape[1] * along[0])
 
 
-def _fft_bytes(channels, height, width, rows, cols, stride, itemsize, workers) -> int:
-    tall = next_fast_len(max(_FFT_MIN_HEIGHT, 4 * rows.span))
-    wanted = max(1, (tall - rows.span) // stride + 1)
-    band = _band_rows(channels, height, width, rows, cols, stride, wanted, workers, _FFT_COPIES)
+def _fft_bytes(channels: int, call: plan.Plan, itemsize: int, workers: int) -> int:
+    from convtool.engine import fft  # scipy.fft: imported when an FFT is to run anyway
+
+    rows, cols, stride = call.rows, call.cols, call.rows.stride
+    band = plan.band_within_budget(call, channels, fft.band_rows(call), workers, fft.BAND_COPIES)
     fft_h = next_fast_len(stride * (band - 1) + rows.span)
-    fft_w = next_fast_len(cols.buffer)
+    fft_w = next_fast_len(call.col_count)
     half = fft_h * (fft_w // 2 + 1)  # complex values in one real transform's spectrum
     # The kernel's spectrum: dilated float64 weights, a zero-padded float64 copy and its
     # complex128 transform, then the working-precision copy that stays.
     setup = rows.span * cols.span * 8 + fft_h * fft_w * 8 + half * 16
     spectrum = half * 2 * itemsize
     kept_rows = min(band, rows.size)
-    buffer = channels * (stride * (kept_rows - 1) + rows.span) * cols.buffer * itemsize
+    buffer = channels * (stride * (kept_rows - 1) + rows.span) * call.col_count * itemsize
     # Per band at once: its rows, their zero-padded copy, the product spectrum, the inverse.
     per_band = buffer + channels * (2 * fft_h * fft_w * itemsize + half * 2 * itemsize)
     in_flight = min(workers, -(-rows.size // band))
     return setup + spectrum + in_flight * per_band
 
 
-def _band_rows(channels, height, width, rows, cols, stride, wanted, workers, copies) -> int:
-    """Output rows per band, as the engine's ``_band_within_budget`` picks them."""
-    per_row = channels * cols.buffer * copies * workers
-    budget = max(_BAND_ELEMENTS * copies * workers, channels * height * width)
-    fitting = (budget // per_row - rows.span) // stride + 1
-    floor = rows.span // 2 // stride
-    return max(1, floor, min(wanted, fitting))
-
-
 def _resolve_method(method: str, kernel_shape, separable: bool, image_shape) -> str:
     if method != "auto":
         return method
-    return choose_method(tuple(kernel_shape), separable, image_shape)
+    return plan.choose_method(tuple(kernel_shape), separable, image_shape)
 
 
 def _pair(value) -> tuple[int, int]:

@@ -37,66 +37,85 @@ def is_box(taps: np.ndarray, min_taps: int = 3) -> bool:
     return taps.size >= max(3, min_taps) and np.ptp(taps) <= _CONSTANT_RTOL * np.abs(taps).max()
 
 
-class Pass:
+def make_pass(taps: np.ndarray, axis: Axis, dim: int, plan: Plan) -> OnePass:
+    """The cheapest 1-D pass for ``taps`` along ``dim`` (1: rows, 2: columns), by cost on the
+    test machine: a constant factor is a :class:`BoxPass`; a factor needing ``pass_cost``
+    ufunc passes or more is a :class:`ToeplitzPass` (BLAS runs it faster even counting the
+    block's zeros, and the more at a larger stride: see :func:`uses_matmul`); others are a
+    :class:`TapPass`."""
+    if is_box(taps, plan.tuning.box_min_taps):
+        return BoxPass(taps, axis, dim, plan)
+    if uses_matmul(_ufunc_passes(taps), axis, plan.tuning):
+        return ToeplitzPass(taps, axis, dim, plan)
+    return TapPass(taps, axis, dim, plan)
+
+
+class OnePass:
     """A 1-D correlation along one axis (``dim`` 1: rows, 2: columns) of a band.
 
-    Three ways, by cost on the test machine: a few taps are in-place ufunc passes over
-    shifted views; a constant factor (a box) is a running sum down the rows (O(1) per pixel)
-    or summed by doubling (O(log taps) passes); other factors are a matrix product with a
-    small banded Toeplitz block, which BLAS runs faster than ``pass_cost`` ufunc passes
-    even counting the block's zeros. Set up once per call and shared by the threads;
-    :meth:`bind` ties it to one thread's arrays.
+    Built once per call (``__init__`` is the preparation) and shared by the threads.
+    :meth:`views` builds, once per thread, what the pass reads of that thread's ``src``
+    array (output 0 reads ``src`` from ``first`` on along ``dim``; ``src`` and the output
+    match across ``dim``); :meth:`run` fills an ``out`` of ``count`` outputs along ``dim``
+    from what ``src`` holds when called.
     """
 
     def __init__(self, taps: np.ndarray, axis: Axis, dim: int, plan: Plan) -> None:
         self.axis, self.dim, self.tuning = axis, dim, plan.tuning
         self.taps = taps.astype(plan.dtype)
-        self.block = matmul_block(axis, plan.tuning)
-        if is_box(taps, self.tuning.box_min_taps):
-            self.kind, self.value = "sum", float(taps.mean())
-        elif uses_matmul(_ufunc_passes(taps), axis, plan.tuning):
-            self.kind = "matmul"
-            block = self.block
-            span = axis.stride * (block - 1) + axis.span
-            toeplitz = np.zeros((span, block), dtype=plan.dtype)
-            for t, w in enumerate(self.taps):  # a loop over taps, not pixels
-                outputs = np.arange(block)
-                toeplitz[outputs * axis.stride + t * axis.dilation, outputs] = w
-            # Rows pass: block of outputs = toeplitz.T @ rows; columns: columns @ toeplitz.
-            self.toeplitz = toeplitz.T.copy() if dim == 1 else toeplitz
-        else:
-            self.kind = "taps"
 
-    def bind(self, src: np.ndarray, count: int, first: int):
-        """``run(out)``: this pass into an ``out`` of ``count`` outputs along ``dim``, from ``src``.
+    def views(self, src: np.ndarray, count: int, first: int):
+        raise NotImplementedError
 
-        Output 0 reads ``src`` from ``first`` on; ``src`` and ``out`` match across ``dim``.
-        The views on ``src`` are built here, once; ``run`` reads what ``src`` holds when called.
-        Ufunc passes run on strips across ``dim`` small enough to stay in cache through all
-        their passes; along the rows, whole rows (numpy is fastest on long inner loops).
-        """
-        dim = self.dim
-        if self.kind == "matmul":
-            return self._bind_matmul(_along(src, dim, slice(first, None)), count)
-        strip = max(1, self.tuning.strip_elements // (src.shape[0] * (src.shape[2] - first)))
-        if self.kind == "taps":
-            source, apply = windows(src, self.axis, dim, count, first), self._taps
-        else:  # a box: its sums shift partial sums, or step row by row, over plain slices
-            source = _along(src, dim, slice(first, None))
-            apply = self._running_sum if dim == 1 and self._running(source) else self._window_sum
-        if dim == 1:
-            return lambda out: apply(out, source)
+    def run(self, views, out: np.ndarray) -> None:
+        raise NotImplementedError
 
-        def run(out: np.ndarray) -> None:
-            for start in range(0, out.shape[1], strip):
-                part = slice(start, start + strip)
-                apply(out[:, part], source[:, part])
+    def _strip(self, src: np.ndarray, first: int) -> int:
+        """Columns per strip: ufunc passes run on strips across the rows small enough to
+        stay in cache through all their passes (along the rows, whole rows: numpy is
+        fastest on long inner loops)."""
+        return max(1, self.tuning.strip_elements // (src.shape[0] * (src.shape[2] - first)))
 
-        return run
+    def _by_strips(self, apply, out: np.ndarray, source: np.ndarray, strip: int) -> None:
+        if self.dim == 1:
+            apply(out, source)
+            return
+        for start in range(0, out.shape[1], strip):
+            part = slice(start, start + strip)
+            apply(out[:, part], source[:, part])
+
+
+class TapPass(OnePass):
+    """A few taps: in-place ufunc passes over shifted window views."""
+
+    def views(self, src: np.ndarray, count: int, first: int):
+        return windows(src, self.axis, self.dim, count, first), self._strip(src, first)
+
+    def run(self, views, out: np.ndarray) -> None:
+        source, strip = views
+        self._by_strips(self._taps, out, source, strip)
 
     def _taps(self, out: np.ndarray, taps: np.ndarray) -> None:
         """``out`` from the windows :func:`windows` gives: tap ``t`` reads ``taps[..., t]``."""
         accumulate(out, ((w, taps[..., t]) for t, w in enumerate(self.taps)))
+
+
+class BoxPass(OnePass):
+    """A constant factor: a running sum down the rows (O(1) per pixel) or sums by doubling
+    (O(log taps) passes), times the constant, over plain slices."""
+
+    def __init__(self, taps: np.ndarray, axis: Axis, dim: int, plan: Plan) -> None:
+        super().__init__(taps, axis, dim, plan)
+        self.value = float(taps.mean())
+
+    def views(self, src: np.ndarray, count: int, first: int):
+        source = _along(src, self.dim, slice(first, None))
+        running = self.dim == 1 and self._running(source)
+        return source, self._strip(src, first), running
+
+    def run(self, views, out: np.ndarray) -> None:
+        source, strip, running = views
+        self._by_strips(self._running_sum if running else self._window_sum, out, source, strip)
 
     def _running(self, src: np.ndarray) -> bool:
         """Whether a running sum down the rows pays: unit steps, and rows long enough that
@@ -122,53 +141,6 @@ class Pass:
             np.add(total, src[:, j + taps - 1], out=total)
             np.subtract(total, src[:, j - 1], out=total)
             np.multiply(total, value, out=out[:, j])
-
-    def _bind_matmul(self, src: np.ndarray, count: int):
-        """Toeplitz products over tiles: blocks of outputs along ``dim`` x chunks across it.
-
-        All full tiles go into one stacked matmul; the last partial block and chunk get
-        their own. Tiles stay below ``gemm_max`` multiply-adds, so OpenBLAS keeps each
-        product on the calling thread (its own threads would fight the band pool).
-        """
-        if src.strides[2] != src.itemsize and src.shape[2] > 1:
-            # BLAS needs unit steps along the columns: copy what src holds at each run (one
-            # column has any stride, and a copy would keep it: nothing to copy then).
-            return lambda out: self._bind_matmul(np.ascontiguousarray(src), count)(out)
-        axis, dim, toeplitz = self.axis, self.dim, self.toeplitz
-        size = self.block
-        across = 3 - dim
-        step = size * axis.stride  # input positions between two blocks' starts
-        whole, rest = divmod(count, size)
-        chunk = max(1, self.tuning.gemm_max // toeplitz.size)
-        chunks, leftover = divmod(src.shape[across], chunk)
-        products = []  # (tiles of src, Toeplitz matrix, where in out, blocks, block, width)
-        for blocks, block, start in ((whole, size, 0), (int(rest > 0), rest, whole)):
-            if not blocks:
-                continue
-            span = axis.stride * (block - 1) + axis.span
-            matrix = toeplitz[:span, :block] if dim == 2 else toeplitz[:block, :span]
-            block_src = _along(src, dim, slice(start * step, None))
-            for number, width, offset in (
-                (chunks, chunk, 0),
-                (int(leftover > 0), leftover, chunks * chunk),
-            ):
-                if not number:
-                    continue
-                part = slice(offset, offset + number * width)
-                tiles = _tiles(_along(block_src, across, part), dim, blocks, step, span, width)
-                place = (slice(start * size, None), part)
-                products.append((tiles, matrix, place, blocks, block, width))
-
-        def run(out: np.ndarray) -> None:
-            for tiles, matrix, (along, part), blocks, block, width in products:
-                area = _along(_along(out, dim, along), across, part)
-                target = _blocks(area, dim, blocks, block, width)
-                if dim == 2:
-                    np.matmul(tiles, matrix, out=target)
-                else:
-                    np.matmul(matrix, tiles, out=target)
-
-        return run
 
     def _window_sum(self, out: np.ndarray, src: np.ndarray) -> None:
         """Sums of consecutive (dilated) samples by doubling, times the constant weight.
@@ -211,6 +183,85 @@ class Pass:
                 width *= 2
         if self.value != 1:
             np.multiply(out, self.value, out=out)
+
+
+class ToeplitzPass(OnePass):
+    """Other factors: a matrix product with a small banded Toeplitz block per tile of
+    ``matmul_block`` outputs."""
+
+    def __init__(self, taps: np.ndarray, axis: Axis, dim: int, plan: Plan) -> None:
+        super().__init__(taps, axis, dim, plan)
+        self.block = block = matmul_block(axis, self.tuning)
+        span = axis.stride * (block - 1) + axis.span
+        toeplitz = np.zeros((span, block), dtype=plan.dtype)
+        for t, w in enumerate(self.taps):  # a loop over taps, not pixels
+            outputs = np.arange(block)
+            toeplitz[outputs * axis.stride + t * axis.dilation, outputs] = w
+        # Rows pass: block of outputs = toeplitz.T @ rows; columns: columns @ toeplitz.
+        self.toeplitz = toeplitz.T.copy() if dim == 1 else toeplitz
+
+    def views(self, src: np.ndarray, count: int, first: int):
+        """Toeplitz products over tiles: blocks of outputs along ``dim`` x chunks across it.
+
+        All full tiles go into one stacked matmul; the last partial block and chunk get
+        their own. Tiles stay below ``gemm_max`` multiply-adds, so OpenBLAS keeps each
+        product on the calling thread (its own threads would fight the band pool). BLAS
+        needs unit steps along the columns: a strided ``src`` is copied, at each run, into
+        one contiguous scratch array of this thread, on which the tiles are built here.
+        """
+        src = _along(src, self.dim, slice(first, None))
+        scratch = None
+        if src.strides[2] != src.itemsize and src.shape[2] > 1:
+            # (one column has any stride, and a copy would keep it: nothing to copy then)
+            scratch = np.empty(src.shape, dtype=src.dtype)
+        return src, scratch, self._products(src if scratch is None else scratch, count)
+
+    def run(self, views, out: np.ndarray) -> None:
+        src, scratch, products = views
+        if scratch is not None:
+            np.copyto(scratch, src)
+        dim = self.dim
+        for tiles, matrix, (along, part), blocks, block, width in products:
+            area = _along(_along(out, dim, along), across_of(dim), part)
+            target = _blocks(area, dim, blocks, block, width)
+            if dim == 2:
+                np.matmul(tiles, matrix, out=target)
+            else:
+                np.matmul(matrix, tiles, out=target)
+
+    def _products(self, src: np.ndarray, count: int) -> list:
+        """(tiles of src, Toeplitz matrix, where in out, blocks, block, width) per product."""
+        axis, dim, toeplitz = self.axis, self.dim, self.toeplitz
+        size = self.block
+        across = across_of(dim)
+        step = size * axis.stride  # input positions between two blocks' starts
+        whole, rest = divmod(count, size)
+        chunk = max(1, self.tuning.gemm_max // toeplitz.size)
+        chunks, leftover = divmod(src.shape[across], chunk)
+        products = []  # (tiles of src, Toeplitz matrix, where in out, blocks, block, width)
+        for blocks, block, start in ((whole, size, 0), (int(rest > 0), rest, whole)):
+            if not blocks:
+                continue
+            span = axis.stride * (block - 1) + axis.span
+            matrix = toeplitz[:span, :block] if dim == 2 else toeplitz[:block, :span]
+            block_src = _along(src, dim, slice(start * step, None))
+            for number, width, offset in (
+                (chunks, chunk, 0),
+                (int(leftover > 0), leftover, chunks * chunk),
+            ):
+                if not number:
+                    continue
+                part = slice(offset, offset + number * width)
+                tiles = _tiles(_along(block_src, across, part), dim, blocks, step, span, width)
+                place = (slice(start * size, None), part)
+                products.append((tiles, matrix, place, blocks, block, width))
+
+        return products
+
+
+def across_of(dim: int) -> int:
+    """The other axis of a (C, rows, cols) array."""
+    return 3 - dim
 
 
 def _tiles(

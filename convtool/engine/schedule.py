@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import os
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from convtool.engine import bands, native, passes
-from convtool.engine.plan import Plan, band_within_budget
+from convtool._system import cpu_count
+from convtool.engine import bands, methods
+from convtool.engine.plan import Plan
 
 BandObserver = Callable[[int, int], None]
 _observer: contextvars.ContextVar[BandObserver | None] = contextvars.ContextVar(
@@ -36,36 +36,24 @@ def observe_bands(observer: BandObserver | None) -> Iterator[None]:
 
 
 def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarray:
-    """Compute all bands of output rows, on a thread pool when there are several."""
+    """Compute all bands of output rows, on a thread pool when there are several.
+
+    ``method`` (direct, separable, fft) and the plan's dtype pick the band method from
+    :data:`convtool.engine.methods.METHOD_TABLE`.
+    """
     channels = x.shape[0]
     out = np.empty((channels, plan.rows.size, plan.cols.size), dtype=plan.dtype)
-    workers = threads or os.cpu_count() or 1
+    workers = threads or cpu_count()
     stop = threading.Event()  # set when the run is abandoned: compiled bands stop early
-    if method == "fft":
-        from convtool.engine import (
-            fft as fftconv,  # imports scipy.fft (~0.1 s): only when an FFT is asked for
-        )
-
-        wanted = fftconv.band_rows(plan)
-        band = band_within_budget(plan, channels, wanted, workers, fftconv.BAND_COPIES)
-        bind = _numpy_bind(fftconv.bind_for(plan, band, workers))
-    else:
-        wanted = plan.tuning.band_elements // (channels * plan.col_count)
-        if method == "separable" and passes.is_box(plan.factors[0], plan.tuning.box_min_taps):
-            # A running sum down the rows starts each band with a whole window: make
-            # bands about as tall as the kernel so that start costs ~1 step per row.
-            wanted = max(wanted, min(plan.rows.span, plan.tuning.running_max_band))
-        band = band_within_budget(plan, channels, wanted, workers, bands.BAND_COPIES)
-        bind = native.bind_for(plan, method, stop) or _numpy_bind(
-            bands.direct(plan) if method == "direct" else bands.separable(plan)
-        )
+    band_method = methods.prepare(plan, method, channels, workers, stop)
+    band = band_method.band
     starts = range(0, plan.rows.size, band)
     local = threading.local()  # each thread filters its bands in its own arrays
 
     def work(j0: int) -> None:
         band_filter = getattr(local, "band_filter", None)
         if band_filter is None:
-            band_filter = local.band_filter = bands.BandFilter(plan, bind)
+            band_filter = local.band_filter = bands.BandFilter(plan, band_method)
         j1 = min(j0 + band, plan.rows.size)
         # errstate is per thread: overflow to inf is a result here (clipped on writing),
         # not a warning for every band to print on stderr
@@ -107,14 +95,3 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
         stop.set()
         pool.shutdown(wait=True, cancel_futures=True)
     return out
-
-
-def _numpy_bind(bind):
-    """A numpy method's ``bind`` whose ``run`` also takes the band's first row (and ignores it:
-    only the compiled running sums need it)."""
-
-    def bind_rows(channels: int, nr: int):
-        buf, run = bind(channels, nr)
-        return buf, lambda out, j0: run(out)
-
-    return bind_rows

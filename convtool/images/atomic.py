@@ -67,7 +67,7 @@ TEMP_REMOVED = (
 
 def write_error_reason(err: OSError) -> str:
     """Return a one-line, user-facing reason for an OSError met while writing."""
-    reason = _ERRNO_REASONS.get(err.errno)
+    reason = None if err.errno is None else _ERRNO_REASONS.get(err.errno)
     return reason if reason else (err.strerror or str(err)).rstrip(".").lower()
 
 
@@ -392,8 +392,23 @@ def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
         os.close(fd)
 
 
-def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """Remove the files :func:`stale_temp_files` finds in *folder*; return those removed."""
+def remove_stale_temp_files(
+    folder: str | os.PathLike[str], *, recursive: bool = False
+) -> list[Path]:
+    """Remove the files :func:`stale_temp_files` finds in *folder*; return those removed.
+
+    ``recursive``: also in every folder below it (what a batch run does to its output
+    tree, before and after). The walk never follows a symbolic link and works on folder
+    descriptors (``os.fwalk``), so a folder swapped for a link meanwhile cannot lead it out
+    of *folder*.
+    """
+    if recursive:
+        removed: list[Path] = []
+        with contextlib.suppress(OSError):
+            for path, subfolders, _files, dir_fd in os.fwalk(folder, follow_symlinks=False):
+                subfolders.sort()
+                removed += [Path(path) / name for name in remove_stale_temp_files_in(dir_fd)]
+        return removed
     fd = _open_folder(folder)
     if fd is None:
         return []
@@ -401,17 +416,3 @@ def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
         return [Path(folder) / name for name in remove_stale_temp_files_in(fd)]
     finally:
         os.close(fd)
-
-
-def remove_stale_temp_files_below(root: str | os.PathLike[str]) -> int:
-    """Remove stale temporary files in *root* and every folder below it; count them.
-
-    The walk never follows a symbolic link and works on folder descriptors (``os.fwalk``),
-    so a folder swapped for a link meanwhile cannot lead it out of *root*.
-    """
-    removed = 0
-    with contextlib.suppress(OSError):
-        for _folder, subfolders, _files, fd in os.fwalk(root, follow_symlinks=False):
-            subfolders.sort()
-            removed += len(remove_stale_temp_files_in(fd))
-    return removed

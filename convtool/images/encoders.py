@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image as PILImage
 
+from convtool.choices import Compression, Subsampling, values
 from convtool.errors import ConvtoolError, UsageError
 from convtool.images import exif as exif_block
 from convtool.images import plugins
@@ -38,10 +39,10 @@ __all__ = [
 DEFAULT_QUALITY = 92
 """JPEG quality when none is given (ImageMagick's default)."""
 
-SUBSAMPLINGS = ("4:4:4", "4:2:2", "4:2:0")
+SUBSAMPLINGS = values(Subsampling)
 """JPEG chroma subsampling; the default 4:4:4 keeps the colour of filtered edges."""
 
-COMPRESSIONS = ("none", "deflate", "lzw", "zstd", "jpeg", "packbits")
+COMPRESSIONS = values(Compression)
 """TIFF compressions; the default is deflate at the compress level (none at level 0)."""
 
 _TIFFFILE_NAMES = {"deflate": "zlib", "lzw": "lzw", "zstd": "zstd", "jpeg": "jpeg",
@@ -179,7 +180,9 @@ def _gif_frame(colour: np.ndarray, alpha: np.ndarray | None) -> PILImage.Image:
     indices = np.asarray(picture).copy()
     indices[alpha < 128] = 255
     out = PILImage.fromarray(indices, "P")
-    out.putpalette(picture.getpalette()[: 255 * 3] + [0, 0, 0])
+    palette = picture.getpalette()
+    assert palette is not None, "a quantized image has a palette"
+    out.putpalette(palette[: 255 * 3] + [0, 0, 0])
     out.info["transparency"] = 255
     return out
 
@@ -298,7 +301,8 @@ def _write_tifffile(f: BinaryIO, encoding: Encoding, compression: str) -> None:
         page_args["iccprofile"] = metadata.icc
     if metadata.dpi:
         page_args |= {"resolution": metadata.dpi, "resolutionunit": "INCH"}
-    target = io.BytesIO() if subs else f
+    buffer = io.BytesIO() if subs else None
+    target = f if buffer is None else buffer
     with tifffile.TiffWriter(target, bigtiff=bigtiff, byteorder="<") as tif:
         for index, (samples, (colour, alpha)) in enumerate(
             zip(frames, encoding.frames, strict=True)
@@ -320,9 +324,9 @@ def _write_tifffile(f: BinaryIO, encoding: Encoding, compression: str) -> None:
                 extratags=first_tags if index == 0 else None,
                 **page_args,
             )
-    if subs:
-        _append_sub_ifds(target, subs)
-        f.write(target.getbuffer())
+    if buffer is not None:
+        _append_sub_ifds(buffer, subs)
+        f.write(buffer.getbuffer())
 
 
 # Private tag numbers (the reusable range) that stand for the EXIF and GPS pointers

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.choices import Frames, values
 from convtool.errors import UsageError
 
 __all__ = [
@@ -28,7 +29,7 @@ __all__ = [
     "format_name",
 ]
 
-FRAME_CHOICES = ("all", "first")
+FRAME_CHOICES = values(Frames)
 """What ``frames=`` (``--frames``) takes: every frame or page, or only the first."""
 
 DISPOSALS = ("none", "background", "previous")

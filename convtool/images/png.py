@@ -10,7 +10,6 @@ acTL/fcTL/fdAT. Frames are whole canvases (as read), so each replaces the last
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from convtool._system import cpu_count
 from convtool.images.frames import DISPOSALS, Timing
 from convtool.images.metadata import Metadata
 
@@ -238,7 +238,7 @@ def _deflate_bands(make: Callable[[int], bytes], starts: range, level: int) -> I
             pieces.append(compressor.compress(raw) + compressor.flush(end))
         return raw, min(pieces, key=len)
 
-    workers = min(os.cpu_count() or 1, len(starts))
+    workers = min(cpu_count(), len(starts))
 
     def pieces() -> Iterator[tuple[bytes, bytes]]:
         if workers == 1:  # one band (most images in a batch): no pool to start per file

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
+from convtool.choices import RangeMode, values
 from convtool.errors import UsageError
 
 __all__ = ["MAX_VALUES", "RANGE_MODES", "finite_span", "map_range", "output_samples"]
 
-RANGE_MODES = ("clip", "abs", "offset", "rescale")
+RANGE_MODES = values(RangeMode)
 MAX_VALUES = {8: 255, 16: 65535, 32: 4294967295}
 """The top of each integer depth's value scale."""
 
@@ -83,7 +84,8 @@ def output_samples(
         if alpha is not None and alpha_factor != 1.0:
             alpha = alpha * alpha_factor
         if range_mode is not None:
-            scale = MAX_VALUES.get(source_depth) or 1.0  # type: ignore[call-overload]
+            known = MAX_VALUES.get(source_depth) if isinstance(source_depth, int) else None
+            scale = known or 1.0
             colour = map_range(colour, range_mode, scale, span)
             alpha = None if alpha is None else map_range(alpha, "clip", 1.0)
         return colour, alpha

@@ -113,7 +113,7 @@ def peak_bytes(shapes: list[tuple[int, ...]], height: int | None = None) -> int:
 _WRITE_BYTES_PER_PIXEL = 64
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one bitmap size only
@@ -157,7 +157,7 @@ def _scaled(picture: np.ndarray, height: int) -> PILImage.Image:
     tile = PILImage.fromarray(picture)
     if tile.height == height:
         return tile
-    resample = PILImage.NEAREST if height > tile.height else PILImage.LANCZOS
+    resample = PILImage.Resampling.NEAREST if height > tile.height else PILImage.Resampling.LANCZOS
     return tile.resize((scaled_width(picture.shape, height), height), resample)
 
 

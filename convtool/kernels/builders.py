@@ -12,6 +12,7 @@ shipped as the package ``convtool._kernels``.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import importlib.resources
 import math
@@ -31,7 +32,7 @@ from convtool.kernels.value import Kernel, from_data
 
 __all__ = [
     "BUILDERS", "Builder", "Param", "identity", "box", "gaussian", "binomial", "laplacian",
-    "sharpen", "kirsch", "log", "dog", "unsharp", "fixed_kernel", "kernel_names",
+    "sharpen", "kirsch", "log", "dog", "unsharp", "fixed_kernel", "kernel_names", "parse_params",
 ]  # fmt: skip
 
 
@@ -141,6 +142,43 @@ def _shown(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
+def parse_params(owner: str, params: tuple[Param, ...], args: str | None) -> dict[str, Any]:
+    """The one spec grammar, for kernels and steps alike: ``NAME:ARGS`` with ``ARGS`` as
+    ``key=value,...`` or one bare value for the first parameter, then key=values.
+
+    ``args`` None (no ``:``) gives no values, so every parameter takes its default; each
+    value is parsed and range-checked by its :class:`Param`.
+    """
+    values: dict[str, Any] = {}
+    if args is None:
+        return values
+    by_name = {p.name: p for p in params}
+    if not args.strip():
+        raise KernelError(f"{owner}: nothing after ':'; give {params[0].name} or key=value")
+    for index, item in enumerate(part.strip() for part in args.split(",")):
+        key, eq, raw = item.partition("=")
+        key = key.strip().lower()
+        if not item:
+            raise KernelError(f"{owner}: empty parameter in {excerpt(args)}")
+        if not eq:
+            if index:
+                raise KernelError(
+                    f"{owner}: {excerpt(item)} needs a name (key=value); only the first value may "
+                    f"be given bare, for {params[0].name}"
+                )
+            key, raw = params[0].name, item
+        if key not in by_name:
+            close = difflib.get_close_matches(key, by_name, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise KernelError(
+                f"{owner}: unknown parameter {excerpt(key)}; {hint}parameters: {', '.join(by_name)}"
+            )
+        if key in values:
+            raise KernelError(f"{owner}: {key} given twice")
+        values[key] = by_name[key].parse(raw, owner)
+    return values
+
+
 def _spec_name(owner: str, params: tuple[Param, ...], values: tuple[Any, ...]) -> str:
     """The canonical spec of a built kernel: non-default parameters as key=value."""
     parts = [
@@ -151,12 +189,17 @@ def _spec_name(owner: str, params: tuple[Param, ...], values: tuple[Any, ...]) -
     return owner + (":" + ",".join(parts) if parts else "")
 
 
-SIDE = dict(low=1, high=MAX_KERNEL_SIDE)
-BOX_SIZE = Param("size", "size", 3, "rows x columns (N for NxN)", **SIDE)
+BOX_SIZE = Param("size", "size", 3, "rows x columns (N for NxN)", low=1, high=MAX_KERNEL_SIDE)
 SIGMA = Param("sigma", "float", 1.0, "standard deviation in pixels", low=0, low_open=True)
-GAUSS_SIZE = Param("size", "int", None, "side", odd=True, auto="2*ceil(3*sigma)+1", **SIDE)
-LOG_SIZE = Param("size", "int", None, "side", odd=True, auto="2*ceil(4*sigma)+1", **SIDE)
-BINOMIAL_SIZE = Param("size", "int", 3, "side (row n-1 of Pascal's triangle)", odd=True, **SIDE)
+GAUSS_SIZE = Param(
+    "size", "int", None, "side", odd=True, auto="2*ceil(3*sigma)+1", low=1, high=MAX_KERNEL_SIDE
+)
+LOG_SIZE = Param(
+    "size", "int", None, "side", odd=True, auto="2*ceil(4*sigma)+1", low=1, high=MAX_KERNEL_SIDE
+)
+BINOMIAL_SIZE = Param(
+    "size", "int", 3, "side (row n-1 of Pascal's triangle)", odd=True, low=1, high=MAX_KERNEL_SIDE
+)
 NEIGHBOURS = Param("neighbours", "choice", 4, "4 (edges) or 8 (edges and corners)", choices=(4, 8))
 AMOUNT = Param("amount", "float", 2.0, "amount-1 is added to the Laplacian's centre", low=0)
 DIRECTIONS = ("n", "ne", "e", "se", "s", "sw", "w", "nw")

@@ -23,7 +23,6 @@ from convtool.errors import KernelError, UnknownKernelError, excerpt
 from convtool.kernels import formats as fmt
 from convtool.kernels.builders import (
     BUILDERS,
-    Builder,
     Param,
     binomial,
     box,
@@ -37,6 +36,7 @@ from convtool.kernels.builders import (
     laplacian,
     load_fixed,
     log,
+    parse_params,
     sharpen,
     unsharp,
 )
@@ -86,7 +86,33 @@ _NAME_RE = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)(?::(.*))?", re.S)
 
 
 def get_kernel(spec: Any) -> Kernel:
-    """Any kernel spec as a Kernel: a Kernel, a spec string, a path, or an array-like."""
+    """Any kernel spec as a Kernel: a Kernel, a spec string, a path, or an array-like.
+
+    Parameters
+    ----------
+    spec : Kernel, str, os.PathLike or array_like
+        A :class:`Kernel` (returned as it is), a spec (:func:`parse_kernel_spec`: a name,
+        a name with arguments, an inline matrix, a file name), a path to a kernel file, or
+        a 2-D array of weights.
+
+    Returns
+    -------
+    Kernel
+        The weights with their name and origin.
+
+    Raises
+    ------
+    convtool.errors.KernelError
+        A spec that does not parse, an unknown name (the message lists the known ones), a
+        file that cannot be read, bytes instead of text. A :class:`convtool.UsageError`.
+
+    Examples
+    --------
+    >>> get_kernel("sobel-x").weights.tolist()
+    [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]]
+    >>> get_kernel("box:3").shape
+    (3, 3)
+    """
     if isinstance(spec, Kernel):
         return spec
     if isinstance(spec, str):
@@ -189,7 +215,7 @@ def _parse_named(text: str) -> Kernel:
     name, args = m.group(1).lower().replace("_", "-"), m.group(2)
     builder = BUILDERS.get(name)
     if builder is not None:
-        return builder.build(**_parse_args(builder, args))
+        return builder.build(**parse_params(builder.name, builder.params, args))
     if name in fixed_files():
         if args is not None:
             raise KernelError(
@@ -199,38 +225,6 @@ def _parse_named(text: str) -> Kernel:
     close = difflib.get_close_matches(name, kernel_names(), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(kernel_names())}"
     raise UnknownKernelError(f"unknown kernel {excerpt(name)}; {hint}", name=name)
-
-
-def _parse_args(builder: Builder, args: str | None) -> dict[str, Any]:
-    """``key=value,...`` or one positional value for the main parameter, then key=values."""
-    values: dict[str, Any] = {}
-    if args is None:
-        return values
-    owner, by_name = builder.name, {p.name: p for p in builder.params}
-    if not args.strip():
-        raise KernelError(f"{owner}: nothing after ':'; give {builder.params[0].name} or key=value")
-    for index, item in enumerate(part.strip() for part in args.split(",")):
-        key, eq, raw = item.partition("=")
-        key = key.strip().lower()
-        if not item:
-            raise KernelError(f"{owner}: empty parameter in {excerpt(args)}")
-        if not eq:
-            if index:
-                raise KernelError(
-                    f"{owner}: {excerpt(item)} needs a name (key=value); only the first value may "
-                    f"be given bare, for {builder.params[0].name}"
-                )
-            key, raw = builder.params[0].name, item
-        if key not in by_name:
-            close = difflib.get_close_matches(key, by_name, n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise KernelError(
-                f"{owner}: unknown parameter {excerpt(key)}; {hint}parameters: {', '.join(by_name)}"
-            )
-        if key in values:
-            raise KernelError(f"{owner}: {key} given twice")
-        values[key] = by_name[key].parse(raw, owner)
-    return values
 
 
 def read_kernel_file(path: str | os.PathLike) -> Kernel:

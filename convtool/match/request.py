@@ -100,7 +100,10 @@ def run(request: MatchRequest) -> MatchOutcome:
 
     def read(path: str, gray: bool) -> images.Image:
         # stdin may be read twice (luminance to match, colour to draw on), so keep its bytes
-        stream = io.BytesIO(stdin_bytes) if path == "-" else None
+        stream = None
+        if path == "-":
+            assert stdin_bytes is not None, "stdin was read above, as an input is -"
+            stream = io.BytesIO(stdin_bytes)
         return images.read_image(
             path, gray=gray, max_pixels=request.max_pixels, stdin=stream, frames="first"
         )
@@ -205,6 +208,7 @@ def peak_bytes(
 
 
 def _write_scores(request: MatchRequest, scores: np.ndarray) -> None:
+    assert request.output is not None, "called only when an output is asked for"
     fmt = images.format_for(request.output, request.format)
     raw = request.depth == "float" or (request.depth is None and fmt == "npy")
     if raw:

@@ -23,19 +23,22 @@ Python over pixels: :func:`find_matches` loops over local maxima only.
 from __future__ import annotations
 
 import operator
-import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 
 from convtool import engine
+from convtool._system import cpu_count
+from convtool.choices import Geometry, values
 from convtool.engine import native
 from convtool.errors import UsageError
+from convtool.images.ranges import RANGE_MODES, map_range
 
-GEOMETRIES = ("valid", "same")
+GEOMETRIES = values(Geometry)
 # How a score map becomes a picture: the --range modes of the rest of convtool.
-SCORE_RANGES = ("clip", "abs", "offset", "rescale")
+SCORE_RANGES = RANGE_MODES
 
 # A window whose standard deviation is below this fraction of the image's peak deviation
 # from its mean (a template: of its peak magnitude) counts as flat and scores 0. Real
@@ -94,9 +97,13 @@ def match_template(
         raise UsageError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
     channels = max(x.shape[0], t.shape[0])
     # One engine call per channel: each channel has its own template, so they cannot share one.
-    scores = sum(
-        _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
-        for c in range(channels)
+    # channels >= 1, so the sum is an array (never the start value 0)
+    scores = cast(
+        np.ndarray,
+        sum(
+            _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
+            for c in range(channels)
+        ),
     )
     if channels > 1:
         scores /= channels
@@ -147,10 +154,10 @@ def _sums_and_squares(x: np.ndarray, h: int, w: int, threads: int | None):
     its window's terms, so its rounding stays within the bound of :func:`_flat_energy`); the
     blocked prefix sums below are the numpy fallback.
     """
-    compiled = native.window_sums(x, h, w, threads or os.cpu_count() or 1)
+    compiled = native.window_sums(x, h, w, threads or cpu_count())
     if compiled is not None:
         return compiled
-    if (threads or os.cpu_count() or 1) < 2:
+    if (threads or cpu_count()) < 2:
         return _window_sums(x, h, w), _window_sums(np.square(x), h, w)
     with ThreadPoolExecutor(2) as pool:
         try:
@@ -245,18 +252,9 @@ def score_picture(scores, range_mode: str = "clip", *, top: float = 1.0) -> np.n
     constant map gives 0). ``top=255`` gives 8-bit levels, to write as a depth-8 image.
     """
     s = np.asarray(scores, dtype=np.float64)
-    if range_mode == "clip":
-        picture = np.clip(s, 0.0, 1.0)
-    elif range_mode == "abs":
-        picture = np.clip(np.abs(s), 0.0, 1.0)
-    elif range_mode == "offset":
-        picture = np.clip((s + 1.0) / 2.0, 0.0, 1.0)
-    elif range_mode == "rescale":
-        low, high = (float(s.min()), float(s.max())) if s.size else (0.0, 0.0)
-        picture = (s - low) / (high - low) if high > low else np.zeros_like(s)
-    else:
-        modes = ", ".join(SCORE_RANGES)
-        raise UsageError(f"range mode must be one of {modes}; got {range_mode!r}")
+    # images.ranges.map_range into 0..1 (it refuses an unknown mode); its ``offset`` adds
+    # half the range, so the scores' range [-1, 1] is halved first: (score + 1) / 2.
+    picture = map_range(s / 2.0 if range_mode == "offset" else s, range_mode, 1.0)
     return picture * top if top != 1.0 else picture
 
 

@@ -33,6 +33,7 @@ from convtool.pipeline.steps import (
     GradientStep,
     PoolStep,
     Step,
+    apply_uint8,
     check_steps_fit,
     check_transposable,
     combine_gradients,
@@ -288,6 +289,24 @@ class Chain:
         if alpha_in_stack:
             stack, alpha = stack[:-1], stack[-1]
         return stack, alpha
+
+    def apply_uint8(
+        self, pixels: np.ndarray, alpha: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """8-bit ``pixels`` (H, W, C) and ``alpha`` to 8-bit results for ``--range clip``, or
+        None when this chain needs the float path (see :func:`steps.apply_uint8`: one
+        convolving step; here also one iteration, every channel, alpha absent or carried)."""
+        if pixels.dtype != np.uint8 or self.iterations != 1 or self.channels != "all":
+            return None
+        if alpha is not None and (alpha.dtype != np.uint8 or self.alpha_mode != "carry"):
+            return None
+        filtered = apply_uint8(self.steps, np.moveaxis(pixels, -1, 0), self.options)
+        if filtered is None:
+            return None
+        if alpha is not None:  # a one-tap kernel moves alpha exactly: rounding changes nothing
+            step = self.steps[0]
+            alpha = np.clip(np.rint(step.carry(alpha, self.options)), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
 
     def apply_to(self, image, progress: Progress | None = None):
         """Filter an :class:`convtool.images.Image`-like object, every frame; returns a new one."""

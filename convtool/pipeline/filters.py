@@ -78,14 +78,41 @@ def correlate(
     """Correlate ``image`` with ``kernel`` as written (OpenCV's ``filter2D``, PyTorch's ``conv2d``).
 
     ``out[i, j] = sum_ab w[a, b] * x[i - cy + a*dy, j - cx + b*dx]`` with the centre
-    ``c = K//2 + origin`` on the dilated side ``K``. ``kernel``: a spec (``"box:3"``), a
-    :class:`Kernel`, a file path or a 2-D array. ``channel_axis``: ``None`` filters the last
-    two axes (an ``(..., H, W)`` stack), an index filters every channel along that axis
-    (``-1`` for ``(H, W, C)``); without it, a last axis of 1 to 4 entries in an array of 3
-    or more dimensions is refused (see the module's text). The other arguments are :func:`convtool.engine.correlate`'s.
+    ``c = K//2 + origin`` on the dilated side ``K``.
 
+    Parameters
+    ----------
+    image : array_like
+        The pixels: ``(H, W)``, a stack ``(..., H, W)``, or channels along ``channel_axis``.
+    kernel : str, Kernel, path or array_like
+        A spec (``"box:3"``), a :class:`Kernel`, a kernel file or a 2-D array.
+    channel_axis : int, optional
+        ``None`` filters the last two axes; an index filters every channel along that axis
+        (``-1`` for ``(H, W, C)``). Without it, a last axis of 1 to 4 entries in an array of
+        3 or more dimensions is refused (see the module's text).
+    padding, cval, stride, dilation, origin, method, threads
+        As :func:`convtool.engine.correlate` takes them: the border mode
+        (:class:`convtool.Padding`), the value outside for ``constant``, the step between
+        outputs, the space between taps, the kernel's centre offset, how to compute
+        (``auto``, ``direct``, ``separable``, ``fft``) and the threads to use.
+
+    Returns
+    -------
+    numpy.ndarray
+        Floating point results, unclipped, in the image's layout.
+
+    Raises
+    ------
+    convtool.UsageError
+        An unknown padding mode or method, a kernel spec that does not parse, a kernel
+        larger than a ``valid`` image.
+
+    Examples
+    --------
     >>> correlate(np.ones((4, 5, 3)), "box:3", channel_axis=-1).shape
     (4, 5, 3)
+    >>> correlate(np.arange(5.0)[None], "[0 1 1]", padding="zero").tolist()
+    [[1.0, 3.0, 5.0, 7.0, 4.0]]
     """
     x, restore = _channels_first(image, channel_axis)
     options = dict(padding=padding, cval=cval, stride=stride, dilation=dilation)
@@ -110,8 +137,24 @@ def convolve(
 
     Equal to :func:`correlate` with the kernel rotated by 180° and the origin mirrored as
     scipy.ndimage.convolve mirrors it, so an impulse yields the kernel as written.
-    Arguments as for :func:`correlate`.
 
+    Parameters
+    ----------
+    image, kernel, channel_axis, padding, cval, stride, dilation, origin, method, threads
+        As for :func:`correlate`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Floating point results, unclipped, in the image's layout.
+
+    Raises
+    ------
+    convtool.UsageError
+        As :func:`correlate` raises it.
+
+    Examples
+    --------
     >>> convolve(np.eye(1, 5, 2), "[1 2 3]", padding="zero").tolist()  # an impulse
     [[0.0, 1.0, 2.0, 3.0, 0.0]]
     """
@@ -179,14 +222,39 @@ def gradient_magnitude(
 ) -> np.ndarray:
     """Gradient magnitude of ``image`` from a pair of derivative kernels.
 
-    ``operator`` is ``sobel``, ``prewitt``, ``scharr`` or ``roberts`` (its two diagonal
-    kernels), or a pair ``(kx, ky)`` of kernels in any form :func:`correlate` takes;
-    ``norm`` ``l2`` (sqrt(gx² + gy²)), ``l1`` or ``max``. ``channel_axis`` as for
-    :func:`correlate`; ``engine_options`` (padding, cval, stride, dilation, method,
-    threads) go to both derivative filters.
+    Parameters
+    ----------
+    image : array_like
+        The pixels, as :func:`correlate` takes them.
+    operator : str or (kernel, kernel)
+        ``sobel``, ``prewitt``, ``scharr`` or ``roberts`` (its two diagonal kernels), or a
+        pair ``(kx, ky)`` of kernels in any form :func:`correlate` takes.
+    norm : {"l2", "l1", "max"}
+        How the two derivatives combine: ``sqrt(gx² + gy²)``, ``|gx| + |gy|`` or the larger.
+    correlate : bool
+        Apply the kernels as written instead of flipped.
+    channel_axis : int, optional
+        As for :func:`correlate`.
+    **engine_options
+        ``padding``, ``cval``, ``stride``, ``dilation``, ``method``, ``threads``: given to
+        both derivative filters.
 
+    Returns
+    -------
+    numpy.ndarray
+        The magnitude, non-negative, in the image's layout.
+
+    Raises
+    ------
+    convtool.UsageError
+        An unknown operator or norm, or options :func:`correlate` refuses.
+
+    Examples
+    --------
     >>> gradient_magnitude(np.eye(4), "prewitt", padding="edge").shape
     (4, 4)
+    >>> float(gradient_magnitude(np.ones((5, 5)), "sobel").max())  # flat: no gradient
+    0.0
     """
     kx, ky = _gradient_pair(operator)
     x, restore = _channels_first(image, channel_axis)

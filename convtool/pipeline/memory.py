@@ -13,8 +13,9 @@ memory available::
 The estimate is an upper bound built from the engine's own sizing rules (output, bands of
 padded rows at most one image in size all together, but at least 1.5 kernel spans tall;
 FFT transforms rounded up to 2·3·5-smooth sizes, the kernel's spectrum made in float64),
-checked against measured allocations in ``tests/test_limits.py``. What is available, and
-the refusal itself, are :mod:`convtool.resources`' (shared with ``match`` and ``compare``).
+checked against measured allocations in ``tests/test_limits.py``. One engine call's
+bytes are :mod:`convtool.engine.memory`'s; what is available, and the refusal itself, are
+:mod:`convtool.resources`' (shared with ``match`` and ``compare``).
 """
 
 from __future__ import annotations
@@ -24,9 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convtool.engine.memory import engine_peak_bytes, next_fast_len
-from convtool.engine.memory import geometry as _geometry
-from convtool.padding import Padding
+from convtool.engine.memory import axis_or_none, engine_peak_bytes, next_fast_len
+from convtool.padding import Padding, parse_padding
 from convtool.resources import (
     HEADROOM,
     MEMORY_ENV,
@@ -186,12 +186,14 @@ def _run_peak(
         for step in steps:
             stack_in = filtered * h * w * itemsize
             side = plane * kept  # unfiltered channels carried alongside
-            nh, nw = step_shape(step, options, h, w)
             if isinstance(step, PoolStep):
+                nh = (h - step.size[0]) // step.stride[0] + 1
+                nw = (w - step.size[1]) // step.stride[1] + 1
                 work = 2 * filtered * nh * nw * itemsize
                 extra = (1 + weighted) * 2 * nh * nw * itemsize if alpha else 0
             elif not isinstance(step, GradientStep) and not hasattr(step, "kernel"):
                 # a step of the caller's own: counted as one same-size result per channel
+                nh, nw = h, w
                 work = 2 * filtered * h * w * itemsize
                 extra = 0
             elif options.transposed:
@@ -206,6 +208,7 @@ def _run_peak(
                 kernel = step.kx if isinstance(step, GradientStep) else step.kernel
                 call = _engine_call(kernel, options, itemsize, threads)
                 work = call(filtered, h, w)
+                nh, nw = _output_shape(kernel, options, h, w)
                 if isinstance(step, GradientStep):
                     work += filtered * nh * nw * itemsize  # gx is held while gy is made
                 extra = (carried_alpha + weighted) * call(1, h, w) if alpha else 0
@@ -295,10 +298,10 @@ def _picked_count(channels_option, channels: int) -> int:
 def _engine_call(kernel, options, itemsize: int, threads: int | None):
     from convtool import engine
 
-    separable = kernel.factors is not None or (
-        options.method in ("auto", "separable")
-        and engine.separable_factors(kernel.weights) is not None
-    )
+    factors = kernel.factors
+    if factors is None and options.method in ("auto", "separable"):
+        factors = engine.separable_factors(kernel.weights)
+    separable = factors is not None
 
     def call(channels: int, height: int, width: int) -> int:
         return engine_peak_bytes(
@@ -314,6 +317,7 @@ def _engine_call(kernel, options, itemsize: int, threads: int | None):
             origin=kernel.origin,
             method=options.method,
             threads=threads,
+            column_factor=None if factors is None else factors[0],
         )
 
     return call
@@ -332,13 +336,12 @@ def _transposed_shape(kernel, options, height: int, width: int) -> tuple[int, in
 
 
 def _output_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
-    return tuple(
-        _geometry(n, k, options.dilation, options.stride, o, options.padding).size
+    padding = parse_padding(options.padding)
+    axes = (
+        axis_or_none(n, k, options.dilation, options.stride, o, padding)
         for n, k, o in zip((height, width), kernel.shape, kernel.origin, strict=True)
     )
-
-
-# ---------------------------------------------------------------------------- the machine
+    return tuple(0 if axis is None else axis.size for axis in axes)
 
 
 def check_memory(

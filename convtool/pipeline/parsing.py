@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from dataclasses import dataclass
 
-from convtool import engine
-from convtool.errors import KernelError, UnknownKernelError, UsageError, excerpt
+from convtool.errors import UnknownKernelError, UsageError, excerpt
 from convtool.kernels import LayerKernel, get_kernel, read_bias_file, read_layer_file
-from convtool.kernels.builders import kernel_names
+from convtool.kernels.builders import Param, kernel_names, parse_params
 from convtool.pipeline.layers import LayerStep
 from convtool.pipeline.steps import (
     GRADIENT_NORMS,
@@ -24,15 +24,59 @@ from convtool.pipeline.steps import (
     Step,
 )
 
-STEP_MAIN_PARAMETER = {"grad": "op", "maxpool": "size", "avgpool": "size"}
+# The steps' parameters, declared as the kernels' are (kernels.builders.Param): one grammar
+# (kernels.builders.parse_params) parses both, and the `kernels` listing rows come from here.
+_POOL_SIDE_LIMIT = 1 << 16
+GRAD_OP = Param("op", "choice", "sobel", "the derivative pair", choices=tuple(GRADIENT_OPERATORS))
+GRAD_NORM = Param("norm", "choice", "l2", "how gx and gy combine", choices=tuple(GRADIENT_NORMS))
+POOL_SIZE = Param("size", "size", 2, "the window, N or HxW", low=1, high=_POOL_SIDE_LIMIT)
+POOL_STRIDE = Param(
+    "stride", "size", None, "the step between windows", low=1, high=_POOL_SIDE_LIMIT, auto="size"
+)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    """A step that is not a kernel, as named in ``-k``: its parameters and its listing row."""
+
+    name: str
+    params: tuple[Param, ...]
+    usage: str  # how the listing names it, e.g. "grad:OP"
+    size: str
+    description: str
+
+    def row(self) -> tuple[str, str, str, str]:
+        """The step's row of ``convtool kernels``: name, size, parameters, description."""
+        described = []
+        for param in self.params:
+            if param.kind == "choice":
+                described.append(f"{param.name}={'|'.join(map(str, param.choices))} "
+                                 f"({param.default})")  # fmt: skip
+            else:
+                described.append(param.describe())
+        return (self.usage, self.size, ", ".join(described), self.description)
+
+
+STEPS = {
+    spec.name: spec
+    for spec in (
+        StepSpec("grad", (GRAD_OP, GRAD_NORM), "grad:OP", "2 kernels",
+                 "gradient magnitude from a pair of derivative kernels"),
+        StepSpec("maxpool", (POOL_SIZE, POOL_STRIDE), "maxpool:N", "NxN",
+                 "max over windows, no padding"),
+        StepSpec("avgpool", (POOL_SIZE, POOL_STRIDE), "avgpool:N", "NxN",
+                 "mean over windows, no padding"),
+    )
+}  # fmt: skip
 
 
 def parse_step(spec: str) -> Step:
     """Turn one ``-k`` spec into a step: ``grad:OP``, ``maxpool:N``, ``avgpool:N``, a layer file
     (``.npy``, 3-D or 4-D) or a kernel."""
-    name, _, rest = spec.strip().partition(":")
+    name, colon, rest = spec.strip().partition(":")
     name = name.strip().lower()
-    if name not in STEP_MAIN_PARAMETER:
+    declared = STEPS.get(name)
+    if declared is None:
         layer = read_layer_file(spec.strip())
         if layer is not None:
             return LayerStep(layer, spec=spec)
@@ -40,15 +84,18 @@ def parse_step(spec: str) -> Step:
             return ConvolveStep(get_kernel(spec), spec=spec)
         except UnknownKernelError as err:
             raise UnknownKernelError(_unknown_name(err.name), name=err.name) from None
-    args = _step_args(spec, rest, STEP_MAIN_PARAMETER[name])
+    args = parse_params(name, declared.params, rest if colon and rest.strip() else None)
+    values = {p.name: args.get(p.name, p.check(p.default, name)) for p in declared.params}
     if name == "grad":
-        return _parse_gradient(spec, args)
-    return _parse_pool(spec, name, args)
+        kx, ky = (get_kernel(kernel) for kernel in GRADIENT_OPERATORS[values["op"]])
+        return GradientStep(kx, ky, values["norm"], spec=spec)
+    size = values["size"]
+    return PoolStep(name, size, values["stride"] or size, spec=spec)
 
 
 def _unknown_name(name: str) -> str:
     """The message for a name that is neither a kernel nor a step: the nearest, or all."""
-    close = difflib.get_close_matches(name, [*kernel_names(), *STEP_MAIN_PARAMETER], 3, 0.6)
+    close = difflib.get_close_matches(name, [*kernel_names(), *STEPS], 3, 0.6)
     if close:
         return f"unknown kernel or step {excerpt(name)}; did you mean {' or '.join(close)}?"
     steps = ", ".join(entry[0] for entry in step_entries())
@@ -58,79 +105,9 @@ def _unknown_name(name: str) -> str:
     )
 
 
-def _step_args(spec: str, text: str, main: str) -> dict[str, str]:
-    """``a=1,b=2`` or one positional value for the main parameter, then ``key=value``s."""
-    args: dict[str, str] = {}
-    for index, part in enumerate(p.strip() for p in text.split(",") if p.strip()):
-        key, eq, value = part.partition("=")
-        if not eq:
-            if index:
-                raise KernelError(f"expected key=value, got {excerpt(part)} (in {excerpt(spec)})")
-            key, value = main, part
-        key = key.strip().lower()
-        if key in args:
-            raise KernelError(f"parameter {excerpt(key)} given twice (in {excerpt(spec)})")
-        args[key] = value.strip().lower()
-    return args
-
-
-def _parse_gradient(spec: str, args: dict[str, str]) -> GradientStep:
-    unknown = set(args) - {"op", "norm"}
-    if unknown:
-        raise KernelError(
-            f"grad takes op and norm, not {', '.join(sorted(unknown))} (in {excerpt(spec)})"
-        )
-    op = args.get("op", "sobel")
-    if op not in GRADIENT_OPERATORS:
-        raise KernelError(
-            f"grad operator must be one of {', '.join(GRADIENT_OPERATORS)}, got {excerpt(op)}"
-        )
-    norm = args.get("norm", "l2")
-    if norm not in GRADIENT_NORMS:
-        raise KernelError(
-            f"grad norm must be one of {', '.join(GRADIENT_NORMS)}, got {excerpt(norm)}"
-        )
-    kx, ky = (get_kernel(name) for name in GRADIENT_OPERATORS[op])
-    return GradientStep(kx, ky, norm, spec=spec)
-
-
-def _parse_pair(text: str, what: str, spec: str) -> tuple[int, int]:
-    parts = text.lower().split("x")
-    try:  # (int() refuses thousands of digits with a ValueError too)
-        values = [int(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values) < 1 or max(values) > engine.MAX_STEP:
-        raise KernelError(
-            f"{what} must be a whole number from 1 to {engine.MAX_STEP:,} or HxW, "
-            f"got {excerpt(text)} (in {excerpt(spec)})"
-        )
-    return (values[0], values[-1])
-
-
-def _parse_pool(spec: str, kind: str, args: dict[str, str]) -> PoolStep:
-    unknown = set(args) - {"size", "stride"}
-    if unknown:
-        raise KernelError(
-            f"{kind} takes size and stride, not {', '.join(sorted(unknown))} (in {excerpt(spec)})"
-        )
-    size = _parse_pair(args.get("size", "2"), "pool size", spec)
-    stride = _parse_pair(args["stride"], "pool stride", spec) if "stride" in args else size
-    return PoolStep(kind, size, stride, spec=spec)
-
-
 def step_entries() -> list[tuple[str, str, str, str]]:
-    """The steps that are not kernels, as rows of ``convtool kernels``."""
-    return [
-        (
-            "grad:OP",
-            "2 kernels",
-            f"op={'|'.join(GRADIENT_OPERATORS)} (sobel), norm={'|'.join(GRADIENT_NORMS)} (l2)",
-            "gradient magnitude from a pair of derivative kernels",
-        ),
-        ("maxpool:N", "NxN", "size=2, stride=size", "max over windows, no padding"),
-        ("avgpool:N", "NxN", "size=2, stride=size", "mean over windows, no padding"),
-    ]
+    """The steps that are not kernels, as rows of ``convtool kernels`` (from their Params)."""
+    return [spec.row() for spec in STEPS.values()]
 
 
 def parse_steps(specs: list[str]) -> list[Step]:

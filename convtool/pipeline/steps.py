@@ -23,6 +23,7 @@ from typing import Protocol
 import numpy as np
 
 from convtool import engine
+from convtool.choices import AlphaMode, values
 from convtool.errors import UsageError
 from convtool.kernels import Kernel
 from convtool.padding import Padding, parse_padding
@@ -35,7 +36,7 @@ GRADIENT_OPERATORS = {
 }
 GRADIENT_NORMS = ("l2", "l1", "max")
 POOL_KINDS = ("maxpool", "avgpool")
-ALPHA_MODES = ("carry", "weighted", "filter")
+ALPHA_MODES = values(AlphaMode)
 MAX_ITERATIONS = 1000
 
 
@@ -241,6 +242,14 @@ class ConvolveStep:
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _coverage(weights, self.kernel, options)
 
+    def apply_uint8(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray | None:
+        """See :func:`apply_uint8`."""
+        kernel = self.kernel.normalized() if options.normalize else self.kernel
+        if stack.dtype != np.uint8 or kernel.offset or options.transposed:
+            return None
+        run = engine.correlate if options.correlate else engine.convolve
+        return run(stack, kernel, **options.engine_args(), out_dtype=np.uint8)
+
 
 @dataclass(frozen=True)
 class GradientStep:
@@ -342,3 +351,23 @@ def pool(
     windows = windows[..., :: stride[0], :: stride[1], :, :]
     reduce = np.max if kind == "maxpool" else np.mean
     return reduce(windows, axis=(-2, -1)).astype(array.dtype, copy=False)
+
+
+# ----------------------------------------------------------------------------- uint8 -> uint8
+
+
+def apply_uint8(steps, stack: np.ndarray, options: FilterOptions) -> np.ndarray | None:
+    """8-bit samples through ``steps`` straight to 8-bit results, or None for the float path.
+
+    For a single convolving step (no kernel offset) on a uint8 ``(C, H, W)`` stack: the
+    result rounded half to even and clipped to 0..255, which is what writing the float
+    path's result to an 8-bit file with ``--range clip`` (the default) gives. The engine
+    computes it in integers, without a float image, when the kernel is small integers
+    times a power-of-two or odd scale (bound: :mod:`convtool.engine.integer`), else in
+    float64 and rounds. None for anything else (several steps, gradient magnitudes,
+    pooling, transposed convolution, non-uint8 samples): the caller keeps the float path.
+    """
+    steps = tuple(steps)
+    if len(steps) != 1 or not isinstance(steps[0], ConvolveStep):
+        return None
+    return steps[0].apply_uint8(stack, options)

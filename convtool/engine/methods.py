@@ -1,0 +1,346 @@
+"""The band methods: one small class per way of computing a band, behind one dispatch table.
+
+``METHOD_TABLE[(method, implementation)]`` names the class that computes bands of output
+rows for a plan, as libvips' ``conv.c`` picks its float, integer or approximate code:
+
+==============  =====================  ======================  ==========================
+method          ``numpy``              ``compiled``            ``uint8`` (compiled, exact)
+==============  =====================  ======================  ==========================
+direct          :class:`NumpyDirect`   :class:`CompiledDirect`  :class:`CompiledDirectU8`
+separable       :class:`NumpySeparable` :class:`CompiledSeparable` :class:`CompiledSeparableU8`
+fft             :class:`FFT`           :class:`FFT`            (not offered)
+==============  =====================  ======================  ==========================
+
+Every class has the same four parts:
+
+- ``__init__(plan, channels, workers, stop)`` — the preparation, once per call and shared by
+  the threads: tap lists, Toeplitz blocks, spectra, and ``band`` (output rows per band);
+- ``buffer(channels, nr)`` — a thread's band buffer for bands of ``nr`` output rows;
+- ``views(buf, nr)`` — what the method reads of that buffer, built once per thread (a
+  ``sliding_window_view`` costs ~10 us, as much as a 3x3 pass over 10^4 pixels);
+- ``__call__(buf, views, out, j0)`` — one band: ``out`` (output rows ``j0..``) from the
+  gathered ``buf``.
+
+``stop`` is set when the run is abandoned (Ctrl-C, an error in another band): the compiled
+methods stop within one call of bounded work.
+"""
+
+from __future__ import annotations
+
+import threading
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from convtool.engine import native
+from convtool.engine.bands import BandMethod
+from convtool.engine.integer import integer_factors, integer_weights
+from convtool.engine.passes import OnePass, accumulate, is_box, make_pass, windows
+
+if TYPE_CHECKING:
+    from convtool.engine.plan import Plan
+
+__all__ = ["METHOD_TABLE", "BandMethod", "implementation_for", "prepare"]
+
+
+# ----------------------------------------------------------------------------- numpy
+
+
+class NumpyTaps(BandMethod):
+    """A general kernel with few taps (counting a multiply for each weight other than +-1):
+    ``out += w[a, b] * windows[..., a, b]``, in-place ufuncs on strided views."""
+
+    def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        self.weights = plan.weights.astype(plan.dtype)
+        super().__init__(plan, channels, workers, stop)
+
+    def views(self, buf: np.ndarray, nr: int):
+        plan = self.plan
+        rows, cols = plan.rows, plan.cols
+        taps = windows(windows(buf, rows, 1, nr), cols, 2, cols.size, cols.offset - plan.col_start)
+        return [
+            (self.weights[a, b], taps[..., a, b])
+            for a in range(rows.taps)
+            for b in range(cols.taps)
+        ]
+
+    def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
+        accumulate(out, views)
+
+
+class NumpyLines(BandMethod):
+    """A general kernel with many taps: each nonzero kernel row (or column, whichever needs
+    fewer and shorter products) is a 1-D pass over the band shifted by it; passes summed."""
+
+    def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        rows, cols, tuning = plan.rows, plan.cols, plan.tuning
+        nonzero = plan.weights != 0
+        by_rows = int(np.count_nonzero(nonzero.any(axis=1)))
+        by_cols = int(np.count_nonzero(nonzero.any(axis=0)))
+        # Cost of one pass ~ its span plus the block's waste and the sum; a column pass over
+        # a strided column selection first copies it (BLAS needs unit steps along columns).
+        block = tuning.matmul_block
+        row_cost = by_rows * (cols.span + 2 * block)
+        col_cost = by_cols * (rows.span + 2 * block + (16 if cols.stride > 1 else 0))
+        self.by_kernel_rows = row_cost <= col_cost
+        if self.by_kernel_rows:
+            self.lines = [
+                (a, make_pass(w, cols, 2, plan)) for a, w in enumerate(plan.weights) if w.any()
+            ]
+        else:
+            self.lines = [
+                (b, make_pass(w, rows, 1, plan)) for b, w in enumerate(plan.weights.T) if w.any()
+            ]
+        super().__init__(plan, channels, workers, stop)
+
+    def views(self, buf: np.ndarray, nr: int):
+        plan = self.plan
+        first_col, nc = plan.cols.offset - plan.col_start, plan.cols.size
+        if self.by_kernel_rows:  # kernel row a reads the band's rows shifted by a
+            shifted = windows(buf, plan.rows, 1, nr)
+            lines = [(p, p.views(shifted[..., a], nc, first_col)) for a, p in self.lines]
+        else:  # kernel column b reads the kept columns shifted by b
+            shifted = windows(buf, plan.cols, 2, nc, first_col)
+            lines = [(p, p.views(shifted[..., b], nr, 0)) for b, p in self.lines]
+        tmp = np.empty((buf.shape[0], nr, nc), dtype=plan.dtype) if len(lines) > 1 else None
+        return lines, tmp
+
+    def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
+        lines, tmp = views
+        (first, first_views), rest = lines[0], lines[1:]
+        first.run(first_views, out)
+        for line, line_views in rest:
+            line.run(line_views, tmp)
+            np.add(out, tmp, out=out)
+
+
+class NumpyDirect:
+    """``direct`` on numpy: :class:`NumpyTaps` for few taps, else :class:`NumpyLines`."""
+
+    @staticmethod
+    def prepare(plan: Plan, channels: int, workers: int, stop: threading.Event) -> BandMethod:
+        weights = plan.weights
+        nonzero = weights != 0
+        passes = np.count_nonzero(nonzero) + np.count_nonzero(nonzero & (np.abs(weights) != 1))
+        by_rows = int(np.count_nonzero(nonzero.any(axis=1)))
+        by_cols = int(np.count_nonzero(nonzero.any(axis=0)))
+        few = passes < plan.tuning.pass_cost * max(1, min(by_rows, by_cols))  # (all-zero too)
+        return (NumpyTaps if few else NumpyLines)(plan, channels, workers, stop)
+
+
+class NumpySeparable(BandMethod):
+    """A rank-1 kernel on numpy: a column pass, then a row pass.
+
+    Column pass first: it turns the band's ``nr + K - 1`` padded rows into ``nr`` rows, so
+    the row pass runs on no more rows than the output has, and bands need not be tall to
+    amortise the kernel's height. A single-tap factor is only a scale: it is folded into the
+    other pass, and its own pass skipped.
+    """
+
+    def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        rows, cols = plan.rows, plan.cols
+        assert plan.factors is not None, "the separable method is chosen only for a rank-1 plan"
+        column: np.ndarray | None
+        row: np.ndarray | None
+        column, row = plan.factors
+        if rows.taps == 1:
+            row, column = row * column[0], None
+        elif cols.taps == 1:
+            column, row = column * row[0], None
+        self.row_pass: OnePass | None = None if row is None else make_pass(row, cols, 2, plan)
+        self.column_pass: OnePass | None = (
+            None if column is None else make_pass(column, rows, 1, plan)
+        )
+        super().__init__(plan, channels, workers, stop)
+
+    def wanted_rows(self, channels: int) -> int:
+        return _separable_rows(self.plan, super().wanted_rows(channels))
+
+    def views(self, buf: np.ndarray, nr: int):
+        plan = self.plan
+        rows, cols = plan.rows, plan.cols
+        first_col, nc = cols.offset - plan.col_start, cols.size
+        if self.column_pass is None:  # one-row kernel: the row pass reads only the kept rows
+            assert self.row_pass is not None, "a 1x1 kernel keeps its row pass"
+            return None, None, self.row_pass.views(windows(buf, rows, 1, nr)[..., 0], nc, first_col)
+        if self.row_pass is None:  # one-column kernel: the column pass reads the kept columns
+            src = windows(buf, cols, 2, nc, first_col)[..., 0]
+            return None, self.column_pass.views(src, nr, 0), None
+        mid = np.empty((buf.shape[0], nr, buf.shape[2]), dtype=plan.dtype)
+        return mid, self.column_pass.views(buf, nr, 0), self.row_pass.views(mid, nc, first_col)
+
+    def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
+        mid, column_views, row_views = views
+        if row_views is None:
+            assert self.column_pass is not None, "views() kept the column pass"
+            self.column_pass.run(column_views, out)
+        elif column_views is None:
+            assert self.row_pass is not None, "views() kept the row pass"
+            self.row_pass.run(row_views, out)
+        else:
+            assert self.column_pass is not None and self.row_pass is not None, "both passes kept"
+            self.column_pass.run(column_views, mid)
+            self.row_pass.run(row_views, out)
+
+
+def _separable_rows(plan: Plan, wanted: int) -> int:
+    """A running sum down the rows starts each band with a whole window: make bands about
+    as tall as the kernel so that start costs ~1 step per row."""
+    assert plan.factors is not None, "only separable methods ask"
+    if is_box(plan.factors[0], plan.tuning.box_min_taps):
+        wanted = max(wanted, min(plan.rows.span, plan.tuning.running_max_band))
+    return wanted
+
+
+class FFT:
+    """``fft`` (either implementation): overlap-save over bands, see :mod:`convtool.engine.fft`
+    (imported, and scipy with it, only when an FFT is asked for)."""
+
+    @staticmethod
+    def prepare(plan: Plan, channels: int, workers: int, stop: threading.Event) -> BandMethod:
+        from convtool.engine.fft import FFTBands
+
+        return FFTBands(plan, channels, workers, stop)
+
+
+# ----------------------------------------------------------------------------- compiled
+
+# Multiply-adds per compiled call (~10 ms): a band is done in calls of at most this much
+# work, so a cancelled run (Ctrl-C, an error in another band) stops within one of them.
+CALL_WORK = 1 << 24
+
+
+def _compiled() -> ModuleType:
+    """The compiled module, which the dispatch table picks a compiled method only with."""
+    module = native.module()
+    assert module is not None, "compiled methods are chosen only when the module loads"
+    return module
+
+
+class Compiled(BandMethod):
+    """A compiled kernel over a band, in calls of about ``CALL_WORK`` multiply-adds each;
+    once ``stop`` is set the remaining calls are skipped. Subclasses set ``per_row`` (work per
+    output row and channel) and ``call(src, out, origin)``, ``origin`` being the padded
+    image's row that ``src`` starts at (the running sums' cut points depend on it alone, so
+    the bits do not depend on the bands)."""
+
+    per_row = 1
+
+    def geometry(self) -> tuple[int, int, int, int, int]:
+        rows, cols = self.plan.rows, self.plan.cols
+        first_col = cols.offset - self.plan.col_start
+        return rows.stride, rows.dilation, cols.stride, cols.dilation, first_col
+
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
+        raise NotImplementedError
+
+    def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
+        rows, nr = self.plan.rows, out.shape[1]
+        chunk = max(1, CALL_WORK // max(1, buf.shape[0] * self.per_row))
+        for r0 in range(0, nr, chunk):
+            if self.stop.is_set():
+                return
+            r1 = min(r0 + chunk, nr)
+            src = buf[:, rows.stride * r0 : rows.stride * (r1 - 1) + rows.span]
+            self.call(src, out[:, r0:r1], rows.stride * (j0 + r0) + rows.offset)
+
+
+class CompiledDirect(Compiled):
+    """``direct`` compiled: the whole tap list (folded mirror taps) per output block."""
+
+    def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        self.weights = np.ascontiguousarray(plan.weights, dtype=np.float64)
+        self.per_row = plan.cols.size * self.weights.size
+        self.native = _compiled()
+        super().__init__(plan, channels, workers, stop)
+
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
+        self.native.correlate_direct(src, out, self.weights, *self.geometry())
+
+
+class CompiledSeparable(Compiled):
+    """``separable`` compiled: column pass into an L1 row buffer, then the row pass, fused."""
+
+    def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        assert plan.factors is not None, "the separable method is chosen only for a rank-1 plan"
+        self.column, self.row = (np.ascontiguousarray(f, dtype=np.float64) for f in plan.factors)
+        self.per_row = plan.col_count * self.column.size + plan.cols.size * self.row.size
+        self.native = _compiled()
+        super().__init__(plan, channels, workers, stop)
+
+    def wanted_rows(self, channels: int) -> int:
+        return _separable_rows(self.plan, super().wanted_rows(channels))
+
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
+        self.native.correlate_separable(src, out, self.column, self.row, *self.geometry(), origin)
+
+
+class CompiledDirectU8(Compiled):
+    """``direct`` on 8-bit samples, in integers: uint8 out = clip(rint(T * scale)), exact
+    (the plan holds only kernels :func:`convtool.engine.integer.integer_weights` accepts)."""
+
+    def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        form = integer_weights(plan.weights)
+        assert form is not None, "the 8-bit method is chosen only for integer-form weights"
+        ints, self.scale = form
+        self.weights = np.ascontiguousarray(ints, dtype=np.int32)
+        self.per_row = plan.cols.size * self.weights.size
+        self.native = _compiled()
+        super().__init__(plan, channels, workers, stop)
+
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
+        self.native.correlate_direct_u8(src, out, self.weights, self.scale, *self.geometry())
+
+
+class CompiledSeparableU8(Compiled):
+    """``separable`` on 8-bit samples: integer factors fused through an integer row buffer."""
+
+    def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        assert plan.factors is not None, "the separable method is chosen only for a rank-1 plan"
+        factors = integer_factors(*plan.factors)
+        assert factors is not None, "the 8-bit method is chosen only for integer-form factors"
+        column, row, self.scale = factors
+        self.column = np.ascontiguousarray(column, dtype=np.int32)
+        self.row = np.ascontiguousarray(row, dtype=np.int32)
+        self.per_row = plan.col_count * self.column.size + plan.cols.size * self.row.size
+        self.native = _compiled()
+        super().__init__(plan, channels, workers, stop)
+
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
+        self.native.correlate_separable_u8(
+            src, out, self.column, self.row, self.scale, *self.geometry()
+        )
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+METHOD_TABLE = {
+    ("direct", "numpy"): NumpyDirect,
+    ("separable", "numpy"): NumpySeparable,
+    ("fft", "numpy"): FFT,
+    ("direct", "compiled"): CompiledDirect,
+    ("separable", "compiled"): CompiledSeparable,
+    ("fft", "compiled"): FFT,
+    ("direct", "uint8"): CompiledDirectU8,
+    ("separable", "uint8"): CompiledSeparableU8,
+}
+"""(method, implementation) -> the class (or a ``prepare`` for it) computing its bands."""
+
+
+def implementation_for(plan: Plan) -> str:
+    """``uint8`` for an integer plan, ``compiled`` when the module runs this dtype, else ``numpy``."""
+    if plan.dtype == np.uint8:
+        return "uint8"
+    if native.module() is not None and plan.dtype in (np.float32, np.float64):
+        return "compiled"
+    return "numpy"
+
+
+def prepare(
+    plan: Plan, method: str, channels: int, workers: int, stop: threading.Event
+) -> BandMethod:
+    """The prepared band method for ``method`` on ``plan``, by :data:`METHOD_TABLE`."""
+    entry = METHOD_TABLE[(method, implementation_for(plan))]
+    make = getattr(entry, "prepare", entry)
+    return make(plan, channels, workers, stop)
