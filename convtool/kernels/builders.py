@@ -176,12 +176,17 @@ def _spec_name(owner: str, params: tuple[Param, ...], values: tuple[Any, ...]) -
     return owner + (":" + ",".join(parts) if parts else "")
 
 
-SIDE = dict(low=1, high=MAX_KERNEL_SIDE)
-BOX_SIZE = Param("size", "size", 3, "rows x columns (N for NxN)", **SIDE)
+BOX_SIZE = Param("size", "size", 3, "rows x columns (N for NxN)", low=1, high=MAX_KERNEL_SIDE)
 SIGMA = Param("sigma", "float", 1.0, "standard deviation in pixels", low=0, low_open=True)
-GAUSS_SIZE = Param("size", "int", None, "side", odd=True, auto="2*ceil(3*sigma)+1", **SIDE)
-LOG_SIZE = Param("size", "int", None, "side", odd=True, auto="2*ceil(4*sigma)+1", **SIDE)
-BINOMIAL_SIZE = Param("size", "int", 3, "side (row n-1 of Pascal's triangle)", odd=True, **SIDE)
+GAUSS_SIZE = Param(
+    "size", "int", None, "side", odd=True, auto="2*ceil(3*sigma)+1", low=1, high=MAX_KERNEL_SIDE
+)
+LOG_SIZE = Param(
+    "size", "int", None, "side", odd=True, auto="2*ceil(4*sigma)+1", low=1, high=MAX_KERNEL_SIDE
+)
+BINOMIAL_SIZE = Param(
+    "size", "int", 3, "side (row n-1 of Pascal's triangle)", odd=True, low=1, high=MAX_KERNEL_SIDE
+)
 NEIGHBOURS = Param("neighbours", "choice", 4, "4 (edges) or 8 (edges and corners)", choices=(4, 8))
 AMOUNT = Param("amount", "float", 2.0, "amount-1 is added to the Laplacian's centre", low=0)
 DIRECTIONS = ("n", "ne", "e", "se", "s", "sw", "w", "nw")

@@ -155,17 +155,17 @@ def parse_rows(text: str, what: str = "matrix") -> np.ndarray:
     rows = body.split(";")
     if len(rows) > 1 and not rows[-1].strip():
         rows.pop()  # a trailing ';' (as MATLAB allows) ends the last row, it adds none
-    values = []
+    values: list[list[float]] = []
     for number, row in enumerate(rows, 1):
         tokens = [t for t in _SEPARATORS.split(row.strip()) if t]
         if not tokens:
             raise KernelError(f"{what}: {'it is empty' if not body else f'row {number} is empty'}")
         values.append([parse_number(t, what) for t in tokens])
     width = len(values[0])
-    for number, row in enumerate(values, 1):
-        if len(row) != width:
+    for number, parsed in enumerate(values, 1):
+        if len(parsed) != width:
             raise KernelError(
-                f"{what}: row {number} has {len(row)} value{'s' * (len(row) != 1)} but row 1 "
+                f"{what}: row {number} has {len(parsed)} value{'s' * (len(parsed) != 1)} but row 1 "
                 f"has {width}; "
                 "all rows need the same length"
             )
