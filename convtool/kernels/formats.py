@@ -245,7 +245,7 @@ def parse_rows(text: str, what: str = "matrix") -> np.ndarray:
     rows = body.split(";")
     if len(rows) > 1 and not rows[-1].strip():
         rows.pop()  # a trailing ';' (as MATLAB allows) ends the last row, it adds none
-    values = []
+    values: list[list[float]] = []
     for number, row in enumerate(rows, 1):
         found = tokens(row, MAX_KERNEL_SIDE)
         if not found:
@@ -259,10 +259,10 @@ def parse_rows(text: str, what: str = "matrix") -> np.ndarray:
             [parse_number(t, f"{what}, row {number}, value {i}") for i, t in enumerate(found, 1)]
         )
     width = len(values[0])
-    for number, row in enumerate(values, 1):
-        if len(row) != width:
+    for number, parsed in enumerate(values, 1):
+        if len(parsed) != width:
             raise KernelError(
-                f"{what}: row {number} has {len(row)} value{'s' * (len(row) != 1)} but row 1 "
+                f"{what}: row {number} has {len(parsed)} value{'s' * (len(parsed) != 1)} but row 1 "
                 f"has {width}; "
                 "all rows need the same length"
             )

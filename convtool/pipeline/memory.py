@@ -80,9 +80,13 @@ def estimate_peak_bytes(
     from convtool.pipeline.chain import Chain, FilterOptions
     from convtool.pipeline.steps import ConvolveStep
 
-    steps = [ConvolveStep(_as_kernel(k)) for k in kernel_shapes]
+    steps = tuple(ConvolveStep(_as_kernel(k)) for k in kernel_shapes)
     options = FilterOptions(
-        padding=padding, stride=stride, dilation=dilation, method=method, threads=threads
+        padding=parse_padding(padding),
+        stride=stride,
+        dilation=dilation,
+        method=method,
+        threads=threads,
     )
     chain = Chain(steps=steps, options=options, iterations=iterations)
     return chain_peak_bytes(
@@ -341,7 +345,8 @@ def _output_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
         axis_or_none(n, k, options.dilation, options.stride, o, padding)
         for n, k, o in zip((height, width), kernel.shape, kernel.origin, strict=True)
     )
-    return tuple(0 if axis is None else axis.size for axis in axes)
+    rows, cols = (0 if axis is None else axis.size for axis in axes)
+    return rows, cols
 
 
 def check_memory(

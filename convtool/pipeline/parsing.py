@@ -140,9 +140,11 @@ def with_layer_options(steps: list[Step], groups: list[int], biases: list[str]) 
         )
     out = list(steps)
     for n, index in enumerate(layers):
-        layer = out[index].layer
+        step = out[index]
+        assert isinstance(step, LayerStep)  # `layers` indexes the layer steps
+        layer = step.layer
         group = groups[0] if len(groups) == 1 else (groups[n] if groups else None)
         bias = read_bias_file(biases[n]) if n < len(biases) else layer.bias
         changed = LayerKernel(layer.weights, layer.name, bias, group if group else layer.groups)
-        out[index] = dataclasses.replace(out[index], layer=changed)
+        out[index] = dataclasses.replace(step, layer=changed)
     return out

@@ -150,7 +150,10 @@ def check_transposable(steps, options: FilterOptions) -> None:
 class Step(Protocol):
     """One link of the chain: maps a (C, H, W) stack, and alpha alongside it."""
 
-    spec: str
+    @property
+    def spec(self) -> str:
+        """The ``-k`` text the step came from."""
+        ...
 
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
