@@ -74,20 +74,19 @@ def check_not_inputs(
     sources: dict[tuple[int, int], tuple[str, str]] = {}
     for what, paths in (("input", inputs), ("kernel", kernel_files)):
         for path in paths:
-            key = file_id(path)
-            if key is not None:
-                sources.setdefault(key, (what, str(path)))
+            identity = file_id(path)
+            if identity is not None:
+                sources.setdefault(identity, (what, str(path)))
     overwritten: list[tuple[str, str, tuple[str, str]]] = []  # (option, output, what it is)
     seen: dict[object, tuple[str, str]] = {}
     for option, path in outputs:
         path = str(path)
         if path == "-":
             continue
-        key: object = file_id(path)
-        if key is not None and key in sources:
-            overwritten.append((option, path, sources[key]))  # type: ignore[index]
-        if key is None:
-            key = os.path.normcase(_resolved(path))
+        found = file_id(path)
+        if found is not None and found in sources:
+            overwritten.append((option, path, sources[found]))
+        key: object = found if found is not None else os.path.normcase(_resolved(path))
         if key in seen:
             first_option, first = seen[key]
             raise UsageError(

@@ -474,7 +474,8 @@ def load_npy(data: bytes) -> MatrixData:
         )
     if len(shape) not in (1, 2):
         raise KernelError(f"the array is {len(shape)}-D; a kernel is 2-D")
-    check_side(*((1, *shape) if len(shape) == 1 else shape))
+    height, width = (1, shape[0]) if len(shape) == 1 else (shape[0], shape[1])
+    check_side(height, width)
     array = load_npy_array(data)
     if array.ndim == 1:
         array = array[np.newaxis, :]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -256,6 +257,7 @@ def step_shape(step, options, height: int, width: int) -> tuple[int, int]:
             (height - step.size[0]) // step.stride[0] + 1,
             (width - step.size[1]) // step.stride[1] + 1,
         )
+    kernel: Any
     if isinstance(step, GradientStep):
         kernel = step.kx
     elif hasattr(step, "kernel"):
