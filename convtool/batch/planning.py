@@ -24,6 +24,7 @@ def plan(
     suffix: str = "",
     format: str | None = None,  # noqa: A002 - the name users know from the CLI
     skip_existing: bool = False,
+    kernel_files: Iterable[str] = (),
 ) -> JobPlan:
     """Expand input files and folders into jobs writing under ``output``.
 
@@ -35,11 +36,12 @@ def plan(
     and (unless ``recursive``) subfolders are skipped; named input files are skipped only
     for their extension. The output folder is never read as input. Raises
     :class:`UsageError` before any work when two inputs would map to one output, an output
-    would overwrite an input or land outside the output folder, or ``output`` is unusable.
+    would overwrite an input (or one of the ``kernel_files`` the run reads) or
+    land outside the output folder, or ``output`` is unusable (a name too long for the file
+    system). In a folder, an output whose name would be too long fails that file only.
     """
-    inputs = list(inputs)
-    """See :func:`convtool.batch.plan`."""
     inputs = [str(i) for i in inputs]
+    kernel_files = [str(p) for p in kernel_files]
     if not inputs:
         raise UsageError("no input given; name image files or folders (or '-' for stdin)")
     if not all(inputs):
@@ -55,10 +57,16 @@ def plan(
             raise UsageError(
                 "--suffix names files in an output folder; with one output file, name it in -o"
             )
+        from convtool.images import outputs
+
         job = Job(inputs[0], output)
+        outputs.check_name(output)
+        outputs.check_not_inputs([("-o", output)], inputs, kernel_files=kernel_files)
         if skip_existing and output != "-" and _is_complete(output):
             return JobPlan([], [JobResult(job, SKIPPED, "output exists")], single=True)
         return JobPlan([job], single=True)
+    from convtool.images import outputs
+
     _check_output_folder(inputs, output)
     found, result = _find_inputs(inputs, os.path.realpath(output), recursive)
     candidates = []
@@ -70,8 +78,13 @@ def plan(
             result.failed.append(JobResult(Job(source, ""), FAILED, reason))
             continue
         dest = os.path.join(output, os.path.dirname(relative), name)
+        problem = outputs.name_problem(dest)
+        if problem:
+            reason = f"cannot name its output: {problem}; use a shorter --suffix or -o"
+            result.failed.append(JobResult(Job(source, dest), FAILED, reason))
+            continue
         candidates.append(Job(source, dest, output))
-    jobs = _check_mapping(candidates, output, format)
+    jobs = _check_mapping(candidates, output, format, kernel_files)
     for job in jobs:
         if skip_existing and _is_complete(job.dest):
             result.skipped.append(JobResult(job, SKIPPED, "output exists"))
@@ -279,7 +292,12 @@ def _output_name(name: str, suffix: str, extension: str | None) -> str | None:
     return stem + suffix + extension
 
 
-def _check_mapping(candidates: list[Job], output: str, format: str | None) -> list[Job]:  # noqa: A002
+def _check_mapping(
+    candidates: list[Job],
+    output: str,
+    format: str | None,  # noqa: A002
+    kernel_files: list[str],
+) -> list[Job]:
     """Drop repeats of one file; refuse collisions, overwritten inputs and escaping outputs."""
     jobs, by_dest, clashes = [], {}, []
     for job in candidates:
@@ -295,11 +313,11 @@ def _check_mapping(candidates: list[Job], output: str, format: str | None) -> li
             f"inputs would be written to the same output: {_listing(listed)}; "
             + _collision_hint(clashes, format)
         )
-    sources = {_file_id(job.source) for job in jobs} - {None}
-    overwrites = [job for job in jobs if _file_id(job.dest) in sources]
-    if overwrites:
-        names = [f"{job.dest} (from {job.source})" for job in overwrites]
-        raise UsageError(f"outputs would overwrite inputs: {_listing(names)}; choose another -o")
+    from convtool.images import outputs
+
+    outputs.check_not_inputs(
+        [("-o", job.dest) for job in jobs], [j.source for j in jobs], kernel_files=kernel_files
+    )
     out_real = os.path.realpath(output)
     escaping = [job.dest for job in jobs if not is_inside(job.dest, out_real)]
     if escaping:
@@ -327,14 +345,6 @@ def _collision_hint(clashes: list[tuple[str, str, str]], format: str | None) -> 
 def _listing(items: list[str], limit: int = 5) -> str:
     more = f" and {len(items) - limit} more" if len(items) > limit else ""
     return "; ".join(items[:limit]) + more
-
-
-def _file_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
 
 
 def _is_complete(path: str) -> bool:

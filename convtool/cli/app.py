@@ -360,6 +360,7 @@ def filter(  # noqa: A001 - the command is called `filter`
     """
     try:
         from convtool import batch
+        from convtool.kernels.specs import files_read
         from convtool.pipeline import Chain, FilterOptions, parse_steps, with_layer_options
 
         chain = Chain(
@@ -415,6 +416,7 @@ def filter(  # noqa: A001 - the command is called `filter`
             suffix=suffix,
             format=format,
             skip_existing=skip_existing,
+            kernel_files=[path for spec in kernel for path in files_read(spec)] + list(bias or []),
         )
         settings.write.check(job.dest for job in plan.jobs)  # a usage error before any work
         if plan.single:
@@ -504,7 +506,7 @@ def kernels_list(
         rows = [(e.name, e.size, e.params or "-", e.description) for e in kernels.list_kernels()]
         terminal.print_kernel_table(rows + pipeline.step_entries())
     except Exception as err:  # noqa: BLE001
-        raise fail(err, debug) from None
+        raise fail(err, debug, memory_hint="a smaller kernel or -n") from None
 
 
 @kernels_app.command(
@@ -559,7 +561,7 @@ def kernels_show(
         else:
             print(kernelview.format_plain(reports))
     except Exception as err:  # noqa: BLE001
-        raise fail(err, debug) from None
+        raise fail(err, debug, memory_hint="a smaller kernel or -n") from None
 
 
 def main() -> None:

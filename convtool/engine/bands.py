@@ -65,7 +65,9 @@ class BandFilter:
 
     def __init__(self, plan: Plan, method) -> None:
         self.plan, self.method = plan, method
-        self.rows, self.buf, self.views = None, None, None
+        self.rows: int | None = None
+        self.buf: np.ndarray | None = None
+        self.views = None
 
     def __call__(self, x: np.ndarray, j0: int, j1: int, out: np.ndarray) -> None:
         """``out`` (output rows ``j0..j1-1``) from the image ``x`` (channels, H, W)."""
@@ -74,6 +76,7 @@ class BandFilter:
             self.buf = self.method.buffer(x.shape[0], j1 - j0)
             self.views = self.method.views(self.buf, j1 - j0)
             self.rows = j1 - j0
+        assert self.buf is not None, "the first band always builds the buffer"
         gather(self.plan, x, j0, j1, self.buf)
         self.method(self.buf, self.views, out, j0)
 

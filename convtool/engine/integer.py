@@ -102,10 +102,10 @@ def integer_factors(column, row) -> tuple[np.ndarray, np.ndarray, float] | None:
     column, row = np.ravel(column), np.ravel(row)
     if column.size < 2 or row.size < 2:
         return None
-    forms = integer_form(column), integer_form(row)
-    if None in forms:
+    column_form, row_form = integer_form(column), integer_form(row)
+    if column_form is None or row_form is None:
         return None
-    (cn, cg, cd), (rn, rg, rd) = forms
+    (cn, cg, cd), (rn, rg, rd) = column_form, row_form
     g, d = cg * rg, cd * rd
     shared = math.gcd(g, d)
     g, d = g // shared, d // shared

@@ -28,6 +28,7 @@ methods stop within one call of bounded work.
 from __future__ import annotations
 
 import threading
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -35,7 +36,7 @@ import numpy as np
 from convtool.engine import native
 from convtool.engine.bands import BandMethod
 from convtool.engine.integer import integer_factors, integer_weights
-from convtool.engine.passes import accumulate, is_box, make_pass, windows
+from convtool.engine.passes import OnePass, accumulate, is_box, make_pass, windows
 
 if TYPE_CHECKING:
     from convtool.engine.plan import Plan
@@ -75,8 +76,8 @@ class NumpyLines(BandMethod):
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
         rows, cols, tuning = plan.rows, plan.cols, plan.tuning
         nonzero = plan.weights != 0
-        by_rows = np.count_nonzero(nonzero.any(axis=1))
-        by_cols = np.count_nonzero(nonzero.any(axis=0))
+        by_rows = int(np.count_nonzero(nonzero.any(axis=1)))
+        by_cols = int(np.count_nonzero(nonzero.any(axis=0)))
         # Cost of one pass ~ its span plus the block's waste and the sum; a column pass over
         # a strided column selection first copies it (BLAS needs unit steps along columns).
         block = tuning.matmul_block
@@ -122,8 +123,8 @@ class NumpyDirect:
         weights = plan.weights
         nonzero = weights != 0
         passes = np.count_nonzero(nonzero) + np.count_nonzero(nonzero & (np.abs(weights) != 1))
-        by_rows = np.count_nonzero(nonzero.any(axis=1))
-        by_cols = np.count_nonzero(nonzero.any(axis=0))
+        by_rows = int(np.count_nonzero(nonzero.any(axis=1)))
+        by_cols = int(np.count_nonzero(nonzero.any(axis=0)))
         few = passes < plan.tuning.pass_cost * max(1, min(by_rows, by_cols))  # (all-zero too)
         return (NumpyTaps if few else NumpyLines)(plan, channels, workers, stop)
 
@@ -139,13 +140,18 @@ class NumpySeparable(BandMethod):
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
         rows, cols = plan.rows, plan.cols
+        assert plan.factors is not None, "the separable method is chosen only for a rank-1 plan"
+        column: np.ndarray | None
+        row: np.ndarray | None
         column, row = plan.factors
         if rows.taps == 1:
             row, column = row * column[0], None
         elif cols.taps == 1:
-            row, column = None, column * row[0]
-        self.row_pass = None if row is None else make_pass(row, cols, 2, plan)
-        self.column_pass = None if column is None else make_pass(column, rows, 1, plan)
+            column, row = column * row[0], None
+        self.row_pass: OnePass | None = None if row is None else make_pass(row, cols, 2, plan)
+        self.column_pass: OnePass | None = (
+            None if column is None else make_pass(column, rows, 1, plan)
+        )
         super().__init__(plan, channels, workers, stop)
 
     def wanted_rows(self, channels: int) -> int:
@@ -156,6 +162,7 @@ class NumpySeparable(BandMethod):
         rows, cols = plan.rows, plan.cols
         first_col, nc = cols.offset - plan.col_start, cols.size
         if self.column_pass is None:  # one-row kernel: the row pass reads only the kept rows
+            assert self.row_pass is not None, "a 1x1 kernel keeps its row pass"
             return None, None, self.row_pass.views(windows(buf, rows, 1, nr)[..., 0], nc, first_col)
         if self.row_pass is None:  # one-column kernel: the column pass reads the kept columns
             src = windows(buf, cols, 2, nc, first_col)[..., 0]
@@ -166,10 +173,13 @@ class NumpySeparable(BandMethod):
     def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
         mid, column_views, row_views = views
         if row_views is None:
+            assert self.column_pass is not None, "views() kept the column pass"
             self.column_pass.run(column_views, out)
         elif column_views is None:
+            assert self.row_pass is not None, "views() kept the row pass"
             self.row_pass.run(row_views, out)
         else:
+            assert self.column_pass is not None and self.row_pass is not None, "both passes kept"
             self.column_pass.run(column_views, mid)
             self.row_pass.run(row_views, out)
 
@@ -177,6 +187,7 @@ class NumpySeparable(BandMethod):
 def _separable_rows(plan: Plan, wanted: int) -> int:
     """A running sum down the rows starts each band with a whole window: make bands about
     as tall as the kernel so that start costs ~1 step per row."""
+    assert plan.factors is not None, "only separable methods ask"
     if is_box(plan.factors[0], plan.tuning.box_min_taps):
         wanted = max(wanted, min(plan.rows.span, plan.tuning.running_max_band))
     return wanted
@@ -198,6 +209,13 @@ class FFT:
 # Multiply-adds per compiled call (~10 ms): a band is done in calls of at most this much
 # work, so a cancelled run (Ctrl-C, an error in another band) stops within one of them.
 CALL_WORK = 1 << 24
+
+
+def _compiled() -> ModuleType:
+    """The compiled module, which the dispatch table picks a compiled method only with."""
+    module = native.module()
+    assert module is not None, "compiled methods are chosen only when the module loads"
+    return module
 
 
 class Compiled(BandMethod):
@@ -234,7 +252,7 @@ class CompiledDirect(Compiled):
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
         self.weights = np.ascontiguousarray(plan.weights, dtype=np.float64)
         self.per_row = plan.cols.size * self.weights.size
-        self.native = native.module()
+        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
     def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
@@ -245,9 +263,10 @@ class CompiledSeparable(Compiled):
     """``separable`` compiled: column pass into an L1 row buffer, then the row pass, fused."""
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        assert plan.factors is not None, "the separable method is chosen only for a rank-1 plan"
         self.column, self.row = (np.ascontiguousarray(f, dtype=np.float64) for f in plan.factors)
         self.per_row = plan.col_count * self.column.size + plan.cols.size * self.row.size
-        self.native = native.module()
+        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
     def wanted_rows(self, channels: int) -> int:
@@ -262,10 +281,12 @@ class CompiledDirectU8(Compiled):
     (the plan holds only kernels :func:`convtool.engine.integer.integer_weights` accepts)."""
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
-        ints, self.scale = integer_weights(plan.weights)
+        form = integer_weights(plan.weights)
+        assert form is not None, "the 8-bit method is chosen only for integer-form weights"
+        ints, self.scale = form
         self.weights = np.ascontiguousarray(ints, dtype=np.int32)
         self.per_row = plan.cols.size * self.weights.size
-        self.native = native.module()
+        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
     def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
@@ -276,11 +297,14 @@ class CompiledSeparableU8(Compiled):
     """``separable`` on 8-bit samples: integer factors fused through an integer row buffer."""
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
-        column, row, self.scale = integer_factors(*plan.factors)
+        assert plan.factors is not None, "the separable method is chosen only for a rank-1 plan"
+        factors = integer_factors(*plan.factors)
+        assert factors is not None, "the 8-bit method is chosen only for integer-form factors"
+        column, row, self.scale = factors
         self.column = np.ascontiguousarray(column, dtype=np.int32)
         self.row = np.ascontiguousarray(row, dtype=np.int32)
         self.per_row = plan.col_count * self.column.size + plan.cols.size * self.row.size
-        self.native = native.module()
+        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
     def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:

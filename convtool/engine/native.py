@@ -26,7 +26,7 @@ def _load() -> ModuleType | None:
     global _module
     if _module is _UNSET:
         try:
-            from convtool.engine import _native
+            import convtool.engine._native as _native  # no stub: typed Any (pyproject)
         except ImportError:
             _native = None
         _module = _native

@@ -88,17 +88,28 @@ def run_bands(
                     observer(done, len(starts))
         finally:
             stop.set()
-    else:
-        pool = ThreadPoolExecutor(workers)
+        return out
+    pool = ThreadPoolExecutor(workers)
+    try:
+        futures = {}
         try:
-            futures = [pool.submit(work, start) for start in starts]
-            for done, future in enumerate(futures, 1):
-                future.result()
-                if observer is not None:
-                    observer(done, len(starts))
-        finally:
-            # On Ctrl-C (or any error) drop the queued bands instead of computing them all,
-            # and let the running compiled ones stop after their current call.
-            stop.set()
+            for start in starts:
+                futures[start] = pool.submit(work, start)
+        except RuntimeError:
+            # No thread could be started (a limit on processes, `ulimit -u`): the bands no
+            # thread took are computed here, as with one thread.
             pool.shutdown(wait=True, cancel_futures=True)
+        for done, start in enumerate(starts, 1):
+            future = futures.get(start)
+            if future is None or future.cancelled():
+                work(start)
+            else:
+                future.result()
+            if observer is not None:
+                observer(done, len(starts))
+    finally:
+        # On Ctrl-C (or any error) drop the queued bands instead of computing them all,
+        # and let the running compiled ones stop after their current call.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     return out

@@ -102,9 +102,10 @@ def transposed_shape(
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     m = tuple(shape)[-2:]
     spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
-    return tuple(
+    rows, cols = (
         _default_side(mi, span, s, padding) for mi, span, s in zip(m, spans, stride, strict=True)
     )
+    return rows, cols
 
 
 def _default_side(m: int, span: int, s: int, padding: Padding) -> int:
@@ -125,10 +126,11 @@ def forward_axes(
     m_shape, n_shape, weights_shape, dilation, stride, origin, padding: Padding
 ) -> tuple[Axis, Axis]:
     """The forward step's axes on an input of ``n_shape``, checked to give back ``m_shape``."""
-    axes = tuple(
+    row_axis, col_axis = (
         axis(n, k, d, s, o, padding)
         for n, k, d, s, o in zip(n_shape, weights_shape, dilation, stride, origin, strict=True)
     )
+    axes = row_axis, col_axis
     for ax, m, name in zip(axes, m_shape, ("rows", "columns"), strict=True):
         if ax.size != m:
             raise UsageError(

@@ -15,6 +15,7 @@ tap cells are tinted dark blue (:func:`window_colour`), its span outlined.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ def grey(value: float, low: float, high: float) -> tuple[int, int, int]:
 
 def window_colour(colour: tuple[int, int, int]) -> tuple[int, int, int]:
     """The colour of a cell under a kernel tap: ``colour`` tinted towards WINDOW."""
-    return tuple(int(round(c * (1 - TINT) + w * TINT)) for c, w in zip(colour, WINDOW, strict=True))
+    r, g, b = (int(round(c * (1 - TINT) + w * TINT)) for c, w in zip(colour, WINDOW, strict=True))
+    return r, g, b
 
 
 def input_colour(slides, row: int, col: int) -> tuple[int, int, int]:
@@ -153,7 +155,8 @@ def _draw_frame(base, slides, frame, lay: Layout, numbers: bool) -> PILImage.Ima
     image = base.copy()
     draw = ImageDraw.Draw(image)
     font = _font(max(8, lay.cell * 2 // 5))
-    small = _font(max(7, lay.cell // 4))
+    small_size = max(7, lay.cell // 4)
+    small = _font(small_size)
     for (r, c), weight in zip(frame.taps, frame.weights, strict=True):
         colour = window_colour(input_colour(slides, r, c))
         box = cell_box(lay, "input", r, c)
@@ -162,7 +165,7 @@ def _draw_frame(base, slides, frame, lay: Layout, numbers: bool) -> PILImage.Ima
             text = _short(weight)
             width = draw.textlength(text, font=small)
             draw.text(
-                (box[2] - 2 - width, box[3] - 2 - small.size), text, fill=BACKGROUND, font=small
+                (box[2] - 2 - width, box[3] - 2 - small_size), text, fill=BACKGROUND, font=small
             )
     for r0, c0, r1, c1 in frame.boxes:
         left, top, _, _ = cell_box(lay, "input", r0, c0)
@@ -249,6 +252,6 @@ def save_frames(folder: str | os.PathLike[str], frames: list[PILImage.Image]) ->
     paths = []
     for index, frame in enumerate(frames):
         path = where / f"frame-{index:0{digits}d}.png"
-        atomic_write(path, lambda f, frame=frame: frame.save(f, "PNG"))
+        atomic_write(path, functools.partial(frame.save, format="PNG"))
         paths.append(path)
     return paths

@@ -73,7 +73,7 @@ TEMP_REMOVED = (
 
 def write_error_reason(err: OSError) -> str:
     """Return a one-line, user-facing reason for an OSError met while writing."""
-    reason = _ERRNO_REASONS.get(err.errno)
+    reason = None if err.errno is None else _ERRNO_REASONS.get(err.errno)
     return reason if reason else (err.strerror or str(err)).rstrip(".").lower()
 
 
@@ -502,9 +502,9 @@ def remove_stale_temp_files(
     if recursive:
         removed: list[Path] = []
         with contextlib.suppress(OSError):
-            for path, subfolders, _files, fd in os.fwalk(folder, follow_symlinks=False):
+            for path, subfolders, _files, dir_fd in os.fwalk(folder, follow_symlinks=False):
                 subfolders.sort()
-                removed += [Path(path) / name for name in remove_stale_temp_files_in(fd)]
+                removed += [Path(path) / name for name in remove_stale_temp_files_in(dir_fd)]
         return removed
     fd = _open_folder(folder)
     if fd is None:

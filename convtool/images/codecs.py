@@ -331,13 +331,16 @@ _COMPLEX = "complex numbers; convtool reads real-valued images"
 def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
     """Read a ``.npy`` array, checking its header (shape, dtype) before loading the data."""
     with _fresh(src) as fileobj:
-        version = np.lib.format.read_magic(fileobj)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fileobj)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fileobj)
-        else:
-            raise ImageReadError(f".npy format version {version} is not supported", path=name)
+        try:  # numpy's messages quote the header (its keys and values): not repeated
+            version = np.lib.format.read_magic(fileobj)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fileobj)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fileobj)
+            else:
+                raise ImageReadError(f".npy format version {version} is not supported", path=name)
+        except ValueError:
+            raise ImageReadError("not a readable .npy array (a bad header)", path=name) from None
         if len(shape) not in (2, 3) or (len(shape) == 3 and not 1 <= shape[2] <= 4):
             raise ImageReadError(
                 f".npy array has shape {shape}; expected (H, W) or (H, W, C) with C from 1 to 4",
@@ -346,7 +349,7 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
         if dtype.kind == "c":
             raise ImageReadError(f".npy array has dtype {dtype}: {_COMPLEX}", path=name)
         if dtype.kind not in "biuf":
-            raise ImageReadError(f".npy array has dtype {dtype}, not a number type", path=name)
+            raise ImageReadError(f".npy array has dtype {dtype.name}, not a number type", path=name)
         _check_size(shape[1], shape[0], name, max_pixels)
         fileobj.seek(0)
         array = np.load(fileobj, allow_pickle=False)

@@ -180,7 +180,9 @@ def _gif_frame(colour: np.ndarray, alpha: np.ndarray | None) -> PILImage.Image:
     indices = np.asarray(picture).copy()
     indices[alpha < 128] = 255
     out = PILImage.fromarray(indices, "P")
-    out.putpalette(picture.getpalette()[: 255 * 3] + [0, 0, 0])
+    palette = picture.getpalette()
+    assert palette is not None, "a quantized image has a palette"
+    out.putpalette(palette[: 255 * 3] + [0, 0, 0])
     out.info["transparency"] = 255
     return out
 
@@ -299,7 +301,8 @@ def _write_tifffile(f: BinaryIO, encoding: Encoding, compression: str) -> None:
         page_args["iccprofile"] = metadata.icc
     if metadata.dpi:
         page_args |= {"resolution": metadata.dpi, "resolutionunit": "INCH"}
-    target = io.BytesIO() if subs else f
+    buffer = io.BytesIO() if subs else None
+    target = f if buffer is None else buffer
     with tifffile.TiffWriter(target, bigtiff=bigtiff, byteorder="<") as tif:
         for index, (samples, (colour, alpha)) in enumerate(
             zip(frames, encoding.frames, strict=True)
@@ -321,9 +324,9 @@ def _write_tifffile(f: BinaryIO, encoding: Encoding, compression: str) -> None:
                 extratags=first_tags if index == 0 else None,
                 **page_args,
             )
-    if subs:
-        _append_sub_ifds(target, subs)
-        f.write(target.getbuffer())
+    if buffer is not None:
+        _append_sub_ifds(buffer, subs)
+        f.write(buffer.getbuffer())
 
 
 # Private tag numbers (the reusable range) that stand for the EXIF and GPS pointers

@@ -22,7 +22,7 @@ _BACKGROUND = (255, 255, 255)
 _ZERO = (228, 228, 228)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has one bitmap size only

@@ -129,8 +129,11 @@ def _as_text(value: Any) -> str:
 
 
 def _dpi(info: dict[str, Any]) -> tuple[float, float] | None:
-    try:  # a JPEG whose JFIF header gives only an aspect ratio has no "dpi"
-        x, y = (float(v) for v in info.get("dpi"))
+    dpi = info.get("dpi")
+    if dpi is None:  # a JPEG whose JFIF header gives only an aspect ratio has no "dpi"
+        return None
+    try:
+        x, y = (float(v) for v in dpi)
     except (TypeError, ValueError):
         return None
     # pHYs stores whole pixels per metre: 300 dpi reads back as 299.9994, 150 as 150.0124

@@ -64,7 +64,8 @@ def prepare(
     if image.alpha is not None and fmt not in KEEPS_ALPHA:
         rgb = parse_colour(background) if isinstance(background, str) else background
         frames = [
-            (composite(c, a, rgb or parse_colour(DEFAULT_BACKGROUND)), None) for c, a in frames
+            (composite(c, _frame_alpha(a), rgb or parse_colour(DEFAULT_BACKGROUND)), None)
+            for c, a in frames
         ]
         if background is None:
             notes.append(
@@ -88,8 +89,14 @@ def prepare(
     return encoding, notes
 
 
+def _frame_alpha(alpha: np.ndarray | None) -> np.ndarray:
+    """A frame's alpha, when the image has alpha (an Image's frames all have it, or none)."""
+    assert alpha is not None, "an Image's frames have alpha when its first frame does"
+    return alpha
+
+
 def _has_partial_alpha(frames: list[tuple[np.ndarray, np.ndarray | None]]) -> bool:
-    top = np.iinfo(frames[0][1].dtype).max
+    top = np.iinfo(_frame_alpha(frames[0][1]).dtype).max
     return any(np.any((a > 0) & (a < top)) for _, a in frames if a is not None)
 
 

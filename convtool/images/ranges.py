@@ -84,7 +84,8 @@ def output_samples(
         if alpha is not None and alpha_factor != 1.0:
             alpha = alpha * alpha_factor
         if range_mode is not None:
-            scale = MAX_VALUES.get(source_depth) or 1.0  # type: ignore[call-overload]
+            known = MAX_VALUES.get(source_depth) if isinstance(source_depth, int) else None
+            scale = known or 1.0
             colour = map_range(colour, range_mode, scale, span)
             alpha = None if alpha is None else map_range(alpha, "clip", 1.0)
         return colour, alpha

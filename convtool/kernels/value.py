@@ -90,7 +90,8 @@ class Kernel:
     @property
     def centre(self) -> tuple[int, int]:
         """Index (row, column) of the centre tap: ``k // 2 + origin`` per axis."""
-        return tuple(k // 2 + o for k, o in zip(self.shape, self.origin, strict=True))
+        (kr, kc), (orow, ocol) = self.shape, self.origin
+        return kr // 2 + orow, kc // 2 + ocol
 
     def normalized(self) -> Kernel:
         """Divided by its sum; a zero-sum kernel is divided by its positive total instead.
@@ -114,8 +115,9 @@ class Kernel:
     def flipped(self) -> Kernel:
         """Rotated by 180°, with the origin mirrored as scipy does, so that correlating with
         the result equals convolving with this kernel."""
-        origin = tuple(-o - (1 - k % 2) for k, o in zip(self.shape, self.origin, strict=True))
-        factors = None if self.factors is None else tuple(f[::-1] for f in self.factors)
+        (kr, kc), (orow, ocol) = self.shape, self.origin
+        origin = (-orow - (1 - kr % 2), -ocol - (1 - kc % 2))
+        factors = None if self.factors is None else (self.factors[0][::-1], self.factors[1][::-1])
         name = f"{self.name} (flipped)"
         return Kernel(self.weights[::-1, ::-1], name, factors, origin, self.offset)
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import operator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import numpy as np
 
@@ -96,9 +97,13 @@ def match_template(
         raise UsageError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
     channels = max(x.shape[0], t.shape[0])
     # One engine call per channel: each channel has its own template, so they cannot share one.
-    scores = sum(
-        _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
-        for c in range(channels)
+    # channels >= 1, so the sum is an array (never the start value 0)
+    scores = cast(
+        np.ndarray,
+        sum(
+            _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
+            for c in range(channels)
+        ),
     )
     if channels > 1:
         scores /= channels
@@ -155,7 +160,10 @@ def _sums_and_squares(x: np.ndarray, h: int, w: int, threads: int | None):
     if (threads or cpu_count()) < 2:
         return _window_sums(x, h, w), _window_sums(np.square(x), h, w)
     with ThreadPoolExecutor(2) as pool:
-        squares = pool.submit(lambda: _window_sums(np.square(x), h, w))
+        try:
+            squares = pool.submit(lambda: _window_sums(np.square(x), h, w))
+        except RuntimeError:  # no thread can be started (a process limit): here, in turn
+            return _window_sums(x, h, w), _window_sums(np.square(x), h, w)
         return _window_sums(x, h, w), squares.result()
 
 

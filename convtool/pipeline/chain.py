@@ -271,7 +271,7 @@ class Chain:
             return tuple(range(count))
         if luma:
             return (0,)
-        if self.channels == "luma":
+        if isinstance(self.channels, str):  # "luma": "all" returned above
             raise UsageError(f"--channels luma needs a grey or RGB image, not {count} channels")
         missing = [c for c in self.channels if c >= count]
         if missing:
@@ -285,10 +285,10 @@ class Chain:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The steps, N times, over a (C, H, W) stack, with alpha handled by ``alpha_mode``."""
         alpha_in_stack = alpha is not None and self.alpha_mode == "filter"
-        if alpha_in_stack:
+        if alpha is not None and alpha_in_stack:
             stack = np.concatenate([stack, alpha[None]], axis=0)
             alpha = None
-        weights = None
+        weights: np.ndarray | None = None
         if alpha is not None and self.alpha_mode == "weighted":
             # alpha's value scale (1, 255, 65535) cancels in the final division
             stack, weights = stack * alpha, alpha[None]

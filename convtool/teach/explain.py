@@ -142,7 +142,7 @@ class StepExplanation:
             )
             if len(self.terms) > 1:
                 data["terms"] = [_term_json(t, window=True) for t in self.terms]
-                data["sum"] = float(sum(t.sum for t in self.terms))
+                data["sum"] = float(sum(_known_sum(t) for t in self.terms))
         data.update(
             offset=self.offset,
             value=self.value,
@@ -354,6 +354,7 @@ def _explain_step(step, source, result, at, channel, options: FilterOptions, num
         output_shape=result.shape[1:],
         value=value,
     )
+    previous: tuple[tuple[int, int], int] | None
     if isinstance(step, PoolStep):
         geometry = pool_geometry(shape, step.size, step.stride)
         term = _terms(geometry, source[channel], at, 0.0, "", channel)[0]
@@ -371,7 +372,7 @@ def _explain_step(step, source, result, at, channel, options: FilterOptions, num
         block = StepExplanation(
             kind=step.kind,
             padding=None,
-            stride=tuple(step.stride),
+            stride=(step.stride[0], step.stride[1]),
             dilation=1,
             terms=[term],
             combine="max" if step.kind == "maxpool" else "mean",
@@ -386,7 +387,7 @@ def _explain_step(step, source, result, at, channel, options: FilterOptions, num
     )
     pairs, offset, combine = _pairs(step, source.shape[0], channel, options)
     terms: list[Term] = []
-    geometry = None
+    assert pairs, "a kernel step has at least one kernel"
     for label, chan, kernel in pairs:
         geometry = convolution_geometry(
             shape,
@@ -404,11 +405,11 @@ def _explain_step(step, source, result, at, channel, options: FilterOptions, num
                 term.label = f"{label} folded {index}".strip()
         terms += found
     if combine == "sum":
-        computed = float(sum(t.sum for t in terms)) + offset
+        computed = float(sum(_known_sum(t) for t in terms)) + offset
     else:
         half = len(terms) // 2  # gx terms, then gy terms
-        gx = np.array([sum(t.sum for t in terms[:half])])
-        gy = np.array([sum(t.sum for t in terms[half:])])
+        gx = np.array([sum(_known_sum(t) for t in terms[:half])])
+        gy = np.array([sum(_known_sum(t) for t in terms[half:])])
         computed = float(combine_gradients(gx, gy, combine)[0])
     anchor = _anchor(geometry, at)
     inside = (
@@ -447,6 +448,13 @@ def _explain_step(step, source, result, at, channel, options: FilterOptions, num
         **common,
     )
     return block, previous
+
+
+def _known_sum(term: Term) -> float:
+    """The sum of a kernel term (only a max-pool term, never summed, has no weights)."""
+    total = term.sum
+    assert total is not None, "a summed term has weights"
+    return total
 
 
 def _anchor(geometry: StepGeometry, at) -> tuple[int, int]:

@@ -164,10 +164,11 @@ def convolution_geometry(
         )
         window_weights = applied[::-1, ::-1]  # the scatter, read as a window, runs backwards
     else:
-        axes = tuple(
+        row_axis, col_axis = (
             axis(n, k, dilation, stride, o, padding)
             for n, k, o in zip(input_shape, applied.shape, origin, strict=True)
         )
+        axes = row_axis, col_axis
         window_weights = applied
     # the centre's place in a forward window (valid and full take no origin: it is 0 there)
     centres = [span // 2 + o for span, o in zip(spans, origin, strict=True)]

@@ -141,7 +141,7 @@ def _combination(step: StepExplanation) -> list[str]:
         return [f"  mean = {number(step.computed)}"]
     lines = []
     if len(step.terms) > 1:
-        sums = " + ".join(number(t.sum) for t in step.terms)
+        sums = " + ".join(number(_term_sum(t)) for t in step.terms)
         lines.append(f"  sum of the {len(step.terms)} windows = {sums}")
     if step.offset:
         what = "bias" if step.kind.startswith("layer-") else "offset"
@@ -188,26 +188,38 @@ def _cells(term: Term, values: np.ndarray) -> list[list[str]]:
 
 
 def _weights(term: Term) -> list[list[str]]:
+    assert term.weights is not None, "only terms with weights show them"
     return [
         [number(w) if tap else "·" for w, tap in zip(row, taps, strict=True)]
         for row, taps in zip(term.weights, term.taps, strict=True)
     ]
 
 
+def _term_products(term: Term) -> np.ndarray:
+    products = term.products
+    assert products is not None, "only terms with weights show products and sums"
+    return products
+
+
+def _term_sum(term: Term) -> float:
+    return float(_term_products(term)[term.taps].sum())
+
+
 def _products(term: Term) -> list[list[str]]:
     return [
         [number(p) if tap else "·" for p, tap in zip(row, taps, strict=True)]
-        for row, taps in zip(term.products, term.taps, strict=True)
+        for row, taps in zip(_term_products(term), term.taps, strict=True)
     ]
 
 
 def _sum_text(term: Term) -> str:
-    products = term.products[term.taps]
+    products = _term_products(term)[term.taps]
     shown = [number(p) for p in products]
+    total = _term_sum(term)
     if len(shown) > 25:  # a large kernel: the total only
-        return number(term.sum)
+        return number(total)
     text = " + ".join(shown).replace("+ -", "- ")
-    return f"{text} = {number(term.sum)}"
+    return f"{text} = {number(total)}"
 
 
 def _grid_rows(columns: list[tuple[str, list[list[str]]]]) -> list[str]:
