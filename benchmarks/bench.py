@@ -7,12 +7,14 @@ scipy.ndimage (float64) or against its peer before it is timed.
     .venv/bin/python benchmarks/bench.py                  # full run, ~10 min on 2 cores
     .venv/bin/python benchmarks/bench.py --quick          # smaller sizes, < 2 min
     .venv/bin/python benchmarks/bench.py --quick --sections 1,5 --output /tmp/B.md
+    .venv/bin/python benchmarks/bench.py --quick --sections 6     # large images at 4000²
 
 It writes BENCHMARKS.md (or --output). Peers that are not installed (OpenCV, ImageMagick,
 libvips) are reported as such; nothing fails for their absence. The sections run inside
 Python live in library.py (1, 3, 5), the kernels and implementations they compare in
-peers.py, those timing command lines in commands.py (2, 4); modes and programs in
-runconfig.py; timing, child processes, test images and tables in benchlib.py.
+peers.py, those timing command lines in commands.py (2, 4), images larger than memory and
+one image on Dask in large.py (6); modes and programs in runconfig.py; timing, child
+processes, test images and tables in benchlib.py.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from benchlib import (
     program_version,
 )
 from commands import section_batch, section_cli
+from large import section_large
 from library import probe_memory, section_engine, section_match, section_memory
 from runconfig import MODES, ROOT, Config, Tools, log
 
@@ -47,7 +50,10 @@ SECTIONS = {
     3: ("Memory", section_memory),
     4: ("Batch throughput", section_batch),
     5: ("Template matching", section_match),
+    6: ("Images larger than memory, and one image on Dask", section_large),
 }
+# --quick and --smoke leave out section 6 (gigapixel files) unless --sections names it.
+SHORT_MODE_SECTIONS = "1,2,3,4,5"
 
 
 def versions(tools: Tools) -> dict[str, str]:
@@ -63,6 +69,9 @@ def versions(tools: Tools) -> dict[str, str]:
         "Pillow": module_version("PIL"),
         "ImageMagick": program_version((tools.convert or [None]) + ["-version"]),
         "libvips": program_version([tools.vips, "--version"]),
+        "zarr": module_version("zarr"),
+        "dask": module_version("dask"),
+        "dask-image": module_version("dask_image"),
     }
 
 
@@ -108,7 +117,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="tiny sizes, one run each: checks the script works (tests)",
     )
     parser.add_argument(
-        "--sections", default="1,2,3,4,5", help="comma-separated sections to run (default: all)"
+        "--sections",
+        default=None,
+        help="comma-separated sections to run (default: all; 1-5 with --quick or --smoke)",
     )
     parser.add_argument(
         "--output",
@@ -120,6 +131,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--probe", nargs=3, metavar=("KERNEL", "IMPL", "SIDE"), help=argparse.SUPPRESS
     )  # section 3's child processes
     args = parser.parse_args(argv)
+    if args.sections is None:
+        args.sections = (
+            SHORT_MODE_SECTIONS if args.quick or args.smoke else ",".join(map(str, SECTIONS))
+        )
     try:
         args.sections = sorted({int(s) for s in args.sections.split(",") if s.strip()})
     except ValueError:

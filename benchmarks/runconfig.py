@@ -32,6 +32,7 @@ class Config:
     batch_side: int
     scene_side: int  # section 5
     templates: tuple[int, ...]
+    large_side: int  # section 6: square 8-bit tiled TIFF (--quick runs it only when asked)
     repeats: int  # timed runs per measurement at most
     budget: float  # seconds of timed runs per measurement, beyond which runs stop
 
@@ -51,6 +52,7 @@ MODES = {
         batch_side=512,
         scene_side=1024,
         templates=(32, 128),
+        large_side=40000,
         repeats=7,
         budget=2.0,
     ),
@@ -68,6 +70,7 @@ MODES = {
         batch_side=512,
         scene_side=1024,
         templates=(32, 128),
+        large_side=4000,
         repeats=7,
         budget=0.6,
     ),
@@ -86,6 +89,7 @@ MODES = {
         batch_side=64,
         scene_side=128,
         templates=(8, 16),
+        large_side=512,
         repeats=1,
         budget=0.0,
     ),

@@ -29,9 +29,12 @@ ALLOWED = {
     "match": {"engine", "images"},
     "batch": {"pipeline", "images", "engine", "kernels"},
     "teach": {"pipeline", "images", "engine", "kernels"},  # explain and animate's models
+    # convtool.dask: one image across a cluster, on top of the batch runner (the CLI uses it)
+    "dask": {"batch", "pipeline", "images", "engine", "kernels"},
     "cli": {"batch", "pipeline", "images", "engine", "kernels", "match", "teach", "dask"},
 }
-LEAVES = {"errors", "padding", "choices", "_system", "stdio", "__init__", "__main__"}
+# resources: the memory the machine allows and the one refusal above it (imports only errors).
+LEAVES = {"errors", "padding", "choices", "_system", "stdio", "resources", "__init__", "__main__"}
 
 
 def module_name(path: Path) -> str:
@@ -115,7 +118,7 @@ def test_imports_point_inward(module):
 
 
 def test_leaf_modules_import_nothing_of_the_package():
-    leaves = ("errors", "padding", "choices", "_system", "stdio")
+    leaves = ("errors", "padding", "choices", "_system", "stdio", "resources")
     for leaf in (f"convtool.{name}" for name in leaves):
         assert GRAPH[leaf] <= {"convtool.errors"}, GRAPH[leaf]
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from convtool import engine, images
+from convtool import engine, images, resources
 from convtool.errors import ResourceLimitError, UsageError
 from convtool.pipeline import Chain, FilterOptions, parse_steps
 from convtool.pipeline import memory as limits
@@ -187,9 +187,9 @@ def test_available_memory_reads_meminfo_and_a_cgroup_limit(monkeypatch, tmp_path
     monkeypatch.delenv(limits.MEMORY_ENV, raising=False)
     meminfo = tmp_path / "meminfo"
     meminfo.write_text("MemTotal:  16000000 kB\nMemFree:  100 kB\nMemAvailable:  2000000 kB\n")
-    monkeypatch.setattr(limits, "_MEMINFO", str(meminfo))
+    monkeypatch.setattr(resources, "_MEMINFO", str(meminfo))
     limit, usage = tmp_path / "memory.max", tmp_path / "memory.current"
-    monkeypatch.setattr(limits, "_CGROUP_FILES", ((str(limit), str(usage)),))
+    monkeypatch.setattr(resources, "_CGROUP_FILES", ((str(limit), str(usage)),))
     limit.write_text("max\n")
     usage.write_text("123\n")
     assert limits.available_memory() == 2_000_000 * 1024
@@ -200,10 +200,10 @@ def test_available_memory_reads_meminfo_and_a_cgroup_limit(monkeypatch, tmp_path
 
 def test_without_meminfo_sysconf_gives_the_free_memory(monkeypatch, tmp_path):
     monkeypatch.delenv(limits.MEMORY_ENV, raising=False)
-    monkeypatch.setattr(limits, "_MEMINFO", str(tmp_path / "none"))
-    monkeypatch.setattr(limits, "_CGROUP_FILES", ())
+    monkeypatch.setattr(resources, "_MEMINFO", str(tmp_path / "none"))
+    monkeypatch.setattr(resources, "_CGROUP_FILES", ())
     pages = {"SC_AVPHYS_PAGES": 3000, "SC_PAGE_SIZE": 4096}
-    monkeypatch.setattr(limits.os, "sysconf", lambda name: pages[name])
+    monkeypatch.setattr(resources.os, "sysconf", lambda name: pages[name])
     assert limits.available_memory() == 3000 * 4096
 
 
@@ -264,3 +264,83 @@ def test_chain_estimate_bounds_transposed_steps_and_filter_banks(specs, options,
     estimate = limits.chain_peak_bytes(chain, 200, 240, 3, itemsize=4) - pixels.nbytes
     assert peak <= estimate + SLACK
     assert estimate <= 4 * peak + SLACK
+
+
+# ------------------------------------------------------------- match and compare, and stride
+
+MATCH_CASES = [
+    ((300, 400, 1), (21, 31), "auto", False),  # direct correlation
+    ((256, 256, 1), (64, 64), "fft", True),  # FFT, and the overlay drawn and written
+    ((200, 240, 3), (15, 9), "auto", False),  # per channel
+]
+
+
+@pytest.mark.parametrize(("scene_shape", "template_shape", "method", "overlay"), MATCH_CASES)
+def test_match_estimate_bounds_matching_and_writing(
+    scene_shape, template_shape, method, overlay, tmp_path
+):
+    from convtool.match import request as matching
+
+    pixels = RNG.random(scene_shape, dtype=np.float32) * 255
+    h, w = template_shape
+    scene_path, template_path = tmp_path / "scene.npy", tmp_path / "template.npy"
+    np.save(scene_path, pixels)
+    np.save(template_path, pixels[10 : 10 + h, 20 : 20 + w])
+    run = matching.MatchRequest(
+        scene=str(scene_path),
+        template=str(template_path),
+        output=str(tmp_path / "scores.png"),
+        overlay=str(tmp_path / "hits.png") if overlay else None,
+        per_channel=scene_shape[2] > 1,
+        method=method,
+        threads=2,
+    )
+    peak = measured_peak(lambda: matching.run(run))
+    held = 2 * pixels.nbytes  # the scene (twice with an overlay: it is read again in colour)
+    estimate = matching.peak_bytes(
+        scene_shape, template_shape, method=method, threads=2, overlay=overlay
+    )
+    assert peak <= estimate + held + SLACK
+    assert estimate <= 6 * peak + SLACK
+
+
+def test_compare_estimate_bounds_making_and_writing_the_sheet(tmp_path):
+    from convtool.images import sheet
+
+    shapes = [(120, 90), (60, 200), (150, 150)]
+    paths = []
+    for number, shape in enumerate(shapes):
+        path = tmp_path / f"{number}.png"
+        images.write_image(path, images.Image(RNG.random((*shape, 3)) * 255, depth=8))
+        paths.append(str(path))
+    pictures = [(*shape, 3) for shape in shapes]
+    for height in (None, 400):
+        out = tmp_path / f"sheet-{height}.png"
+        peak = measured_peak(
+            lambda out=out, height=height: sheet.compare(paths, str(out), height=height)
+        )
+        held = sum(h * w * 3 * (4 + 1) for h, w, _ in pictures)  # read, then shown as 8-bit
+        estimate = sheet.peak_bytes(pictures, height)
+        assert peak <= estimate + held + SLACK
+        assert estimate <= 8 * peak + SLACK
+
+
+def test_compare_refuses_a_sheet_that_does_not_fit(tmp_path, monkeypatch):
+    from convtool.images import sheet
+
+    path = tmp_path / "a.png"
+    images.write_image(path, images.Image(np.zeros((64, 64, 3)), depth=8))
+    monkeypatch.setenv(limits.MEMORY_ENV, "2G")
+    with pytest.raises(ResourceLimitError, match="--height"):
+        sheet.compare([str(path)], str(tmp_path / "sheet.png"), height=30_000)
+    assert not (tmp_path / "sheet.png").exists()
+
+
+def test_the_estimate_sees_the_toeplitz_blocks_of_a_large_stride():
+    # 3x3 weights that need a product, not two ufunc passes, on a 2048 side with stride 100:
+    # blocks of 16 outputs, each matrix 1503 rows tall.
+    x = RNG.random((1, 2048, 2048), dtype=np.float32)
+    kernel = RNG.random((3, 3))
+    args = dict(stride=100, method="direct", threads=1)
+    peak = measured_peak(lambda: engine.convolve(x, kernel, **args))
+    assert peak <= limits.engine_peak_bytes(1, 2048, 2048, (3, 3), **args) + SLACK

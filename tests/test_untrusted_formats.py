@@ -190,6 +190,7 @@ def test_one_door_to_the_decoders():
     assert set(tiff_readers) == {
         ("codecs.py", "_decode_tifffile"),
         ("codecs.py", "_decode_tifffile_page"),
+        ("tiles.py", "_open_tiff"),  # images larger than memory, read band by band
     }
 
 
@@ -198,6 +199,17 @@ def test_decode_reaches_tifffile_only_after_a_tiff_signature(monkeypatch):
     monkeypatch.setattr(codecs, "_decode_tifffile", lambda *args: reached.append(args))
     with pytest.raises(ImageReadError):
         codecs.decode(b"%!PS-Adobe-3.0\n", "x.tif", None)
+    assert reached == []
+
+
+def test_band_readers_reach_tifffile_only_after_a_tiff_signature(monkeypatch, tmp_path):
+    from convtool.images import tiles
+
+    reached = []
+    monkeypatch.setattr(tiles, "_open_tiff", lambda *args: reached.append(args))
+    (tmp_path / "x.tif").write_bytes(b"%!PS-Adobe-3.0\n")
+    with pytest.raises(ImageReadError, match="the formats that stream"):
+        tiles.open_reader(tmp_path / "x.tif")
     assert reached == []
 
 

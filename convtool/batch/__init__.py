@@ -29,6 +29,7 @@ from convtool.batch.run import (
     signals_raise,
     sigterm_raises,
 )
+from convtool.batch.streaming import process_streaming, wants_stream, writes_zarr
 from convtool.batch.worker import (
     process,
     process_quietly,
@@ -52,6 +53,9 @@ __all__ = [
     "plan",
     "require_images",
     "process",
+    "process_streaming",
+    "wants_stream",
+    "writes_zarr",
     "process_quietly",
     "with_threads",
     "Interrupted",

@@ -28,6 +28,9 @@ class ReadOptions:
     gray: bool = False
     max_pixels: int | None = None
     frames: str = "all"  # every frame or page, or "first"
+    # Images read band by band need memory for their bands only: by default no pixel limit
+    # (the CLI passes an explicit --max-pixels here too).
+    stream_max_pixels: int | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +129,7 @@ class Settings:
     read: ReadOptions = field(default_factory=ReadOptions)
     write: WriteOptions = field(default_factory=WriteOptions)
     workers: int = 1  # images filtered at once on this machine: each gets 1/workers of memory
+    stream: bool = False  # read, filter and write band by band even when the image would fit
 
 
 @dataclass

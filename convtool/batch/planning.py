@@ -24,6 +24,7 @@ def plan(
     suffix: str = "",
     format: str | None = None,  # noqa: A002 - the name users know from the CLI
     skip_existing: bool = False,
+    kernel_files: Iterable[str] = (),
 ) -> JobPlan:
     """Expand input files and folders into jobs writing under ``output``.
 
@@ -35,11 +36,12 @@ def plan(
     and (unless ``recursive``) subfolders are skipped; named input files are skipped only
     for their extension. The output folder is never read as input. Raises
     :class:`UsageError` before any work when two inputs would map to one output, an output
-    would overwrite an input or land outside the output folder, or ``output`` is unusable.
+    would overwrite an input (or one of the ``kernel_files`` the run reads) or
+    land outside the output folder, or ``output`` is unusable (a name too long for the file
+    system). In a folder, an output whose name would be too long fails that file only.
     """
-    inputs = list(inputs)
-    """See :func:`convtool.batch.plan`."""
     inputs = [str(i) for i in inputs]
+    kernel_files = [str(p) for p in kernel_files]
     if not inputs:
         raise UsageError("no input given; name image files or folders (or '-' for stdin)")
     if not all(inputs):
@@ -55,10 +57,16 @@ def plan(
             raise UsageError(
                 "--suffix names files in an output folder; with one output file, name it in -o"
             )
+        from convtool.images import outputs
+
         job = Job(inputs[0], output)
+        outputs.check_name(output)
+        outputs.check_not_inputs([("-o", output)], inputs, kernel_files=kernel_files)
         if skip_existing and output != "-" and _is_complete(output):
             return JobPlan([], [JobResult(job, SKIPPED, "output exists")], single=True)
         return JobPlan([job], single=True)
+    from convtool.images import outputs
+
     _check_output_folder(inputs, output)
     found, result = _find_inputs(inputs, os.path.realpath(output), recursive)
     candidates = []
@@ -70,8 +78,13 @@ def plan(
             result.failed.append(JobResult(Job(source, ""), FAILED, reason))
             continue
         dest = os.path.join(output, os.path.dirname(relative), name)
+        problem = outputs.name_problem(dest)
+        if problem:
+            reason = f"cannot name its output: {problem}; use a shorter --suffix or -o"
+            result.failed.append(JobResult(Job(source, dest), FAILED, reason))
+            continue
         candidates.append(Job(source, dest, output))
-    jobs = _check_mapping(candidates, output, format)
+    jobs = _check_mapping(candidates, output, format, kernel_files)
     for job in jobs:
         if skip_existing and _is_complete(job.dest):
             result.skipped.append(JobResult(job, SKIPPED, "output exists"))
@@ -126,11 +139,18 @@ def _is_single(inputs: list[str], output: str) -> bool:
     A name with an image extension (``x.png``) is always a file, even where a folder of
     that name exists; a trailing separator (``x.png/``) makes any name a folder.
     """
-    if len(inputs) != 1 or (inputs[0] != "-" and os.path.isdir(inputs[0])):
+    if len(inputs) != 1 or (inputs[0] != "-" and _is_folder(inputs[0])):
         return False
     if output == "-" or names_a_file(output):
         return True
-    return not (os.path.isdir(output) or output.endswith(_separators()))
+    return not (_is_folder(output) or output.endswith(_separators()))
+
+
+def _is_folder(path: str) -> bool:
+    """A folder of inputs or outputs; a zarr store is a folder too, but one image."""
+    from convtool.images import tiles
+
+    return os.path.isdir(path) and not tiles.is_zarr_store(path)
 
 
 def names_a_file(output: str) -> bool:
@@ -146,7 +166,7 @@ def _check_output_file(output: str, format: str | None) -> None:  # noqa: A002
 
     if output == "-":
         return
-    if os.path.isdir(output):
+    if _is_folder(output):
         raise UsageError(
             "-o names a folder, but a name with an image extension is taken as an output "
             f"file; rename or remove the folder, or write -o {output}{os.sep} to put the "
@@ -272,7 +292,12 @@ def _output_name(name: str, suffix: str, extension: str | None) -> str | None:
     return stem + suffix + extension
 
 
-def _check_mapping(candidates: list[Job], output: str, format: str | None) -> list[Job]:  # noqa: A002
+def _check_mapping(
+    candidates: list[Job],
+    output: str,
+    format: str | None,  # noqa: A002
+    kernel_files: list[str],
+) -> list[Job]:
     """Drop repeats of one file; refuse collisions, overwritten inputs and escaping outputs."""
     jobs, by_dest, clashes = [], {}, []
     for job in candidates:
@@ -288,11 +313,11 @@ def _check_mapping(candidates: list[Job], output: str, format: str | None) -> li
             f"inputs would be written to the same output: {_listing(listed)}; "
             + _collision_hint(clashes, format)
         )
-    sources = {_file_id(job.source) for job in jobs} - {None}
-    overwrites = [job for job in jobs if _file_id(job.dest) in sources]
-    if overwrites:
-        names = [f"{job.dest} (from {job.source})" for job in overwrites]
-        raise UsageError(f"outputs would overwrite inputs: {_listing(names)}; choose another -o")
+    from convtool.images import outputs
+
+    outputs.check_not_inputs(
+        [("-o", job.dest) for job in jobs], [j.source for j in jobs], kernel_files=kernel_files
+    )
     out_real = os.path.realpath(output)
     escaping = [job.dest for job in jobs if not is_inside(job.dest, out_real)]
     if escaping:
@@ -322,18 +347,14 @@ def _listing(items: list[str], limit: int = 5) -> str:
     return "; ".join(items[:limit]) + more
 
 
-def _file_id(path: str) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_dev, st.st_ino)
-
-
 def _is_complete(path: str) -> bool:
     """An output that exists is complete: outputs appear only by renaming a finished file."""
     try:
         st = os.stat(path)
     except OSError:
         return False
+    if stat.S_ISDIR(st.st_mode):  # a zarr store appears only by renaming a finished one too
+        from convtool.images import tiles
+
+        return tiles.is_zarr_store(path)
     return stat.S_ISREG(st.st_mode) and st.st_size > 0

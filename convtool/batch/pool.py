@@ -41,6 +41,10 @@ WORKERS_DIE = (
     "worker processes die before finishing any job; run with -j 1 to see why (a script "
     "using convtool.batch with several workers needs `if __name__ == '__main__':`)"
 )
+CANNOT_START = (
+    "cannot start {workers} worker processes: {reason} (a limit on processes or memory?); "
+    "run with fewer -j, or -j 1 to filter in this process"
+)
 # Seconds a worker gets to remove its temporary file after SIGTERM before it is killed.
 _TERMINATE_GRACE = 5.0
 
@@ -70,11 +74,11 @@ def run_in_pool(
             elif suspects:  # one at a time, alone on the pool, to find which one kills
                 if not running:
                     solo = suspects.popleft()
-                    running[pool.submit(_work, solo, settings)] = solo
+                    running[_submit(pool, workers, solo, settings)] = solo
             else:
                 while queue and len(running) < workers * _AHEAD_PER_WORKER:
                     job = queue.popleft()
-                    running[pool.submit(_work, job, settings)] = job
+                    running[_submit(pool, workers, job, settings)] = job
             done, _ = wait(running, return_when=FIRST_COMPLETED)
             if any(_broke(future) for future in done):
                 done = set(done) | wait(running).done  # the others fail the same way soon
@@ -100,6 +104,26 @@ def run_in_pool(
             pool.shutdown(wait=True)
         else:
             terminate(pool)
+
+
+def _submit(pool, workers: int, job: Job, settings: Settings):
+    """``pool.submit`` of one job; a worker process that cannot be started is one error line.
+
+    The pool starts its processes on the first submissions: that is where ``fork`` fails
+    when a process limit (``ulimit -u``) or memory is exhausted.
+    """
+    try:
+        return pool.submit(_work, job, settings)
+    except OSError as err:
+        # The workers that did start have run nothing, so they hold no temporary file:
+        # killed, not sent SIGTERM, which one still starting would meet with the parent's
+        # handler and answer with a traceback.
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+                process.join(1.0)
+        reason = (err.strerror or type(err).__name__).lower()
+        raise ConvtoolError(CANNOT_START.format(workers=workers, reason=reason)) from None
 
 
 def _broke(future) -> bool:
@@ -195,7 +219,9 @@ def _init_worker() -> None:
         multiprocessing.connection.wait([parent.sentinel])
         os.kill(os.getpid(), signal.SIGTERM)
 
-    threading.Thread(target=watch_parent, name="convtool-watch-parent", daemon=True).start()
+    watcher = threading.Thread(target=watch_parent, name="convtool-watch-parent", daemon=True)
+    with contextlib.suppress(RuntimeError):  # no thread allowed (a process limit): unwatched
+        watcher.start()
 
 
 def _on_signal(signum, frame) -> None:

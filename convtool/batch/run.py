@@ -61,6 +61,7 @@ def run(
         raise UsageError(f"--jobs must be a whole number ≥ 1, got {workers}")
     if dask_address is not None:
         dask_runner.require_dask()
+        dask_address = dask_runner.check_address(dask_address)
 
     def stop(result: JobResult) -> bool:
         return result.fatal or (fail_fast and result.status == FAILED)

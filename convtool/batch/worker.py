@@ -9,10 +9,13 @@ from dataclasses import replace
 import numpy as np
 
 from convtool import images
+from convtool.batch import streaming
 from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings
 from convtool.engine.integer import integer_form
-from convtool.errors import ConvtoolError, ImageWriteError, UsageError
+from convtool.errors import MAX_LINE, ConvtoolError, ImageWriteError, UsageError, one_line
+from convtool.images import outputs
 from convtool.images.atomic import write_error_reason
+from convtool.images.sheet import layout as sheet_layout
 from convtool.images.sheet import stack_sheet
 from convtool.pipeline import ConvolveStep, Progress
 from convtool.pipeline import memory as limits
@@ -22,13 +25,16 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
     """Read, filter and write one job; raises :class:`ConvtoolError` on failure.
 
     Returns the writer's notes (what the output format could not hold). ``progress``
-    follows the filtering (see :data:`convtool.pipeline.Progress`).
+    follows the filtering (see :data:`convtool.pipeline.Progress`). Before filtering: the
+    output is not the input and its name fits the file system, the output format can hold
+    the result's size, and the work fits in memory. Band by band
+    (:mod:`convtool.batch.streaming`) when asked, or when the image would not fit in memory
+    and its formats allow it; else whole, refused if it does not fit.
     """
-    if job.source != "-" and job.dest != "-" and images.same_file(job.source, job.dest):
-        raise UsageError(
-            "the output is the input file; choose another -o so the input is not overwritten",
-            path=job.dest,
-        )
+    outputs.check_name(job.dest)
+    outputs.check_not_inputs([("-o", job.dest)], [job.source])
+    if streaming.wants_stream(job, settings):
+        return streaming.process_streaming(job, settings, progress=progress)
     write = settings.write
     fmt = images.format_for(job.dest, write.format)
     image = images.read_image(
@@ -40,6 +46,8 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
         keep_8bit=integer_route(settings, fmt),  # one step: quick, no progress to draw
     )
     images.check_frames(fmt, image.frame_count, job.source)  # before the work, not after
+    height, width = _planned_shape(settings, image, fmt)
+    outputs.check_size(job.dest, fmt, height, width, image.channels)
     # refuse with a clear message now rather than be ended by the OOM killer halfway
     if image.pixels.dtype == np.uint8:  # counted as the float path, which it may take
         floats = 8 if settings.read.precision == "double" else 4
@@ -112,6 +120,16 @@ def integer_route(settings: Settings, fmt: str) -> bool:
 _FLOAT32_EXACT = 1 << 24  # integers up to here are float32s
 
 
+def _planned_shape(settings: Settings, image: images.Image, fmt: str) -> tuple[int, int]:
+    """The (height, width) the output will have: the chain's result, or its stack sheet."""
+    chain = settings.chain
+    height, width = limits.output_shape(chain, *image.pixels.shape[:2])
+    if chain.stack and fmt not in ("npy", "tiff"):
+        tiles = sum(1 if n in (1, 3) else n for _, n in chain.stack_sizes(image.channels))
+        height, width, _ = sheet_layout([(height, width)] * tiles)
+    return height, width
+
+
 def _stack_sheet(result: images.Image, settings: Settings, channels: int) -> images.Image:
     """A filter bank written to an image format: its channels as a labelled contact sheet
     (of the first frame: a sheet is one picture)."""
@@ -148,8 +166,8 @@ def _failed(job: Job, message: str, start: float, *, fatal: bool = False) -> Job
     The reason drops a leading ``source:`` (the result names its job already); a message
     about another path (the output's) keeps that path.
     """
-    message = " ".join(message.split())
-    prefix = f"{job.source}: "
+    message, source = one_line(message, limit=2 * MAX_LINE), one_line(job.source, limit=10**6)
+    prefix = f"{source}: "
     reason = message[len(prefix) :] if message.startswith(prefix) else message
     return JobResult(job, FAILED, reason, time.perf_counter() - start, fatal)
 

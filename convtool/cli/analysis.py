@@ -6,7 +6,6 @@ are computed there. :func:`register` adds them to the app in :mod:`convtool.cli`
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -192,7 +191,8 @@ def match(
             if not quiet:
                 terminal.note(outcome.summary())
         except Exception as err:  # noqa: BLE001
-            raise fail(err, debug) from None
+            hint = "a smaller scene or template, or fewer --threads"
+            raise fail(err, debug, memory_hint=hint) from None
 
 
 def compare(
@@ -231,26 +231,12 @@ def compare(
     """Put images side by side at a common height, each labelled: a contact sheet."""
     with interruptible():  # a signal mid-write leaves no temporary file
         try:
-            from convtool import images
-            from convtool.errors import UsageError
             from convtool.images import sheet
 
             refuse_terminals(reads_stdin="-" in paths, writes_stdout=output == "-")
-            labels = list(label or [])
-            if labels and len(labels) != len(paths):
-                raise UsageError(
-                    f"--label given {len(labels)} times for {len(paths)} images; "
-                    "give one per image or none"
-                )
-            pictures = []
-            for path in paths:
-                image = images.read_image(path, frames="first")  # a sheet shows one picture
-                pictures.append(sheet.display_rgb(image.pixels, image.alpha, image.max_value))
-            labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
-            result = sheet.contact_sheet(pictures, labels, height=height)
-            images.write_image(output, images.Image(result, depth=8))
+            sheet.compare(paths, output, label, height=height)
         except Exception as err:  # noqa: BLE001
-            raise fail(err, debug) from None
+            raise fail(err, debug, memory_hint="a smaller --height or fewer images") from None
 
 
 def register(app: typer.Typer) -> None:

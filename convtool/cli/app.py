@@ -227,8 +227,9 @@ def filter(  # noqa: A001 - the command is called `filter`
     format: Annotated[  # noqa: A002
         str | None,
         format_option(
-            "Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy); "
-            "default: from the -o extension (which must agree), png for stdout."
+            "Output format (png, apng, jpg, tif, bmp, webp, gif, ppm, npy, zarr), or zarr2 "
+            "for a zarr v2 store; default: from the -o extension (which must agree), png for "
+            "stdout."
         ),
     ] = None,
     compress_level: CompressLevel = 1,
@@ -329,14 +330,23 @@ def filter(  # noqa: A001 - the command is called `filter`
     fail_fast: Annotated[
         bool, typer.Option("--fail-fast", help="Stop at the first file that fails.")
     ] = False,
+    stream: Annotated[
+        bool,
+        typer.Option(
+            "--stream",
+            help="Read, filter and write band by band (tiled/striped TIFF, zarr, .npy in; "
+            "tiled BigTIFF, zarr, .npy out), as images too large for memory are anyway.",
+        ),
+    ] = False,
     dask: Annotated[
         str | None,
         typer.Option(
             "--dask",
             metavar="ADDRESS",
             help="Send a batch's files to this Dask scheduler "
-            "(e.g. tcp://host:8786); its workers must see the same paths. Needs "
-            "pip install 'convtool[dask]'. One input file is filtered here (a note says so).",
+            "(e.g. tcp://host:8786); its workers must see the same paths. One input with "
+            "-o OUT.zarr: that image is cut into chunks across the cluster. Needs "
+            "pip install 'convtool[dask]'.",
             show_default=False,
         ),
     ] = None,
@@ -350,6 +360,7 @@ def filter(  # noqa: A001 - the command is called `filter`
     """
     try:
         from convtool import batch
+        from convtool.kernels.specs import files_read
         from convtool.pipeline import Chain, FilterOptions, parse_steps, with_layer_options
 
         chain = Chain(
@@ -376,6 +387,7 @@ def filter(  # noqa: A001 - the command is called `filter`
                 precision=precision.value,
                 gray=gray,
                 max_pixels=pixel_limit(max_pixels),
+                stream_max_pixels=pixel_limit(max_pixels) if max_pixels is not None else None,
                 frames=frames.value,
             ),
             write=batch.WriteOptions(
@@ -390,6 +402,7 @@ def filter(  # noqa: A001 - the command is called `filter`
                 background=background,
                 strip=strip,
             ),
+            stream=stream,
         )
         refuse_terminals(reads_stdin="-" in inputs, writes_stdout=output == "-")
         if debug_enabled(debug):
@@ -403,13 +416,21 @@ def filter(  # noqa: A001 - the command is called `filter`
             suffix=suffix,
             format=format,
             skip_existing=skip_existing,
+            kernel_files=[path for spec in kernel for path in files_read(spec)] + list(bias or []),
         )
         settings.write.check(job.dest for job in plan.jobs)  # a usage error before any work
         if plan.single:
+            if plan.jobs and dask is not None and batch.writes_zarr(plan.jobs[0], settings):
+                batch.dask_runner.require_dask()
+                from convtool import dask as cluster  # imports dask, only when asked for
+
+                with batch.sigterm_raises(), terminal.chunk_progress(quiet) as progress:
+                    cluster.filter_file(plan.jobs[0], settings, dask, progress=progress)
+                return
             if dask is not None and not quiet:
                 terminal.note(
-                    "--dask sends batches (several inputs or a folder) to a cluster; "
-                    "this one file is filtered here"
+                    "--dask sends batches (several inputs or a folder) to a cluster, and one "
+                    "image only with a zarr output (-o NAME.zarr); this one file is filtered here"
                 )
             if plan.jobs:
                 job = plan.jobs[0]
@@ -486,7 +507,7 @@ def kernels_list(
         rows = [(e.name, e.size, e.params or "-", e.description) for e in kernels.list_kernels()]
         terminal.print_kernel_table(rows + pipeline.step_entries())
     except Exception as err:  # noqa: BLE001
-        raise fail(err, debug) from None
+        raise fail(err, debug, memory_hint="a smaller kernel or -n") from None
 
 
 @kernels_app.command(
@@ -541,7 +562,7 @@ def kernels_show(
         else:
             print(kernelview.format_plain(reports))
     except Exception as err:  # noqa: BLE001
-        raise fail(err, debug) from None
+        raise fail(err, debug, memory_hint="a smaller kernel or -n") from None
 
 
 def main() -> None:

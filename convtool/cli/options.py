@@ -71,10 +71,14 @@ def refuse_terminals(*, reads_stdin: bool = False, writes_stdout: bool = False) 
         )
 
 
-def fail(err: BaseException, debug: bool) -> typer.Exit:
+FILTER_MEMORY_HINT = "a smaller image, --precision single or fewer --threads"
+
+
+def fail(err: BaseException, debug: bool, memory_hint: str = FILTER_MEMORY_HINT) -> typer.Exit:
     """Print ``err`` as one line (or re-raise it with --debug) and give the exit to raise.
 
     A closed pipe on stdout (``| head``) is quiet: exit 141, as a shell reports for ``cat``.
+    ``memory_hint``: what to try when memory ran out, in the options of the command.
     """
     if debug_enabled(debug):
         raise err
@@ -83,9 +87,7 @@ def fail(err: BaseException, debug: bool) -> typer.Exit:
             terminal.error_line(str(err))
         return typer.Exit(err.exit_code)
     if isinstance(err, MemoryError):
-        terminal.error_line(
-            "out of memory; try a smaller image, --precision single or fewer --threads"
-        )
+        terminal.error_line(f"out of memory; try {memory_hint}")
         return typer.Exit(1)
     terminal.error_line(
         f"internal error: {type(err).__name__}: {err} (run with --debug for details)"

@@ -11,14 +11,21 @@ import contextlib
 import os
 import sys
 
+from convtool.errors import one_line
+
+
+def say(text: str, *, indent: str = "") -> None:
+    """Print one line on stderr, as every message line is printed: through
+    :func:`convtool.errors.one_line` (control characters escaped, length capped)."""
+    print_stderr(indent + one_line(text))
+
 
 def error_line(message: str) -> None:
-    text = " ".join(str(message).split())
-    print_stderr(f"convtool: error: {text}")
+    say(f"convtool: error: {message}")
 
 
 def note(message: str) -> None:
-    print_stderr(f"convtool: {message}")
+    say(f"convtool: {message}")
 
 
 def print_stderr(text: str) -> None:
@@ -29,8 +36,7 @@ def print_stderr(text: str) -> None:
 
 def warning_line(message: str) -> None:
     """One warning on stderr (what an output could not hold): not an error, no exit code."""
-    text = " ".join(str(message).split())
-    print(f"convtool: warning: {text}", file=sys.stderr, flush=True)
+    say(f"convtool: warning: {message}")
 
 
 def rich_stdout() -> bool:
@@ -162,7 +168,7 @@ def batch_progress(total: int, quiet: bool):
 
         def line(result) -> None:
             detail = f": {result.reason}" if result.reason else f" -> {result.job.dest}"
-            print_stderr(f"{result.status} {result.job.source}{detail}")
+            say(f"{result.status} {result.job.source}{detail}")
             for warning in result.warnings:
                 warning_line(f"{result.job.dest}: {warning}")
 
@@ -181,16 +187,47 @@ def batch_progress(total: int, quiet: bool):
             nonlocal failures
             failures += result.status == "failed"
             for warning in result.warnings:  # the summary does not repeat these
-                progress.console.print(
-                    f"convtool: warning: {result.job.dest}: {warning}",
-                    highlight=False,
-                    markup=False,
-                )
+                line = one_line(f"convtool: warning: {result.job.dest}: {warning}")
+                progress.console.print(line, highlight=False, markup=False)
             elapsed = progress.tasks[task].elapsed or 0.0
             done = progress.tasks[task].completed + 1
             rate = f"{done / elapsed:.1f} images/s" if elapsed > 0 else ""
             failed = f"{failures} failed" if failures else ""
             progress.update(task, advance=1, rate=rate, failed=failed)
+
+        yield bar
+
+
+@contextlib.contextmanager
+def chunk_progress(quiet: bool):
+    """Yield ``show(done, total)`` for the chunks of one image: a rich bar on a terminal,
+    a line at every tenth otherwise."""
+    if quiet:
+        yield lambda done, total: None
+        return
+    if not sys.stderr.isatty():
+        shown = [-1]
+
+        def line(done: int, total: int) -> None:
+            tenth = done * 10 // max(1, total)
+            if tenth != shown[0]:
+                shown[0] = tenth
+                print(f"convtool: {done}/{total} chunks", file=sys.stderr, flush=True)
+
+        yield line
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    progress = Progress(
+        TextColumn("chunks"), BarColumn(), MofNCompleteColumn(),
+        console=Console(stderr=True), transient=True,
+    )  # fmt: skip
+    with progress:
+        task = progress.add_task("chunks", total=None)
+
+        def bar(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
 
         yield bar
 
@@ -212,14 +249,14 @@ def print_summary(summary, seconds: float, quiet: bool, *, interrupted: bool = F
     )
     if summary.not_run:
         counts += f", {summary.not_run} not run"
-    lines = [f"convtool: {counts} ({seconds:.1f} s{rate})"]
+    say(f"convtool: {counts} ({seconds:.1f} s{rate})")
     reasons = Counter(result.reason for result in summary.skipped)
     if reasons:
-        lines.append("  skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common()))
-    lines += [f"  failed: {r.job.source}: {r.reason}" for r in summary.failed]
+        say("skipped: " + ", ".join(f"{n} {why}" for why, n in reasons.most_common()), indent="  ")
+    for r in summary.failed:
+        say(f"failed: {r.job.source}: {r.reason}", indent="  ")
     if interrupted:
-        lines.append(
+        say(
             f"convtool: interrupted after {finished} of {finished + summary.not_run} "
             "files; run again with --skip-existing to finish"
         )
-    print_stderr("\n".join(lines))

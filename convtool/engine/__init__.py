@@ -11,6 +11,8 @@ from convtool.engine.api import (
 )
 from convtool.engine.bands import source_positions
 from convtool.engine.plan import (
+    MAX_STEP,
+    MAX_THREADS,
     Axis,
     Plan,
     Tuning,
@@ -26,6 +28,8 @@ from convtool.engine.transposed import (
 
 __all__ = [
     "METHODS",
+    "MAX_STEP",
+    "MAX_THREADS",
     "carry",
     "correlate",
     "convolve",

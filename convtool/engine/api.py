@@ -33,6 +33,8 @@ from convtool.engine.bands import source_positions
 from convtool.engine.integer import integer_factors, integer_weights
 from convtool.engine.plan import (
     _RANK1_RTOL,
+    MAX_STEP,
+    MAX_THREADS,
     Axis,
     Plan,
     axes,
@@ -153,8 +155,8 @@ def carry(
 
 def _axes(shape, kernel_shape, flip, padding, stride, dilation, origin):
     """The validated pairs, then :func:`convtool.engine.plan.axes` on the image's last two axes."""
-    stride = _pair(stride, "stride")
-    dilation = _pair(dilation, "dilation")
+    stride = _pair(stride, "stride", maximum=MAX_STEP)
+    dilation = _pair(dilation, "dilation", maximum=MAX_STEP)
     origin = _pair(origin, "origin", minimum=None)
     return axes(shape[-2:], kernel_shape, flip, padding, stride, dilation, origin)
 
@@ -207,7 +209,7 @@ def _normalise(
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if threads is not None:
-        threads = _integer(threads, "threads")
+        threads = _integer(threads, "threads", maximum=MAX_THREADS)
     cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
     if out_dtype is not None:
         out_dtype = np.dtype(out_dtype)
@@ -218,6 +220,19 @@ def _normalise(
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
     return _Request(x, weights, factors, padding, cval, rows, cols, method, threads, out_dtype)
+
+
+def make_call(
+    shape, dtype, kernel, flip, padding, cval, stride, dilation, origin, method
+) -> tuple[Plan, str]:
+    """The plan and method of a call on images of ``shape`` (its last two axes) and
+    ``dtype``, without the images: how :func:`convtool.engine.rows.plan_rows` plans each
+    piece of an image as the whole image's call (the same checks, the same plan)."""
+    probe = np.empty((0, *tuple(shape)[-2:]), dtype=dtype)  # an empty stack: no pixels
+    request = _normalise(
+        probe, kernel, flip, padding, cval, stride, dilation, origin, method, None, None
+    )
+    return _plan(request)
 
 
 def _plan(request: _Request) -> tuple[Plan, str]:
@@ -324,17 +339,19 @@ def _as_kernel(kernel):
     return w, factors, getattr(kernel, "origin", (0, 0))
 
 
-def _pair(value, name: str, minimum: int | None = 1) -> tuple[int, int]:
-    """An int or a pair of ints as (rows, columns), each at least ``minimum``."""
+def _pair(value, name: str, minimum: int | None = 1, maximum: int | None = None) -> tuple[int, int]:
+    """An int or a pair of ints as (rows, columns), each within ``minimum..maximum``."""
     items = value if isinstance(value, (tuple, list, np.ndarray)) else (value, value)
     if len(items) != 2:
-        raise UsageError(f"{name} must be an integer or a pair of integers, got {value!r}")
-    rows, cols = (_integer(v, name, minimum, shown=value) for v in items)
+        raise UsageError(f"{name} must be an integer or a pair of integers, got {_shown(value)}")
+    rows, cols = (_integer(v, name, minimum, maximum, shown=value) for v in items)
     return rows, cols
 
 
-def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
-    """``value`` as an int of at least ``minimum`` (bools and fractions refused)."""
+def _integer(
+    value, name: str, minimum: int | None = 1, maximum: int | None = None, *, shown=None
+) -> int:
+    """``value`` as an int within ``minimum..maximum`` (bools and fractions refused)."""
     shown = value if shown is None else shown
     try:
         if isinstance(value, bool):
@@ -342,8 +359,19 @@ def _integer(value, name: str, minimum: int | None = 1, *, shown=None) -> int:
         number = operator.index(value)
     except TypeError:
         raise UsageError(
-            f"{name} must be an integer or a pair of integers, got {shown!r}"
+            f"{name} must be an integer or a pair of integers, got {_shown(shown)}"
         ) from None
     if minimum is not None and number < minimum:
-        raise UsageError(f"{name} must be at least {minimum}, got {shown!r}")
+        raise UsageError(f"{name} must be at least {minimum}, got {_shown(shown)}")
+    if maximum is not None and number > maximum:
+        raise UsageError(f"{name} must be at most {maximum:,}, got {_shown(shown)}")
     return number
+
+
+def _shown(value) -> str:
+    """``repr(value)`` for a message, short (an int of 5000 digits cannot even be printed)."""
+    try:
+        text = repr(value)
+    except ValueError:
+        return "a number of thousands of digits"
+    return text if len(text) <= 60 else text[:57] + "..."

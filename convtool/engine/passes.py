@@ -14,7 +14,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 if TYPE_CHECKING:
-    from convtool.engine.plan import Axis, Plan
+    from convtool.engine.plan import Axis, Plan, Tuning
 
 # A 1-D factor whose taps agree to this relative tolerance is a box: summed, not multiplied.
 _CONSTANT_RTOL = 1e-13
@@ -41,10 +41,11 @@ def make_pass(taps: np.ndarray, axis: Axis, dim: int, plan: Plan) -> OnePass:
     """The cheapest 1-D pass for ``taps`` along ``dim`` (1: rows, 2: columns), by cost on the
     test machine: a constant factor is a :class:`BoxPass`; a factor needing ``pass_cost``
     ufunc passes or more is a :class:`ToeplitzPass` (BLAS runs it faster even counting the
-    block's zeros); others are a :class:`TapPass`."""
+    block's zeros, and the more at a larger stride: see :func:`uses_matmul`); others are a
+    :class:`TapPass`."""
     if is_box(taps, plan.tuning.box_min_taps):
         return BoxPass(taps, axis, dim, plan)
-    if _ufunc_passes(taps) >= plan.tuning.pass_cost:
+    if uses_matmul(_ufunc_passes(taps), axis, plan.tuning):
         return ToeplitzPass(taps, axis, dim, plan)
     return TapPass(taps, axis, dim, plan)
 
@@ -190,7 +191,7 @@ class ToeplitzPass(OnePass):
 
     def __init__(self, taps: np.ndarray, axis: Axis, dim: int, plan: Plan) -> None:
         super().__init__(taps, axis, dim, plan)
-        block = self.tuning.matmul_block
+        self.block = block = matmul_block(axis, self.tuning)
         span = axis.stride * (block - 1) + axis.span
         toeplitz = np.zeros((span, block), dtype=plan.dtype)
         for t, w in enumerate(self.taps):  # a loop over taps, not pixels
@@ -231,7 +232,7 @@ class ToeplitzPass(OnePass):
     def _products(self, src: np.ndarray, count: int) -> list:
         """(tiles of src, Toeplitz matrix, where in out, blocks, block, width) per product."""
         axis, dim, toeplitz = self.axis, self.dim, self.toeplitz
-        size = self.tuning.matmul_block
+        size = self.block
         across = across_of(dim)
         step = size * axis.stride  # input positions between two blocks' starts
         whole, rest = divmod(count, size)
@@ -318,6 +319,35 @@ def accumulate(out: np.ndarray, terms) -> None:
             np.add(out, tmp, out=out)
     if first:
         out.fill(0)
+
+
+def matmul_block(axis: Axis, tuning: Tuning) -> int:
+    """Outputs per Toeplitz block along ``axis``: the tuned block, or fewer if the axis has fewer.
+
+    Its matrix is ``stride * (block - 1) + span`` tall, so a block of outputs that do not
+    exist would cost memory in proportion to the stride (a stride of 3 million on a
+    512-pixel side once asked for 2.9 GB to compute one output).
+    """
+    return max(1, min(tuning.matmul_block, axis.size))
+
+
+def uses_matmul(ufunc_passes: int, axis: Axis, tuning: Tuning) -> bool:
+    """Whether a Toeplitz product beats ``ufunc_passes`` ufunc passes along ``axis``.
+
+    At stride 1 the product wins from ``pass_cost`` passes on (measured). Its matrix, and so
+    its work per output, grows with the stride (``stride * (block - 1) + span`` rows against
+    ``block - 1 + span``) while the ufunc passes stay as many: they need that much more.
+    """
+    block = matmul_block(axis, tuning)
+    growth = (axis.stride * (block - 1) + axis.span) / (block - 1 + axis.span)
+    return ufunc_passes >= tuning.pass_cost * growth
+
+
+def toeplitz_bytes(axis: Axis, tuning: Tuning, itemsize: int) -> int:
+    """Bytes a Toeplitz pass along ``axis`` holds for the whole call: its matrix (and the
+    transposed copy a pass down the rows makes)."""
+    block = matmul_block(axis, tuning)
+    return 2 * (axis.stride * (block - 1) + axis.span) * block * itemsize
 
 
 def _ufunc_passes(taps: np.ndarray) -> int:

@@ -57,6 +57,14 @@ _GEMM_MAX = 1 << 18
 # Separable factors are accepted when the rank-1 residual is below this, relative to max|w|.
 _RANK1_RTOL = 1e-12
 
+# Largest stride and dilation (the largest 32-bit signed integer, as OpenCV and PyTorch
+# take): a stride beyond the image side already keeps one output, a dilation beyond it
+# spreads the taps over padding only. Numbers past it are a typo, not a request.
+MAX_STEP = 2**31 - 1
+# Most threads one call runs: more than any machine has cores, and bounded so that a typo
+# cannot ask a thread pool (or scipy.fft) for 10^23 threads.
+MAX_THREADS = 1024
+
 
 @dataclass(frozen=True)
 class Axis:

@@ -3,6 +3,12 @@
 A caller who wants to follow a long run (a progress bar) sets a band observer with
 :func:`observe_bands`; it is told ``(bands done, bands in all)`` after each band, on the
 thread that called the engine. The engine itself never draws anything.
+
+The bands of a call form a fixed grid: band ``k`` holds output rows ``k*band`` to
+``(k+1)*band - 1``, whatever part of the output is asked for. Each band's result depends
+only on the band (its padded input rows and its size), so computing any run of whole
+bands (:func:`run_bands`) gives the same bytes as those rows of the whole call: that is
+what streaming and Dask chunks rely on (see :mod:`convtool.engine.rows`).
 """
 
 from __future__ import annotations
@@ -41,46 +47,69 @@ def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarr
     ``method`` (direct, separable, fft) and the plan's dtype pick the band method from
     :data:`convtool.engine.methods.METHOD_TABLE`.
     """
-    channels = x.shape[0]
-    out = np.empty((channels, plan.rows.size, plan.cols.size), dtype=plan.dtype)
     workers = threads or cpu_count()
     stop = threading.Event()  # set when the run is abandoned: compiled bands stop early
-    band_method = methods.prepare(plan, method, channels, workers, stop)
+    band_method = methods.prepare(plan, method, x.shape[0], workers, stop)
+    return run_bands(plan, x, band_method, 0, plan.rows.size, workers, stop)
+
+
+def run_bands(
+    plan: Plan, x, band_method, j0: int, j1: int, workers: int, stop: threading.Event
+) -> np.ndarray:
+    """Output rows ``j0..j1-1`` (``j0`` on the band grid, ``band_method.band``; ``j1`` too,
+    or the last row).
+
+    ``x`` is the image (channels, H, W), or anything indexed like it that holds the input
+    rows these bands read (:class:`convtool.engine.rows.Rows`). ``stop`` is set on return.
+    """
+    channels = x.shape[0]
+    out = np.empty((channels, j1 - j0, plan.cols.size), dtype=plan.dtype)
     band = band_method.band
-    starts = range(0, plan.rows.size, band)
+    starts = range(j0, j1, band)
     local = threading.local()  # each thread filters its bands in its own arrays
 
-    def work(j0: int) -> None:
+    def work(start: int) -> None:
         band_filter = getattr(local, "band_filter", None)
         if band_filter is None:
             band_filter = local.band_filter = bands.BandFilter(plan, band_method)
-        j1 = min(j0 + band, plan.rows.size)
+        end = min(start + band, plan.rows.size)
         # errstate is per thread: overflow to inf is a result here (clipped on writing),
         # not a warning for every band to print on stderr
         with np.errstate(over="ignore", invalid="ignore"):
-            band_filter(x, j0, j1, out[:, j0:j1])
+            band_filter(x, start, end, out[:, start - j0 : end - j0])
 
     workers = min(workers, len(starts))
     observer = _observer.get()
     if workers <= 1:
         try:
-            for done, j0 in enumerate(starts, 1):
-                work(j0)
+            for done, start in enumerate(starts, 1):
+                work(start)
                 if observer is not None:
                     observer(done, len(starts))
         finally:
             stop.set()
-    else:
-        pool = ThreadPoolExecutor(workers)
+        return out
+    pool = ThreadPoolExecutor(workers)
+    try:
+        futures = {}
         try:
-            futures = [pool.submit(work, j0) for j0 in starts]
-            for done, future in enumerate(futures, 1):
-                future.result()
-                if observer is not None:
-                    observer(done, len(starts))
-        finally:
-            # On Ctrl-C (or any error) drop the queued bands instead of computing them all,
-            # and let the running compiled ones stop after their current call.
-            stop.set()
+            for start in starts:
+                futures[start] = pool.submit(work, start)
+        except RuntimeError:
+            # No thread could be started (a limit on processes, `ulimit -u`): the bands no
+            # thread took are computed here, as with one thread.
             pool.shutdown(wait=True, cancel_futures=True)
+        for done, start in enumerate(starts, 1):
+            future = futures.get(start)
+            if future is None or future.cancelled():
+                work(start)
+            else:
+                future.result()
+            if observer is not None:
+                observer(done, len(starts))
+    finally:
+        # On Ctrl-C (or any error) drop the queued bands instead of computing them all,
+        # and let the running compiled ones stop after their current call.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
     return out

@@ -42,7 +42,7 @@ from convtool.errors import (
     ResourceLimitError,
     UsageError,
 )
-from convtool.images import output
+from convtool.images import output, tiles
 from convtool.images.atomic import (
     atomic_write,
     remove_stale_temp_files,
@@ -91,6 +91,8 @@ __all__ = [
     "format_for",
     "is_image_path",
     "map_range",
+    "output_depth",
+    "read_band",
     "read_image",
     "read_stream",
     "remove_stale_temp_files",
@@ -107,14 +109,14 @@ GRAY_WEIGHTS = (0.299, 0.587, 0.114)
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".apng", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif",
-     ".ppm", ".pgm", ".pbm", ".pnm", ".npy"}
+     ".ppm", ".pgm", ".pbm", ".pnm", ".npy", ".zarr"}
 )  # fmt: skip
 """Extensions (lower case, with the dot) of the files read_image reads and batches look for."""
 
 WRITE_EXTENSIONS = {
     ".png": "png", ".apng": "apng", ".jpg": "jpeg", ".jpeg": "jpeg", ".tif": "tiff", ".tiff": "tiff",
     ".bmp": "bmp", ".webp": "webp", ".gif": "gif",
-    ".ppm": "pnm", ".pgm": "pnm", ".pnm": "pnm", ".npy": "npy",
+    ".ppm": "pnm", ".pgm": "pnm", ".pnm": "pnm", ".npy": "npy", ".zarr": "zarr",
 }  # fmt: skip
 """Output extension → format name."""
 
@@ -128,8 +130,15 @@ FORMAT_DEPTHS: dict[str, tuple[int | str, ...]] = {
     "gif": (8,),
     "pnm": (8, 16),
     "npy": (8, 16, 32, "float"),
+    "zarr": (8, 16, 32, "float"),
+    "zarr2": (8, 16, 32, "float"),
 }
-"""The depths each output format can hold (``"float"``: 32-bit float TIFF, raw ``.npy``)."""
+"""The depths each output format can hold (``"float"``: 32-bit float TIFF, raw ``.npy``).
+
+``zarr`` is a zarr v3 store, ``zarr2`` a v2 one (both need ``pip install "convtool[large]"``).
+"""
+
+_FOLDER_FORMATS = frozenset({"zarr", "zarr2"})  # outputs that are folders, written by tiles
 
 _PRECISIONS = {"single": np.float32, "double": np.float64}
 
@@ -235,7 +244,8 @@ def read_image(
     the name, and nothing else (EPS, PDF and the other formats Pillow knows are refused
     without being opened: :data:`convtool.images.codecs.READ_FORMATS`); ``.npy`` arrays
     (H×W or H×W×C, C = 1 grey, 2 grey + alpha, 3 RGB, 4 RGBA; any real numeric or bool
-    dtype; signed integers keep their sign). EXIF orientation is applied (and
+    dtype; signed integers keep their sign), and zarr arrays laid out the same way (a store
+    folder; needs ``pip install "convtool[large]"``). EXIF orientation is applied (and
     set to 1 in the metadata). Values keep their scale; 1-bit and bool become 0/255;
     palettes become RGB(A); CMYK, YCbCr and LAB become RGB through Pillow. ``precision``:
     ``"single"`` (float32) or ``"double"``. ``gray``: colour → one BT.601 luma channel
@@ -264,6 +274,10 @@ def read_image(
         else:
             path = Path(source)
             info = path.stat()
+            if stat.S_ISDIR(info.st_mode) and tiles.is_zarr_store(path):
+                array, reader = tiles.read_whole(path, max_pixels)
+                decoded = Decoded(array, reader.has_alpha, reader.depth, reader.format)
+                return _to_image(decoded, name, _PRECISIONS[precision], gray)
             if stat.S_ISDIR(info.st_mode):
                 raise ImageReadError("is a directory, not an image", path=name)
             if stat.S_ISREG(info.st_mode):
@@ -293,6 +307,26 @@ def float_image(image: Image, precision: str = "single") -> Image:
     alpha = None if image.alpha is None else to_planes(image.alpha[:, :, np.newaxis], dtype)[0]
     pixels = to_planes(image.pixels, dtype).transpose(1, 2, 0)
     return dataclasses.replace(image, pixels=pixels, alpha=alpha)
+
+
+def read_band(
+    reader: tiles.BandReader,
+    start: int,
+    stop: int,
+    *,
+    precision: str = "single",
+    gray: bool = False,
+) -> Image:
+    """Rows ``start..stop-1`` of an image read band by band, as :func:`read_image` gives them.
+
+    ``reader``: from :func:`convtool.images.tiles.open_reader`. Pixels and alpha are those
+    rows of what :func:`read_image` returns for the whole file (its first frame), value for
+    value; the metadata is the reader's.
+    """
+    if precision not in _PRECISIONS:
+        raise UsageError(f"precision must be 'single' or 'double', got {precision!r}")
+    decoded = Decoded(reader.read(start, stop), reader.has_alpha, reader.depth, reader.format)
+    return _to_image(decoded, reader.name, _PRECISIONS[precision], gray)
 
 
 STREAM_BYTES_PER_PIXEL = 32
@@ -563,7 +597,7 @@ def write_image(
     dest_name = str(dest)
     check_format_agrees(dest_name, format)
     fmt = format_for(dest_name, format)
-    out_depth = _output_depth(fmt, image.depth, depth)
+    out_depth = output_depth(fmt, image.depth, depth)
     if not isinstance(compress_level, int) or not 0 <= compress_level <= 9:
         raise UsageError(f"compress level must be an integer from 0 to 9, got {compress_level!r}")
     controls = {"quality": quality, "subsampling": subsampling, "progressive": progressive,
@@ -579,6 +613,12 @@ def write_image(
     encoding, notes = output.prepare(
         image, fmt, out_depth, range_mode, compress_level, controls, background
     )
+    if fmt in _FOLDER_FORMATS:
+        if dest_name == "-":
+            raise UsageError(f"a {fmt} store is a folder; it cannot go to stdout (-o -)")
+        colour, alpha = encoding.frames[0]
+        tiles.write_whole(dest_name, fmt, colour, alpha, compress_level)
+        return notes
     encode = ENCODERS[fmt]
 
     def write(fileobj: BinaryIO) -> None:
@@ -597,7 +637,8 @@ def write_image(
     return notes
 
 
-def _output_depth(fmt: str, image_depth: int | str, depth: int | str | None) -> int | str:
+def output_depth(fmt: str, image_depth: int | str, depth: int | str | None) -> int | str:
+    """The depth written to *fmt* for an image of *image_depth* when *depth* is asked (or None)."""
     allowed = FORMAT_DEPTHS[fmt]
     if depth is not None:
         wanted = depth if depth == "float" else _as_int_depth(depth)

@@ -18,6 +18,9 @@ the name, says whether its writer is alive: pids cannot be compared across conta
 the mount supports locks). :func:`remove_stale_temp_files` removes only temporary files
 whose lock it can take; a writer whose file disappears anyway reports that, not a
 misleading missing folder.
+
+Outputs that are folders (zarr stores) are built under such a temporary name too, held
+locked the same way, and renamed when complete (:func:`atomic_directory`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,10 @@ import errno
 import fcntl
 import os
 import re
+import shutil
 import stat
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -118,8 +124,11 @@ def atomic_write(
             raise ImageWriteError("cannot write: is a directory", path=where)
         if inside is None:
             remove_stale_temp_files_in(folder, target=name)
-        fd, temp = _create_locked_temp(folder, name, where)
+        made: list[tuple[int, str]] = []  # (fd or -1, name): what the clean-up removes
         try:
+            # in the try, with the name listed before the file exists: a signal just as it
+            # is created (the moment another process sees it) must still remove it
+            fd, temp = _create_locked_temp(folder, name, where, made)
             with os.fdopen(fd, "wb", closefd=False) as fileobj:
                 fileobj.raw.name = temp  # type: ignore[attr-defined]  # a name, not the fd number
                 write(fileobj)
@@ -129,45 +138,50 @@ def atomic_write(
                 os.fchmod(fd, stat.S_IMODE(info.st_mode))  # a replace should not chmod
             _rename_while_locked(fd, folder, temp, name, where)
         except BaseException as err:
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=folder)
+            for _, made_temp in made:
+                with contextlib.suppress(OSError):
+                    os.unlink(made_temp, dir_fd=folder)
             if isinstance(err, OSError):
                 raise _write_error(err, where) from None
             raise
         finally:
-            os.close(fd)  # releases the lock
+            for made_fd, _ in made:
+                if made_fd >= 0:
+                    os.close(made_fd)  # releases the lock
 
 
 def _write_error(err: OSError, where: str) -> ImageWriteError:
     return ImageWriteError(f"cannot write: {write_error_reason(err)}", path=where)
 
 
-def _create_locked_temp(folder: int, name: str, where: str) -> tuple[int, str]:
+def _create_locked_temp(
+    folder: int, name: str, where: str, made: list[tuple[int, str]]
+) -> tuple[int, str]:
     """Create a temporary file for *name* in *folder* and hold its lock; (fd, its name).
 
     "x" (O_EXCL) and O_NOFOLLOW: never write through a file or symbolic link that someone
     else put there. Between the creation and the lock a cleaner may find the file unlocked
-    and remove it; a file found unlinked once locked is given up for a fresh name.
+    and remove it; a file found unlinked once locked is given up for a fresh name. Each
+    name goes into *made* before its file is created, for the caller's clean-up.
     """
     for _ in range(_CREATE_ATTEMPTS):
         temp = temp_name_for(name)
+        made.append((-1, temp))
         try:
             fd = os.open(temp, _TEMP_FLAGS, 0o666, dir_fd=folder)
         except FileNotFoundError:
+            made.pop()  # (O_EXCL: a name taken by someone else would be theirs, not ours)
             if os.fstat(folder).st_nlink == 0:  # the folder went after it was opened
                 raise ImageWriteError(FOLDER_REMOVED, path=where) from None
             raise ImageWriteError("cannot write: the folder does not exist", path=where) from None
         except OSError as err:
+            made.pop()
             raise _write_error(err, where) from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner looks at it
-            if os.fstat(fd).st_nlink > 0:
-                return fd, temp
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                os.unlink(temp, dir_fd=folder)
-            raise
+        made[-1] = (fd, temp)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner looks at it
+        if os.fstat(fd).st_nlink > 0:
+            return fd, temp
+        made.pop()
         os.close(fd)
     raise ImageWriteError(TEMP_REMOVED, path=where)
 
@@ -188,6 +202,84 @@ def _check_still_there(fd: int, folder: int, where: str) -> None:
         raise ImageWriteError(FOLDER_REMOVED, path=where)
     if os.fstat(fd).st_nlink == 0:
         raise ImageWriteError(TEMP_REMOVED, path=where)
+
+
+@contextlib.contextmanager
+def atomic_directory(
+    path: str | os.PathLike[str],
+    replaceable: Callable[[Path], bool],
+    *,
+    inside: str | os.PathLike[str] | None = None,
+) -> Iterator[Path]:
+    """Build a folder output (a zarr store) under a temporary name; rename it when complete.
+
+    Yields the temporary folder's path (created empty beside *path* and held locked, as a
+    temporary file is). When the block ends without error it is renamed to *path*; an
+    existing *path* is replaced only if ``replaceable(path)`` (a zarr store, say), so a
+    folder of someone's files is never deleted. The old store is renamed to a temporary
+    name first and removed after, so *path* is at every moment the old complete store,
+    absent, or the new complete one. On any error or interruption the temporary folder is
+    removed; a killed process leaves a hidden one that :func:`remove_stale_temp_files`
+    removes once its lock is free. ``inside``: as for :func:`atomic_write`.
+    """
+    where = str(path)
+    with _target_folder(where, inside) as (folder, name):
+        target = Path(os.path.dirname(where) or ".") / name
+        if target.exists() and not (target.is_dir() and replaceable(target)):
+            what = "a folder that is not a zarr store" if target.is_dir() else "a file"
+            raise ImageWriteError(f"cannot write: it exists and is {what}", path=where)
+        remove_stale_temp_files_in(folder, target=name)
+        made: list[tuple[int, str]] = []
+        try:
+            temp = _create_locked_folder(folder, name, where, made)
+            yield target.with_name(temp)
+            old = temp_name_for(name) if target.exists() else None
+            if old is not None:
+                os.rename(name, old, src_dir_fd=folder, dst_dir_fd=folder)
+            os.rename(temp, name, src_dir_fd=folder, dst_dir_fd=folder)
+            if old is not None:
+                shutil.rmtree(target.with_name(old), ignore_errors=True)
+        except BaseException as err:
+            for _, made_temp in made:
+                _remove_tree(target.with_name(made_temp))
+            if isinstance(err, OSError):
+                raise _write_error(err, where) from None
+            raise
+        finally:
+            for made_fd, _ in made:
+                if made_fd >= 0:
+                    os.close(made_fd)
+
+
+def _create_locked_folder(folder: int, name: str, where: str, made: list[tuple[int, str]]) -> str:
+    """Create a temporary folder for *name* in *folder* and hold its lock; its name (listed
+    in *made* before it exists, as :func:`_create_locked_temp` lists its files)."""
+    temp = temp_name_for(name)
+    made.append((-1, temp))
+    try:
+        os.mkdir(temp, 0o777, dir_fd=folder)
+    except OSError as err:
+        made.pop()
+        raise _write_error(err, where) from None
+    fd = os.open(temp, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
+    made[-1] = (fd, temp)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return temp
+
+
+def _remove_tree(path: Path, patience: float = 2.0) -> None:
+    """Remove a folder that a writer's own threads may still be adding to.
+
+    An interruption stops this thread, not the I/O threads of a library writing into the
+    folder (zarr's event loop finishes the chunk it was writing): remove, and again while
+    files keep appearing, for up to ``patience`` seconds.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.lexists(path) or time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
 
 
 @contextlib.contextmanager
@@ -323,7 +415,7 @@ def _take_if_stale(folder: int, name: str) -> int | None:
         return None  # gone, a link, or not ours to read: leave it
     try:
         held = os.fstat(fd)
-        if stat.S_ISREG(held.st_mode):
+        if stat.S_ISREG(held.st_mode) or stat.S_ISDIR(held.st_mode):  # files, zarr folders
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live writer
             now = os.stat(name, dir_fd=folder, follow_symlinks=False)
             if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
@@ -358,7 +450,12 @@ def remove_stale_temp_files_in(folder: int, target: str | None = None) -> list[s
         if fd is None:
             continue
         try:
-            os.unlink(name, dir_fd=folder)  # while holding its lock: no writer can start on it
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                if sys.version_info < (3, 11):  # rmtree takes dir_fd from 3.11 (as zarr 3 needs)
+                    continue
+                shutil.rmtree(name, dir_fd=folder)  # a zarr store's temporary folder
+            else:
+                os.unlink(name, dir_fd=folder)  # while holding its lock: no writer can start
             removed.append(name)
         except OSError:
             pass  # another cleaner got there first, or not ours to remove

@@ -316,13 +316,16 @@ _COMPLEX = "complex numbers; convtool reads real-valued images"
 def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
     """Read a ``.npy`` array, checking its header (shape, dtype) before loading the data."""
     with _fresh(src) as fileobj:
-        version = np.lib.format.read_magic(fileobj)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(fileobj)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(fileobj)
-        else:
-            raise ImageReadError(f".npy format version {version} is not supported", path=name)
+        try:  # numpy's messages quote the header (its keys and values): not repeated
+            version = np.lib.format.read_magic(fileobj)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fileobj)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fileobj)
+            else:
+                raise ImageReadError(f".npy format version {version} is not supported", path=name)
+        except ValueError:
+            raise ImageReadError("not a readable .npy array (a bad header)", path=name) from None
         if len(shape) not in (2, 3) or (len(shape) == 3 and not 1 <= shape[2] <= 4):
             raise ImageReadError(
                 f".npy array has shape {shape}; expected (H, W) or (H, W, C) with C from 1 to 4",
@@ -331,7 +334,7 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
         if dtype.kind == "c":
             raise ImageReadError(f".npy array has dtype {dtype}: {_COMPLEX}", path=name)
         if dtype.kind not in "biuf":
-            raise ImageReadError(f".npy array has dtype {dtype}, not a number type", path=name)
+            raise ImageReadError(f".npy array has dtype {dtype.name}, not a number type", path=name)
         _check_size(shape[1], shape[0], name, max_pixels)
         fileobj.seek(0)
         array = np.load(fileobj, allow_pickle=False)
@@ -520,6 +523,10 @@ def _pillow_frame(
             except NeedsCodec:
                 if not (im.mode == "I" and layout.sample_format == 2):
                     raise  # only signed 16- and 32-bit samples would come out right
+        if _is_planar(im) and _tiff_bits(im) > 8:
+            # Pillow reads deep samples stored one plane each as 8-bit (uncompressed), and
+            # the two-pass byte trick below cannot fix planes: tifffile reads them exactly.
+            return _decode_tifffile_page(src, name, max_pixels, index)
     if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
         array, has_alpha, orientation = _decode_16bit_colour(src, rawmode, fmt, index)
         return Decoded(array, has_alpha, 16, fmt, orientation)
@@ -595,6 +602,11 @@ def _pillow_samples(im: PILImage.Image, fmt: str, orientation: int, name: str) -
     else:
         raise ImageReadError(f"unsupported image mode {mode!r}", path=name)
     return Decoded(array, mode in ("LA", "RGBA"), depth, fmt, orientation)
+
+
+def _is_planar(im: PILImage.Image) -> bool:
+    """A TIFF stored one plane per sample (PlanarConfiguration 2)."""
+    return getattr(im, "tag_v2", {}).get(284, 1) == 2
 
 
 def _tiff_bits(im: PILImage.Image) -> int:

@@ -40,7 +40,7 @@ TIMED_FORMATS = ("gif", "apng", "webp")
 """Output formats that hold several frames, and those of them that hold their timing."""
 
 
-_NAMES = {"webp": "WebP", "npy": "NumPy .npy"}
+_NAMES = {"webp": "WebP", "npy": "NumPy .npy", "zarr": "zarr", "zarr2": "zarr v2"}
 
 
 def format_name(fmt: str) -> str:

@@ -36,6 +36,8 @@ HOLDS: dict[str, frozenset[str]] = {
     "bmp": frozenset({"dpi"}),
     "pnm": frozenset(),
     "npy": frozenset(),
+    "zarr": frozenset(),
+    "zarr2": frozenset(),
 }
 """Per output format, the metadata it holds; ``comment``: only the text entry ``Comment``."""
 

@@ -32,7 +32,7 @@ OUTPUT_CONTROLS = {
 """The output controls of :func:`write_image` and the formats each applies to (``quality``
 applies to TIFF with JPEG compression)."""
 
-KEEPS_ALPHA = frozenset({"png", "apng", "tiff", "webp", "gif", "npy"})
+KEEPS_ALPHA = frozenset({"png", "apng", "tiff", "webp", "gif", "npy", "zarr", "zarr2"})
 """Formats that hold alpha (GIF as one transparent palette entry); the others composite."""
 
 _ANIMATED_CANVAS = ("gif", "apng", "webp")  # one canvas: every frame the same size

@@ -1,11 +1,14 @@
 """Contact sheets: images side by side at a common height, each labelled underneath.
 
-Used by ``convtool compare`` and by the README's gallery script. Pixels are shown as
-they would be written to an 8-bit file: integer images by their own scale (0-255,
-0-65535), float images rescaled from their min..max; alpha is composited over white.
+Used by ``convtool compare`` (:func:`compare`) and by the README's gallery script. Pixels
+are shown as they would be written to an 8-bit file: integer images by their own scale
+(0-255, 0-65535), float images rescaled from their min..max; alpha is composited over
+white.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 from PIL import Image as PILImage
@@ -14,6 +17,7 @@ from PIL import ImageDraw, ImageFont
 GAP = 8  # pixels between tiles and around the sheet
 LABEL_SIZE = 14  # font size of the labels, in pixels
 BACKGROUND = (255, 255, 255)
+MAX_HEIGHT = 1 << 20  # pixels a tile may be tall (a sheet that tall is already 4 MB a column)
 INK = (20, 20, 20)
 
 
@@ -32,6 +36,83 @@ def display_rgb(
         cover = np.clip(alpha / (max_value or max(float(alpha.max()), 1.0)), 0, 1)[..., None]
         scaled = scaled * cover + 255.0 * (1 - cover)
     return np.rint(scaled).astype(np.uint8)
+
+
+def compare(
+    paths: list[str], output: str, labels: list[str] | None = None, *, height: int | None = None
+) -> None:
+    """Read ``paths``, lay them out as a contact sheet and write it to ``output``.
+
+    ``labels``: one per image (default: the file names). Checked before the work: the
+    output is none of the inputs and its name fits, and once the images are read (their
+    sizes known) the sheet fits in memory and in the output format.
+    """
+    from convtool import resources
+    from convtool.errors import ImageReadError, UsageError
+    from convtool.images import outputs
+    from convtool.images.api import Image, format_for, read_image, write_image
+
+    labels = list(labels or [])
+    if labels and len(labels) != len(paths):
+        raise UsageError(
+            f"--label given {len(labels)} times for {len(paths)} images; give one per image or none"
+        )
+    if height is not None and not 1 <= height <= MAX_HEIGHT:
+        raise UsageError(f"--height must be from 1 to {MAX_HEIGHT:,}, got {height}")
+    outputs.check_name(output)
+    outputs.check_not_inputs([("-o", output)], paths)
+    fmt = format_for(output)
+    pictures = []
+    for path in paths:
+        image = read_image(path, frames="first")  # a sheet shows one picture
+        if not (np.isfinite(np.min(image.pixels)) and np.isfinite(np.max(image.pixels))):
+            raise ImageReadError(
+                "the image has NaN or infinite pixel values, which cannot be shown; "
+                "replace them first (e.g. with 0)",
+                path="stdin" if path == "-" else path,
+            )
+        pictures.append(display_rgb(image.pixels, image.alpha, image.max_value))
+    labels = labels or [os.path.basename(p) if p != "-" else "stdin" for p in paths]
+    shapes = [p.shape for p in pictures]
+    sheet_height, sheet_width, _ = layout(shapes, height)
+    outputs.check_size(output, fmt, sheet_height, sheet_width, 3)
+    resources.check_fits(
+        peak_bytes(shapes, height),
+        f"a contact sheet of {sheet_width}×{sheet_height} pixels",
+        "a smaller --height or fewer images",
+    )
+    result = contact_sheet(pictures, labels, height=height)
+    write_image(output, Image(result, depth=8))
+
+
+def layout(shapes: list[tuple[int, ...]], height: int | None = None) -> tuple[int, int, list[int]]:
+    """(sheet height, sheet width, tile widths) of pictures of ``shapes`` at ``height``."""
+    height = height or max(shape[0] for shape in shapes)
+    widths = [scaled_width(shape, height) for shape in shapes]
+    return height + LABEL_SIZE + 3 * GAP, sum(widths) + GAP * (len(widths) + 1), widths
+
+
+def peak_bytes(shapes: list[tuple[int, ...]], height: int | None = None) -> int:
+    """Bytes making and writing the sheet allocates, beyond the pictures (an upper bound).
+
+    Making it: each tile as Pillow holds it (4 bytes a pixel) with the half-resized copy
+    it goes through, the sheet in Pillow and as an array. Writing it: the array and what
+    writing takes, measured at about 9 bytes a pixel for RGB PNG now that the writer maps
+    band by band (a band's integer samples, its filtered rows, the deflated bytes; the
+    float samples are never copied whole), counted as ``_WRITE_BYTES_PER_PIXEL`` with a
+    margin.
+    """
+    tile_height = height or max(shape[0] for shape in shapes)
+    sheet_height, sheet_width, widths = layout(shapes, height)
+    pixels = sheet_height * sheet_width
+    tiles = sum(
+        4 * (w * tile_height + w * shape[0] + shape[0] * shape[1])
+        for w, shape in zip(widths, shapes, strict=True)
+    )
+    return max(tiles + (4 + 3) * pixels, (3 + _WRITE_BYTES_PER_PIXEL) * pixels)
+
+
+_WRITE_BYTES_PER_PIXEL = 24
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from convtool.errors import KernelError
+from convtool.errors import KernelError, excerpt
 from convtool.kernels import formats as fmt
 from convtool.kernels.formats import MAX_KERNEL_SIDE
 from convtool.kernels.value import Kernel, from_data
@@ -81,7 +81,9 @@ class Param:
         """The value of ``raw`` (text from a spec), checked; KernelError names the parameter."""
         text = raw.strip().lower()
         value: Any = None
-        if self.kind == "int" and re.fullmatch(r"[+-]?\d+", text):
+        if len(text) > fmt.MAX_NUMBER_CHARS:
+            pass  # no parameter needs it; int() of 5000 digits would even raise
+        elif self.kind == "int" and re.fullmatch(r"[+-]?\d+", text):
             value = int(text)
         elif self.kind == "float" and fmt.NUMBER_RE.fullmatch(text):
             value = float(text)
@@ -126,7 +128,18 @@ class Param:
         return value
 
     def _fail(self, shown: Any, owner: str) -> None:
-        raise KernelError(f"{owner}: {self.name} must be {self.allowed()}, got {shown!r}")
+        raise KernelError(f"{owner}: {self.name} must be {self.allowed()}, got {_shown(shown)}")
+
+
+def _shown(value: Any) -> str:
+    """A parameter value as a message shows it: spec text as an excerpt, else its repr."""
+    if isinstance(value, str):
+        return excerpt(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an int of thousands of digits
+        return "a number of thousands of digits"
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def parse_params(owner: str, params: tuple[Param, ...], args: str | None) -> dict[str, Any]:
@@ -146,11 +159,11 @@ def parse_params(owner: str, params: tuple[Param, ...], args: str | None) -> dic
         key, eq, raw = item.partition("=")
         key = key.strip().lower()
         if not item:
-            raise KernelError(f"{owner}: empty parameter in {args!r}")
+            raise KernelError(f"{owner}: empty parameter in {excerpt(args)}")
         if not eq:
             if index:
                 raise KernelError(
-                    f"{owner}: {item!r} needs a name (key=value); only the first value may "
+                    f"{owner}: {excerpt(item)} needs a name (key=value); only the first value may "
                     f"be given bare, for {params[0].name}"
                 )
             key, raw = params[0].name, item
@@ -158,7 +171,7 @@ def parse_params(owner: str, params: tuple[Param, ...], args: str | None) -> dic
             close = difflib.get_close_matches(key, by_name, n=1)
             hint = f"did you mean {close[0]}? " if close else ""
             raise KernelError(
-                f"{owner}: unknown parameter {key!r}; {hint}parameters: {', '.join(by_name)}"
+                f"{owner}: unknown parameter {excerpt(key)}; {hint}parameters: {', '.join(by_name)}"
             )
         if key in values:
             raise KernelError(f"{owner}: {key} given twice")
@@ -176,12 +189,17 @@ def _spec_name(owner: str, params: tuple[Param, ...], values: tuple[Any, ...]) -
     return owner + (":" + ",".join(parts) if parts else "")
 
 
-SIDE = dict(low=1, high=MAX_KERNEL_SIDE)
-BOX_SIZE = Param("size", "size", 3, "rows x columns (N for NxN)", **SIDE)
+BOX_SIZE = Param("size", "size", 3, "rows x columns (N for NxN)", low=1, high=MAX_KERNEL_SIDE)
 SIGMA = Param("sigma", "float", 1.0, "standard deviation in pixels", low=0, low_open=True)
-GAUSS_SIZE = Param("size", "int", None, "side", odd=True, auto="2*ceil(3*sigma)+1", **SIDE)
-LOG_SIZE = Param("size", "int", None, "side", odd=True, auto="2*ceil(4*sigma)+1", **SIDE)
-BINOMIAL_SIZE = Param("size", "int", 3, "side (row n-1 of Pascal's triangle)", odd=True, **SIDE)
+GAUSS_SIZE = Param(
+    "size", "int", None, "side", odd=True, auto="2*ceil(3*sigma)+1", low=1, high=MAX_KERNEL_SIDE
+)
+LOG_SIZE = Param(
+    "size", "int", None, "side", odd=True, auto="2*ceil(4*sigma)+1", low=1, high=MAX_KERNEL_SIDE
+)
+BINOMIAL_SIZE = Param(
+    "size", "int", 3, "side (row n-1 of Pascal's triangle)", odd=True, low=1, high=MAX_KERNEL_SIDE
+)
 NEIGHBOURS = Param("neighbours", "choice", 4, "4 (edges) or 8 (edges and corners)", choices=(4, 8))
 AMOUNT = Param("amount", "float", 2.0, "amount-1 is added to the Laplacian's centre", low=0)
 DIRECTIONS = ("n", "ne", "e", "se", "s", "sw", "w", "nw")

@@ -5,6 +5,15 @@ scale still to apply), never a :class:`convtool.kernels.Kernel`, so that this mo
 grammars and ``kernels`` knows what a kernel is. All failures are :class:`KernelError` with
 a one-line message naming the bad part; file errors carry ``path=``.
 
+What a message quotes: text from the command line is quoted as an excerpt (at most
+:data:`convtool.errors.EXCERPT` characters, escaped). From a file, only a piece that looks
+like a (mistyped) number or scale is quoted (``'1.2.3'``, ``'1e'``, ``'nan'``): never a
+header key, a description or a line of something that is not a kernel file, so that
+``-k /etc/shadow`` or a file holding ``API_KEY=...`` shows none of its contents. Work is
+bounded before parsing: files are read up to :data:`MAX_FILE_BYTES` and
+:data:`MAX_FILE_LINES`, rows and values are counted against :data:`MAX_KERNEL_SIDE` before a
+single number is converted, and a number has at most :data:`MAX_NUMBER_CHARS` characters.
+
 Grammars (the README shows them with examples):
 
 - matrix: rows separated by ``;`` (or lines, in a file), values by spaces and/or commas,
@@ -20,30 +29,100 @@ Grammars (the README shows them with examples):
 
 from __future__ import annotations
 
+import contextlib
+import difflib
 import io
+import itertools
 import math
 import os
 import re
+import stat
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
 
-from convtool.errors import KernelError
+from convtool.errors import KernelError, excerpt
 
 MAX_KERNEL_SIDE = 1025  # taps per side; a 1025x1025 kernel is already 1M taps per pixel
-MAX_FILE_BYTES = 64 * 1024 * 1024  # a full-size kernel as text is ~20 MB
+# A full-size kernel written with 17 significant digits is ~25 MB of text, as .npy 8.4 MB.
+MAX_FILE_BYTES = 32 * 1024 * 1024
+# Rows, headers, comments and blank lines together: 16 lines per row of the largest kernel.
+MAX_FILE_LINES = 16 * MAX_KERNEL_SIDE
+MAX_NUMBER_CHARS = 100  # "-1.2345678901234567e-300" is 24; no written number needs more
 FILE_EXTENSIONS = (".txt", ".npy", ".mat", ".kernel")
 HEADER_KEYS = ("description", "scale", "origin", "column", "row")
 
-NUMBER = r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
+# Every pattern below matches in linear time: no two parts of one can take the same
+# characters (``\d+\.?\d*`` could split a run of digits k ways, and backtracking through
+# a 20 MB run of them never ended).
+NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 NUMBER_RE = re.compile(NUMBER)
 _SEPARATORS = re.compile(r"[\s,]+")
 # Between the rows of a numpy-style nested list: "], [" (or "];[" once lines are joined).
-_ROW_BREAK = re.compile(r"\]\s*[,;]*\s*\[")
-_MATRIX_SUFFIX = re.compile(rf"(?P<body>.*?)\s*(?P<op>[/*])\s*(?P<num>{NUMBER})\s*", re.S)
+_ROW_BREAK = re.compile(r"\](?:\s|[,;])*\[")
+# A trailing "/N" or "*X" (searched: the one operator the rest of the text follows).
+_MATRIX_SUFFIX = re.compile(rf"(?P<op>[/*])\s*(?P<num>{NUMBER})\s*\Z")
 _SCALE_RE = re.compile(rf"(?P<num>{NUMBER})?(?:/(?P<den>{NUMBER}))?(?P<flags>[%!^]*)")
 _IM_GEOMETRY = re.compile(r"\s*(\d+)(?:[xX](\d+))?(?:\+(\d+))?(?:\+(\d+))?\s*")
 _HEADER_RE = re.compile(r"([A-Za-z][A-Za-z_-]*)\s*:\s*(.*)")
+_TOKEN = re.compile(r"[^\s,]+")
+# What a message may quote from a file: a mistyped number, scale or size, nothing else.
+_QUOTABLE_FROM_FILE = re.compile(r"[0-9+\-.eExX/*%!^]{1,40}|nan|inf|infinity", re.IGNORECASE)
+# Control characters other than whitespace: binary data, not a text kernel file.
+_BINARY = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
+_FROM_FILE: ContextVar[bool] = ContextVar("convtool_kernel_text_from_file", default=False)
+
+
+@contextlib.contextmanager
+def reading_a_file() -> Iterator[None]:
+    """Within: the text being parsed came from a file, so messages quote less of it."""
+    token = _FROM_FILE.set(True)
+    try:
+        yield
+    finally:
+        _FROM_FILE.reset(token)
+
+
+def quoted(text: str) -> str | None:
+    """``text`` as a message may quote it (:func:`convtool.errors.excerpt`), or None.
+
+    None for text from a file unless it looks like a mistyped number or scale.
+    """
+    if _FROM_FILE.get() and not _QUOTABLE_FROM_FILE.fullmatch(text.strip()):
+        return None
+    return excerpt(text.strip())
+
+
+def _quoting(text: str, before: str = " ") -> str:
+    """``before`` + :func:`quoted` text, or nothing when it may not be quoted."""
+    shown = quoted(text)
+    return f"{before}{shown}" if shown else ""
+
+
+def tokens(text: str, limit: int) -> list[str]:
+    """The values of ``text`` (split at spaces and commas), at most ``limit`` + 1 of them.
+
+    A caller that gets more than ``limit`` refuses the row without splitting the rest of it:
+    a one-line file of 30 million values costs as little as one of 1026.
+    """
+    return [m.group() for m in itertools.islice(_TOKEN.finditer(text), limit + 1)]
+
+
+def _count(found: list[str], limit: int) -> str:
+    """How many values :func:`tokens` found, in words (it stops one past ``limit``)."""
+    return f"more than {limit:,}" if len(found) > limit else str(len(found))
+
+
+def side(text: str, what: str) -> int:
+    """A kernel side written in ``text`` (digits), refused above :data:`MAX_KERNEL_SIDE`."""
+    if len(text) > 6:  # int() of a 5000-digit string raises; no side needs 7 digits
+        raise KernelError(
+            f"{what}: a side of {len(text)} digits is above the limit of {MAX_KERNEL_SIDE} "
+            "taps per side"
+        )
+    return int(text)
 
 
 @dataclass(frozen=True)
@@ -94,19 +173,24 @@ def origin_from_centre(centre: tuple[int, int], shape: tuple[int, int], what: st
 
 def parse_number(token: str, what: str) -> float:
     """A finite float from ``token`` (plain decimal or exponent notation), or KernelError."""
+    if len(token) > MAX_NUMBER_CHARS:
+        raise KernelError(f"{what}: a value of {len(token):,} characters is not a number")
     if not NUMBER_RE.fullmatch(token):
         hint = " (scale the whole matrix with a trailing /N instead)" if "/" in token else ""
-        raise KernelError(f"{what}: {token!r} is not a number{hint}")
+        shown = quoted(token)
+        raise KernelError(
+            f"{what}: {shown} is not a number{hint}" if shown else f"{what} is not a number"
+        )
     value = float(token)
     if not math.isfinite(value):
-        raise KernelError(f"{what}: {token!r} is too large")
+        raise KernelError(f"{what}: {quoted(token) or 'a value'} is too large")
     return value
 
 
 def parse_scale(text: str) -> Scale:
     """Parse a scale such as ``2``, ``1/16``, ``50%``, ``!``, ``^`` or ``2!``."""
     compact = "".join(text.split())
-    m = _SCALE_RE.fullmatch(compact)
+    m = _SCALE_RE.fullmatch(compact) if len(compact) <= 2 * MAX_NUMBER_CHARS + 4 else None
     flags = m.group("flags") if m else ""
     if (
         not compact
@@ -116,13 +200,13 @@ def parse_scale(text: str) -> Scale:
         or (m.group("num") is None and ("%" in flags or m.group("den") is not None))
     ):
         raise KernelError(
-            f"scale {text!r} not understood; use a number (2, 0.5, 1/16), a percentage (50%), "
-            "! (normalise to sum 1), ^ (positives to 1, negatives to -1), or both (2!)"
+            f"scale{_quoting(text)} not understood; use a number (2, 0.5, 1/16), a percentage "
+            "(50%), ! (normalise to sum 1), ^ (positives to 1, negatives to -1), or both (2!)"
         )
     factor = parse_number(m.group("num"), "scale") if m.group("num") else 1.0
     divisor = parse_number(m.group("den"), "scale") if m.group("den") else 1.0
     if divisor == 0:
-        raise KernelError(f"scale {text!r} divides by zero")
+        raise KernelError(f"scale{_quoting(text)} divides by zero")
     if "%" in flags:
         factor *= 0.01
     normalize = {"!": "sum", "^": "zero-sum"}.get(flags.replace("%", ""))
@@ -131,41 +215,54 @@ def parse_scale(text: str) -> Scale:
 
 def parse_centre(text: str, what: str) -> tuple[int, int]:
     """``ROW,COL`` (or ``ROW COL``): the 0-based index of the centre tap."""
-    parts = [p for p in _SEPARATORS.split(text.strip()) if p]
+    parts = tokens(text, 2)
     if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise KernelError(
-            f"{what}: expected the centre as ROW,COL (whole numbers from 0), got {text!r}"
-        )
-    return (int(parts[0]), int(parts[1]))
+        got = f", got{_quoting(text)}" if quoted(text) else ""
+        raise KernelError(f"{what}: expected the centre as ROW,COL (whole numbers from 0){got}")
+    return (side(parts[0], what), side(parts[1], what))
 
 
 # ----------------------------------------------------------------------------- matrices
 
 
 def parse_rows(text: str, what: str = "matrix") -> np.ndarray:
-    """A 2-D array from rows separated by ``;``, values by spaces/commas, optional brackets."""
+    """A 2-D array from rows separated by ``;``, values by spaces/commas, optional brackets.
+
+    Rows and values are counted against :data:`MAX_KERNEL_SIDE` before any is converted.
+    """
     body = _ROW_BREAK.sub(";", text.strip())
-    opened = closed = 0
-    while body.startswith("["):
-        body, opened = body[1:].strip(), opened + 1
-    while body.endswith("]"):
-        body, closed = body[:-1].strip(), closed + 1
+    inner = body.lstrip("[ \t\r\n\f\v")
+    opened, body = body[: len(body) - len(inner)].count("["), inner
+    inner = body.rstrip("] \t\r\n\f\v")
+    closed, body = body[len(inner) :].count("]"), inner
     if opened != closed or "[" in body or "]" in body:
-        raise KernelError(f"{what}: unbalanced brackets in {text.strip()!r}")
+        raise KernelError(f"{what}: unbalanced brackets{_quoting(text, ' in ')}")
+    if body.count(";") > MAX_KERNEL_SIDE:  # one more ';' than rows is a trailing one
+        raise KernelError(
+            f"{what} has more than {MAX_KERNEL_SIDE} rows, above the limit of "
+            f"{MAX_KERNEL_SIDE} taps per side"
+        )
     rows = body.split(";")
     if len(rows) > 1 and not rows[-1].strip():
         rows.pop()  # a trailing ';' (as MATLAB allows) ends the last row, it adds none
-    values = []
+    values: list[list[float]] = []
     for number, row in enumerate(rows, 1):
-        tokens = [t for t in _SEPARATORS.split(row.strip()) if t]
-        if not tokens:
+        found = tokens(row, MAX_KERNEL_SIDE)
+        if not found:
             raise KernelError(f"{what}: {'it is empty' if not body else f'row {number} is empty'}")
-        values.append([parse_number(t, what) for t in tokens])
-    width = len(values[0])
-    for number, row in enumerate(values, 1):
-        if len(row) != width:
+        if len(found) > MAX_KERNEL_SIDE:
             raise KernelError(
-                f"{what}: row {number} has {len(row)} value{'s' * (len(row) != 1)} but row 1 "
+                f"{what}: row {number} has more than {MAX_KERNEL_SIDE} values, above the "
+                f"limit of {MAX_KERNEL_SIDE} taps per side"
+            )
+        values.append(
+            [parse_number(t, f"{what}, row {number}, value {i}") for i, t in enumerate(found, 1)]
+        )
+    width = len(values[0])
+    for number, parsed in enumerate(values, 1):
+        if len(parsed) != width:
+            raise KernelError(
+                f"{what}: row {number} has {len(parsed)} value{'s' * (len(parsed) != 1)} but row 1 "
                 f"has {width}; "
                 "all rows need the same length"
             )
@@ -175,10 +272,10 @@ def parse_rows(text: str, what: str = "matrix") -> np.ndarray:
 
 def parse_matrix_spec(text: str) -> MatrixData:
     """An inline matrix spec: ``"[1 2 1; 2 4 2; 1 2 1]/16"``, ``"1 -1"``, ``"[1,2;3,4]*0.5"``."""
-    m = _MATRIX_SUFFIX.fullmatch(text)
+    m = _MATRIX_SUFFIX.search(text)
     scale = None
-    if m and m.group("body").strip():
-        text, number = m.group("body"), parse_number(m.group("num"), "matrix scale")
+    if m and text[: m.start()].strip():
+        text, number = text[: m.start()], parse_number(m.group("num"), "matrix scale")
         if m.group("op") == "/":
             if number == 0:
                 raise KernelError("matrix scale: division by zero")
@@ -212,30 +309,30 @@ def parse_imagemagick(text: str) -> MatrixData:
     g = _IM_GEOMETRY.fullmatch(head)
     if g is None:
         raise KernelError(
-            f"ImageMagick kernel geometry {head.strip()!r} not understood: expected W, WxH or "
+            f"ImageMagick kernel geometry{_quoting(head)} not understood: expected W, WxH or "
             "WxH+X+Y (X, Y: centre column and row from 0); kernel lists and the @ < > "
             "expansion flags are not supported"
         )
-    width = int(g.group(1))
-    height = int(g.group(2)) if g.group(2) else width
-    check_side(height, width, "ImageMagick kernel")
-    x = int(g.group(3)) if g.group(3) else (width - 1) // 2
-    y = int(g.group(4)) if g.group(4) else (height - 1) // 2
+    what = "ImageMagick kernel"
+    width = side(g.group(1), what)
+    height = side(g.group(2), what) if g.group(2) else width
+    check_side(height, width, what)
+    x = side(g.group(3), what) if g.group(3) else (width - 1) // 2
+    y = side(g.group(4), what) if g.group(4) else (height - 1) // 2
     if ";" in body:
         raise KernelError("ImageMagick kernel lists (';') are not supported; give one kernel")
-    tokens = [t for t in _SEPARATORS.split(body.strip()) if t]
-    if len(tokens) != width * height:
-        raise KernelError(
-            f"ImageMagick kernel {width}x{height} needs {width * height} values, got {len(tokens)}"
-        )
+    found = tokens(body, MAX_KERNEL_SIDE**2)
+    if len(found) != width * height:
+        got = _count(found, MAX_KERNEL_SIDE**2)
+        raise KernelError(f"{what} {width}x{height} needs {width * height} values, got {got}")
     # nan / '-' mark taps outside the neighbourhood; for a weighted sum that is weight 0,
     # and a 0 changes neither the sum nor the positive/negative totals used to normalise.
-    absent = [t.lower() in ("nan", "-") for t in tokens]
+    absent = [t.lower() in ("nan", "-") for t in found]
     if all(absent):
         raise KernelError("ImageMagick kernel has no values, only nan/- taps")
     values = [
-        0.0 if a else parse_number(t, "ImageMagick kernel")
-        for t, a in zip(tokens, absent, strict=True)
+        0.0 if a else parse_number(t, f"{what}, value {i}")
+        for i, (t, a) in enumerate(zip(found, absent, strict=True), 1)
     ]
     weights = np.array(values, dtype=np.float64).reshape(height, width)
     origin = origin_from_centre((y, x), (height, width), "ImageMagick kernel")
@@ -276,9 +373,13 @@ def parse_text_file(text: str) -> MatrixData:
             continue
         key = m.group(1).lower()
         if key not in HEADER_KEYS:
+            # The key is not quoted: a file that is no kernel file ("root:..." in
+            # /etc/shadow, "API_KEY: ...") would show its contents.
+            close = difflib.get_close_matches(key, HEADER_KEYS, n=1, cutoff=0.75)
+            hint = f" (did you mean {close[0]}?)" if close else ""
             raise KernelError(
-                f"line {number}: unknown header {m.group(1)!r}; "
-                f"expected one of {', '.join(HEADER_KEYS)}"
+                f"line {number}: not a header this kernel file format knows{hint}; "
+                f"expected one of {', '.join(HEADER_KEYS)}, or rows of numbers"
             )
         if key in header:
             raise KernelError(f"line {number}: {key} given twice")
@@ -315,11 +416,11 @@ def parse_vips_matrix(text: str) -> MatrixData:
     lines = _content_lines(text)
     if not lines:
         raise KernelError("empty libvips matrix file")
-    head = [t for t in _SEPARATORS.split(lines[0][1]) if t]
+    head = tokens(lines[0][1], 4)
     usage = "libvips matrix header must be 'width height [scale [offset]]'"
     if not 2 <= len(head) <= 4 or not (head[0].isdigit() and head[1].isdigit()):
-        raise KernelError(f"{usage}, got {lines[0][1]!r}")
-    width, height = int(head[0]), int(head[1])
+        raise KernelError(f"line {lines[0][0]}: {usage}")
+    width, height = side(head[0], "libvips matrix"), side(head[1], "libvips matrix")
     check_side(height, width, "libvips matrix")
     scale = parse_number(head[2], "libvips scale") if len(head) > 2 else 1.0
     offset = parse_number(head[3], "libvips offset") if len(head) > 3 else 0.0
@@ -330,41 +431,68 @@ def parse_vips_matrix(text: str) -> MatrixData:
         raise KernelError(f"libvips matrix header says {height} rows, the file has {len(rows)}")
     values = []
     for number, line in rows:
-        tokens = [t for t in _SEPARATORS.split(line) if t]
-        if len(tokens) != width:
-            raise KernelError(f"line {number}: {len(tokens)} values, the header says width {width}")
-        values.append([parse_number(t, f"line {number}") for t in tokens])
+        found = tokens(line, MAX_KERNEL_SIDE)
+        if len(found) != width:
+            got = _count(found, MAX_KERNEL_SIDE)
+            raise KernelError(f"line {number}: {got} values, the header says width {width}")
+        values.append([parse_number(t, f"line {number}") for t in found])
     weights = np.array(values, dtype=np.float64)
     divide = Scale(f"1/{head[2]}", divisor=scale) if scale != 1 else None
     return MatrixData(weights, scale=divide, offset=offset)
 
 
 def load_npy_array(data: bytes) -> np.ndarray:
-    """The array of a ``.npy`` file's bytes, as float64, of any number of dimensions."""
+    """The array of a ``.npy`` file's bytes, as float64, of any number of dimensions.
+
+    The header is checked (kind of numbers) before the data is read. Messages never repeat
+    numpy's, which may quote the file's header (its keys and values).
+    """
+    if data.startswith(b"PK\x03\x04"):
+        raise KernelError("expected one array (.npy), not an archive of several (.npz)")
+    _shape, dtype = _npy_header(data)
+    if dtype.hasobject:
+        raise KernelError("not a readable .npy array (it holds Python objects: pickle, refused)")
+    if dtype.kind not in "biuf":
+        raise KernelError(f"the array holds {dtype.name}, not real numbers")
     try:
         array = np.load(io.BytesIO(data), allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001 - any failure of a foreign format is a bad file
-        raise KernelError(f"not a readable .npy array ({exc})") from None
-    if not isinstance(array, np.ndarray):
-        raise KernelError("expected one array (.npy), not an archive of several (.npz)")
-    if array.dtype.kind not in "biuf":
-        raise KernelError(f"the array holds {array.dtype}, not real numbers")
+    except Exception:  # noqa: BLE001 - any failure of a foreign format is a bad file
+        raise KernelError("not a readable .npy array (its data is truncated or corrupt)") from None
     return np.array(array, dtype=np.float64)
 
 
 def load_npy(data: bytes) -> MatrixData:
-    """A kernel from the bytes of a ``.npy`` file (2-D real array; 1-D is one row)."""
+    """A kernel from the bytes of a ``.npy`` file (2-D real array; 1-D is one row).
+
+    Its sides are checked from the header, before the data is read.
+    """
+    shape, _dtype = _npy_header(data)
+    if len(shape) in (3, 4):
+        raise KernelError(
+            f"the array is {len(shape)}-D: a layer's weights ((C_in, kh, kw) or "
+            "(C_out, C_in/groups, kh, kw)), which `convtool filter -k` takes; a kernel is 2-D"
+        )
+    if len(shape) not in (1, 2):
+        raise KernelError(f"the array is {len(shape)}-D; a kernel is 2-D")
+    height, width = (1, shape[0]) if len(shape) == 1 else (shape[0], shape[1])
+    check_side(height, width)
     array = load_npy_array(data)
     if array.ndim == 1:
         array = array[np.newaxis, :]
-    if array.ndim in (3, 4):
-        raise KernelError(
-            f"the array is {array.ndim}-D: a layer's weights ((C_in, kh, kw) or "
-            "(C_out, C_in/groups, kh, kw)), which `convtool filter -k` takes; a kernel is 2-D"
-        )
-    if array.ndim != 2:
-        raise KernelError(f"the array is {array.ndim}-D; a kernel is 2-D")
     return MatrixData(array)
+
+
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) from a .npy file's header, or KernelError."""
+    fmt = np.lib.format
+    stream = io.BytesIO(data)
+    try:
+        version = fmt.read_magic(stream)
+        read = {(1, 0): fmt.read_array_header_1_0, (2, 0): fmt.read_array_header_2_0}[version]
+        shape, _fortran, dtype = read(stream)
+    except Exception:  # noqa: BLE001 - a bad magic string, version or header
+        raise KernelError("not a readable .npy array (its header is not a .npy header)") from None
+    return tuple(shape), np.dtype(dtype)
 
 
 def load_matlab(data: bytes) -> MatrixData:
@@ -373,8 +501,9 @@ def load_matlab(data: bytes) -> MatrixData:
 
     try:
         contents = scipy.io.loadmat(io.BytesIO(data))
-    except Exception as exc:  # noqa: BLE001 - any failure of a foreign format is a bad file
-        raise KernelError(f"not a readable MATLAB .mat file ({exc})") from None
+    except Exception:  # noqa: BLE001 - any failure of a foreign format is a bad file
+        # (scipy's message is not repeated: it may quote the file's header text)
+        raise KernelError("not a readable MATLAB .mat file (v5 format expected)") from None
     arrays = {
         name: value
         for name, value in contents.items()
@@ -384,11 +513,16 @@ def load_matlab(data: bytes) -> MatrixData:
         and value.ndim == 2
     }
     if len(arrays) != 1:
-        found = ", ".join(sorted(arrays)) or "none"
+        # MATLAB names are identifiers of at most 63 characters; five of them at most
+        names = sorted(arrays)
+        shown = ", ".join(name[:63] for name in names[:5]) + (", ..." if len(names) > 5 else "")
         raise KernelError(
-            f"a MATLAB kernel file must hold exactly one 2-D numeric variable (found: {found})"
+            "a MATLAB kernel file must hold exactly one 2-D numeric variable "
+            f"(found: {shown or 'none'})"
         )
-    return MatrixData(np.array(next(iter(arrays.values())), dtype=np.float64))
+    array = next(iter(arrays.values()))
+    check_side(*array.shape)
+    return MatrixData(np.array(array, dtype=np.float64))
 
 
 def read_kernel_data(path: str | os.PathLike) -> MatrixData:
@@ -396,7 +530,8 @@ def read_kernel_data(path: str | os.PathLike) -> MatrixData:
     where = os.fspath(path)
     data = read_file_bytes(where)
     try:
-        return _parse_file_bytes(data, os.path.splitext(where)[1].lower())
+        with reading_a_file():
+            return _parse_file_bytes(data, os.path.splitext(where)[1].lower())
     except KernelError as exc:
         if exc.path is not None:
             raise
@@ -404,18 +539,33 @@ def read_kernel_data(path: str | os.PathLike) -> MatrixData:
 
 
 def read_file_bytes(path: str | os.PathLike, what: str = "kernel file") -> bytes:
-    """The bytes of a kernel (or bias) file, at most MAX_FILE_BYTES + 1 of them."""
+    """The bytes of a kernel (or bias) file, at most MAX_FILE_BYTES + 1 of them.
+
+    Only a regular file: a FIFO or a device (``/dev/zero``, ``/dev/stdin``) is refused,
+    and opening it does not wait for a writer.
+    """
     where = os.fspath(path)
     try:
-        with open(where, "rb") as handle:
-            return handle.read(MAX_FILE_BYTES + 1)
+        fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise KernelError(f"no such {what}", path=where) from None
     except IsADirectoryError:
         raise KernelError(f"is a folder, not a {what}", path=where) from None
     except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
+        reason = (getattr(exc, "strerror", None) or type(exc).__name__).lower()
         raise KernelError(f"cannot read the {what} ({reason})", path=where) from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise KernelError(f"is a folder, not a {what}", path=where)
+        raise KernelError("is not a regular file (a device or a pipe?)", path=where)
+    with open(fd, "rb") as handle:
+        try:
+            return handle.read(MAX_FILE_BYTES + 1)
+        except OSError as exc:
+            reason = (exc.strerror or type(exc).__name__).lower()
+            raise KernelError(f"cannot read the {what} ({reason})", path=where) from None
 
 
 def _parse_file_bytes(data: bytes, extension: str) -> MatrixData:
@@ -429,6 +579,10 @@ def _parse_file_bytes(data: bytes, extension: str) -> MatrixData:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise KernelError("not a text kernel file (not UTF-8), nor .npy or MATLAB") from None
+    if _BINARY.search(text):
+        raise KernelError("not a text kernel file (it holds control characters), nor .npy")
+    if data.count(b"\n") >= MAX_FILE_LINES:
+        raise KernelError(f"more than {MAX_FILE_LINES:,} lines; not a kernel file")
     if extension == ".mat":
         return parse_vips_matrix(text)
     return parse_text_file(text)

@@ -12,6 +12,7 @@ channels ``g*C_in/groups + c`` of each channel filtered with ``weights[o, c]``, 
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -146,36 +147,58 @@ def read_layer_file(path: str | os.PathLike) -> LayerKernel | None:
         raise KernelError(str(exc), path=where) from None
     if array.ndim not in (3, 4):
         return None
+    if max(array.shape[-2:]) > fmt.MAX_KERNEL_SIDE:
+        fmt.check_side(*array.shape[-2:])
     try:
         return LayerKernel(array, where)
     except KernelError as exc:
         raise KernelError(str(exc), path=where) from None
 
 
-_NUMBERS = re.compile(r"[\s,;\[\]]+")
+_NUMBER_TOKEN = re.compile(r"[^\s,;\[\]]+")
+MAX_BIAS_VALUES = 1 << 16  # one per output channel; more is no bias file
 
 
 def read_bias_file(path: str | os.PathLike) -> np.ndarray:
-    """A bias: one number per output channel, from a ``.npy`` file (1-D) or a text file."""
+    """A bias: one number per output channel, from a ``.npy`` file (1-D) or a text file.
+
+    At most :data:`MAX_BIAS_VALUES` values, counted before any is converted; a message
+    quotes no more of the file than a mistyped number (see :mod:`convtool.kernels.formats`).
+    """
     where = os.fspath(path)
     data = fmt.read_file_bytes(where, "bias file")
     try:
-        if data.startswith(b"\x93NUMPY"):
-            values = fmt.load_npy_array(data)
-            if values.ndim > 1 and max(values.shape) != values.size:
-                raise KernelError(f"a bias is 1-D, got an array of shape {values.shape}")
-            values = values.ravel()
-        else:
-            try:
-                text = data.decode("utf-8")
-            except UnicodeDecodeError:
-                raise KernelError("not a bias file (neither .npy nor UTF-8 text)") from None
-            tokens = [t for t in _NUMBERS.split(text) if t]
-            values = np.array([fmt.parse_number(t, "bias") for t in tokens], dtype=np.float64)
-        if values.size == 0:
-            raise KernelError("the bias file holds no numbers")
-        if not np.isfinite(values).all():
-            raise KernelError("the bias must be finite (no NaN or infinity)")
+        with fmt.reading_a_file():
+            values = _bias_values(data)
     except KernelError as exc:
         raise KernelError(str(exc), path=where) from None
+    return values
+
+
+def _bias_values(data: bytes) -> np.ndarray:
+    if len(data) > fmt.MAX_FILE_BYTES:
+        raise KernelError(f"larger than {fmt.MAX_FILE_BYTES // 2**20} MB; not a bias file")
+    if data.startswith(b"\x93NUMPY"):
+        values = fmt.load_npy_array(data)
+        if values.ndim > 1 and max(values.shape) != values.size:
+            raise KernelError(f"a bias is 1-D, got an array of shape {values.shape}")
+        values = values.ravel()
+    else:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise KernelError("not a bias file (neither .npy nor UTF-8 text)") from None
+        found = [
+            m.group() for m in itertools.islice(_NUMBER_TOKEN.finditer(text), MAX_BIAS_VALUES + 1)
+        ]
+        if len(found) > MAX_BIAS_VALUES:
+            raise KernelError(f"more than {MAX_BIAS_VALUES:,} values; not a bias file")
+        numbers = [fmt.parse_number(t, f"bias, value {i}") for i, t in enumerate(found, 1)]
+        values = np.array(numbers, dtype=np.float64)
+    if values.size == 0:
+        raise KernelError("the bias file holds no numbers")
+    if values.size > MAX_BIAS_VALUES:
+        raise KernelError(f"more than {MAX_BIAS_VALUES:,} values; not a bias file")
+    if not np.isfinite(values).all():
+        raise KernelError("the bias must be finite (no NaN or infinity)")
     return values

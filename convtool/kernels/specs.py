@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from convtool.errors import KernelError, UnknownKernelError
+from convtool.errors import KernelError, UnknownKernelError, excerpt
 from convtool.kernels import formats as fmt
 from convtool.kernels.builders import (
     BUILDERS,
@@ -139,14 +139,14 @@ def parse_kernel_spec(spec: str) -> Kernel:
         raise KernelError(
             "empty kernel spec; give a kernel name, matrix or file (see `convtool kernels`)"
         )
-    if os.path.isfile(text) and text.lower() not in kernel_names():
+    if _is_file_spec(text):
         return read_kernel_file(text)
     fmt.reject_imagemagick_flags(text)
     base, *modifiers = text.split("@")
     if not base.strip():  # ImageMagick's "@file"
         path = modifiers.pop(0).strip()
         if not path:
-            raise KernelError(f"{spec.strip()!r}: '@' must be followed by a kernel file name")
+            raise KernelError(f"{excerpt(text)}: '@' must be followed by a kernel file name")
         kernel = read_kernel_file(path)
     else:
         kernel = _parse_base(base.strip())
@@ -155,8 +155,33 @@ def parse_kernel_spec(spec: str) -> Kernel:
     return kernel
 
 
+def files_read(spec: str) -> list[str]:
+    """The kernel files that :func:`parse_kernel_spec` reads for ``spec`` (none, or one).
+
+    Commands that write check that no output overwrites them.
+    """
+    text = spec.strip() if isinstance(spec, str) else ""
+    if not text:
+        return []
+    if _is_file_spec(text):
+        return [text]
+    base, *modifiers = text.split("@")
+    if not base.strip():
+        return [modifiers[0].strip()] if modifiers and modifiers[0].strip() else []
+    return [base.strip()] if _names_a_file(base.strip()) else []
+
+
+def _is_file_spec(text: str) -> bool:
+    """A spec that is, as a whole, the name of an existing file (and no kernel's name)."""
+    return os.path.isfile(text) and text.lower() not in kernel_names()
+
+
+def _names_a_file(base: str) -> bool:
+    return base.lower().endswith(fmt.FILE_EXTENSIONS)
+
+
 def _parse_base(text: str) -> Kernel:
-    if text.lower().endswith(fmt.FILE_EXTENSIONS):
+    if _names_a_file(text):
         return read_kernel_file(text)
     shown = " ".join(text.split())
     shown = shown if len(shown) <= 60 else shown[:57] + "..."
@@ -177,7 +202,7 @@ def _apply_modifier(kernel: Kernel, modifier: str) -> Kernel:
         origin = fmt.origin_from_centre(centre, kernel.shape, "@origin")
         return dataclasses.replace(kernel, origin=origin, name=f"{kernel.name}@origin={value}")
     raise KernelError(
-        f"unknown kernel modifier {'@' + modifier.strip()!r}; use @scale=S or @origin=ROW,COL"
+        f"unknown kernel modifier {excerpt('@' + modifier.strip())}; use @scale=S or @origin=ROW,COL"
     )
 
 
@@ -185,19 +210,21 @@ def _parse_named(text: str) -> Kernel:
     m = _NAME_RE.fullmatch(text)
     if m is None:
         if "/" in text or "\\" in text:
-            raise KernelError(f"no such kernel file: {text!r}")
-        raise KernelError(f"{text!r} is not a kernel name, matrix or file")
+            raise KernelError(f"no such kernel file: {excerpt(text)}")
+        raise KernelError(f"{excerpt(text)} is not a kernel name, matrix or file")
     name, args = m.group(1).lower().replace("_", "-"), m.group(2)
     builder = BUILDERS.get(name)
     if builder is not None:
         return builder.build(**parse_params(builder.name, builder.params, args))
     if name in fixed_files():
         if args is not None:
-            raise KernelError(f"{name} is a fixed kernel and takes no parameters, got {args!r}")
+            raise KernelError(
+                f"{name} is a fixed kernel and takes no parameters, got {excerpt(args)}"
+            )
         return fixed_kernel(name)
     close = difflib.get_close_matches(name, kernel_names(), n=3, cutoff=0.6)
     hint = f"did you mean {' or '.join(close)}?" if close else f"known: {', '.join(kernel_names())}"
-    raise UnknownKernelError(f"unknown kernel {name!r}; {hint}", name=name)
+    raise UnknownKernelError(f"unknown kernel {excerpt(name)}; {hint}", name=name)
 
 
 def read_kernel_file(path: str | os.PathLike) -> Kernel:

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convtool import images
-from convtool.errors import UsageError
+from convtool import images, resources
+from convtool.engine.memory import engine_peak_bytes
+from convtool.errors import ImageReadError, UsageError
+from convtool.images import outputs
 from convtool.match.scores import (
     Match,
     check_threshold,
@@ -57,6 +59,17 @@ class MatchRequest:
             raise UsageError("only one of -o -, --overlay - and --json can use stdout")
         if self.scene == "-" and self.template == "-":
             raise UsageError("only one of SCENE and TEMPLATE can be read from stdin")
+        written = [("-o", self.output), ("--overlay", self.overlay)]
+        for option, path in written:
+            if path:
+                outputs.check_name(path, option)
+        outputs.check_not_inputs(
+            [(option, path) for option, path in written if path], [self.scene, self.template]
+        )
+        if self.output:
+            images.format_for(self.output, self.format)  # an unknown format: before the work
+        if self.overlay:
+            images.format_for(self.overlay)
         check_threshold(self.threshold)  # before the work, not after it
 
 
@@ -97,6 +110,7 @@ def run(request: MatchRequest) -> MatchOutcome:
 
     gray = not request.per_channel
     scene, template = read(request.scene, gray), read(request.template, gray)
+    _check_before_matching(request, scene, template)
     scores = match_template(
         scene.pixels,
         template.pixels,
@@ -124,6 +138,73 @@ def run(request: MatchRequest) -> MatchOutcome:
         picture = images.Image(drawn, alpha=display.alpha, depth=display.depth)
         images.write_image(request.overlay, picture, compress_level=request.compress_level)
     return MatchOutcome(scores, hits, request.threshold)
+
+
+def _check_before_matching(
+    request: MatchRequest, scene: images.Image, template: images.Image
+) -> None:
+    """Finite values (naming the file), output formats that hold the sizes, memory enough."""
+    for path, image in ((request.scene, scene), (request.template, template)):
+        if not (np.isfinite(np.min(image.pixels)) and np.isfinite(np.max(image.pixels))):
+            raise ImageReadError(
+                "the image has NaN or infinite pixel values, which cannot be matched; "
+                "replace them first (e.g. with 0)",
+                path="stdin" if path == "-" else path,
+            )
+    height, width, channels = scene.pixels.shape
+    h, w = template.pixels.shape[:2]
+    if h > height or w > width:
+        return  # match_template says so, naming both sizes
+    if request.output:
+        shape = (height, width) if request.geometry == "same" else (height - h + 1, width - w + 1)
+        fmt = images.format_for(request.output, request.format)
+        outputs.check_size(request.output, fmt, *shape, 1, option="-o")
+    if request.overlay:
+        fmt = images.format_for(request.overlay)
+        outputs.check_size(request.overlay, fmt, height, width, 3, option="--overlay")
+    need = peak_bytes(
+        (height, width, channels),
+        (h, w),
+        method=request.method,
+        threads=request.threads,
+        overlay=bool(request.overlay),
+    )
+    resources.check_fits(
+        need,
+        f"matching a {w}×{h} template in this {width}×{height} scene",
+        "a smaller scene or template, or fewer --threads",
+        path="stdin" if request.scene == "-" else request.scene,
+    )
+
+
+def peak_bytes(
+    scene_shape: tuple[int, int, int],
+    template_shape: tuple[int, int],
+    *,
+    method: str = "auto",
+    threads: int | None = None,
+    overlay: bool = False,
+) -> int:
+    """Bytes :func:`run` allocates at its peak beyond the scene and template as read.
+
+    An upper bound, array by array: the float64 stack of the scene's channels, per channel
+    the centred copy, the engine's correlation (``engine_peak_bytes``), the two window sums
+    made at once (each a running-sum pass, its transposed copy and the second pass), the
+    score arithmetic; then what writing the score map and drawing the overlay take.
+    """
+    height, width, channels = scene_shape
+    h, w = template_shape
+    plane = height * width * 8
+    scores = max(0, height - h + 1) * max(0, width - w + 1) * 8
+    engine = engine_peak_bytes(
+        1, height, width, (h, w), itemsize=8, padding="valid", method=method, threads=threads
+    )
+    prefix = 8 * (height * (1024 + w) + width * (1024 + h))
+    per_channel = plane + engine + plane + 2 * (3 * plane + prefix) + 6 * scores
+    matching = channels * plane + per_channel + 2 * scores
+    writing = scores + 3 * scores + scores // 8 * 5  # score picture, levels, samples, PNG
+    drawing = (height * width * 3 * 4) * 4 + height * width * 4 if overlay else 0
+    return max(matching, scores + writing, scores + drawing)
 
 
 def _write_scores(request: MatchRequest, scores: np.ndarray) -> None:

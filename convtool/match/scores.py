@@ -160,7 +160,10 @@ def _sums_and_squares(x: np.ndarray, h: int, w: int, threads: int | None):
     if (threads or cpu_count()) < 2:
         return _window_sums(x, h, w), _window_sums(np.square(x), h, w)
     with ThreadPoolExecutor(2) as pool:
-        squares = pool.submit(lambda: _window_sums(np.square(x), h, w))
+        try:
+            squares = pool.submit(lambda: _window_sums(np.square(x), h, w))
+        except RuntimeError:  # no thread can be started (a process limit): here, in turn
+            return _window_sums(x, h, w), _window_sums(np.square(x), h, w)
         return _window_sums(x, h, w), squares.result()
 
 

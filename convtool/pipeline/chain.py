@@ -98,6 +98,24 @@ class _Ticker:
         self.progress(self.done, self.total)
 
 
+def mix_channels(matrix: np.ndarray, stack: np.ndarray) -> np.ndarray:
+    """``matrix @ stack`` over the channels of a (3, H, W) stack, pixel by pixel.
+
+    Elementwise multiply-adds in a fixed order rather than a matrix product: BLAS blocks a
+    product differently for different image sizes, so a band of rows would not get the
+    bytes of the whole image (streaming relies on it).
+    """
+    weights = matrix.astype(stack.dtype)
+    out = np.empty_like(stack)
+    tmp = np.empty_like(stack[0])
+    for i, row in enumerate(weights):
+        np.multiply(stack[0], row[0], out=out[i])
+        for j in range(1, len(row)):
+            np.multiply(stack[j], row[j], out=tmp)
+            np.add(out[i], tmp, out=out[i])
+    return out
+
+
 def parse_channels(text: str) -> str | tuple[int, ...]:
     """``all``, ``luma``, or channel names/indices like ``R,G`` or ``0,2``."""
     key = text.strip().lower()
@@ -196,7 +214,7 @@ class Chain:
         stack = np.moveaxis(pixels, -1, 0)
         luma = self.channels == "luma" and stack.shape[0] == 3
         if luma:
-            stack = np.tensordot(RGB_TO_YCBCR.astype(stack.dtype), stack, axes=1)
+            stack = mix_channels(RGB_TO_YCBCR, stack)
         picked = self._picked(stack.shape[0], luma)
         kept = [c for c in range(stack.shape[0]) if c not in picked]
         everything = len(picked) == stack.shape[0]  # the common case: no copy to pick
@@ -215,7 +233,7 @@ class Chain:
             out[list(picked)], out[kept] = filtered, carried
             filtered = out
         if luma:
-            filtered = np.tensordot(YCBCR_TO_RGB.astype(filtered.dtype), filtered, axes=1)
+            filtered = mix_channels(YCBCR_TO_RGB, filtered)
         # the (H, W, C) view of the filtered planes: writing reads them band by band
         return np.moveaxis(filtered, 0, -1), alpha
 
@@ -261,7 +279,7 @@ class Chain:
             return tuple(range(count))
         if luma:
             return (0,)
-        if self.channels == "luma":
+        if isinstance(self.channels, str):  # "luma": "all" returned above
             raise UsageError(f"--channels luma needs a grey or RGB image, not {count} channels")
         missing = [c for c in self.channels if c >= count]
         if missing:
@@ -275,10 +293,10 @@ class Chain:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """The steps, N times, over a (C, H, W) stack, with alpha handled by ``alpha_mode``."""
         alpha_in_stack = alpha is not None and self.alpha_mode == "filter"
-        if alpha_in_stack:
+        if alpha is not None and alpha_in_stack:
             stack = np.concatenate([stack, alpha[None]], axis=0)
             alpha = None
-        weights = None
+        weights: np.ndarray | None = None
         if alpha is not None and self.alpha_mode == "weighted":
             # alpha's value scale (1, 255, 65535) cancels in the final division
             stack, weights = stack * alpha, alpha[None]

@@ -272,7 +272,8 @@ def _gradient_pair(operator: Any) -> tuple[Any, Any]:
                 f"gradient operator must be one of {', '.join(GRADIENT_OPERATORS)} or a pair "
                 f"(kx, ky) of kernels, got {operator!r}"
             )
-        return tuple(get_kernel(name) for name in GRADIENT_OPERATORS[operator])
+        x_name, y_name = GRADIENT_OPERATORS[operator]
+        return get_kernel(x_name), get_kernel(y_name)
     try:
         kx, ky = operator
     except (TypeError, ValueError):

@@ -13,188 +13,52 @@ memory available::
 The estimate is an upper bound built from the engine's own sizing rules (output, bands of
 padded rows at most one image in size all together, but at least 1.5 kernel spans tall;
 FFT transforms rounded up to 2·3·5-smooth sizes, the kernel's spectrum made in float64),
-checked against measured allocations in ``tests/test_limits.py``. Available memory is
-``MemAvailable`` from ``/proc/meminfo`` (else ``os.sysconf``), capped by a cgroup memory
-limit when one is set; the environment variable ``CONVTOOL_MAX_MEMORY`` overrides it
-(``8G``, ``512M``, bytes; ``0`` turns the check off).
+checked against measured allocations in ``tests/test_limits.py``. One engine call's
+bytes are :mod:`convtool.engine.memory`'s; what is available, and the refusal itself, are
+:mod:`convtool.resources`' (shared with ``match`` and ``compare``).
+
+An image filtered band by band (:mod:`convtool.pipeline.stream`) needs memory for its bands,
+not for the image: :func:`stream_peak_bytes` prices a band height from what each stage of
+the graph is asked for, and :func:`stream_band_rows` picks the tallest band that fits.
 """
 
 from __future__ import annotations
 
-import os
-import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from convtool._system import cpu_count
-from convtool.engine import bands, passes, plan
-from convtool.errors import ResourceLimitError, UsageError
+from convtool.engine.memory import axis_or_none, engine_peak_bytes, next_fast_len
+from convtool.errors import ResourceLimitError
 from convtool.padding import Padding, parse_padding
+from convtool.resources import (
+    HEADROOM,
+    MEMORY_ENV,
+    available_memory,
+    check_fits,
+    format_bytes,
+    parse_bytes,
+)
 
 __all__ = [
+    "HEADROOM",
     "MEMORY_ENV",
     "available_memory",
     "chain_peak_bytes",
+    "check_fits",
     "check_memory",
     "engine_peak_bytes",
     "estimate_peak_bytes",
     "format_bytes",
     "frame_held_bytes",
+    "next_fast_len",
+    "output_shape",
+    "parse_bytes",
+    "stream_band_rows",
+    "stream_peak_bytes",
 ]
-
-MEMORY_ENV = "CONVTOOL_MAX_MEMORY"
-"""Environment variable: the memory convtool may use (``8G``, ``512M``, bytes; 0 = no check)."""
-
-# Left for Python, the libraries and the encoder's small buffers on top of the estimate.
-HEADROOM = 64 << 20
-
-_MEMINFO = "/proc/meminfo"
-_CGROUP_FILES = (
-    ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-    (
-        "/sys/fs/cgroup/memory/memory.limit_in_bytes",  # cgroup v1
-        "/sys/fs/cgroup/memory/memory.usage_in_bytes",
-    ),
-)
-
-
-# ---------------------------------------------------------------------------- one engine call
-
-
-# The model asks the engine for its geometry and band sizing (engine.plan: axis, tuning,
-# band_within_budget; bands.BAND_COPIES, fft.BAND_COPIES and band_rows), so that it cannot
-# drift from what the engine allocates; the tests compare the two.
-
-
-def _axis(n: int, taps: int, dilation: int, stride: int, origin: int, padding: Padding):
-    """The engine's :class:`~convtool.engine.plan.Axis`, or None where it refuses the call."""
-    try:
-        return plan.axis(n, taps, dilation, stride, origin, padding)
-    except UsageError:
-        return None  # valid padding with a kernel larger than the image
-
-
-def _plan(rows, cols, kernel_shape, padding: Padding, itemsize: int) -> plan.Plan:
-    """The engine's plan of a call, for its sizes only (weights left zero, never run)."""
-    col_start = min(cols.offset, 0)
-    col_end = max(cols.n, cols.offset + cols.reach)
-    return plan.Plan(
-        weights=np.zeros(kernel_shape),
-        factors=None,
-        rows=rows,
-        cols=cols,
-        padding=padding,
-        cval=0.0,
-        dtype=np.dtype(np.float32 if itemsize <= 4 else np.float64),
-        col_start=col_start,
-        col_count=col_end - col_start,
-        tuning=plan.tuning(),
-    )
-
-
-def next_fast_len(n: int) -> int:
-    """The smallest 2·3·5-smooth number ≥ n (scipy.fft.next_fast_len for real transforms)."""
-    if n <= 1:
-        return 1
-    best = 1 << (n - 1).bit_length()  # a power of two ≥ n
-    power5 = 1
-    while power5 < best:
-        power35 = power5
-        while power35 < best:
-            candidate = power35
-            while candidate < n:
-                candidate *= 2
-            best = min(best, candidate)
-            power35 *= 3
-        power5 *= 5
-    return best
-
-
-def engine_peak_bytes(
-    channels: int,
-    height: int,
-    width: int,
-    kernel_shape: tuple[int, int],
-    *,
-    itemsize: int = 4,
-    separable: bool = False,
-    padding: Padding | str = Padding.REFLECT,
-    stride: int | tuple[int, int] = 1,
-    dilation: int | tuple[int, int] = 1,
-    origin: tuple[int, int] = (0, 0),
-    method: str = "auto",
-    threads: int | None = None,
-    column_factor=None,
-) -> int:
-    """Bytes one ``engine.correlate``/``convolve`` call allocates at its peak, input excluded.
-
-    That is its output plus the bands of padded rows the worker threads hold at once (and,
-    for the FFT, the kernel's spectrum and its float64 making). ``method="auto"`` is
-    resolved as the engine resolves it; ``separable`` says whether the kernel is rank 1, and
-    ``column_factor`` (its column factor, in correlation form) whether the engine sums it by
-    running; without it the estimate assumes so (the larger figure).
-    """
-    padding = parse_padding(padding)
-    sy, sx = _pair(stride)
-    dy, dx = _pair(dilation)
-    rows = _axis(height, kernel_shape[0], dy, sy, origin[0], padding)
-    cols = _axis(width, kernel_shape[1], dx, sx, origin[1], padding)
-    if rows is None or cols is None or rows.size == 0 or cols.size == 0:
-        return 0  # the engine refuses it (valid padding with a kernel larger than the image)
-    method = _resolve_method(method, kernel_shape, separable, (height, width))
-    workers = max(1, threads or cpu_count())
-    output = channels * rows.size * cols.size * itemsize
-    call = _plan(rows, cols, kernel_shape, padding, itemsize)
-    if method == "fft":
-        return output + _fft_bytes(channels, call, itemsize, workers)
-    tuned = call.tuning
-    wanted = max(1, tuned.band_elements // (channels * call.col_count))
-    # The engine makes bands about as tall as the kernel for a box column factor (a running
-    # sum); without the factors at hand, assume it does (the larger estimate).
-    box = column_factor is None or passes.is_box(np.asarray(column_factor), tuned.box_min_taps)
-    if method == "separable" and box:
-        wanted = max(wanted, min(rows.span, tuned.running_max_band))
-    band = plan.band_within_budget(call, channels, wanted, workers, bands.BAND_COPIES)
-    band = min(band, rows.size)
-    in_flight = min(workers, -(-rows.size // band))
-    buffer = channels * (sy * (band - 1) + rows.span) * call.col_count * itemsize
-    return output + in_flight * bands.BAND_COPIES * buffer
-
-
-def _fft_bytes(channels: int, call: plan.Plan, itemsize: int, workers: int) -> int:
-    from convtool.engine import fft  # scipy.fft: imported when an FFT is to run anyway
-
-    rows, cols, stride = call.rows, call.cols, call.rows.stride
-    band = plan.band_within_budget(call, channels, fft.band_rows(call), workers, fft.BAND_COPIES)
-    fft_h = next_fast_len(stride * (band - 1) + rows.span)
-    fft_w = next_fast_len(call.col_count)
-    half = fft_h * (fft_w // 2 + 1)  # complex values in one real transform's spectrum
-    # The kernel's spectrum: dilated float64 weights, a zero-padded float64 copy and its
-    # complex128 transform, then the working-precision copy that stays.
-    setup = rows.span * cols.span * 8 + fft_h * fft_w * 8 + half * 16
-    spectrum = half * 2 * itemsize
-    kept_rows = min(band, rows.size)
-    buffer = channels * (stride * (kept_rows - 1) + rows.span) * call.col_count * itemsize
-    # Per band at once: its rows, their zero-padded copy, the product spectrum, the inverse.
-    per_band = buffer + channels * (2 * fft_h * fft_w * itemsize + half * 2 * itemsize)
-    in_flight = min(workers, -(-rows.size // band))
-    return setup + spectrum + in_flight * per_band
-
-
-def _resolve_method(method: str, kernel_shape, separable: bool, image_shape) -> str:
-    if method != "auto":
-        return method
-    from convtool import engine
-
-    return engine.choose_method(tuple(kernel_shape), separable, image_shape)
-
-
-def _pair(value) -> tuple[int, int]:
-    if isinstance(value, tuple | list):
-        return int(value[0]), int(value[1])
-    return int(value), int(value)
-
 
 # ---------------------------------------------------------------------------- a chain
 
@@ -224,9 +88,13 @@ def estimate_peak_bytes(
     from convtool.pipeline.chain import Chain, FilterOptions
     from convtool.pipeline.steps import ConvolveStep
 
-    steps = [ConvolveStep(_as_kernel(k)) for k in kernel_shapes]
+    steps = tuple(ConvolveStep(_as_kernel(k)) for k in kernel_shapes)
     options = FilterOptions(
-        padding=padding, stride=stride, dilation=dilation, method=method, threads=threads
+        padding=parse_padding(padding),
+        stride=stride,
+        dilation=dilation,
+        method=method,
+        threads=threads,
     )
     chain = Chain(steps=steps, options=options, iterations=iterations)
     return chain_peak_bytes(
@@ -387,6 +255,53 @@ def frame_held_bytes(
     return (height * width + h * w) * layers * itemsize + h * w * layers * (4 + 2)
 
 
+def step_shape(step, options, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) one step of a chain makes of a height × width stack."""
+    from convtool.pipeline.steps import GradientStep, PoolStep
+
+    if isinstance(step, PoolStep):
+        return (
+            (height - step.size[0]) // step.stride[0] + 1,
+            (width - step.size[1]) // step.stride[1] + 1,
+        )
+    kernel: Any
+    if isinstance(step, GradientStep):
+        kernel = step.kx
+    elif hasattr(step, "kernel"):
+        kernel = step.kernel
+    elif hasattr(step, "layer"):  # a layer: its taps move over the image as a kernel's do
+        kernel = _Taps(tuple(step.layer.shape), (0, 0))
+    else:
+        return height, width  # a step of the caller's own: assumed to keep the size
+    if options.transposed:
+        return _transposed_shape(kernel, options, height, width)
+    return _output_shape(kernel, options, height, width)
+
+
+@dataclass(frozen=True)
+class _Taps:
+    """A kernel's geometry alone (a layer's): what the shape of a step depends on."""
+
+    shape: tuple[int, int]
+    origin: tuple[int, int]
+
+
+def output_shape(chain, height: int, width: int) -> tuple[int, int]:
+    """The (height, width) of what ``chain`` makes of a height × width image.
+
+    Known before filtering, so that an output format's size limit (GIF, JPEG) is checked
+    before the work rather than by the encoder after it. A filter bank (``--stack``)
+    applies each step to the image on its own: its outputs have the first one's size.
+    """
+    banks = [[step] for step in chain.steps] if getattr(chain, "stack", False) else [chain.steps]
+    h, w = height, width
+    for steps in banks[:1]:
+        for _ in range(chain.iterations):
+            for step in steps:
+                h, w = step_shape(step, chain.options, h, w)
+    return h, w
+
+
 def _picked_count(channels_option, channels: int) -> int:
     if channels_option in ("all", "luma"):
         return channels
@@ -436,84 +351,11 @@ def _transposed_shape(kernel, options, height: int, width: int) -> tuple[int, in
 def _output_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
     padding = parse_padding(options.padding)
     axes = (
-        _axis(n, k, options.dilation, options.stride, o, padding)
+        axis_or_none(n, k, options.dilation, options.stride, o, padding)
         for n, k, o in zip((height, width), kernel.shape, kernel.origin, strict=True)
     )
-    return tuple(0 if axis is None else axis.size for axis in axes)
-
-
-# ---------------------------------------------------------------------------- the machine
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still allocate, or None when not known (or not to be checked).
-
-    ``CONVTOOL_MAX_MEMORY`` wins when set (``0``: None, no check). Otherwise the smaller of
-    the system's available memory (``MemAvailable``, or free pages from ``os.sysconf``) and
-    what a cgroup memory limit leaves.
-    """
-    text = os.environ.get(MEMORY_ENV, "").strip()
-    if text:
-        value = parse_bytes(text, MEMORY_ENV)
-        return value or None
-    known = [v for v in (_meminfo_available(), _cgroup_available()) if v is not None]
-    if not known:
-        known = [v for v in (_sysconf_available(),) if v is not None]
-    return min(known) if known else None
-
-
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-
-
-def parse_bytes(text: str, what: str = "size") -> int:
-    """``"8G"``, ``"512M"``, ``"1.5GB"``, ``"4096"`` → bytes (K, M, G, T are powers of 1024)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise UsageError(f"{what} must be a size like 8G, 512M or a number of bytes, got {text!r}")
-    number, unit = float(match.group(1)), match.group(2).lower()
-    return int(number * 1024 ** " kmgt".index(unit or " "))
-
-
-def _meminfo_available() -> int | None:
-    try:
-        with open(_MEMINFO, encoding="ascii") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
-
-
-def _sysconf_available() -> int | None:
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def _cgroup_available() -> int | None:
-    for limit_file, usage_file in _CGROUP_FILES:
-        try:
-            with open(limit_file, encoding="ascii") as f:
-                limit = f.read().strip()
-            with open(usage_file, encoding="ascii") as f:
-                usage = int(f.read().strip())
-        except (OSError, ValueError):
-            continue
-        if limit == "max" or int(limit) >= 1 << 60:  # v1 writes a huge number for none
-            return None
-        return max(0, int(limit) - usage)
-    return None
-
-
-def format_bytes(count: float) -> str:
-    """1536 → ``1.5 KB``; 3.2e9 → ``3.0 GB`` (powers of 1024, one decimal)."""
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if count < 1024 or unit == "TB":
-            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
-        count /= 1024
-    raise AssertionError("unreachable")
+    rows, cols = (0 if axis is None else axis.size for axis in axes)
+    return rows, cols
 
 
 def check_memory(
@@ -547,21 +389,107 @@ def check_memory(
     if held:  # every frame as read
         pixels = height * width + sum(f.pixels.shape[0] * f.pixels.shape[1] for f in frames)
         need -= pixels * (channels + alpha) * itemsize
-    if available is None:
-        available = available_memory()
-    if available is not None:
-        available //= max(1, share)
-    if available is not None and need + HEADROOM > available:
-        hint = "a smaller image or kernel, a smaller --dilation, fewer --iterations"
-        if itemsize > 4:
-            hint += ", --precision single"
-        size = f"{width}×{height} image" + (f" ({1 + len(frames)} frames)" if frames else "")
-        if frames:
-            hint += ", --frames first"
-        raise ResourceLimitError(
-            f"filtering this {size} needs about {format_bytes(need)} of "
-            f"memory, more than the {format_bytes(available)} available; try {hint} "
-            f"({MEMORY_ENV}=0 skips this check)",
-            path=getattr(image, "source", None),
-        )
+    hint = "a smaller image or kernel, a smaller --dilation, fewer --iterations"
+    if chain.options.transposed and chain.options.stride > 1:
+        hint += ", a smaller --stride (a transposed step grows the image by it)"
+    if itemsize > 4:
+        hint += ", --precision single"
+    size = f"{width}×{height} image" + (f" ({1 + len(frames)} frames)" if frames else "")
+    if frames:
+        hint += ", --frames first"
+    hint += ", or a tiled TIFF, zarr or .npy copy of it, which convtool filters band by band"
+    check_fits(
+        need,
+        f"filtering this {size}",
+        hint,
+        path=getattr(image, "source", None),
+        available=available,
+        share=share,
+    )
     return need
+
+
+# ---------------------------------------------------------------------------- band by band
+
+# A streamed output band is about this large in the working precision (colour channels x
+# width x rows): above it, larger bands only add memory (the engine's own bands, not the
+# stream's, keep the threads busy). 3000x20000 grey, gaussian sigma=3, 2 threads: bands of
+# 32, 64, 128, 256, 512 rows (2.5 to 40 MiB) took 1.60, 1.30, 1.25, 1.44, 1.35 s.
+# 16 MiB is 104 rows of a 40 000-pixel-wide grey image.
+STREAM_BAND_BYTES = 16 << 20
+
+
+def stream_peak_bytes(graph, band_rows: int, *, out_itemsize: int = 4, tile_rows: int = 256) -> int:
+    """Peak bytes to stream ``graph`` in output bands of ``band_rows`` rows (an upper bound).
+
+    For each stage, from the most rows one band asks of it (:meth:`Graph.requested_rows`,
+    which includes the halo and the engine's band grid): twice those rows (what it makes or
+    keeps from the last band, and the copy it hands on) and two blocks of its grid on either
+    side, plus its engine bands in flight; the file's raw blocks; and the writer's samples
+    (``out_itemsize`` each) regrouped into tiles of ``tile_rows``.
+    """
+    from convtool.pipeline.stream import Engine, Source
+
+    most = graph.requested_rows(band_rows)
+    total = 0
+    for stage in graph.stages():
+        rows = most.get(id(stage), 0)
+        row_bytes = stage.channels * stage.width * stage.dtype.itemsize
+        if isinstance(stage, Engine):
+            total += (2 * rows + 4 * stage.call.band) * row_bytes + _bands_in_flight(stage.call)
+        elif isinstance(stage, Source):
+            raw = stage.raw_row_bytes or row_bytes
+            total += (2 * rows + 4 * stage.block_rows) * row_bytes + 2 * stage.block_rows * raw
+        else:
+            total += 2 * rows * row_bytes
+    out = graph.colour
+    samples = out.width * (out.channels + (graph.alpha is not None))
+    pixels = band_rows * samples
+    total += pixels * (2 * out.dtype.itemsize + out_itemsize)
+    total += 3 * max(tile_rows, band_rows) * samples * out_itemsize
+    return total
+
+
+def _bands_in_flight(call) -> int:
+    """Bytes of the engine bands one call computes at once: its threads' band arrays."""
+    plan, band = call.plan, call.band
+    rows, itemsize = plan.rows, plan.dtype.itemsize
+    in_flight = min(call.workers, -(-rows.size // band))
+    buffer = call.channels * (rows.stride * (band - 1) + rows.span) * plan.col_count * itemsize
+    if call.method != "fft":
+        return in_flight * call.copies * buffer
+    fft_h = next_fast_len(rows.stride * (band - 1) + rows.span)
+    fft_w = next_fast_len(plan.col_count)
+    half = fft_h * (fft_w // 2 + 1)
+    per_band = buffer + call.channels * (2 * fft_h * fft_w * itemsize + half * 2 * itemsize)
+    return half * 2 * itemsize + in_flight * per_band
+
+
+def stream_band_rows(
+    graph, available: int | None, *, out_itemsize: int = 4, source: str | None = None
+) -> int:
+    """The output band height to stream ``graph`` with: the tallest that fits ``available``.
+
+    Bands are at most :data:`STREAM_BAND_BYTES` (and the image); they are halved until the
+    estimate (:func:`stream_peak_bytes`) plus :data:`HEADROOM` fits. ``available`` None:
+    no limit. When not even one row a band fits, :class:`ResourceLimitError` says so.
+    """
+    out = graph.colour
+    row_bytes = out.channels * out.width * out.dtype.itemsize
+    rows = max(1, min(graph.height, STREAM_BAND_BYTES // max(1, row_bytes)))
+    if available is None:
+        return rows
+    while True:
+        need = stream_peak_bytes(graph, rows, out_itemsize=out_itemsize)
+        if need + HEADROOM <= available or rows == 1:
+            break
+        rows = max(1, rows // 2)
+    if need + HEADROOM > available:
+        raise ResourceLimitError(
+            f"even band by band this needs about {format_bytes(need + HEADROOM)} of memory (one band of "
+            f"rows for each step of the chain, with its halo), more than the "
+            f"{format_bytes(available)} available; try fewer steps or --iterations, a smaller "
+            f"kernel or --dilation ({MEMORY_ENV}=0 skips this check)",
+            path=source,
+        )
+    return rows

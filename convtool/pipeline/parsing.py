@@ -11,7 +11,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass
 
-from convtool.errors import UnknownKernelError, UsageError
+from convtool.errors import UnknownKernelError, UsageError, excerpt
 from convtool.kernels import LayerKernel, get_kernel, read_bias_file, read_layer_file
 from convtool.kernels.builders import Param, kernel_names, parse_params
 from convtool.pipeline.layers import LayerStep
@@ -97,10 +97,10 @@ def _unknown_name(name: str) -> str:
     """The message for a name that is neither a kernel nor a step: the nearest, or all."""
     close = difflib.get_close_matches(name, [*kernel_names(), *STEPS], 3, 0.6)
     if close:
-        return f"unknown kernel or step {name!r}; did you mean {' or '.join(close)}?"
+        return f"unknown kernel or step {excerpt(name)}; did you mean {' or '.join(close)}?"
     steps = ", ".join(entry[0] for entry in step_entries())
     return (
-        f"unknown kernel or step {name!r}; kernels: {', '.join(kernel_names())}; "
+        f"unknown kernel or step {excerpt(name)}; kernels: {', '.join(kernel_names())}; "
         f"steps: {steps} (see `convtool kernels`)"
     )
 
@@ -140,9 +140,11 @@ def with_layer_options(steps: list[Step], groups: list[int], biases: list[str]) 
         )
     out = list(steps)
     for n, index in enumerate(layers):
-        layer = out[index].layer
+        step = out[index]
+        assert isinstance(step, LayerStep)  # `layers` indexes the layer steps
+        layer = step.layer
         group = groups[0] if len(groups) == 1 else (groups[n] if groups else None)
         bias = read_bias_file(biases[n]) if n < len(biases) else layer.bias
         changed = LayerKernel(layer.weights, layer.name, bias, group if group else layer.groups)
-        out[index] = dataclasses.replace(out[index], layer=changed)
+        out[index] = dataclasses.replace(step, layer=changed)
     return out

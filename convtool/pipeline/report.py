@@ -13,7 +13,7 @@ from math import lcm
 import numpy as np
 
 from convtool import engine
-from convtool.errors import UsageError
+from convtool.errors import UsageError, printable
 from convtool.kernels import Kernel, compose
 from convtool.pipeline.layers import LayerStep
 from convtool.pipeline.parsing import parse_step
@@ -82,7 +82,7 @@ def report(
 
 
 def _report_one(kernel: Kernel, correlate: bool) -> KernelReport:
-    title = kernel.name
+    title = printable(kernel.name)  # a file name: shown, never acted on by the terminal
     factors = kernel.factors
     if factors is None:
         factors = engine.separable_factors(kernel.weights)
@@ -94,7 +94,7 @@ def _report_one(kernel: Kernel, correlate: bool) -> KernelReport:
         mode="correlation" if correlate else "convolution",
         denominator=common_denominator(kernel.weights),
         factors=factors,
-        origin=tuple(kernel.origin),
+        origin=(int(kernel.origin[0]), int(kernel.origin[1])),
         offset=float(kernel.offset),
     )
 
@@ -212,13 +212,13 @@ def detail_lines(rep: KernelReport, width: int) -> list[str]:
     if rep.offset:
         lines.append(f"offset: {_format_scalar(rep.offset)} (added after filtering)")
     if rep.origin != (0, 0):
-        row, column = rep.centre
-        lines.append(f"origin: {row},{column} (row,column of the centre tap, from 0)")
+        centre_row, centre_column = rep.centre
+        lines.append(f"origin: {centre_row},{centre_column} (row,column of the centre tap, from 0)")
     if rep.factors is not None:
-        col, row = rep.factors
+        column_factor, row_factor = rep.factors
         lines.append("separable: yes")
-        lines += _vector_lines(f"{INDENT}column: ", col, width)
-        lines += _vector_lines(f"{INDENT}row:    ", row, width)
+        lines += _vector_lines(f"{INDENT}column: ", column_factor, width)
+        lines += _vector_lines(f"{INDENT}row:    ", row_factor, width)
     else:
         lines.append("separable: no")
     lines.append(f"engine: {implementation()}")

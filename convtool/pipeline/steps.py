@@ -70,15 +70,15 @@ class FilterOptions:
                 "add --padding constant or leave out --cval"
             )
         for name in ("stride", "dilation"):
-            value = getattr(self, name)
-            if int(value) != value or value < 1:
-                raise UsageError(f"--{name} must be a whole number ≥ 1, got {value}")
+            object.__setattr__(self, name, _step(getattr(self, name), f"--{name}"))
         if self.method not in engine.METHODS:
             raise UsageError(
                 f"--method must be one of {', '.join(engine.METHODS)}, got {self.method!r}"
             )
-        if self.threads is not None and self.threads < 1:
-            raise UsageError(f"--threads must be ≥ 1, got {self.threads}")
+        if self.threads is not None and not 1 <= self.threads <= engine.MAX_THREADS:
+            raise UsageError(
+                f"--threads must be ≥ 1 and at most {engine.MAX_THREADS}, got {self.threads}"
+            )
         if self.transposed and self.padding is Padding.CONSTANT and self.cval != 0:
             raise UsageError(
                 "--transposed has no meaning with --padding constant and a --cval other than 0 "
@@ -94,6 +94,24 @@ class FilterOptions:
             "method": self.method,
             "threads": self.threads,
         }
+
+
+def _step(value, what: str) -> int:
+    """A stride or dilation: a whole number from 1 to ``engine.MAX_STEP``, or UsageError."""
+    try:
+        whole = not isinstance(value, bool) and int(value) == value
+    except (TypeError, ValueError, OverflowError):  # None, text, NaN, infinity
+        whole = False
+    if not whole or not 1 <= value <= engine.MAX_STEP:
+        try:
+            shown = str(value)
+        except ValueError:  # an int of thousands of digits
+            shown = "a number of thousands of digits"
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise UsageError(
+            f"{what} must be a whole number ≥ 1 and at most {engine.MAX_STEP:,}, got {shown}"
+        )
+    return int(value)
 
 
 def check_steps_fit(steps, options: FilterOptions) -> None:
@@ -132,7 +150,10 @@ def check_transposable(steps, options: FilterOptions) -> None:
 class Step(Protocol):
     """One link of the chain: maps a (C, H, W) stack, and alpha alongside it."""
 
-    spec: str
+    @property
+    def spec(self) -> str:
+        """The ``-k`` text the step came from."""
+        ...
 
     def apply(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray: ...
 
