@@ -47,7 +47,7 @@ _EXPORTS = {
     "UsageError": "errors",
 }
 
-__all__ = ["__version__", *_EXPORTS]
+__all__ = ["__version__", *_EXPORTS]  # noqa: PLE0604 - the keys are the names
 
 
 def __getattr__(name: str):

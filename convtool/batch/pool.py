@@ -65,7 +65,10 @@ def run_in_pool(
     """
     from concurrent.futures import FIRST_COMPLETED, wait
 
-    queue, suspects, running, solo = deque(jobs), deque(), {}, None
+    queue: deque[Job] = deque(jobs)
+    suspects: deque[Job] = deque()
+    running: dict = {}
+    solo = None
     pool, stopping, finished, barren = _new_pool(workers), False, False, 0
     try:
         while running or (not stopping and (queue or suspects)):
@@ -139,7 +142,7 @@ def _new_pool(workers: int):
     if sys.platform == "linux" and threading.active_count() == 1:
         # Fast, and the caller's script is not imported again in each worker; safe only
         # while this process runs no other thread (forking one that holds a lock deadlocks).
-        context = multiprocessing.get_context("fork")
+        context: multiprocessing.context.BaseContext = multiprocessing.get_context("fork")
     elif "forkserver" in methods:
         # Workers forked from a clean single-threaded server (the CLI draws its progress
         # bar from a thread; the engine runs thread pools).

@@ -34,6 +34,7 @@ def _formats_out() -> str:
 
 
 def output_format(job: Job, settings: Settings) -> str:
+    """The format the job writes (from ``-f`` or the output's extension)."""
     return images.format_for(job.dest, settings.write.format)
 
 

@@ -361,12 +361,13 @@ def filter(  # noqa: A001 - the command is called `filter`
     try:
         from convtool import batch
         from convtool.kernels.specs import files_read
+        from convtool.padding import parse_padding
         from convtool.pipeline import Chain, FilterOptions, parse_steps, with_layer_options
 
         chain = Chain(
-            steps=with_layer_options(parse_steps(kernel), groups or [], bias or []),
+            steps=tuple(with_layer_options(parse_steps(kernel), groups or [], bias or [])),
             options=FilterOptions(
-                padding=padding,
+                padding=parse_padding(padding),
                 cval=cval,
                 stride=stride,
                 dilation=dilation,

@@ -38,6 +38,7 @@ _debug_given = False
 
 
 def reset_debug() -> None:
+    """Forget a ``--debug`` seen earlier (each CliRunner invocation starts afresh)."""
     global _debug_given
     _debug_given = False
 

@@ -252,6 +252,7 @@ def animate(
         if size is not None:
             plane, blank = teach.blank_grid(size), True
         else:
+            assert source is not None  # one of INPUT and --size, checked above
             image = teach.read_input(source, gray=True, max_pixels=pixel_limit(max_pixels))
             plane, blank = image.pixels[..., 0], False
         slides = teach.build_slides(plane, step, options, blank=blank)

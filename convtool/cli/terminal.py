@@ -21,10 +21,12 @@ def say(text: str, *, indent: str = "") -> None:
 
 
 def error_line(message: str) -> None:
+    """Print ``convtool: error: MESSAGE`` on stderr."""
     say(f"convtool: error: {message}")
 
 
 def note(message: str) -> None:
+    """Print ``convtool: MESSAGE`` on stderr."""
     say(f"convtool: {message}")
 
 
@@ -40,6 +42,7 @@ def warning_line(message: str) -> None:
 
 
 def rich_stdout() -> bool:
+    """Whether stdout may carry colour: a terminal, and no ``NO_COLOR``."""
     return sys.stdout.isatty() and "NO_COLOR" not in os.environ
 
 
@@ -91,8 +94,8 @@ def print_heat_maps(reports, console=None) -> None:
                     style = "dim" if value == 0 else f"bold white on {colour}"
                     line.append(f" {texts[c].rjust(cell_width)} ", style=style)
                 console.print(line, soft_wrap=True)  # never cropped: the runs fit the width
-        for line in kernelview.detail_lines(rep, console.width):
-            console.print(line, highlight=False, soft_wrap=True)
+        for detail in kernelview.detail_lines(rep, console.width):
+            console.print(detail, highlight=False, soft_wrap=True)
 
 
 def _bar(console, unit: str):

@@ -201,7 +201,7 @@ class Image:
     @property
     def max_value(self) -> float | None:
         """The top of the value scale: 255, 65535, 4294967295, or None for float data."""
-        return MAX_VALUES.get(self.depth)  # type: ignore[call-overload]
+        return MAX_VALUES.get(self.depth) if isinstance(self.depth, int) else None
 
     @property
     def height(self) -> int:
@@ -420,7 +420,7 @@ def _to_image(decoded: Decoded, name: str, dtype: type, gray: bool) -> Image:
         raise ImageReadError("the frames (pages) of this file differ in depth", path=name)
     colour = any(part.array.shape[2] - part.has_alpha == 3 for part in parts)
     with_alpha = any(part.has_alpha for part in parts)
-    top = MAX_VALUES.get(decoded.depth, 1.0)  # type: ignore[call-overload]
+    top = MAX_VALUES.get(decoded.depth, 1.0) if isinstance(decoded.depth, int) else 1.0
     pictures = [_frame_arrays(part, dtype, gray, colour, with_alpha, top) for part in parts]
     pixels, alpha = pictures[0]
     frames = [Frame(p, a) for p, a in pictures[1:]]
@@ -602,7 +602,13 @@ def write_image(
         raise UsageError(f"compress level must be an integer from 0 to 9, got {compress_level!r}")
     controls = {"quality": quality, "subsampling": subsampling, "progressive": progressive,
                 "compression": compression}  # fmt: skip
-    check_output_controls(fmt, **controls)
+    check_output_controls(
+        fmt,
+        quality=quality,
+        subsampling=subsampling,
+        progressive=progressive,
+        compression=compression,
+    )
     check_frames(fmt, image.frame_count, image.source)
     if image.channels not in (1, 3) and fmt not in _ANY_CHANNELS:
         raise UsageError(

@@ -341,6 +341,7 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
     if array.ndim == 2:
         array = array[:, :, np.newaxis]
     channels = array.shape[2]
+    depth: int | str
     if array.dtype == np.bool_:
         array, depth = array.astype(np.uint8) * 255, 8
     else:
@@ -483,7 +484,7 @@ def _decode_pillow(
         return first
 
 
-def _decode_faster(data: bytes, im: PILImage.Image, fmt: str) -> Decoded | None:
+def _decode_faster(data: bytes, im: ImageFile.ImageFile, fmt: str) -> Decoded | None:
     """PNG and JPEG pixels by libraries faster than Pillow's decoders, or None.
 
     *im* is Pillow's opened, not yet loaded, image of the same bytes (one frame): its
@@ -501,14 +502,19 @@ def _decode_faster(data: bytes, im: PILImage.Image, fmt: str) -> Decoded | None:
         # png.decode has checked that no metadata follows the pixels: the header had it all
         return Decoded(array, has_alpha, depth, fmt, orientation, _pillow_metadata(im, text))
     if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with a second picture after it; this is the first
-        array = jpeg.decode(data, im.mode, size)
-        if array is not None:
-            return Decoded(array, False, 8, fmt, _orientation(im), _pillow_metadata(im))
+        jpeg_array = jpeg.decode(data, im.mode, size)
+        if jpeg_array is not None:
+            return Decoded(jpeg_array, False, 8, fmt, _orientation(im), _pillow_metadata(im))
     return None
 
 
 def _pillow_frame(
-    src: Path | bytes, im: PILImage.Image, index: int, fmt: str, name: str, max_pixels: int | None
+    src: Path | bytes,
+    im: ImageFile.ImageFile,
+    index: int,
+    fmt: str,
+    name: str,
+    max_pixels: int | None,
 ) -> Decoded:
     """One frame (or page) of an opened image, already seeked to *index*."""
     rawmode = _tile_rawmode(im)  # before anything loads the image (PNG's getexif does)
@@ -541,8 +547,8 @@ def _pillow_metadata(im: PILImage.Image, text: dict | None = None) -> meta.Metad
     unless *text* gives the PNG's text already)."""
     try:
         if text is None and im.format == "PNG":
-            text = im.text  # loads the pixels if not yet done
-        return meta.from_pillow(im.info, text)
+            text = getattr(im, "text", None)  # PNG only; loads the pixels if not yet done
+        return meta.from_pillow({str(key): value for key, value in im.info.items()}, text)
     except Exception:  # damaged metadata should not stop reading the pixels
         return meta.Metadata()
 
@@ -633,7 +639,7 @@ def _orientation(im: PILImage.Image) -> int:
 _RAWMODE_16BIT_COLOUR = re.compile(r"^(RGB|RGBA|RGBX);16([BLN])$")
 
 
-def _tile_rawmode(im: PILImage.Image) -> str:
+def _tile_rawmode(im: ImageFile.ImageFile) -> str:
     """The raw mode of Pillow's first decoder tile (how the stored bytes are laid out)."""
     if not im.tile:
         return ""
@@ -641,11 +647,11 @@ def _tile_rawmode(im: PILImage.Image) -> str:
     return args if isinstance(args, str) else str(args[0]) if args else ""
 
 
-def _with_rawmode(im: PILImage.Image, rawmode: str) -> None:
+def _with_rawmode(im: ImageFile.ImageFile, rawmode: str) -> None:
     """Make every decoder tile of the (unloaded) *im* unpack its bytes as *rawmode*."""
     tiles = []
     for tile in im.tile:
-        args = rawmode if isinstance(tile.args, str) else (rawmode, *tile.args[1:])
+        args = rawmode if isinstance(tile.args, str) else (rawmode, *(tile.args or ())[1:])
         tiles.append(tile._replace(args=args))
     im.tile = tiles
 
@@ -683,17 +689,17 @@ def _decode_16bit_colour(
     return ((high << 8) | low)[:, :, :channels], bands == "RGBA", orientation
 
 
-def _ppm_maxval(im: PILImage.Image) -> int:
+def _ppm_maxval(im: ImageFile.ImageFile) -> int:
     args = im.tile[0].args if im.tile else ()
     return int(args[1]) if isinstance(args, tuple) and len(args) > 1 else 255
 
 
-def _is_binary_ppm(im: PILImage.Image) -> bool:
+def _is_binary_ppm(im: ImageFile.ImageFile) -> bool:
     # Plain-text (P3) colour keeps Pillow's 8-bit reading: a rare case not worth a parser.
     return bool(im.tile) and im.tile[0].codec_name == "ppm"
 
 
-def _decode_ppm16(src: Path | bytes, im: PILImage.Image) -> np.ndarray:
+def _decode_ppm16(src: Path | bytes, im: ImageFile.ImageFile) -> np.ndarray:
     """Read 16-bit binary PPM samples (Pillow would keep 8 bits), scaled to 0–65535."""
     tile = im.tile[0]
     count = im.width * im.height * 3

@@ -265,6 +265,7 @@ def _write_pnm(f: BinaryIO, colour: np.ndarray) -> None:
 
 
 def import_tifffile() -> Any:
+    """tifffile, imported on first use (it costs start-up), or an error naming it."""
     try:
         import tifffile
     except ImportError:  # a declared dependency, but say what is missing rather than crash

@@ -230,5 +230,6 @@ def apply_scale(kernel: Kernel, scale: Scale, name: str | None = None) -> Kernel
 
 
 def from_data(data: MatrixData, name: str) -> Kernel:
+    """The kernel a parsed file or spec describes, its scale applied."""
     kernel = Kernel(data.weights, name, data.factors, data.origin, data.offset)
     return apply_scale(kernel, data.scale, name) if data.scale else kernel

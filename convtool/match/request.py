@@ -75,6 +75,8 @@ class MatchRequest:
 
 @dataclass(frozen=True)
 class MatchOutcome:
+    """What one ``convtool match`` found: the score map, the hits and the threshold used."""
+
     scores: np.ndarray
     matches: list[Match]
     threshold: float

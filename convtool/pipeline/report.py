@@ -181,6 +181,7 @@ def block_title(block: range, columns: int) -> str | None:
 
 
 def title_line(rep: KernelReport) -> str:
+    """The report's first line: name, size (rows x columns) and how it is applied."""
     return f"{rep.title}: {rep.weights.shape[0]}x{rep.weights.shape[1]}, {_mode_note(rep)}"
 
 
@@ -196,6 +197,7 @@ def format_plain(reports: list[KernelReport], width: int | None = None) -> str:
 
 
 def matrix_lines(weights: np.ndarray, denominator: int | None, width: int) -> list[str]:
+    """The weights as text rows, in runs of columns that fit ``width``; no number cut."""
     cells, cell_width = cell_texts(weights, denominator)
     lines = []
     for block in column_blocks(weights.shape[1], cell_width + 1, width):

@@ -228,7 +228,7 @@ def _grid_rows(columns: list[tuple[str, list[list[str]]]]) -> list[str]:
     for title, cells in columns:
         width = max(len(t) for row in cells for t in row)
         rows = ["  ".join(t.rjust(width) for t in row) for row in cells]
-        block_width = max(len(title), max(len(r) for r in rows))
+        block_width = max(len(title), *(len(r) for r in rows))
         blocks.append(
             [title.ljust(block_width)] + [r.rjust(len(rows[0])).ljust(block_width) for r in rows]
         )
