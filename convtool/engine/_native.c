@@ -57,13 +57,95 @@ enum { PASS_TAPS, PASS_RUNNING, PASS_DOUBLING };
 
 /* One term of a tap list: w * x[o1] (MUL, ONE: w = 1, NEG: w = -1), or a folded pair of
  * mirror taps with equal weights w * (x[o1] + x[o2]) (PAIR...) or opposite ones
- * w * (x[o1] - x[o2]) (DIFF...). The unit kinds skip a multiply by +-1, which changes no bit. */
+ * w * (x[o1] - x[o2]) (DIFF...). The unit kinds skip a multiply by +-1, which changes no bit.
+ * x[o] is read in row r of the rows an output row reads (rows[r]: its padded rows, one per
+ * kernel row, or the one row buffer of a separable kernel's second pass). */
 typedef struct {
-    ptrdiff_t o1, o2; /* offsets in elements from the output's first sample */
+    ptrdiff_t o1, o2; /* column offsets in elements from the output's first sample */
+    int r1, r2;       /* which row each reads */
     double w;
     int32_t iw;       /* the weight as an integer (integer kernels) */
     int kind;
 } tap_t;
+
+/* ------------------------------------------------------------------------- rows */
+
+/* Where the kernels read their padded rows. Either a padded band the caller gathered (row p
+ * at base + p*sr), or the unpadded image through the padding's index maps: padded row p is
+ * source row row_map[p] (-1: the constant), and the padded columns are runs of source
+ * columns (or of the constant). A padded row is then copied once, when first read, into a
+ * ring of `slots` row buffers (L1/L2 sized: the kernel's rows), pads filled from the maps;
+ * a row whose columns read lie in one run of source columns (no pads, unit column steps) is
+ * read where it is, not copied. Output rows ask for padded rows in increasing order, at
+ * most `slots` consecutive ones at once, so row p's slot is p mod slots. */
+typedef struct {
+    ptrdiff_t x0, len; /* padded columns x0 .. x0+len-1 */
+    ptrdiff_t src;     /* read source columns src .. src+len-1; -1: the constant */
+} run_t;
+
+typedef struct {
+    int image;            /* 0: a padded band; 1: the image through the maps */
+    ptrdiff_t item;       /* bytes per sample */
+    const char *base;     /* band row 0, column 0; or the image's channel 0, row 0, column 0 */
+    ptrdiff_t sc, sr, sx; /* strides in bytes (image: any sign) */
+    const int64_t *row_map;
+    const run_t *runs;
+    ptrdiff_t nruns;
+    char *ring;           /* slots x slot_bytes */
+    int64_t *tags;        /* per slot: padded row, channel, x0, len held (-1: none) */
+    ptrdiff_t slots, slot_bytes;
+    double cval;
+} rowsrc_t;
+
+static void fill_constant(char *out, ptrdiff_t n, ptrdiff_t item, double cval)
+{
+    if (item == 1) memset(out, (int)(uint8_t)cval, (size_t)n);
+    else if (item == 4) for (ptrdiff_t k = 0; k < n; k++) ((float *)out)[k] = (float)cval;
+    else for (ptrdiff_t k = 0; k < n; k++) ((double *)out)[k] = cval;
+}
+
+static void copy_strided(char *out, const char *in, ptrdiff_t n, ptrdiff_t item, ptrdiff_t sx)
+{
+    if (sx == item) memcpy(out, in, (size_t)(n * item));
+    else if (item == 1) for (ptrdiff_t k = 0; k < n; k++) out[k] = in[k * sx];
+    else if (item == 4) for (ptrdiff_t k = 0; k < n; k++) memcpy(out + 4 * k, in + k * sx, 4);
+    else for (ptrdiff_t k = 0; k < n; k++) memcpy(out + 8 * k, in + k * sx, 8);
+}
+
+/* Padded row p of channel c, columns x0 .. x0+len-1: a pointer to column x0. */
+static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdiff_t x0,
+                                  ptrdiff_t len)
+{
+    if (!rs->image) return rs->base + c * rs->sc + p * rs->sr + x0 * rs->item;
+    const int64_t r = rs->row_map[p];
+    const char *row = r >= 0 ? rs->base + c * rs->sc + (ptrdiff_t)r * rs->sr : NULL;
+    if (row && rs->sx == rs->item)
+        for (ptrdiff_t k = 0; k < rs->nruns; k++) {
+            const run_t *u = rs->runs + k;
+            if (x0 < u->x0 || x0 >= u->x0 + u->len) continue;
+            if (u->src >= 0 && x0 + len <= u->x0 + u->len)
+                return row + (u->src + x0 - u->x0) * rs->item;
+            break;
+        }
+    const ptrdiff_t slot = p % rs->slots;
+    int64_t *tag = rs->tags + 4 * slot;
+    char *out = rs->ring + slot * rs->slot_bytes;
+    if (tag[0] == p && tag[1] == c && tag[2] == x0 && tag[3] == len) return out;
+    for (ptrdiff_t k = 0; k < rs->nruns; k++) {
+        const run_t *u = rs->runs + k;
+        const ptrdiff_t lo = u->x0 > x0 ? u->x0 : x0;
+        const ptrdiff_t hi = u->x0 + u->len < x0 + len ? u->x0 + u->len : x0 + len;
+        if (lo >= hi) continue;
+        char *o = out + (lo - x0) * rs->item;
+        if (!row || u->src < 0) fill_constant(o, hi - lo, rs->item, rs->cval);
+        else copy_strided(o, row + (u->src + lo - u->x0) * rs->sx, hi - lo, rs->item, rs->sx);
+    }
+    tag[0] = p;
+    tag[1] = c;
+    tag[2] = x0;
+    tag[3] = len;
+    return out;
+}
 
 #define F(name) name##_f32
 #define REAL float
@@ -99,18 +181,20 @@ typedef struct {
 
 /* ------------------------------------------------------------------------- tap lists */
 
-static void single_tap(tap_t *t, ptrdiff_t o, double w)
+static void single_tap(tap_t *t, ptrdiff_t o, int r, double w)
 {
     t->o1 = t->o2 = o;
+    t->r1 = t->r2 = r;
     t->w = w;
     t->iw = (int32_t)w;
     t->kind = w == 1 ? TAP_ONE : w == -1 ? TAP_NEG : TAP_MUL;
 }
 
-/* The terms of weights w[0..n-1] read at offsets off[f]: zero weights skipped, and mirror taps
- * f and n-1-f folded when their weights are equal or opposite. Returns the number of terms
- * (at most n) in `out`, in a fixed order. */
-static int build_taps(const double *w, ptrdiff_t n, const ptrdiff_t *off, tap_t *out)
+/* The terms of weights w[0..n-1] read at column offsets off[f] of rows rix[f]: zero weights
+ * skipped, and mirror taps f and n-1-f folded when their weights are equal or opposite.
+ * Returns the number of terms (at most n) in `out`, in a fixed order. */
+static int build_taps(const double *w, ptrdiff_t n, const ptrdiff_t *off, const int *rix,
+                      tap_t *out)
 {
     int count = 0;
     for (ptrdiff_t f = 0; f < n - 1 - f; f++) {
@@ -121,6 +205,8 @@ static int build_taps(const double *w, ptrdiff_t n, const ptrdiff_t *off, tap_t 
         if (a == b) {
             t->o1 = off[f];
             t->o2 = off[g];
+            t->r1 = rix[f];
+            t->r2 = rix[g];
             t->w = a;
             t->iw = (int32_t)a;
             t->kind = a == 1 ? TAP_PAIR1 : a == -1 ? TAP_PAIRNEG : TAP_PAIR;
@@ -129,16 +215,19 @@ static int build_taps(const double *w, ptrdiff_t n, const ptrdiff_t *off, tap_t 
             const int flip = a == -1;
             t->o1 = flip ? off[g] : off[f];
             t->o2 = flip ? off[f] : off[g];
+            t->r1 = flip ? rix[g] : rix[f];
+            t->r2 = flip ? rix[f] : rix[g];
             t->w = flip ? 1 : a;
             t->iw = (int32_t)t->w;
             t->kind = (a == 1 || a == -1) ? TAP_DIFF1 : TAP_DIFF;
             count++;
         } else {
-            if (a != 0) single_tap(out + count++, off[f], a);
-            if (b != 0) single_tap(out + count++, off[g], b);
+            if (a != 0) single_tap(out + count++, off[f], rix[f], a);
+            if (b != 0) single_tap(out + count++, off[g], rix[g], b);
         }
     }
-    if (n % 2 == 1 && w[n / 2] != 0) single_tap(out + count++, off[n / 2], w[n / 2]);
+    if (n % 2 == 1 && w[n / 2] != 0)
+        single_tap(out + count++, off[n / 2], rix[n / 2], w[n / 2]);
     return count;
 }
 
@@ -154,9 +243,9 @@ static int all_equal(const double *w, ptrdiff_t n)
 typedef struct {
     Py_buffer view;
     int held;
-    char kind;              /* 'f' float32, 'd' float64, 'B' uint8, 'i' int32 */
+    char kind;              /* 'f' float32, 'd' float64, 'B' uint8, 'i' int32, 'q' int64 */
     Py_ssize_t c, r, w;     /* channels, rows, columns */
-    Py_ssize_t sc, sr;      /* strides in items */
+    Py_ssize_t sc, sr, sx;  /* strides in items */
 } array_t;
 
 static void release(array_t *a)
@@ -181,8 +270,11 @@ static char format_kind(const char *format)
     return 0;
 }
 
-/* Fill `a` from an object with 1 to 3 dimensions (1: one row, 2: one channel). */
-static int get_array(PyObject *obj, array_t *a, int writable, const char *name)
+/* Fill `a` from an object with 1 to 3 dimensions (1: one row, 2: one channel). Strides:
+ * positive, unit along columns; with `any_strides` (an image read through padding maps)
+ * any whole items, of either sign. */
+static int get_array_strides(PyObject *obj, array_t *a, int writable, const char *name,
+                             int any_strides)
 {
     memset(a, 0, sizeof(*a));
     int flags = PyBUF_STRIDES | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
@@ -190,6 +282,7 @@ static int get_array(PyObject *obj, array_t *a, int writable, const char *name)
     a->held = 1;
     Py_buffer *v = &a->view;
     a->kind = format_kind(v->format);
+    if (a->kind == 'i' && v->itemsize == 8) a->kind = 'q';
     if (!a->kind || (a->kind == 'i' && v->itemsize != 4)) {
         PyErr_Format(PyExc_TypeError, "%s: unsupported item format '%s'", name, v->format);
         return -1;
@@ -201,13 +294,25 @@ static int get_array(PyObject *obj, array_t *a, int writable, const char *name)
     Py_ssize_t shape[3] = {1, 1, 1}, strides[3] = {0, 0, 0};
     for (int i = 0; i < v->ndim; i++) {
         shape[3 - v->ndim + i] = v->shape[i];
-        strides[3 - v->ndim + i] = v->strides[i];
+        strides[3 - v->ndim + i] = v->shape[i] > 1 ? v->strides[i] : 0;
     }
-    if (shape[2] > 1 && strides[2] != v->itemsize) {
+    if (any_strides) {
+        if ((uintptr_t)v->buf % (uintptr_t)v->itemsize || strides[0] % v->itemsize ||
+            strides[1] % v->itemsize || strides[2] % v->itemsize) {
+            PyErr_Format(PyExc_ValueError, "%s: samples must be aligned, strides whole items",
+                         name);
+            return -1;
+        }
+        for (int i = 0; i < 3; i++)
+            if (shape[i] < 0) {
+                PyErr_Format(PyExc_ValueError, "%s: negative shape", name);
+                return -1;
+            }
+    } else if (shape[2] > 1 && strides[2] != v->itemsize) {
         PyErr_Format(PyExc_ValueError, "%s: columns must be contiguous", name);
         return -1;
     }
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2 && !any_strides; i++)
         if (strides[i] % v->itemsize || (shape[i] > 1 && strides[i] <= 0)) {
             PyErr_Format(PyExc_ValueError, "%s: strides must be positive whole items", name);
             return -1;
@@ -217,14 +322,22 @@ static int get_array(PyObject *obj, array_t *a, int writable, const char *name)
     a->w = shape[2];
     a->sc = strides[0] / v->itemsize;
     a->sr = strides[1] / v->itemsize;
+    a->sx = strides[2] / v->itemsize;
+    if (!any_strides) a->sx = 1;
     return 0;
+}
+
+static int get_array(PyObject *obj, array_t *a, int writable, const char *name)
+{
+    return get_array_strides(obj, a, writable, name, 0);
 }
 
 typedef struct {
     Py_ssize_t row_step, row_gap, col_step, col_gap, col_first;
 } geometry_t;
 
-/* Check that outputs (nr, nc) of a kh x kw kernel stay inside src, channels matching. */
+/* Check that outputs (nr, nc) of a kh x kw kernel stay inside src (its padded rows and
+ * columns: src->r, src->w), channels matching. */
 static int check_geometry(const array_t *src, const array_t *dst, Py_ssize_t kh, Py_ssize_t kw,
                           const geometry_t *g)
 {
@@ -281,68 +394,227 @@ static void *aligned(size_t bytes)
     return p;
 }
 
+/* ------------------------------------------------------------------------- sources */
+
+/* The rows a kernel reads (see rowsrc_t): `src` itself, a padded band; or, given row_map
+ * and col_map (1-D int64: the source row of each padded row and the source column of each
+ * padded column, -1 for the constant cval), the unpadded image. `shape` then gets the
+ * padded rows and columns (what the geometry is checked against) and `src` keeps the
+ * image's. Every map entry is checked to lie inside the image. */
+typedef struct {
+    array_t src, rm, cm;
+    array_t shape;        /* channels, padded rows and columns (only c, r, w are set) */
+    run_t *runs;
+    char *ring;
+    int64_t *tags;
+    rowsrc_t rs;
+} source_t;
+
+static void source_free(source_t *so)
+{
+    release(&so->src);
+    release(&so->rm);
+    release(&so->cm);
+    PyMem_Free(so->runs);
+    free(so->ring);
+    PyMem_Free(so->tags);
+    so->runs = NULL;
+    so->ring = NULL;
+    so->tags = NULL;
+}
+
+static int map_of(PyObject *obj, array_t *a, Py_ssize_t limit, const char *name)
+{
+    if (get_array(obj, a, 0, name) < 0) return -1;
+    if (a->kind != 'q' || a->c != 1 || a->r != 1) {
+        PyErr_Format(PyExc_TypeError, "%s: a 1-D int64 array expected", name);
+        return -1;
+    }
+    const int64_t *m = a->view.buf;
+    for (Py_ssize_t k = 0; k < a->w; k++)
+        if (m[k] < -1 || m[k] >= limit) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd] = %lld is outside -1..%zd", name, k,
+                         (long long)m[k], limit - 1);
+            return -1;
+        }
+    return 0;
+}
+
+static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject *o_cols,
+                       double cval)
+{
+    memset(so, 0, sizeof(*so));
+    const int image = o_rows != Py_None || o_cols != Py_None;
+    if (image && (o_rows == Py_None || o_cols == Py_None)) {
+        PyErr_SetString(PyExc_ValueError, "row_map and col_map go together");
+        return -1;
+    }
+    if (get_array_strides(o_src, &so->src, 0, "src", image) < 0) return -1;
+    const array_t *a = &so->src;
+    const ptrdiff_t item = a->view.itemsize;
+    so->shape.c = a->c;
+    so->shape.r = a->r;
+    so->shape.w = a->w;
+    rowsrc_t *rs = &so->rs;
+    rs->image = image;
+    rs->item = item;
+    rs->base = a->view.buf;
+    rs->sc = a->sc * item;
+    rs->sr = a->sr * item;
+    rs->sx = a->sx * item;
+    rs->cval = cval;
+    if (!image) return 0;
+    if (map_of(o_rows, &so->rm, a->r, "row_map") < 0 ||
+        map_of(o_cols, &so->cm, a->w, "col_map") < 0)
+        return -1;
+    so->shape.r = so->rm.w;
+    so->shape.w = so->cm.w;
+    const int64_t *cm = so->cm.view.buf;
+    const Py_ssize_t n = so->cm.w;
+    if (!(so->runs = PyMem_Malloc(sizeof(run_t) * (n > 0 ? n : 1)))) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    ptrdiff_t count = 0;
+    for (Py_ssize_t x = 0; x < n; x++) {
+        run_t *last = count ? so->runs + count - 1 : NULL;
+        if (last && ((cm[x] < 0 && last->src < 0) ||
+                     (cm[x] >= 0 && last->src >= 0 && cm[x] == last->src + last->len))) {
+            last->len++;
+            continue;
+        }
+        so->runs[count++] = (run_t){x, 1, cm[x] < 0 ? -1 : cm[x]};
+    }
+    rs->row_map = so->rm.view.buf;
+    rs->runs = so->runs;
+    rs->nruns = count;
+    return 0;
+}
+
+/* The ring of an image source: `slots` rows of `width` samples (nothing for a band). */
+static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t width)
+{
+    rowsrc_t *rs = &so->rs;
+    if (!rs->image) return 0;
+    slots = slots < 1 ? 1 : slots;
+    rs->slots = slots;
+    rs->slot_bytes = (width * rs->item + 63) / 64 * 64;
+    so->ring = aligned((size_t)(rs->slots * rs->slot_bytes));
+    so->tags = PyMem_Malloc(sizeof(int64_t) * 4 * slots);
+    if (!so->ring || !so->tags) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t k = 0; k < 4 * slots; k++) so->tags[k] = -1;
+    rs->ring = so->ring;
+    rs->tags = so->tags;
+    return 0;
+}
+
 /* ------------------------------------------------------------------------- direct */
 
 static const char *direct_kwlist[] = {"src", "dst", "weights", "row_step", "row_gap",
-                                      "col_step", "col_gap", "col_first", NULL};
+                                      "col_step", "col_gap", "col_first", "row_map",
+                                      "col_map", "cval", NULL};
+
+#define MAPS_DOC                                                                              \
+    "row_map, col_map (1-D int64, both or neither): src is then the unpadded image, any\n"    \
+    "strides, and padded row p (column x) reads its row row_map[p] (column col_map[x]), or\n" \
+    "cval where the map holds -1; the geometry is in padded rows and columns. Each padded\n" \
+    "row is copied once into a small ring of rows (pads filled from the maps), or read in\n" \
+    "place when the columns read need no padding."
 
 PyDoc_STRVAR(correlate_direct_doc,
-"correlate_direct(src, dst, weights, row_step, row_gap, col_step, col_gap, col_first)\n--\n\n"
+"correlate_direct(src, dst, weights, row_step, row_gap, col_step, col_gap, col_first,\n"
+"                 row_map=None, col_map=None, cval=0.0)\n--\n\n"
 "dst[c, j, i] = sum_ab weights[a, b] * src[c, row_step*j + a*row_gap,\n"
 "col_first + col_step*i + b*col_gap], float32 or float64 (src and dst alike), computed in\n"
 "that type. weights: float64 (kh, kw), C-contiguous. Zero weights are skipped; mirror\n"
-"weights (w[a,b] = +-w[-a,-b]) are folded. Releases the GIL.");
+"weights (w[a,b] = +-w[-a,-b]) are folded. Releases the GIL.\n" MAPS_DOC);
+
+/* Offsets and rows of a kh x kw kernel's taps: row a, column b*col_gap. */
+static int kernel_taps(const double *w, Py_ssize_t kh, Py_ssize_t kwid, Py_ssize_t col_gap,
+                       tap_t **taps, int *ntaps)
+{
+    const Py_ssize_t n = kh * kwid;
+    ptrdiff_t *off = PyMem_Malloc(sizeof(ptrdiff_t) * (n > 0 ? n : 1));
+    int *rix = PyMem_Malloc(sizeof(int) * (n > 0 ? n : 1));
+    *taps = PyMem_Malloc(sizeof(tap_t) * (n > 0 ? n : 1));
+    if (!off || !rix || !*taps) {
+        PyMem_Free(off);
+        PyMem_Free(rix);
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (Py_ssize_t a = 0; a < kh; a++)
+        for (Py_ssize_t b = 0; b < kwid; b++) {
+            off[a * kwid + b] = b * col_gap;
+            rix[a * kwid + b] = (int)a;
+        }
+    *ntaps = build_taps(w, n, off, rix, *taps);
+    PyMem_Free(off);
+    PyMem_Free(rix);
+    return 0;
+}
+
+/* The columns one output row reads: from col_first, this many. */
+static Py_ssize_t read_width(const array_t *dst, Py_ssize_t kw, const geometry_t *g)
+{
+    return g->col_step * (dst->w - 1) + (kw - 1) * g->col_gap + 1;
+}
 
 static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *o_src, *o_dst, *o_w;
+    PyObject *o_src, *o_dst, *o_w, *o_rows = Py_None, *o_cols = Py_None;
     geometry_t g;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOnnnnn", (char **)direct_kwlist, &o_src,
+    double cval = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOnnnnn|OOd", (char **)direct_kwlist, &o_src,
                                      &o_dst, &o_w, &g.row_step, &g.row_gap, &g.col_step,
-                                     &g.col_gap, &g.col_first))
+                                     &g.col_gap, &g.col_first, &o_rows, &o_cols, &cval))
         return NULL;
-    array_t src, dst, wa;
+    source_t so;
+    array_t dst, wa;
     double *w = NULL;
     tap_t *taps = NULL;
-    ptrdiff_t *off = NULL;
+    const void **rows = NULL;
     PyObject *result = NULL;
     memset(&dst, 0, sizeof dst);
     memset(&wa, 0, sizeof wa);
-    if (get_array(o_src, &src, 0, "src") < 0 || get_array(o_dst, &dst, 1, "dst") < 0 ||
-        get_array(o_w, &wa, 0, "weights") < 0)
+    if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
+        get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_w, &wa, 0, "weights") < 0)
         goto done;
-    if ((src.kind != 'f' && src.kind != 'd') || dst.kind != src.kind) {
+    if ((so.src.kind != 'f' && so.src.kind != 'd') || dst.kind != so.src.kind) {
         PyErr_SetString(PyExc_TypeError, "src and dst must both be float32 or both float64");
         goto done;
     }
     Py_ssize_t n, kh = wa.r, kwid = wa.w;
-    if (!(w = weights_of(&wa, &n)) || check_geometry(&src, &dst, kh, kwid, &g) < 0) goto done;
-    taps = PyMem_Malloc(sizeof(tap_t) * n);
-    off = PyMem_Malloc(sizeof(ptrdiff_t) * n);
-    if (!taps || !off) {
+    if (!(w = weights_of(&wa, &n)) || check_geometry(&so.shape, &dst, kh, kwid, &g) < 0)
+        goto done;
+    int ntaps;
+    const Py_ssize_t width = read_width(&dst, kwid, &g);
+    if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
+        source_ring(&so, (kh - 1) * g.row_gap + 1, width) < 0)
+        goto done;
+    if (!(rows = PyMem_Malloc(sizeof(void *) * kh))) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t a = 0; a < kh; a++)
-        for (Py_ssize_t b = 0; b < kwid; b++)
-            off[a * kwid + b] = a * g.row_gap * src.sr + b * g.col_gap;
-    int ntaps = build_taps(w, n, off, taps);
     Py_BEGIN_ALLOW_THREADS
-    if (src.kind == 'f')
-        direct_band_f32((const float *)src.view.buf + g.col_first, src.sc, src.sr,
-                        (float *)dst.view.buf, dst.sc, dst.sr, dst.c, dst.r, dst.w, g.row_step,
-                        g.col_step, taps, ntaps);
+    if (so.src.kind == 'f')
+        direct_band_f32(&so.rs, g.col_first, width, (float *)dst.view.buf, dst.sc, dst.sr,
+                        dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
+                        ntaps, (const float **)rows);
     else
-        direct_band_f64((const double *)src.view.buf + g.col_first, src.sc, src.sr,
-                        (double *)dst.view.buf, dst.sc, dst.sr, dst.c, dst.r, dst.w, g.row_step,
-                        g.col_step, taps, ntaps);
+        direct_band_f64(&so.rs, g.col_first, width, (double *)dst.view.buf, dst.sc, dst.sr,
+                        dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
+                        ntaps, (const double **)rows);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
     PyMem_Free(w);
     PyMem_Free(taps);
-    PyMem_Free(off);
-    release(&src);
+    PyMem_Free(rows);
+    source_free(&so);
     release(&dst);
     release(&wa);
     return result;
@@ -359,7 +631,7 @@ typedef struct {
     int mode;
 } factor_t;
 
-static int make_factor(factor_t *f, const double *w, Py_ssize_t n, Py_ssize_t unit,
+static int make_factor(factor_t *f, const double *w, Py_ssize_t n, int vertical,
                        Py_ssize_t gap, int sums_mode, int sums_ok)
 {
     memset(f, 0, sizeof(*f));
@@ -369,51 +641,62 @@ static int make_factor(factor_t *f, const double *w, Py_ssize_t n, Py_ssize_t un
     f->taps = PyMem_Malloc(sizeof(tap_t) * (n > 0 ? n : 1));
     ptrdiff_t *off = PyMem_Malloc(sizeof(ptrdiff_t) * (n > 0 ? n : 1));
     double *ones = PyMem_Malloc(sizeof(double) * (n > 0 ? n : 1));
-    if (!f->taps || !off || !ones) {
+    int *rix = PyMem_Malloc(sizeof(int) * (n > 0 ? n : 1));
+    if (!f->taps || !off || !ones || !rix) {
         PyMem_Free(off);
         PyMem_Free(ones);
+        PyMem_Free(rix);
         PyErr_NoMemory();
         return -1;
     }
-    for (Py_ssize_t t = 0; t < n; t++) off[t] = t * gap * unit;
+    /* a column factor's tap t reads row t (of the rows gap apart), a row factor's column t*gap */
+    for (Py_ssize_t t = 0; t < n; t++) {
+        off[t] = vertical ? 0 : t * gap;
+        rix[t] = vertical ? (int)t : 0;
+    }
     if (n > 1 && all_equal(w, n)) { /* a box: sum, then one multiply */
         for (Py_ssize_t t = 0; t < n; t++) ones[t] = 1;
         f->scale = w[0];
-        f->ntaps = build_taps(ones, n, off, f->taps);
+        f->ntaps = build_taps(ones, n, off, rix, f->taps);
         if (sums_ok && (sums_mode == 1 || (sums_mode < 0 && n >= sums_ok))) f->mode = 1;
     } else {
-        f->ntaps = build_taps(w, n, off, f->taps);
+        f->ntaps = build_taps(w, n, off, rix, f->taps);
     }
     PyMem_Free(off);
     PyMem_Free(ones);
+    PyMem_Free(rix);
     return 0;
 }
 
 static const char *separable_kwlist[] = {"src", "dst", "column", "row", "row_step", "row_gap",
                                          "col_step", "col_gap", "col_first", "row_origin",
-                                         "sums", NULL};
+                                         "sums", "row_map", "col_map", "cval", NULL};
 
 PyDoc_STRVAR(correlate_separable_doc,
 "correlate_separable(src, dst, column, row, row_step, row_gap, col_step, col_gap, col_first,\n"
-"                    row_origin=0, sums=-1)\n--\n\n"
+"                    row_origin=0, sums=-1, row_map=None, col_map=None, cval=0.0)\n--\n\n"
 "As correlate_direct with weights = outer(column, row) (float64 1-D factors), fused per\n"
 "output row: the column pass fills a row buffer, the row pass reads it. A box factor (all\n"
 "taps equal) is summed and multiplied once; from 8 taps on (sums=-1; 1: always, 0: never)\n"
 "by running sums down the rows (needs row_gap 1) and doubling along them. row_origin: the\n"
 "row of the padded image that src row 0 is, so that running sums give the same bits however\n"
-"the image is cut into bands. Releases the GIL.");
+"the image is cut into bands. Releases the GIL.\n" MAPS_DOC);
 
 static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *o_src, *o_dst, *o_col, *o_row;
+    PyObject *o_src, *o_dst, *o_col, *o_row, *o_rows = Py_None, *o_cols = Py_None;
     geometry_t g;
     Py_ssize_t origin = 0;
     int sums = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOnnnnn|ni", (char **)separable_kwlist,
+    double cval = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOnnnnn|niOOd", (char **)separable_kwlist,
                                      &o_src, &o_dst, &o_col, &o_row, &g.row_step, &g.row_gap,
-                                     &g.col_step, &g.col_gap, &g.col_first, &origin, &sums))
+                                     &g.col_step, &g.col_gap, &g.col_first, &origin, &sums,
+                                     &o_rows, &o_cols, &cval))
         return NULL;
-    array_t src, dst, ca, ra;
+    source_t so;
+    array_t dst, ca, ra;
+    const void **rows = NULL;
     memset(&dst, 0, sizeof dst);
     memset(&ca, 0, sizeof ca);
     memset(&ra, 0, sizeof ra);
@@ -421,16 +704,18 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
     factor_t v = {0}, h = {0};
     void *work = NULL;
     PyObject *result = NULL;
-    if (get_array(o_src, &src, 0, "src") < 0 || get_array(o_dst, &dst, 1, "dst") < 0 ||
-        get_array(o_col, &ca, 0, "column") < 0 || get_array(o_row, &ra, 0, "row") < 0)
+    if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
+        get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_col, &ca, 0, "column") < 0 ||
+        get_array(o_row, &ra, 0, "row") < 0)
         goto done;
+    const array_t src = so.src;
     if ((src.kind != 'f' && src.kind != 'd') || dst.kind != src.kind) {
         PyErr_SetString(PyExc_TypeError, "src and dst must both be float32 or both float64");
         goto done;
     }
     Py_ssize_t kh, kwid;
     if (!(cw = weights_of(&ca, &kh)) || !(rw = weights_of(&ra, &kwid)) ||
-        check_geometry(&src, &dst, kh, kwid, &g) < 0)
+        check_geometry(&so.shape, &dst, kh, kwid, &g) < 0)
         goto done;
     /* A one-tap factor is a scale: fold it into the other factor. */
     if (kh == 1)
@@ -443,8 +728,8 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
     int running_ok = g.row_gap == 1 && (kwid > 1 || g.col_step == 1) ? RUNNING_MIN_TAPS : 0;
     /* both passes, or the one with taps (a 1x1 kernel: the row "pass", one tap) */
     const int use_v = kh > 1, use_h = kwid > 1 || kh == 1;
-    if (use_v && make_factor(&v, cw, kh, src.sr, g.row_gap, sums, running_ok) < 0) goto done;
-    if (use_h && make_factor(&h, rw, kwid, 1, g.col_gap, sums, DOUBLING_MIN_TAPS) < 0)
+    if (use_v && make_factor(&v, cw, kh, 1, g.row_gap, sums, running_ok) < 0) goto done;
+    if (use_h && make_factor(&h, rw, kwid, 0, g.col_gap, sums, DOUBLING_MIN_TAPS) < 0)
         goto done;
     if (v.mode) v.mode = PASS_RUNNING;
     if (h.mode) h.mode = PASS_DOUBLING;
@@ -465,33 +750,37 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         strip = dst.w;
         floats = h.mode == PASS_DOUBLING ? 2 * (g.col_step * (dst.w - 1) + span_x) : 1;
     }
-    if (!(work = aligned(floats * item))) {
+    const Py_ssize_t width = read_width(&dst, kwid, &g);
+    if (!(work = aligned(floats * item)) || !(rows = PyMem_Malloc(sizeof(void *) * kh))) {
         PyErr_NoMemory();
         goto done;
     }
+    if (source_ring(&so, use_v ? (kh - 1) * g.row_gap + 1 : 1, width) < 0) goto done;
     const Py_ssize_t first = g.col_first;
     Py_BEGIN_ALLOW_THREADS
 #define PASS(F, R, f) {f.taps, f.ntaps, (R)f.scale, f.count, f.gap, f.mode}
     if (src.kind == 'f') {
-        const float *s = (const float *)src.view.buf + first;
         float *d = (float *)dst.view.buf;
         pass_t_f32 pv = PASS(F32, float, v), ph = PASS(F32, float, h);
         if (kh > 1 && kwid > 1)
-            separable_band_f32(s, src.sc, src.sr, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                               g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work);
+            separable_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
+                               g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work,
+                               (const float **)rows);
         else
-            single_band_f32(s, src.sc, src.sr, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                            g.row_step, g.col_step, use_v ? &pv : &ph, origin, work);
+            single_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
+                            g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, work,
+                            (const float **)rows);
     } else {
-        const double *s = (const double *)src.view.buf + first;
         double *d = (double *)dst.view.buf;
         pass_t_f64 pv = PASS(F64, double, v), ph = PASS(F64, double, h);
         if (kh > 1 && kwid > 1)
-            separable_band_f64(s, src.sc, src.sr, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                               g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work);
+            separable_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
+                               g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work,
+                               (const double **)rows);
         else
-            single_band_f64(s, src.sc, src.sr, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                            g.row_step, g.col_step, use_v ? &pv : &ph, origin, work);
+            single_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
+                            g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, work,
+                            (const double **)rows);
     }
 #undef PASS
     Py_END_ALLOW_THREADS
@@ -502,7 +791,8 @@ done:
     PyMem_Free(v.taps);
     PyMem_Free(h.taps);
     free(work);
-    release(&src);
+    PyMem_Free(rows);
+    source_free(&so);
     release(&dst);
     release(&ca);
     release(&ra);
@@ -574,73 +864,87 @@ static int check_u8(const array_t *src, const array_t *dst)
     return 0;
 }
 
+static int check_cval(double cval)
+{
+    if (!(cval >= 0 && cval <= 255 && cval == floor(cval))) {
+        PyErr_SetString(PyExc_ValueError, "cval of an 8-bit image: a whole number 0..255");
+        return -1;
+    }
+    return 0;
+}
+
 static const char *direct_u8_kwlist[] = {"src", "dst", "weights", "scale", "row_step",
-                                         "row_gap", "col_step", "col_gap", "col_first", NULL};
+                                         "row_gap", "col_step", "col_gap", "col_first",
+                                         "row_map", "col_map", "cval", NULL};
 
 PyDoc_STRVAR(correlate_direct_u8_doc,
 "correlate_direct_u8(src, dst, weights, scale, row_step, row_gap, col_step, col_gap,\n"
-"                    col_first)\n--\n\n"
+"                    col_first, row_map=None, col_map=None, cval=0.0)\n--\n\n"
 "Integer direct taps: T = sum_ab weights[a, b] * src[...] exactly (weights: int32 (kh, kw);\n"
 "src: uint8), then dst = T * scale: uint8 dst rounded half to even and clipped to 0..255, or\n"
 "float32 dst. 16-bit sums when the range of T allows, else 32-bit. Geometry as\n"
-"correlate_direct. Exact when scale is a power of two or 1/odd (see NOTES.md). No GIL.");
+"correlate_direct. Exact when scale is a power of two or 1/odd (see NOTES.md). No GIL.\n"
+MAPS_DOC " cval: a sample 0..255.");
 
 static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *o_src, *o_dst, *o_w;
-    double scale;
+    PyObject *o_src, *o_dst, *o_w, *o_rows = Py_None, *o_cols = Py_None;
+    double scale, cval = 0;
     geometry_t g;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOdnnnnn", (char **)direct_u8_kwlist, &o_src,
-                                     &o_dst, &o_w, &scale, &g.row_step, &g.row_gap, &g.col_step,
-                                     &g.col_gap, &g.col_first))
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOdnnnnn|OOd", (char **)direct_u8_kwlist,
+                                     &o_src, &o_dst, &o_w, &scale, &g.row_step, &g.row_gap,
+                                     &g.col_step, &g.col_gap, &g.col_first, &o_rows, &o_cols,
+                                     &cval))
         return NULL;
-    array_t src, dst, wa;
+    source_t so;
+    array_t dst, wa;
     memset(&dst, 0, sizeof dst);
     memset(&wa, 0, sizeof wa);
     double *w = NULL;
     tap_t *taps = NULL;
-    ptrdiff_t *off = NULL;
+    const void **rows = NULL;
     PyObject *result = NULL;
     int_range_t range;
-    if (get_array(o_src, &src, 0, "src") < 0 || get_array(o_dst, &dst, 1, "dst") < 0 ||
-        get_array(o_w, &wa, 0, "weights") < 0 || check_u8(&src, &dst) < 0)
+    if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
+        get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_w, &wa, 0, "weights") < 0 ||
+        check_u8(&so.src, &dst) < 0 || check_cval(cval) < 0)
         goto done;
     Py_ssize_t n, kh = wa.r, kwid = wa.w;
-    if (!(w = weights_of(&wa, &n)) || check_geometry(&src, &dst, kh, kwid, &g) < 0 ||
+    if (!(w = weights_of(&wa, &n)) || check_geometry(&so.shape, &dst, kh, kwid, &g) < 0 ||
         integer_range(w, n, &range) < 0)
         goto done;
-    taps = PyMem_Malloc(sizeof(tap_t) * n);
-    off = PyMem_Malloc(sizeof(ptrdiff_t) * n);
-    if (!taps || !off) {
+    int ntaps;
+    const Py_ssize_t width = read_width(&dst, kwid, &g);
+    if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
+        source_ring(&so, (kh - 1) * g.row_gap + 1, width) < 0)
+        goto done;
+    if (!(rows = PyMem_Malloc(sizeof(void *) * kh))) {
         PyErr_NoMemory();
         goto done;
     }
-    for (Py_ssize_t a = 0; a < kh; a++)
-        for (Py_ssize_t b = 0; b < kwid; b++)
-            off[a * kwid + b] = a * g.row_gap * src.sr + b * g.col_gap;
-    int ntaps = build_taps(w, n, off, taps);
     const int out_u8 = dst.kind == 'B';
     const ptrdiff_t item = out_u8 ? 1 : 4;
     int shift;
     int32_t gain;
     integer_scale(scale, &range, &shift, &gain);
     Py_BEGIN_ALLOW_THREADS
-    const uint8_t *s = (const uint8_t *)src.view.buf + g.col_first;
     if (range.bits == 16)
-        direct_band_u16(s, src.sc, src.sr, dst.view.buf, dst.sc * item, dst.sr * item, out_u8,
-                        dst.c, dst.r, dst.w, g.row_step, g.col_step, taps, ntaps, range.low,
-                        (float)scale, shift, gain);
+        direct_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
+                        dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, kh,
+                        g.row_gap, taps, ntaps, range.low, (float)scale, shift, gain,
+                        (const uint8_t **)rows);
     else
-        direct_band_u32(s, src.sc, src.sr, dst.view.buf, dst.sc * item, dst.sr * item, out_u8,
-                        dst.c, dst.r, dst.w, g.row_step, g.col_step, taps, ntaps, range.low,
-                        scale, -1, 0);
+        direct_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
+                        dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, kh,
+                        g.row_gap, taps, ntaps, range.low, scale, -1, 0,
+                        (const uint8_t **)rows);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
     PyMem_Free(w);
     PyMem_Free(taps);
-    PyMem_Free(off);
-    release(&src);
+    PyMem_Free(rows);
+    source_free(&so);
     release(&dst);
     release(&wa);
     return result;
@@ -648,24 +952,28 @@ done:
 
 static const char *separable_u8_kwlist[] = {"src", "dst", "column", "row", "scale",
                                             "row_step", "row_gap", "col_step", "col_gap",
-                                            "col_first", NULL};
+                                            "col_first", "row_map", "col_map", "cval", NULL};
 
 PyDoc_STRVAR(correlate_separable_u8_doc,
 "correlate_separable_u8(src, dst, column, row, scale, row_step, row_gap, col_step, col_gap,\n"
-"                       col_first)\n--\n\n"
+"                       col_first, row_map=None, col_map=None, cval=0.0)\n--\n\n"
 "correlate_direct_u8 with weights = outer(column, row) (int32 1-D factors, both longer than\n"
-"one tap), fused per output row through an integer row buffer; same T, same rounding.");
+"one tap), fused per output row through an integer row buffer; same T, same rounding.\n"
+MAPS_DOC);
 
 static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject *kw)
 {
-    PyObject *o_src, *o_dst, *o_col, *o_row;
-    double scale;
+    PyObject *o_src, *o_dst, *o_col, *o_row, *o_rows = Py_None, *o_cols = Py_None;
+    double scale, cval = 0;
     geometry_t g;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOdnnnnn", (char **)separable_u8_kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOdnnnnn|OOd", (char **)separable_u8_kwlist,
                                      &o_src, &o_dst, &o_col, &o_row, &scale, &g.row_step,
-                                     &g.row_gap, &g.col_step, &g.col_gap, &g.col_first))
+                                     &g.row_gap, &g.col_step, &g.col_gap, &g.col_first, &o_rows,
+                                     &o_cols, &cval))
         return NULL;
-    array_t src, dst, ca, ra;
+    source_t so;
+    array_t dst, ca, ra;
+    const void **rows = NULL;
     memset(&dst, 0, sizeof dst);
     memset(&ca, 0, sizeof ca);
     memset(&ra, 0, sizeof ra);
@@ -675,13 +983,14 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     void *mid = NULL;
     PyObject *result = NULL;
     int_range_t range;
-    if (get_array(o_src, &src, 0, "src") < 0 || get_array(o_dst, &dst, 1, "dst") < 0 ||
-        get_array(o_col, &ca, 0, "column") < 0 || get_array(o_row, &ra, 0, "row") < 0 ||
-        check_u8(&src, &dst) < 0)
+    if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
+        get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_col, &ca, 0, "column") < 0 ||
+        get_array(o_row, &ra, 0, "row") < 0 || check_u8(&so.src, &dst) < 0 ||
+        check_cval(cval) < 0)
         goto done;
     Py_ssize_t kh, kwid;
     if (!(cw = weights_of(&ca, &kh)) || !(rw = weights_of(&ra, &kwid)) ||
-        check_geometry(&src, &dst, kh, kwid, &g) < 0)
+        check_geometry(&so.shape, &dst, kh, kwid, &g) < 0)
         goto done;
     if (kh < 2 || kwid < 2) {
         PyErr_SetString(PyExc_ValueError, "both factors need 2 taps or more (else: direct)");
@@ -692,7 +1001,10 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     vt = PyMem_Malloc(sizeof(tap_t) * kh);
     ht = PyMem_Malloc(sizeof(tap_t) * kwid);
     off = PyMem_Malloc(sizeof(ptrdiff_t) * most);
-    if (!outer || !vt || !ht || !off) {
+    int *rix = PyMem_Malloc(sizeof(int) * most);
+    rows = PyMem_Malloc(sizeof(void *) * kh);
+    if (!outer || !vt || !ht || !off || !rix || !rows) {
+        PyMem_Free(rix);
         PyErr_NoMemory();
         goto done;
     }
@@ -702,10 +1014,17 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     if (integer_range(outer, kh * kwid, &range) < 0 || integer_range(cw, kh, &(int_range_t){0}) < 0 ||
         integer_range(rw, kwid, &(int_range_t){0}) < 0)
         goto done;
-    for (Py_ssize_t t = 0; t < kh; t++) off[t] = t * g.row_gap * src.sr;
-    int nvt = build_taps(cw, kh, off, vt);
-    for (Py_ssize_t t = 0; t < kwid; t++) off[t] = t * g.col_gap;
-    int nht = build_taps(rw, kwid, off, ht);
+    for (Py_ssize_t t = 0; t < kh; t++) {
+        off[t] = 0; /* tap t reads row t of the kh rows row_gap apart */
+        rix[t] = (int)t;
+    }
+    int nvt = build_taps(cw, kh, off, rix, vt);
+    for (Py_ssize_t t = 0; t < kwid; t++) {
+        off[t] = t * g.col_gap;
+        rix[t] = 0;
+    }
+    int nht = build_taps(rw, kwid, off, rix, ht);
+    PyMem_Free(rix);
     const Py_ssize_t span_x = (kwid - 1) * g.col_gap + 1;
     const size_t acc_item = range.bits == 16 ? 2 : 4;
     Py_ssize_t strip = ((Py_ssize_t)(MID_BYTES / acc_item) - span_x) / g.col_step;
@@ -714,21 +1033,24 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
         PyErr_NoMemory();
         goto done;
     }
+    const Py_ssize_t width = read_width(&dst, kwid, &g);
+    if (source_ring(&so, (kh - 1) * g.row_gap + 1, width) < 0) goto done;
     const int out_u8 = dst.kind == 'B';
     const ptrdiff_t item = out_u8 ? 1 : 4;
     int shift;
     int32_t gain;
     integer_scale(scale, &range, &shift, &gain);
     Py_BEGIN_ALLOW_THREADS
-    const uint8_t *s = (const uint8_t *)src.view.buf + g.col_first;
     if (range.bits == 16)
-        separable_band_u16(s, src.sc, src.sr, dst.view.buf, dst.sc * item, dst.sr * item,
-                           out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, vt, nvt, ht,
-                           nht, span_x, strip, range.low, (float)scale, shift, gain, mid);
+        separable_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
+                           dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step,
+                           kh, g.row_gap, vt, nvt, ht, nht, span_x, strip, range.low,
+                           (float)scale, shift, gain, mid, (const uint8_t **)rows);
     else
-        separable_band_u32(s, src.sc, src.sr, dst.view.buf, dst.sc * item, dst.sr * item,
-                           out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, vt, nvt, ht,
-                           nht, span_x, strip, range.low, scale, -1, 0, mid);
+        separable_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
+                           dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step,
+                           kh, g.row_gap, vt, nvt, ht, nht, span_x, strip, range.low, scale,
+                           -1, 0, mid, (const uint8_t **)rows);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -739,7 +1061,8 @@ done:
     PyMem_Free(ht);
     PyMem_Free(off);
     free(mid);
-    release(&src);
+    PyMem_Free(rows);
+    source_free(&so);
     release(&dst);
     release(&ca);
     release(&ra);

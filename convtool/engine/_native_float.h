@@ -73,15 +73,16 @@ ALWAYS_INLINE F(vec) F(load)(const REAL *p)
 #define V_DIFF1(i) (F(load)(p + (i)) - F(load)(q + (i)))
 
 /* acc[0 .. F_LANES*F_VECS) = the tap list's sum at consecutive outputs (unit step), in list
- * order from 0 (0 + x is x, bar the sign of a zero). */
-ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const REAL *restrict s, const tap_t *taps,
-                                 int ntaps)
+ * order from 0 (0 + x is x, bar the sign of a zero). A tap reads row rows[r] from column
+ * at + o (see tap_t). */
+ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const REAL *const *rows, ptrdiff_t at,
+                                 const tap_t *taps, int ntaps)
 {
     F(vec) a[F_VECS];
     for (int u = 0; u < F_VECS; u++) a[u] = (F(vec)){0};
     for (int i = 0; i < ntaps; i++) {
         const tap_t *t = taps + i;
-        const REAL *p = s + t->o1, *q = s + t->o2;
+        const REAL *p = rows[t->r1] + at + t->o1, *q = rows[t->r2] + at + t->o2;
         const REAL w = (REAL)t->w;
         switch (t->kind) {
         case TAP_MUL: F_BLOCK_TERMS(V_MUL); break;
@@ -107,9 +108,10 @@ ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const REAL *restrict s, con
 #undef F_BLOCK_TERMS
 #endif
 
-/* One sweep of a tap list over n outputs: acc = sum over taps, in list order. */
-ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const REAL *restrict s, ptrdiff_t step,
-                               const tap_t *taps, int ntaps, ptrdiff_t n)
+/* One sweep of a tap list over n outputs: acc = sum over taps, in list order; output k reads
+ * rows[r] + at + o + k*step for each tap. */
+ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const REAL *const *rows, ptrdiff_t at,
+                                 ptrdiff_t step, const tap_t *taps, int ntaps, ptrdiff_t n)
 {
     if (ntaps == 0) {
         for (ptrdiff_t k = 0; k < n; k++) acc[k] = 0;
@@ -117,8 +119,8 @@ ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const REAL *restrict s, ptr
     }
     for (int i = 0; i < ntaps; i++) {
         const tap_t *t = taps + i;
-        const REAL *restrict p = s + t->o1;
-        const REAL *restrict q = s + t->o2;
+        const REAL *restrict p = rows[t->r1] + at + t->o1;
+        const REAL *restrict q = rows[t->r2] + at + t->o2;
         const REAL w = (REAL)t->w;
         if (i == 0) {
             F_TAP_SWITCH(=)
@@ -130,16 +132,24 @@ ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const REAL *restrict s, ptr
 
 /* acc[k] = the tap list's sum at output k < n: register blocks where the step is 1, a sweep
  * in L1 for the rest. Both add the same terms in the same order: the same bits. */
-ALWAYS_INLINE void F(taps_run)(REAL *restrict acc, const REAL *restrict s, ptrdiff_t step,
-                               const tap_t *taps, int ntaps, ptrdiff_t n)
+ALWAYS_INLINE void F(taps_run)(REAL *restrict acc, const REAL *const *rows, ptrdiff_t at,
+                               ptrdiff_t step, const tap_t *taps, int ntaps, ptrdiff_t n)
 {
     ptrdiff_t k0 = 0;
 #ifdef HAVE_VECTOR_TYPES
     if (step == 1 && ntaps >= 3) /* (one or two terms: the sweep is as fast) */
         for (; k0 + F_LANES * F_VECS <= n; k0 += F_LANES * F_VECS)
-            F(taps_block)(acc + k0, s + k0, taps, ntaps);
+            F(taps_block)(acc + k0, rows, at + k0, taps, ntaps);
 #endif
-    if (k0 < n) F(taps_sweep)(acc + k0, s + k0 * step, step, taps, ntaps, n - k0);
+    if (k0 < n) F(taps_sweep)(acc + k0, rows, at + k0 * step, step, taps, ntaps, n - k0);
+}
+
+/* rows[t] = the padded row `first + t*gap` of channel c, columns x0 .. x0+len-1, t < count. */
+ALWAYS_INLINE void F(fetch_rows)(rowsrc_t *rs, const REAL **rows, ptrdiff_t c, ptrdiff_t first,
+                                 ptrdiff_t gap, ptrdiff_t count, ptrdiff_t x0, ptrdiff_t len)
+{
+    for (ptrdiff_t t = 0; t < count; t++)
+        rows[t] = (const REAL *)row_get(rs, c, first + t * gap, x0, len);
 }
 
 ALWAYS_INLINE void F(scale_run)(REAL *restrict acc, REAL scale, ptrdiff_t n)
@@ -187,22 +197,23 @@ ALWAYS_INLINE void F(doubling_run)(REAL *restrict out, const REAL *restrict src,
     }
 }
 
-/* ---------------------------------------------------------------- direct taps over a band */
+/* ---------------------------------------------------------------- direct taps */
 
-/* dst[c, j, i] = sum over the tap list of src[c, sy*j + ., step*i + .] (offsets in the taps).
- * `src` points at the band's first row and the first column output 0 reads. */
-HOT static void F(direct_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r, REAL *dst,
+/* dst[c, j, i] = sum over the tap list of padded row sy*j + r*gap (tap row r), column
+ * x0 + sx*i + o. The rows come from `rs` (a padded band, or the image through its padding
+ * maps), `rows` holds kh row pointers; `width`: the columns one output row reads. */
+HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL *dst,
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
-                               ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, const tap_t *taps,
-                               int ntaps)
+                               ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, ptrdiff_t kh,
+                               ptrdiff_t gap, const tap_t *taps, int ntaps, const REAL **rows)
 {
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            const REAL *row = src + c * s_c + j * sy * s_r;
+            F(fetch_rows)(rs, rows, c, j * sy, gap, kh, x0, width);
             REAL *out = dst + c * d_c + j * d_r;
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
                 const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
-                F(taps_run)(out + i0, row + i0 * sx, sx, taps, ntaps, n);
+                F(taps_run)(out + i0, rows, i0 * sx, sx, taps, ntaps, n);
             }
         }
 }
@@ -216,8 +227,10 @@ HOT static void F(direct_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r, RE
  * depends only on the absolute row (bit-stable under cutting into bands) and a NaN or an
  * infinity reaches only the windows that hold it. About 3 adds per sample, whatever `taps`. */
 typedef struct {
-    const REAL *src;     /* band row 0, first column */
+    const REAL *src;     /* band row 0, first column (when `rows` is NULL) */
     ptrdiff_t rs;        /* row stride (elements) */
+    rowsrc_t *rows;      /* else: rows of channel `c`, columns x0 .. x0+width-1 */
+    ptrdiff_t c, x0;
     ptrdiff_t taps, width, origin;
     int square;          /* sum the squares of the samples instead */
     REAL *suffix;        /* taps rows x width: suffix sums of the current block */
@@ -226,6 +239,12 @@ typedef struct {
     ptrdiff_t prefix_end;
     int started;
 } F(running_t);
+
+ALWAYS_INLINE const REAL *F(running_in)(F(running_t) *g, ptrdiff_t r)
+{
+    if (g->rows) return (const REAL *)row_get(g->rows, g->c, r, g->x0, g->width);
+    return g->src + r * g->rs;
+}
 
 ALWAYS_INLINE ptrdiff_t F(floor_mod)(ptrdiff_t a, ptrdiff_t m)
 {
@@ -258,7 +277,7 @@ ALWAYS_INLINE void F(running_row)(F(running_t) *g, ptrdiff_t s, REAL *restrict o
         g->prefix_end = block + k - 1;
         for (ptrdiff_t r = block + k - 1; r >= s; r--) {
             REAL *restrict row = g->suffix + (r - block) * w;
-            const REAL *restrict in = g->src + r * g->rs;
+            const REAL *restrict in = F(running_in)(g, r);
             if (r == block + k - 1) {
                 F(row_value)(row, in, w, g->square, 0);
             } else {
@@ -276,7 +295,7 @@ ALWAYS_INLINE void F(running_row)(F(running_t) *g, ptrdiff_t s, REAL *restrict o
     }
     /* prefix(e) = prefix(e-1) + x[e] over the next block, up to e = s + k - 1 */
     for (ptrdiff_t e = g->prefix_end + 1; e <= s + k - 1; e++) {
-        const REAL *restrict in = g->src + e * g->rs;
+        const REAL *restrict in = F(running_in)(g, e);
         REAL *restrict prefix = g->prefix;
         if (e == block + k) {
             F(row_value)(prefix, in, w, g->square, 0);
@@ -305,24 +324,26 @@ typedef struct {
 
 /* dst[c, j, i] = row pass (column pass (src)): for each output row, the column pass fills a
  * row buffer `mid` (one strip of columns at a time, so it stays in L1), the row pass reads it.
+ * The rows come from `rs` (see direct_band), `rows` holds the column factor's row pointers.
  * The input is read once and each output written once. `span_x`: the row factor's span. */
-HOT static void F(separable_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r, REAL *dst,
+HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL *dst,
                                   ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels,
                                   ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
                                   const F(pass_t) *v, const F(pass_t) *h, ptrdiff_t span_x,
-                                  ptrdiff_t strip, ptrdiff_t origin, REAL *work)
+                                  ptrdiff_t strip, ptrdiff_t origin, REAL *work,
+                                  const REAL **rows)
 {
     const ptrdiff_t mid_len = sx * (strip - 1) + span_x;
     REAL *mid = work, *scratch0 = work + mid_len, *scratch1 = scratch0 + mid_len;
     REAL *running = scratch1 + mid_len; /* suffix rows + prefix row, for PASS_RUNNING */
+    const REAL *mids[1] = {mid};
     for (ptrdiff_t c = 0; c < channels; c++) {
-        const REAL *band = src + c * s_c;
         if (v->mode == PASS_RUNNING) {
             /* strips outside, rows inside: the running sums walk down each strip */
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 const ptrdiff_t len = sx * (n - 1) + span_x;
-                F(running_t) g = {band + i0 * sx, s_r, v->count, len, origin, 0,
+                F(running_t) g = {NULL, 0, rs, c, x0 + i0 * sx, v->count, len, origin, 0,
                                   running, running + v->count * len, 0, 0, 0};
                 for (ptrdiff_t j = 0; j < nr; j++) {
                     F(running_row)(&g, j * sy, mid);
@@ -333,7 +354,7 @@ HOT static void F(separable_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r,
                     } else {
                         for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
                             const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
-                            F(taps_run)(out + k0, mid + k0 * sx, sx, h->taps, h->ntaps, m);
+                            F(taps_run)(out + k0, mids, k0 * sx, sx, h->taps, h->ntaps, m);
                         }
                     }
                     F(scale_run)(out, h->scale, n);
@@ -342,14 +363,14 @@ HOT static void F(separable_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r,
             continue;
         }
         for (ptrdiff_t j = 0; j < nr; j++) {
-            const REAL *rows = band + j * sy * s_r;
+            F(fetch_rows)(rs, rows, c, j * sy, v->gap, v->count, x0, width);
             REAL *out_row = dst + c * d_c + j * d_r;
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 const ptrdiff_t len = sx * (n - 1) + span_x;
-                for (ptrdiff_t x0 = 0; x0 < len; x0 += F_CHUNK) {
-                    const ptrdiff_t m = len - x0 < F_CHUNK ? len - x0 : F_CHUNK;
-                    F(taps_run)(mid + x0, rows + i0 * sx + x0, 1, v->taps, v->ntaps, m);
+                for (ptrdiff_t m0 = 0; m0 < len; m0 += F_CHUNK) {
+                    const ptrdiff_t m = len - m0 < F_CHUNK ? len - m0 : F_CHUNK;
+                    F(taps_run)(mid + m0, rows, i0 * sx + m0, 1, v->taps, v->ntaps, m);
                 }
                 F(scale_run)(mid, v->scale, len);
                 REAL *out = out_row + i0;
@@ -358,7 +379,7 @@ HOT static void F(separable_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r,
                 } else {
                     for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
                         const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
-                        F(taps_run)(out + k0, mid + k0 * sx, sx, h->taps, h->ntaps, m);
+                        F(taps_run)(out + k0, mids, k0 * sx, sx, h->taps, h->ntaps, m);
                     }
                 }
                 F(scale_run)(out, h->scale, n);
@@ -367,18 +388,19 @@ HOT static void F(separable_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r,
     }
 }
 
-/* One factor alone (a one-row or one-column kernel): dst[c, j, i] from src rows sy*j. For a
- * column factor the taps' offsets are whole rows and step is the column stride. */
-HOT static void F(single_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r, REAL *dst,
+/* One factor alone (a one-row or one-column kernel): dst[c, j, i] from padded rows sy*j on.
+ * A column factor (`vertical`) reads its taps from p->count rows p->gap apart (tap row r),
+ * output i at column x0 + sx*i; a row factor reads one row. */
+HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL *dst,
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, const F(pass_t) *p,
-                               ptrdiff_t origin, REAL *work)
+                               int vertical, ptrdiff_t origin, REAL *work, const REAL **rows)
 {
     for (ptrdiff_t c = 0; c < channels; c++) {
         if (p->mode == PASS_RUNNING) { /* a box column, unit column steps (sx == 1) */
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
                 const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
-                F(running_t) g = {src + c * s_c + i0, s_r, p->count, n, origin, 0,
+                F(running_t) g = {NULL, 0, rs, c, x0 + i0, p->count, n, origin, 0,
                                   work, work + p->count * n, 0, 0, 0};
                 for (ptrdiff_t j = 0; j < nr; j++) {
                     REAL *out = dst + c * d_c + j * d_r + i0;
@@ -389,15 +411,15 @@ HOT static void F(single_band)(const REAL *src, ptrdiff_t s_c, ptrdiff_t s_r, RE
             continue;
         }
         for (ptrdiff_t j = 0; j < nr; j++) {
-            const REAL *row = src + c * s_c + j * sy * s_r;
+            F(fetch_rows)(rs, rows, c, j * sy, p->gap, vertical ? p->count : 1, x0, width);
             REAL *out = dst + c * d_c + j * d_r;
             if (p->mode == PASS_DOUBLING) {
                 const ptrdiff_t len = sx * (nc - 1) + (p->count - 1) * p->gap + 1;
-                F(doubling_run)(out, row, sx, p->gap, p->count, nc, work, work + len);
+                F(doubling_run)(out, rows[0], sx, p->gap, p->count, nc, work, work + len);
             } else {
                 for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
                     const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
-                    F(taps_run)(out + i0, row + i0 * sx, sx, p->taps, p->ntaps, n);
+                    F(taps_run)(out + i0, rows, i0 * sx, sx, p->taps, p->ntaps, n);
                 }
             }
             F(scale_run)(out, p->scale, nc);
@@ -435,8 +457,10 @@ HOT static void F(window_sums_band)(const REAL *src, ptrdiff_t s_r, REAL *sums, 
     for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
         const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
         const ptrdiff_t len = n + w - 1;
-        F(running_t) g1 = {src + i0, s_r, h, len, origin, 0, run1, run1 + h * len, 0, 0, 0};
-        F(running_t) g2 = {src + i0, s_r, h, len, origin, 1, run2, run2 + h * len, 0, 0, 0};
+        F(running_t) g1 = {src + i0, s_r, NULL, 0, 0, h, len, origin, 0,
+                           run1, run1 + h * len, 0, 0, 0};
+        F(running_t) g2 = {src + i0, s_r, NULL, 0, 0, h, len, origin, 1,
+                           run2, run2 + h * len, 0, 0, 0};
         for (ptrdiff_t j = 0; j < nr; j++) {
             if (running) {
                 F(running_row)(&g1, j, mid1);

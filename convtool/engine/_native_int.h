@@ -42,8 +42,8 @@
 /* acc = sum of the taps over n outputs, reading 8-bit samples (SRC = uint8_t) or
  * accumulators of a first pass (SRC = ACC). */
 #define I_DEFINE_TAPS(NAME, SRC)                                                           \
-    ALWAYS_INLINE void NAME(ACC *restrict acc, const SRC *restrict s, ptrdiff_t step,      \
-                            const tap_t *taps, int ntaps, ptrdiff_t n)                     \
+    ALWAYS_INLINE void NAME(ACC *restrict acc, const SRC *const *rows, ptrdiff_t at,       \
+                            ptrdiff_t step, const tap_t *taps, int ntaps, ptrdiff_t n)     \
     {                                                                                      \
         if (ntaps == 0) {                                                                  \
             for (ptrdiff_t k = 0; k < n; k++) acc[k] = 0;                                  \
@@ -51,8 +51,8 @@
         }                                                                                  \
         for (int i = 0; i < ntaps; i++) {                                                  \
             const tap_t *t = taps + i;                                                     \
-            const SRC *restrict p = s + t->o1;                                             \
-            const SRC *restrict q = s + t->o2;                                             \
+            const SRC *restrict p = rows[t->r1] + at + t->o1;                              \
+            const SRC *restrict q = rows[t->r2] + at + t->o2;                              \
             const uint32_t w = (uint32_t)t->iw;                                            \
             if (i == 0) {                                                                  \
                 I_TAP_SWITCH(=)                                                            \
@@ -122,53 +122,67 @@ ALWAYS_INLINE void I(store)(char *out, int out_u8, const ACC *acc, ptrdiff_t n, 
     else I(store_f32)((float *)out, acc, n, low, scale);
 }
 
-/* Direct taps over an 8-bit band; `src` at the first row and column output 0 reads. dst rows
- * are uint8 (out_u8) or float32; d_c, d_r in bytes. */
-HOT static void I(direct_band)(const uint8_t *src, ptrdiff_t s_c, ptrdiff_t s_r, char *dst,
+/* rows[t] = the padded row `first + t*gap` of channel c, columns x0 .. x0+len-1, t < count. */
+ALWAYS_INLINE void I(fetch_rows)(rowsrc_t *rs, const uint8_t **rows, ptrdiff_t c,
+                                 ptrdiff_t first, ptrdiff_t gap, ptrdiff_t count, ptrdiff_t x0,
+                                 ptrdiff_t len)
+{
+    for (ptrdiff_t t = 0; t < count; t++)
+        rows[t] = (const uint8_t *)row_get(rs, c, first + t * gap, x0, len);
+}
+
+/* Direct taps over 8-bit rows from `rs` (see direct_band in _native_float.h): padded row
+ * sy*j + r*gap, column x0 + sx*i + o. dst rows are uint8 (out_u8) or float32; d_c, d_r in
+ * bytes. */
+HOT static void I(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, char *dst,
                                ptrdiff_t d_c, ptrdiff_t d_r, int out_u8, ptrdiff_t channels,
                                ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
-                               const tap_t *taps, int ntaps, int32_t low, SCALED scale,
-                               int shift, int32_t gain)
+                               ptrdiff_t kh, ptrdiff_t gap, const tap_t *taps, int ntaps,
+                               int32_t low, SCALED scale, int shift, int32_t gain,
+                               const uint8_t **rows)
 {
     ACC acc[I_CHUNK] __attribute__((aligned(64)));
     const ptrdiff_t item = out_u8 ? 1 : 4;
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            const uint8_t *row = src + c * s_c + j * sy * s_r;
+            I(fetch_rows)(rs, rows, c, j * sy, gap, kh, x0, width);
             char *out = dst + c * d_c + j * d_r;
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += I_CHUNK) {
                 const ptrdiff_t n = nc - i0 < I_CHUNK ? nc - i0 : I_CHUNK;
-                I(taps_u8)(acc, row + i0 * sx, sx, taps, ntaps, n);
+                I(taps_u8)(acc, rows, i0 * sx, sx, taps, ntaps, n);
                 I(store)(out + i0 * item, out_u8, acc, n, low, scale, shift, gain);
             }
         }
 }
 
-/* A rank-1 integer kernel, fused per output row: the column factor into an accumulator row
- * `mid` (one strip at a time), the row factor from it, then one rounding. */
-HOT static void I(separable_band)(const uint8_t *src, ptrdiff_t s_c, ptrdiff_t s_r, char *dst,
+/* A rank-1 integer kernel, fused per output row: the column factor (kh rows `gap` apart)
+ * into an accumulator row `mid` (one strip at a time), the row factor from it, then one
+ * rounding. */
+HOT static void I(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, char *dst,
                                   ptrdiff_t d_c, ptrdiff_t d_r, int out_u8, ptrdiff_t channels,
                                   ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
-                                  const tap_t *vt, int nvt, const tap_t *ht, int nht,
-                                  ptrdiff_t span_x, ptrdiff_t strip, int32_t low, SCALED scale,
-                                  int shift, int32_t gain, ACC *mid)
+                                  ptrdiff_t kh, ptrdiff_t gap, const tap_t *vt, int nvt,
+                                  const tap_t *ht, int nht, ptrdiff_t span_x, ptrdiff_t strip,
+                                  int32_t low, SCALED scale, int shift, int32_t gain, ACC *mid,
+                                  const uint8_t **rows)
 {
     ACC acc[I_CHUNK] __attribute__((aligned(64)));
     const ptrdiff_t item = out_u8 ? 1 : 4;
+    const ACC *mids[1] = {mid};
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            const uint8_t *rows = src + c * s_c + j * sy * s_r;
+            I(fetch_rows)(rs, rows, c, j * sy, gap, kh, x0, width);
             char *out_row = dst + c * d_c + j * d_r;
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 const ptrdiff_t len = sx * (n - 1) + span_x;
-                for (ptrdiff_t x0 = 0; x0 < len; x0 += I_CHUNK) {
-                    const ptrdiff_t m = len - x0 < I_CHUNK ? len - x0 : I_CHUNK;
-                    I(taps_u8)(mid + x0, rows + i0 * sx + x0, 1, vt, nvt, m);
+                for (ptrdiff_t m0 = 0; m0 < len; m0 += I_CHUNK) {
+                    const ptrdiff_t m = len - m0 < I_CHUNK ? len - m0 : I_CHUNK;
+                    I(taps_u8)(mid + m0, rows, i0 * sx + m0, 1, vt, nvt, m);
                 }
                 for (ptrdiff_t k0 = 0; k0 < n; k0 += I_CHUNK) {
                     const ptrdiff_t m = n - k0 < I_CHUNK ? n - k0 : I_CHUNK;
-                    I(taps_acc)(acc, mid + k0 * sx, sx, ht, nht, m);
+                    I(taps_acc)(acc, mids, k0 * sx, sx, ht, nht, m);
                     I(store)(out_row + (i0 + k0) * item, out_u8, acc, m, low, scale, shift,
                             gain);
                 }

@@ -34,9 +34,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from convtool.engine import native
-from convtool.engine.bands import BandMethod
+from convtool.engine.bands import BandMethod, source_positions
 from convtool.engine.integer import integer_factors, integer_weights
 from convtool.engine.passes import OnePass, accumulate, is_box, make_pass, windows
+from convtool.padding import Padding
 
 if TYPE_CHECKING:
     from convtool.engine.plan import Plan
@@ -221,29 +222,87 @@ def _compiled() -> ModuleType:
 class Compiled(BandMethod):
     """A compiled kernel over a band, in calls of about ``CALL_WORK`` multiply-adds each;
     once ``stop`` is set the remaining calls are skipped. Subclasses set ``per_row`` (work per
-    output row and channel) and ``call(src, out, origin)``, ``origin`` being the padded
-    image's row that ``src`` starts at (the running sums' cut points depend on it alone, so
-    the bits do not depend on the bands)."""
+    output row and channel) and ``call(src, out, origin, maps)``, ``origin`` being the padded
+    image's row that ``src`` (or the row map) starts at (the running sums' cut points depend
+    on it alone, so the bits do not depend on the bands).
+
+    The kernels read the unpadded image: ``maps`` holds the padding as index maps
+    (:func:`convtool.engine.bands.source_positions`: the source row of each padded row the
+    call reads, the source column of each padded column, -1 for the constant) and the
+    constant, and the C code copies each padded row once into a ring of a few rows. No band
+    is gathered, so :meth:`filter_image` replaces the gathering and the band buffer; a source
+    of another dtype than the plan's (an 8-bit image filtered in floats) is still gathered.
+    """
 
     per_row = 1
+
+    def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        super().__init__(plan, channels, workers, stop)
+        cols = np.arange(plan.col_start, plan.col_start + plan.col_count)
+        self.col_map = source_positions(cols, plan.cols.n, plan.padding)
+        self.cval = float(plan.cval) if plan.padding is Padding.CONSTANT else 0.0
 
     def geometry(self) -> tuple[int, int, int, int, int]:
         rows, cols = self.plan.rows, self.plan.cols
         first_col = cols.offset - self.plan.col_start
         return rows.stride, rows.dilation, cols.stride, cols.dilation, first_col
 
-    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict) -> None:
         raise NotImplementedError
 
-    def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
+    def chunk_rows(self, channels: int) -> int:
+        """Output rows per compiled call: about ``CALL_WORK``, and enough that re-reading the
+        kernel's rows at each call's start costs little."""
+        rows = self.plan.rows
+        least = -(-4 * rows.span // rows.stride)
+        return max(least, CALL_WORK // max(1, channels * self.per_row))
+
+    def source(self, x) -> tuple[np.ndarray, object] | None:
+        """``(array, locate)``: what the kernels read and how image rows map to its rows
+        (None: the image itself), or None when the band must be gathered instead."""
+        data, locate = x, None
+        if not isinstance(x, np.ndarray):  # a Rows: some rows of the image
+            data, locate = getattr(x, "data", None), getattr(x, "locate", None)
+            if not isinstance(data, np.ndarray) or locate is None:
+                return None
+        if data.dtype != self.plan.dtype or data.ndim != 3 or not data.flags.aligned:
+            return None
+        return data, locate
+
+    def filter_image(self, x, j0: int, j1: int, out: np.ndarray) -> bool:
+        """``out`` (output rows ``j0..j1-1``) straight from the image ``x``; False (nothing
+        done) when the band must be gathered first (see :meth:`source`)."""
+        found = self.source(x)
+        if found is None:
+            return False
+        data, locate = found
+        rows, plan = self.plan.rows, self.plan
+        first = rows.stride * j0 + rows.offset
+        count = rows.stride * (j1 - j0 - 1) + rows.span
+        row_map = source_positions(np.arange(first, first + count), rows.n, plan.padding)
+        if locate is not None:
+            row_map = locate(row_map)
+        maps = {"row_map": row_map, "col_map": self.col_map, "cval": self.cval}
+        self.run_chunks(data, out, j0, maps)
+        return True
+
+    def run_chunks(self, src: np.ndarray, out: np.ndarray, j0: int, maps: dict) -> None:
+        """The band in calls of bounded work, ``src`` a gathered band (``maps`` empty) or the
+        image (``maps``: its row map for the band's padded rows, column map and constant)."""
         rows, nr = self.plan.rows, out.shape[1]
-        chunk = max(1, CALL_WORK // max(1, buf.shape[0] * self.per_row))
+        chunk = self.chunk_rows(src.shape[0])
+        row_map = maps.get("row_map")
         for r0 in range(0, nr, chunk):
             if self.stop.is_set():
                 return
             r1 = min(r0 + chunk, nr)
-            src = buf[:, rows.stride * r0 : rows.stride * (r1 - 1) + rows.span]
-            self.call(src, out[:, r0:r1], rows.stride * (j0 + r0) + rows.offset)
+            p0, p1 = rows.stride * r0, rows.stride * (r1 - 1) + rows.span
+            part = dict(maps, row_map=row_map[p0:p1]) if row_map is not None else maps
+            band = src if row_map is not None else src[:, p0:p1]
+            self.call(band, out[:, r0:r1], rows.stride * (j0 + r0) + rows.offset, part)
+
+    def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
+        self.run_chunks(buf, out, j0, {})
 
 
 class CompiledDirect(Compiled):
@@ -255,8 +314,8 @@ class CompiledDirect(Compiled):
         self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
-    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
-        self.native.correlate_direct(src, out, self.weights, *self.geometry())
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict) -> None:
+        self.native.correlate_direct(src, out, self.weights, *self.geometry(), **maps)
 
 
 class CompiledSeparable(Compiled):
@@ -272,8 +331,10 @@ class CompiledSeparable(Compiled):
     def wanted_rows(self, channels: int) -> int:
         return _separable_rows(self.plan, super().wanted_rows(channels))
 
-    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
-        self.native.correlate_separable(src, out, self.column, self.row, *self.geometry(), origin)
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict) -> None:
+        self.native.correlate_separable(
+            src, out, self.column, self.row, *self.geometry(), origin, **maps
+        )
 
 
 class CompiledDirectU8(Compiled):
@@ -289,8 +350,10 @@ class CompiledDirectU8(Compiled):
         self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
-    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
-        self.native.correlate_direct_u8(src, out, self.weights, self.scale, *self.geometry())
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict) -> None:
+        self.native.correlate_direct_u8(
+            src, out, self.weights, self.scale, *self.geometry(), **maps
+        )
 
 
 class CompiledSeparableU8(Compiled):
@@ -307,9 +370,9 @@ class CompiledSeparableU8(Compiled):
         self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
-    def call(self, src: np.ndarray, out: np.ndarray, origin: int) -> None:
+    def call(self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict) -> None:
         self.native.correlate_separable_u8(
-            src, out, self.column, self.row, self.scale, *self.geometry()
+            src, out, self.column, self.row, self.scale, *self.geometry(), **maps
         )
 
 

@@ -184,6 +184,14 @@ class Rows:
             return self[channels, int(rows[0]) : int(rows[-1]) + 1]
         return self.data[channels, self._positions(rows)]
 
+    def locate(self, rows) -> np.ndarray:
+        """Where image rows ``rows`` (-1: none, kept) are in :attr:`data` (IndexError if not held)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        at = np.full(rows.shape, -1, dtype=np.int64)
+        inside = rows >= 0
+        at[inside] = self._positions(rows[inside])
+        return at
+
     def _positions(self, rows: np.ndarray) -> np.ndarray:
         at = np.searchsorted(self.index, rows)
         at = np.minimum(at, self.index.size - 1)
