@@ -91,11 +91,31 @@ typedef struct {
     const int64_t *row_map;
     const run_t *runs;
     ptrdiff_t nruns;
-    char *ring;           /* slots x slot_bytes */
-    int64_t *tags;        /* per slot: padded row, channel, x0, len held (-1: none) */
-    ptrdiff_t slots, slot_bytes;
+    char *ring[3];        /* three banks of slots x slot_bytes[bank]: 0 and 2 for the few */
+    int64_t *tags[3];     /* columns at the left and right border, 1 for whole rows; tags: */
+    ptrdiff_t slots, slot_bytes[3]; /* per slot the padded row, channel, x0, len held */
     double cval;
+    ptrdiff_t in0, in1;   /* padded columns in0 .. in1-1 can be read in place (one run of
+                           * source columns, unit steps): kernels cut their columns there */
+    ptrdiff_t in_src;     /* the source column of padded column in0 */
+    const int64_t *col_map; /* source column of each padded column (-1: the constant) */
 } rowsrc_t;
+
+/* Cut columns [x0, x0+len) where the in-place columns start and end: cut[0] = x0 <= cut[1]
+ * <= cut[2] <= cut[3] = x0+len, the middle piece in place. */
+static inline void cut_columns(const rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t len, ptrdiff_t cut[4])
+{
+    const ptrdiff_t end = x0 + len;
+    ptrdiff_t a = rs->in0 < x0 ? x0 : rs->in0, b = rs->in1 > end ? end : rs->in1;
+    if (a >= b) { /* nothing in place: one piece (the middle one, copied whole) */
+        a = x0;
+        b = end;
+    }
+    cut[0] = x0;
+    cut[1] = a;
+    cut[2] = b;
+    cut[3] = end;
+}
 
 static void fill_constant(char *out, ptrdiff_t n, ptrdiff_t item, double cval)
 {
@@ -106,39 +126,52 @@ static void fill_constant(char *out, ptrdiff_t n, ptrdiff_t item, double cval)
 
 static void copy_strided(char *out, const char *in, ptrdiff_t n, ptrdiff_t item, ptrdiff_t sx)
 {
-    if (sx == item) memcpy(out, in, (size_t)(n * item));
+    if (sx == item && n * item >= 64) memcpy(out, in, (size_t)(n * item));
+    else if (item == 4) for (ptrdiff_t k = 0; k < n; k++) ((float *)out)[k] = *(const float *)(in + k * sx);
+    else if (item == 8) for (ptrdiff_t k = 0; k < n; k++) ((double *)out)[k] = *(const double *)(in + k * sx);
     else if (item == 1) for (ptrdiff_t k = 0; k < n; k++) out[k] = in[k * sx];
     else if (item == 4) for (ptrdiff_t k = 0; k < n; k++) memcpy(out + 4 * k, in + k * sx, 4);
     else for (ptrdiff_t k = 0; k < n; k++) memcpy(out + 8 * k, in + k * sx, 8);
 }
 
-/* Padded row p of channel c, columns x0 .. x0+len-1: a pointer to column x0. */
+/* Padded row p of channel c, columns x0 .. x0+len-1: a pointer to column x0. A copy goes to
+ * ring bank `bank` (0, 2: a piece at the left, right border; 1: the middle or whole row). */
 static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdiff_t x0,
-                                  ptrdiff_t len)
+                                  ptrdiff_t len, int bank)
 {
     if (!rs->image) return rs->base + c * rs->sc + p * rs->sr + x0 * rs->item;
     const int64_t r = rs->row_map[p];
     const char *row = r >= 0 ? rs->base + c * rs->sc + (ptrdiff_t)r * rs->sr : NULL;
-    if (row && rs->sx == rs->item)
+    if (row && x0 >= rs->in0 && x0 + len <= rs->in1)
+        return row + (rs->in_src + x0 - rs->in0) * rs->item;
+    const ptrdiff_t slot = p % rs->slots;
+    int64_t *tag = rs->tags[bank] + 4 * slot;
+    char *out = rs->ring[bank] + slot * rs->slot_bytes[bank];
+    if (tag[0] == p && tag[1] == c && tag[2] == x0 && tag[3] == len) return out;
+    if (!row) {
+        fill_constant(out, len, rs->item, rs->cval);
+    } else if (len <= 256) { /* a few columns (at a border): through the column map */
+        const int64_t *m = rs->col_map + x0;
+        const ptrdiff_t sx = rs->sx;
+        if (rs->item == 1)
+            for (ptrdiff_t k = 0; k < len; k++)
+                out[k] = m[k] < 0 ? (char)(uint8_t)rs->cval : row[m[k] * sx];
+        else if (rs->item == 4)
+            for (ptrdiff_t k = 0; k < len; k++)
+                ((float *)out)[k] = m[k] < 0 ? (float)rs->cval : *(const float *)(row + m[k] * sx);
+        else
+            for (ptrdiff_t k = 0; k < len; k++)
+                ((double *)out)[k] = m[k] < 0 ? rs->cval : *(const double *)(row + m[k] * sx);
+    } else {
         for (ptrdiff_t k = 0; k < rs->nruns; k++) {
             const run_t *u = rs->runs + k;
-            if (x0 < u->x0 || x0 >= u->x0 + u->len) continue;
-            if (u->src >= 0 && x0 + len <= u->x0 + u->len)
-                return row + (u->src + x0 - u->x0) * rs->item;
-            break;
+            const ptrdiff_t lo = u->x0 > x0 ? u->x0 : x0;
+            const ptrdiff_t hi = u->x0 + u->len < x0 + len ? u->x0 + u->len : x0 + len;
+            if (lo >= hi) continue;
+            char *o = out + (lo - x0) * rs->item;
+            if (u->src < 0) fill_constant(o, hi - lo, rs->item, rs->cval);
+            else copy_strided(o, row + (u->src + lo - u->x0) * rs->sx, hi - lo, rs->item, rs->sx);
         }
-    const ptrdiff_t slot = p % rs->slots;
-    int64_t *tag = rs->tags + 4 * slot;
-    char *out = rs->ring + slot * rs->slot_bytes;
-    if (tag[0] == p && tag[1] == c && tag[2] == x0 && tag[3] == len) return out;
-    for (ptrdiff_t k = 0; k < rs->nruns; k++) {
-        const run_t *u = rs->runs + k;
-        const ptrdiff_t lo = u->x0 > x0 ? u->x0 : x0;
-        const ptrdiff_t hi = u->x0 + u->len < x0 + len ? u->x0 + u->len : x0 + len;
-        if (lo >= hi) continue;
-        char *o = out + (lo - x0) * rs->item;
-        if (!row || u->src < 0) fill_constant(o, hi - lo, rs->item, rs->cval);
-        else copy_strided(o, row + (u->src + lo - u->x0) * rs->sx, hi - lo, rs->item, rs->sx);
     }
     tag[0] = p;
     tag[1] = c;
@@ -405,8 +438,8 @@ typedef struct {
     array_t src, rm, cm;
     array_t shape;        /* channels, padded rows and columns (only c, r, w are set) */
     run_t *runs;
-    char *ring;
-    int64_t *tags;
+    char *ring[3];
+    int64_t *tags[3];
     rowsrc_t rs;
 } source_t;
 
@@ -416,11 +449,13 @@ static void source_free(source_t *so)
     release(&so->rm);
     release(&so->cm);
     PyMem_Free(so->runs);
-    free(so->ring);
-    PyMem_Free(so->tags);
     so->runs = NULL;
-    so->ring = NULL;
-    so->tags = NULL;
+    for (int b = 0; b < 3; b++) {
+        free(so->ring[b]);
+        PyMem_Free(so->tags[b]);
+        so->ring[b] = NULL;
+        so->tags[b] = NULL;
+    }
 }
 
 static int map_of(PyObject *obj, array_t *a, Py_ssize_t limit, const char *name)
@@ -463,7 +498,10 @@ static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject
     rs->sr = a->sr * item;
     rs->sx = a->sx * item;
     rs->cval = cval;
+    rs->in0 = 0;
+    rs->in1 = PTRDIFF_MAX;
     if (!image) return 0;
+    rs->in1 = 0;
     if (map_of(o_rows, &so->rm, a->r, "row_map") < 0 ||
         map_of(o_cols, &so->cm, a->w, "col_map") < 0)
         return -1;
@@ -486,28 +524,46 @@ static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject
         so->runs[count++] = (run_t){x, 1, cm[x] < 0 ? -1 : cm[x]};
     }
     rs->row_map = so->rm.view.buf;
+    rs->col_map = cm;
     rs->runs = so->runs;
     rs->nruns = count;
+    if (rs->sx == item) /* the longest run of source columns is read in place */
+        for (ptrdiff_t k = 0; k < count; k++)
+            if (so->runs[k].src >= 0 && so->runs[k].len > rs->in1 - rs->in0) {
+                rs->in0 = so->runs[k].x0;
+                rs->in1 = so->runs[k].x0 + so->runs[k].len;
+                rs->in_src = so->runs[k].src;
+            }
     return 0;
 }
 
-/* The ring of an image source: `slots` rows of `width` samples (nothing for a band). */
-static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t width)
+/* The ring of an image source (nothing for a band): `slots` rows in each bank, of the
+ * columns x0 .. x0+width-1 a row reads (bank 1) and of the pieces of padding at either
+ * side plus `reach` columns (banks 0 and 2: what the outputs next to the border read). */
+static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t x0, Py_ssize_t width,
+                       Py_ssize_t reach)
 {
     rowsrc_t *rs = &so->rs;
     if (!rs->image) return 0;
+    ptrdiff_t cut[4];
+    cut_columns(rs, x0, width, cut);
+    Py_ssize_t side = cut[1] - cut[0] > cut[3] - cut[2] ? cut[1] - cut[0] : cut[3] - cut[2];
+    side = side + reach > width ? width : side + reach;
+    const Py_ssize_t widths[3] = {side, width, side};
     slots = slots < 1 ? 1 : slots;
     rs->slots = slots;
-    rs->slot_bytes = (width * rs->item + 63) / 64 * 64;
-    so->ring = aligned((size_t)(rs->slots * rs->slot_bytes));
-    so->tags = PyMem_Malloc(sizeof(int64_t) * 4 * slots);
-    if (!so->ring || !so->tags) {
-        PyErr_NoMemory();
-        return -1;
+    for (int b = 0; b < 3; b++) {
+        rs->slot_bytes[b] = (widths[b] * rs->item + 63) / 64 * 64;
+        so->ring[b] = aligned((size_t)(slots * rs->slot_bytes[b]));
+        so->tags[b] = PyMem_Malloc(sizeof(int64_t) * 4 * slots);
+        if (!so->ring[b] || !so->tags[b]) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        for (Py_ssize_t k = 0; k < 4 * slots; k++) so->tags[b][k] = -1;
+        rs->ring[b] = so->ring[b];
+        rs->tags[b] = so->tags[b];
     }
-    for (Py_ssize_t k = 0; k < 4 * slots; k++) so->tags[k] = -1;
-    rs->ring = so->ring;
-    rs->tags = so->tags;
     return 0;
 }
 
@@ -577,6 +633,7 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     double *w = NULL;
     tap_t *taps = NULL;
     const void **rows = NULL;
+    void *rt = NULL;
     PyObject *result = NULL;
     memset(&dst, 0, sizeof dst);
     memset(&wa, 0, sizeof wa);
@@ -593,9 +650,11 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     int ntaps;
     const Py_ssize_t width = read_width(&dst, kwid, &g);
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
-        source_ring(&so, (kh - 1) * g.row_gap + 1, width) < 0)
+        source_ring(&so, (kh - 1) * g.row_gap + 1, g.col_first, width,
+                    (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + 256 / (so.src.kind == 'f' ? 4 : 8))) < 0)
         goto done;
-    if (!(rows = PyMem_Malloc(sizeof(void *) * kh))) {
+    if (!(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
+        !(rt = PyMem_Malloc(sizeof(rtap_t_f64) * (ntaps + 1)))) {
         PyErr_NoMemory();
         goto done;
     }
@@ -603,17 +662,18 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     if (so.src.kind == 'f')
         direct_band_f32(&so.rs, g.col_first, width, (float *)dst.view.buf, dst.sc, dst.sr,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
-                        ntaps, (const float **)rows);
+                        ntaps, (const float **)rows, (rtap_t_f32 *)rt);
     else
         direct_band_f64(&so.rs, g.col_first, width, (double *)dst.view.buf, dst.sc, dst.sr,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
-                        ntaps, (const double **)rows);
+                        ntaps, (const double **)rows, (rtap_t_f64 *)rt);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
     PyMem_Free(w);
     PyMem_Free(taps);
     PyMem_Free(rows);
+    PyMem_Free(rt);
     source_free(&so);
     release(&dst);
     release(&wa);
@@ -697,6 +757,7 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
     source_t so;
     array_t dst, ca, ra;
     const void **rows = NULL;
+    void *rt = NULL;
     memset(&dst, 0, sizeof dst);
     memset(&ca, 0, sizeof ca);
     memset(&ra, 0, sizeof ra);
@@ -751,11 +812,12 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         floats = h.mode == PASS_DOUBLING ? 2 * (g.col_step * (dst.w - 1) + span_x) : 1;
     }
     const Py_ssize_t width = read_width(&dst, kwid, &g);
-    if (!(work = aligned(floats * item)) || !(rows = PyMem_Malloc(sizeof(void *) * kh))) {
+    if (!(work = aligned(floats * item)) || !(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
+        !(rt = PyMem_Malloc(sizeof(rtap_t_f64) * (3 * v.ntaps + h.ntaps + 1)))) {
         PyErr_NoMemory();
         goto done;
     }
-    if (source_ring(&so, use_v ? (kh - 1) * g.row_gap + 1 : 1, width) < 0) goto done;
+    if (source_ring(&so, use_v ? (kh - 1) * g.row_gap + 1 : 1, g.col_first, width, 0) < 0) goto done;
     const Py_ssize_t first = g.col_first;
     Py_BEGIN_ALLOW_THREADS
 #define PASS(F, R, f) {f.taps, f.ntaps, (R)f.scale, f.count, f.gap, f.mode}
@@ -765,22 +827,22 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         if (kh > 1 && kwid > 1)
             separable_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
                                g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work,
-                               (const float **)rows);
+                               (const float **)rows, (rtap_t_f32 *)rt);
         else
             single_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
                             g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, work,
-                            (const float **)rows);
+                            (const float **)rows, (rtap_t_f32 *)rt);
     } else {
         double *d = (double *)dst.view.buf;
         pass_t_f64 pv = PASS(F64, double, v), ph = PASS(F64, double, h);
         if (kh > 1 && kwid > 1)
             separable_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
                                g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work,
-                               (const double **)rows);
+                               (const double **)rows, (rtap_t_f64 *)rt);
         else
             single_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
                             g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, work,
-                            (const double **)rows);
+                            (const double **)rows, (rtap_t_f64 *)rt);
     }
 #undef PASS
     Py_END_ALLOW_THREADS
@@ -792,6 +854,7 @@ done:
     PyMem_Free(h.taps);
     free(work);
     PyMem_Free(rows);
+    PyMem_Free(rt);
     source_free(&so);
     release(&dst);
     release(&ca);
@@ -903,6 +966,7 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
     double *w = NULL;
     tap_t *taps = NULL;
     const void **rows = NULL;
+    void *rt = NULL;
     PyObject *result = NULL;
     int_range_t range;
     if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
@@ -916,9 +980,11 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
     int ntaps;
     const Py_ssize_t width = read_width(&dst, kwid, &g);
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
-        source_ring(&so, (kh - 1) * g.row_gap + 1, width) < 0)
+        source_ring(&so, (kh - 1) * g.row_gap + 1, g.col_first, width,
+                    (kwid - 1) * g.col_gap + 1 + g.col_step) < 0)
         goto done;
-    if (!(rows = PyMem_Malloc(sizeof(void *) * kh))) {
+    if (!(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
+        !(rt = PyMem_Malloc(sizeof(rtap_u8_t_u32) * (ntaps + 1)))) {
         PyErr_NoMemory();
         goto done;
     }
@@ -932,18 +998,19 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
         direct_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                         dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, kh,
                         g.row_gap, taps, ntaps, range.low, (float)scale, shift, gain,
-                        (const uint8_t **)rows);
+                        (const uint8_t **)rows, rt);
     else
         direct_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                         dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, kh,
                         g.row_gap, taps, ntaps, range.low, scale, -1, 0,
-                        (const uint8_t **)rows);
+                        (const uint8_t **)rows, rt);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
     PyMem_Free(w);
     PyMem_Free(taps);
     PyMem_Free(rows);
+    PyMem_Free(rt);
     source_free(&so);
     release(&dst);
     release(&wa);
@@ -974,6 +1041,7 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     source_t so;
     array_t dst, ca, ra;
     const void **rows = NULL;
+    void *rt = NULL;
     memset(&dst, 0, sizeof dst);
     memset(&ca, 0, sizeof ca);
     memset(&ra, 0, sizeof ra);
@@ -1003,7 +1071,8 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     off = PyMem_Malloc(sizeof(ptrdiff_t) * most);
     int *rix = PyMem_Malloc(sizeof(int) * most);
     rows = PyMem_Malloc(sizeof(void *) * kh);
-    if (!outer || !vt || !ht || !off || !rix || !rows) {
+    rt = PyMem_Malloc(sizeof(rtap_u8_t_u32) * (kh + kwid + 1));
+    if (!outer || !vt || !ht || !off || !rix || !rows || !rt) {
         PyMem_Free(rix);
         PyErr_NoMemory();
         goto done;
@@ -1034,7 +1103,7 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
         goto done;
     }
     const Py_ssize_t width = read_width(&dst, kwid, &g);
-    if (source_ring(&so, (kh - 1) * g.row_gap + 1, width) < 0) goto done;
+    if (source_ring(&so, (kh - 1) * g.row_gap + 1, g.col_first, width, 0) < 0) goto done;
     const int out_u8 = dst.kind == 'B';
     const ptrdiff_t item = out_u8 ? 1 : 4;
     int shift;
@@ -1045,12 +1114,12 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
         separable_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                            dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step,
                            kh, g.row_gap, vt, nvt, ht, nht, span_x, strip, range.low,
-                           (float)scale, shift, gain, mid, (const uint8_t **)rows);
+                           (float)scale, shift, gain, mid, (const uint8_t **)rows, rt);
     else
         separable_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                            dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step,
                            kh, g.row_gap, vt, nvt, ht, nht, span_x, strip, range.low, scale,
-                           -1, 0, mid, (const uint8_t **)rows);
+                           -1, 0, mid, (const uint8_t **)rows, rt);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -1062,6 +1131,7 @@ done:
     PyMem_Free(off);
     free(mid);
     PyMem_Free(rows);
+    PyMem_Free(rt);
     source_free(&so);
     release(&dst);
     release(&ca);

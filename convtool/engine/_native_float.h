@@ -43,6 +43,29 @@
     default: F_RUN(OP, TERM_DIFF1); break;                                                 \
     }
 
+/* Outputs next to the border computed from copied rows, at least (see direct_band). */
+#define F_SIDE ((ptrdiff_t)(256 / sizeof(REAL)))
+
+/* A tap resolved for one output row: it reads p[at + k] (and q[at + k]) for output k. */
+typedef struct {
+    const REAL *p, *q;
+    REAL w;
+    int kind;
+} F(rtap_t);
+
+/* rt = the taps with rows[r] + o resolved (once per output row: a tap then costs what an
+ * offset from one pointer does). */
+ALWAYS_INLINE void F(resolve)(F(rtap_t) *rt, const tap_t *taps, int ntaps,
+                              const REAL *const *rows)
+{
+    for (int i = 0; i < ntaps; i++) {
+        rt[i].p = rows[taps[i].r1] + taps[i].o1;
+        rt[i].q = rows[taps[i].r2] + taps[i].o2;
+        rt[i].w = (REAL)taps[i].w;
+        rt[i].kind = taps[i].kind;
+    }
+}
+
 #ifdef HAVE_VECTOR_TYPES
 /* A block of F_LANES*F_VECS consecutive outputs whose partial sums are held in registers
  * through the whole tap list (a sweep over a chunk in L1 loads and stores the sums at every
@@ -50,7 +73,8 @@
  * by each clone to its own registers: one zmm, two ymm or four xmm per vector. */
 typedef REAL F(vec) __attribute__((vector_size(64)));
 #define F_LANES ((ptrdiff_t)(64 / sizeof(REAL)))
-#define F_VECS 4
+#define F_VECS 4 /* (the four accumulators of taps_block) */
+typedef REAL F(uvec) __attribute__((vector_size(64), aligned(sizeof(REAL)), may_alias));
 
 ALWAYS_INLINE F(vec) F(load)(const REAL *p)
 {
@@ -61,7 +85,10 @@ ALWAYS_INLINE F(vec) F(load)(const REAL *p)
 
 #define F_BLOCK_TERMS(TERM)                                                                \
     do {                                                                                   \
-        for (int u = 0; u < F_VECS; u++) a[u] += TERM(u * F_LANES);                        \
+        a0 += TERM(0);                                                                     \
+        a1 += TERM(F_LANES);                                                               \
+        a2 += TERM(2 * F_LANES);                                                           \
+        a3 += TERM(3 * F_LANES);                                                           \
     } while (0)
 #define V_MUL(i) (w * F(load)(p + (i)))
 #define V_ONE(i) (F(load)(p + (i)))
@@ -75,15 +102,17 @@ ALWAYS_INLINE F(vec) F(load)(const REAL *p)
 /* acc[0 .. F_LANES*F_VECS) = the tap list's sum at consecutive outputs (unit step), in list
  * order from 0 (0 + x is x, bar the sign of a zero). A tap reads row rows[r] from column
  * at + o (see tap_t). */
-ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const REAL *const *rows, ptrdiff_t at,
-                                 const tap_t *taps, int ntaps)
+ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const F(rtap_t) *taps, int ntaps,
+                                 ptrdiff_t at)
 {
-    F(vec) a[F_VECS];
-    for (int u = 0; u < F_VECS; u++) a[u] = (F(vec)){0};
+    /* four named accumulators, stored through an unaligned vector type: their addresses are
+     * never taken, so GCC keeps them in registers across the tap list */
+    F(vec) a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
     for (int i = 0; i < ntaps; i++) {
-        const tap_t *t = taps + i;
-        const REAL *p = rows[t->r1] + at + t->o1, *q = rows[t->r2] + at + t->o2;
-        const REAL w = (REAL)t->w;
+        const F(rtap_t) *t = taps + i;
+        /* restrict: the rows never alias the accumulators (else GCC keeps them in memory) */
+        const REAL *restrict p = t->p + at, *restrict q = t->q + at;
+        const REAL w = t->w;
         switch (t->kind) {
         case TAP_MUL: F_BLOCK_TERMS(V_MUL); break;
         case TAP_ONE: F_BLOCK_TERMS(V_ONE); break;
@@ -95,7 +124,10 @@ ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const REAL *const *rows, pt
         default: F_BLOCK_TERMS(V_DIFF1); break;
         }
     }
-    memcpy(acc, a, sizeof a);
+    *(F(uvec) *)(acc) = a0;
+    *(F(uvec) *)(acc + F_LANES) = a1;
+    *(F(uvec) *)(acc + 2 * F_LANES) = a2;
+    *(F(uvec) *)(acc + 3 * F_LANES) = a3;
 }
 #undef V_MUL
 #undef V_ONE
@@ -110,18 +142,18 @@ ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const REAL *const *rows, pt
 
 /* One sweep of a tap list over n outputs: acc = sum over taps, in list order; output k reads
  * rows[r] + at + o + k*step for each tap. */
-ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const REAL *const *rows, ptrdiff_t at,
-                                 ptrdiff_t step, const tap_t *taps, int ntaps, ptrdiff_t n)
+ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const F(rtap_t) *taps, int ntaps,
+                                 ptrdiff_t at, ptrdiff_t step, ptrdiff_t n)
 {
     if (ntaps == 0) {
         for (ptrdiff_t k = 0; k < n; k++) acc[k] = 0;
         return;
     }
     for (int i = 0; i < ntaps; i++) {
-        const tap_t *t = taps + i;
-        const REAL *restrict p = rows[t->r1] + at + t->o1;
-        const REAL *restrict q = rows[t->r2] + at + t->o2;
-        const REAL w = (REAL)t->w;
+        const F(rtap_t) *t = taps + i;
+        const REAL *restrict p = t->p + at;
+        const REAL *restrict q = t->q + at;
+        const REAL w = t->w;
         if (i == 0) {
             F_TAP_SWITCH(=)
         } else {
@@ -132,24 +164,27 @@ ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const REAL *const *rows, pt
 
 /* acc[k] = the tap list's sum at output k < n: register blocks where the step is 1, a sweep
  * in L1 for the rest. Both add the same terms in the same order: the same bits. */
-ALWAYS_INLINE void F(taps_run)(REAL *restrict acc, const REAL *const *rows, ptrdiff_t at,
-                               ptrdiff_t step, const tap_t *taps, int ntaps, ptrdiff_t n)
+ALWAYS_INLINE void F(taps_run)(REAL *restrict acc, const F(rtap_t) *taps, int ntaps,
+                               ptrdiff_t at, ptrdiff_t step, ptrdiff_t n)
 {
     ptrdiff_t k0 = 0;
 #ifdef HAVE_VECTOR_TYPES
     if (step == 1 && ntaps >= 3) /* (one or two terms: the sweep is as fast) */
         for (; k0 + F_LANES * F_VECS <= n; k0 += F_LANES * F_VECS)
-            F(taps_block)(acc + k0, rows, at + k0, taps, ntaps);
+            F(taps_block)(acc + k0, taps, ntaps, at + k0);
 #endif
-    if (k0 < n) F(taps_sweep)(acc + k0, rows, at + k0 * step, step, taps, ntaps, n - k0);
+    if (k0 < n) F(taps_sweep)(acc + k0, taps, ntaps, at + k0 * step, step, n - k0);
 }
 
-/* rows[t] = the padded row `first + t*gap` of channel c, columns x0 .. x0+len-1, t < count. */
-ALWAYS_INLINE void F(fetch_rows)(rowsrc_t *rs, const REAL **rows, ptrdiff_t c, ptrdiff_t first,
-                                 ptrdiff_t gap, ptrdiff_t count, ptrdiff_t x0, ptrdiff_t len)
+/* rt = taps resolved on the padded rows `first + t*gap` (t < count) of channel c, columns
+ * x0 .. x0+len-1 (rows: room for count pointers). */
+ALWAYS_INLINE void F(fetch)(rowsrc_t *rs, F(rtap_t) *rt, const tap_t *taps, int ntaps,
+                            const REAL **rows, ptrdiff_t c, ptrdiff_t first, ptrdiff_t gap,
+                            ptrdiff_t count, ptrdiff_t x0, ptrdiff_t len, int bank)
 {
     for (ptrdiff_t t = 0; t < count; t++)
-        rows[t] = (const REAL *)row_get(rs, c, first + t * gap, x0, len);
+        rows[t] = (const REAL *)row_get(rs, c, first + t * gap, x0, len, bank);
+    F(resolve)(rt, taps, ntaps, rows);
 }
 
 ALWAYS_INLINE void F(scale_run)(REAL *restrict acc, REAL scale, ptrdiff_t n)
@@ -205,15 +240,37 @@ ALWAYS_INLINE void F(doubling_run)(REAL *restrict out, const REAL *restrict src,
 HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL *dst,
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, ptrdiff_t kh,
-                               ptrdiff_t gap, const tap_t *taps, int ntaps, const REAL **rows)
+                               ptrdiff_t gap, const tap_t *taps, int ntaps, const REAL **rows,
+                               F(rtap_t) *rt)
 {
+    /* outputs [0, in0) and [in1, nc) read padding: their columns are copied (a few per row);
+     * outputs [in0, in1) read only columns that are read in place */
+    const ptrdiff_t span = width - sx * (nc - 1);
+    ptrdiff_t cut[4];
+    cut_columns(rs, x0, width, cut);
+    ptrdiff_t in0 = (cut[1] - x0 + sx - 1) / sx, in1 = 0;
+    if (cut[2] - x0 - span >= 0) in1 = (cut[2] - x0 - span) / sx + 1;
+    in1 = in1 > nc ? nc : in1;
+    /* the side pieces are whole register blocks (tiny sweeps cost more than copying) */
+    in0 = (in0 + F_SIDE - 1) / F_SIDE * F_SIDE;
+    in1 = nc - (nc - in1 + F_SIDE - 1) / F_SIDE * F_SIDE;
+    if (in1 <= in0) { /* no output reads only in place: all in one piece */
+        in0 = 0;
+        in1 = nc;
+    }
+    const ptrdiff_t parts[4] = {0, in0, in1, nc};
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            F(fetch_rows)(rs, rows, c, j * sy, gap, kh, x0, width);
             REAL *out = dst + c * d_c + j * d_r;
-            for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
-                const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
-                F(taps_run)(out + i0, rows, i0 * sx, sx, taps, ntaps, n);
+            for (int k = 0; k < 3; k++) {
+                const ptrdiff_t o0 = parts[k], no = parts[k + 1] - o0;
+                if (no <= 0) continue;
+                F(fetch)(rs, rt, taps, ntaps, rows, c, j * sy, gap, kh, x0 + sx * o0,
+                         sx * (no - 1) + span, k);
+                for (ptrdiff_t i0 = 0; i0 < no; i0 += F_CHUNK) {
+                    const ptrdiff_t n = no - i0 < F_CHUNK ? no - i0 : F_CHUNK;
+                    F(taps_run)(out + o0 + i0, rt, ntaps, i0 * sx, sx, n);
+                }
             }
         }
 }
@@ -242,7 +299,7 @@ typedef struct {
 
 ALWAYS_INLINE const REAL *F(running_in)(F(running_t) *g, ptrdiff_t r)
 {
-    if (g->rows) return (const REAL *)row_get(g->rows, g->c, r, g->x0, g->width);
+    if (g->rows) return (const REAL *)row_get(g->rows, g->c, r, g->x0, g->width, 1);
     return g->src + r * g->rs;
 }
 
@@ -331,12 +388,18 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                                   ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
                                   const F(pass_t) *v, const F(pass_t) *h, ptrdiff_t span_x,
                                   ptrdiff_t strip, ptrdiff_t origin, REAL *work,
-                                  const REAL **rows)
+                                  const REAL **rows, F(rtap_t) *rt)
 {
     const ptrdiff_t mid_len = sx * (strip - 1) + span_x;
     REAL *mid = work, *scratch0 = work + mid_len, *scratch1 = scratch0 + mid_len;
     REAL *running = scratch1 + mid_len; /* suffix rows + prefix row, for PASS_RUNNING */
     const REAL *mids[1] = {mid};
+    /* the column taps (per row and piece of columns: padding, in place, padding), the row taps */
+    F(rtap_t) *rh = rt, *rv[3] = {rt + h->ntaps, rt + h->ntaps + v->ntaps,
+                                  rt + h->ntaps + 2 * v->ntaps};
+    F(resolve)(rh, h->taps, h->ntaps, mids);
+    ptrdiff_t cut[4];
+    cut_columns(rs, x0, width, cut);
     for (ptrdiff_t c = 0; c < channels; c++) {
         if (v->mode == PASS_RUNNING) {
             /* strips outside, rows inside: the running sums walk down each strip */
@@ -354,7 +417,7 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                     } else {
                         for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
                             const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
-                            F(taps_run)(out + k0, mids, k0 * sx, sx, h->taps, h->ntaps, m);
+                            F(taps_run)(out + k0, rh, h->ntaps, k0 * sx, sx, m);
                         }
                     }
                     F(scale_run)(out, h->scale, n);
@@ -363,14 +426,21 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
             continue;
         }
         for (ptrdiff_t j = 0; j < nr; j++) {
-            F(fetch_rows)(rs, rows, c, j * sy, v->gap, v->count, x0, width);
             REAL *out_row = dst + c * d_c + j * d_r;
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 const ptrdiff_t len = sx * (n - 1) + span_x;
-                for (ptrdiff_t m0 = 0; m0 < len; m0 += F_CHUNK) {
-                    const ptrdiff_t m = len - m0 < F_CHUNK ? len - m0 : F_CHUNK;
-                    F(taps_run)(mid + m0, rows, i0 * sx + m0, 1, v->taps, v->ntaps, m);
+                /* mid[m] is padded column x0 + i0*sx + m, from the piece that holds it */
+                for (int k = 0; k < 3; k++) {
+                    const ptrdiff_t lo0 = x0 + i0 * sx, lo = cut[k] > lo0 ? cut[k] : lo0;
+                    const ptrdiff_t hi = cut[k + 1] < lo0 + len ? cut[k + 1] : lo0 + len;
+                    if (hi <= lo) continue;
+                    F(fetch)(rs, rv[k], v->taps, v->ntaps, rows, c, j * sy, v->gap, v->count,
+                             cut[k], cut[k + 1] - cut[k], k);
+                    for (ptrdiff_t m0 = lo; m0 < hi; m0 += F_CHUNK) {
+                        const ptrdiff_t m = hi - m0 < F_CHUNK ? hi - m0 : F_CHUNK;
+                        F(taps_run)(mid + (m0 - lo0), rv[k], v->ntaps, m0 - cut[k], 1, m);
+                    }
                 }
                 F(scale_run)(mid, v->scale, len);
                 REAL *out = out_row + i0;
@@ -379,7 +449,7 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                 } else {
                     for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
                         const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
-                        F(taps_run)(out + k0, mids, k0 * sx, sx, h->taps, h->ntaps, m);
+                        F(taps_run)(out + k0, rh, h->ntaps, k0 * sx, sx, m);
                     }
                 }
                 F(scale_run)(out, h->scale, n);
@@ -394,7 +464,8 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
 HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL *dst,
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, const F(pass_t) *p,
-                               int vertical, ptrdiff_t origin, REAL *work, const REAL **rows)
+                               int vertical, ptrdiff_t origin, REAL *work, const REAL **rows,
+                               F(rtap_t) *rt)
 {
     for (ptrdiff_t c = 0; c < channels; c++) {
         if (p->mode == PASS_RUNNING) { /* a box column, unit column steps (sx == 1) */
@@ -411,7 +482,8 @@ HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
             continue;
         }
         for (ptrdiff_t j = 0; j < nr; j++) {
-            F(fetch_rows)(rs, rows, c, j * sy, p->gap, vertical ? p->count : 1, x0, width);
+            F(fetch)(rs, rt, p->taps, p->ntaps, rows, c, j * sy, p->gap, vertical ? p->count : 1,
+                     x0, width, 1);
             REAL *out = dst + c * d_c + j * d_r;
             if (p->mode == PASS_DOUBLING) {
                 const ptrdiff_t len = sx * (nc - 1) + (p->count - 1) * p->gap + 1;
@@ -419,7 +491,7 @@ HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
             } else {
                 for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
                     const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
-                    F(taps_run)(out + i0, rows, i0 * sx, sx, p->taps, p->ntaps, n);
+                    F(taps_run)(out + i0, rt, p->ntaps, i0 * sx, sx, n);
                 }
             }
             F(scale_run)(out, p->scale, nc);
@@ -497,5 +569,6 @@ HOT static void F(window_sums_band)(const REAL *src, ptrdiff_t s_r, REAL *sums, 
 #undef F_RUN
 #undef F_TAP_SWITCH
 #undef F_CHUNK
+#undef F_SIDE
 #undef F_LANES
 #undef F_VECS

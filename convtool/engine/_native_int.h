@@ -39,21 +39,46 @@
     default: I_RUN(OP, TERM_DIFF1); break;                                                 \
     }
 
+/* A tap resolved for one output row (see _native_float.h): reads p[at + k] and q[at + k]. */
+typedef struct {
+    const uint8_t *p, *q;
+    uint32_t w;
+    int kind;
+} I(rtap_u8_t);
+typedef struct {
+    const ACC *p, *q;
+    uint32_t w;
+    int kind;
+} I(rtap_acc_t);
+
+#define I_DEFINE_RESOLVE(NAME, RT, SRC)                                                    \
+    ALWAYS_INLINE void NAME(RT *rt, const tap_t *taps, int ntaps, const SRC *const *rows)  \
+    {                                                                                      \
+        for (int i = 0; i < ntaps; i++) {                                                  \
+            rt[i].p = rows[taps[i].r1] + taps[i].o1;                                       \
+            rt[i].q = rows[taps[i].r2] + taps[i].o2;                                       \
+            rt[i].w = (uint32_t)taps[i].iw;                                                \
+            rt[i].kind = taps[i].kind;                                                     \
+        }                                                                                  \
+    }
+I_DEFINE_RESOLVE(I(resolve_u8), I(rtap_u8_t), uint8_t)
+I_DEFINE_RESOLVE(I(resolve_acc), I(rtap_acc_t), ACC)
+
 /* acc = sum of the taps over n outputs, reading 8-bit samples (SRC = uint8_t) or
- * accumulators of a first pass (SRC = ACC). */
-#define I_DEFINE_TAPS(NAME, SRC)                                                           \
-    ALWAYS_INLINE void NAME(ACC *restrict acc, const SRC *const *rows, ptrdiff_t at,       \
-                            ptrdiff_t step, const tap_t *taps, int ntaps, ptrdiff_t n)     \
+ * accumulators of a first pass (SRC = ACC); output k reads p[at + k*step]. */
+#define I_DEFINE_TAPS(NAME, SRC, RT)                                                       \
+    ALWAYS_INLINE void NAME(ACC *restrict acc, const RT *taps, int ntaps, ptrdiff_t at,    \
+                            ptrdiff_t step, ptrdiff_t n)                                   \
     {                                                                                      \
         if (ntaps == 0) {                                                                  \
             for (ptrdiff_t k = 0; k < n; k++) acc[k] = 0;                                  \
             return;                                                                        \
         }                                                                                  \
         for (int i = 0; i < ntaps; i++) {                                                  \
-            const tap_t *t = taps + i;                                                     \
-            const SRC *restrict p = rows[t->r1] + at + t->o1;                              \
-            const SRC *restrict q = rows[t->r2] + at + t->o2;                              \
-            const uint32_t w = (uint32_t)t->iw;                                            \
+            const RT *t = taps + i;                                                        \
+            const SRC *restrict p = t->p + at;                                             \
+            const SRC *restrict q = t->q + at;                                             \
+            const uint32_t w = t->w;                                                       \
             if (i == 0) {                                                                  \
                 I_TAP_SWITCH(=)                                                            \
             } else {                                                                       \
@@ -62,8 +87,8 @@
         }                                                                                  \
     }
 
-I_DEFINE_TAPS(I(taps_u8), uint8_t)
-I_DEFINE_TAPS(I(taps_acc), ACC)
+I_DEFINE_TAPS(I(taps_u8), uint8_t, I(rtap_u8_t))
+I_DEFINE_TAPS(I(taps_acc), ACC, I(rtap_acc_t))
 
 /* The exact sum T from its residue, as SCALED. */
 ALWAYS_INLINE SCALED I(value)(ACC acc, int32_t low)
@@ -122,13 +147,15 @@ ALWAYS_INLINE void I(store)(char *out, int out_u8, const ACC *acc, ptrdiff_t n, 
     else I(store_f32)((float *)out, acc, n, low, scale);
 }
 
-/* rows[t] = the padded row `first + t*gap` of channel c, columns x0 .. x0+len-1, t < count. */
-ALWAYS_INLINE void I(fetch_rows)(rowsrc_t *rs, const uint8_t **rows, ptrdiff_t c,
-                                 ptrdiff_t first, ptrdiff_t gap, ptrdiff_t count, ptrdiff_t x0,
-                                 ptrdiff_t len)
+/* rt = taps resolved on the padded rows `first + t*gap` (t < count) of channel c, columns
+ * x0 .. x0+len-1 (rows: room for count pointers). */
+ALWAYS_INLINE void I(fetch)(rowsrc_t *rs, I(rtap_u8_t) *rt, const tap_t *taps, int ntaps,
+                            const uint8_t **rows, ptrdiff_t c, ptrdiff_t first, ptrdiff_t gap,
+                            ptrdiff_t count, ptrdiff_t x0, ptrdiff_t len)
 {
     for (ptrdiff_t t = 0; t < count; t++)
-        rows[t] = (const uint8_t *)row_get(rs, c, first + t * gap, x0, len);
+        rows[t] = (const uint8_t *)row_get(rs, c, first + t * gap, x0, len, 1);
+    I(resolve_u8)(rt, taps, ntaps, rows);
 }
 
 /* Direct taps over 8-bit rows from `rs` (see direct_band in _native_float.h): padded row
@@ -139,17 +166,18 @@ HOT static void I(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, char
                                ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
                                ptrdiff_t kh, ptrdiff_t gap, const tap_t *taps, int ntaps,
                                int32_t low, SCALED scale, int shift, int32_t gain,
-                               const uint8_t **rows)
+                               const uint8_t **rows, void *work)
 {
     ACC acc[I_CHUNK] __attribute__((aligned(64)));
     const ptrdiff_t item = out_u8 ? 1 : 4;
+    I(rtap_u8_t) *rt = work;
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            I(fetch_rows)(rs, rows, c, j * sy, gap, kh, x0, width);
+            I(fetch)(rs, rt, taps, ntaps, rows, c, j * sy, gap, kh, x0, width);
             char *out = dst + c * d_c + j * d_r;
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += I_CHUNK) {
                 const ptrdiff_t n = nc - i0 < I_CHUNK ? nc - i0 : I_CHUNK;
-                I(taps_u8)(acc, rows, i0 * sx, sx, taps, ntaps, n);
+                I(taps_u8)(acc, rt, ntaps, i0 * sx, sx, n);
                 I(store)(out + i0 * item, out_u8, acc, n, low, scale, shift, gain);
             }
         }
@@ -164,25 +192,28 @@ HOT static void I(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, c
                                   ptrdiff_t kh, ptrdiff_t gap, const tap_t *vt, int nvt,
                                   const tap_t *ht, int nht, ptrdiff_t span_x, ptrdiff_t strip,
                                   int32_t low, SCALED scale, int shift, int32_t gain, ACC *mid,
-                                  const uint8_t **rows)
+                                  const uint8_t **rows, void *work)
 {
     ACC acc[I_CHUNK] __attribute__((aligned(64)));
     const ptrdiff_t item = out_u8 ? 1 : 4;
     const ACC *mids[1] = {mid};
+    I(rtap_u8_t) *rv = work;
+    I(rtap_acc_t) *rh = (I(rtap_acc_t) *)(rv + nvt);
+    I(resolve_acc)(rh, ht, nht, mids);
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            I(fetch_rows)(rs, rows, c, j * sy, gap, kh, x0, width);
+            I(fetch)(rs, rv, vt, nvt, rows, c, j * sy, gap, kh, x0, width);
             char *out_row = dst + c * d_c + j * d_r;
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 const ptrdiff_t len = sx * (n - 1) + span_x;
                 for (ptrdiff_t m0 = 0; m0 < len; m0 += I_CHUNK) {
                     const ptrdiff_t m = len - m0 < I_CHUNK ? len - m0 : I_CHUNK;
-                    I(taps_u8)(mid + m0, rows, i0 * sx + m0, 1, vt, nvt, m);
+                    I(taps_u8)(mid + m0, rv, nvt, i0 * sx + m0, 1, m);
                 }
                 for (ptrdiff_t k0 = 0; k0 < n; k0 += I_CHUNK) {
                     const ptrdiff_t m = n - k0 < I_CHUNK ? n - k0 : I_CHUNK;
-                    I(taps_acc)(acc, mids, k0 * sx, sx, ht, nht, m);
+                    I(taps_acc)(acc, rh, nht, k0 * sx, sx, m);
                     I(store)(out_row + (i0 + k0) * item, out_u8, acc, m, low, scale, shift,
                             gain);
                 }
@@ -201,4 +232,5 @@ HOT static void I(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, c
 #undef I_RUN
 #undef I_TAP_SWITCH
 #undef I_DEFINE_TAPS
+#undef I_DEFINE_RESOLVE
 #undef I_CHUNK
