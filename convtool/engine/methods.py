@@ -28,13 +28,14 @@ methods stop within one call of bounded work.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from convtool.engine import native
-from convtool.engine.bands import BandMethod, source_positions
+from convtool.engine.bands import FILLED, BandMethod, column_sources, source_positions
 from convtool.engine.integer import integer_factors, integer_weights
 from convtool.engine.passes import OnePass, accumulate, is_box, make_pass, windows
 from convtool.padding import Padding
@@ -240,6 +241,8 @@ class Compiled(BandMethod):
         super().__init__(plan, channels, workers, stop)
         cols = np.arange(plan.col_start, plan.col_start + plan.col_count)
         self.col_map = source_positions(cols, plan.cols.n, plan.padding)
+        if plan.col_unit > 1 and plan.padding not in FILLED:  # interleaved: whole pixels
+            self.col_map = column_sources(cols, plan.cols.n, plan.padding, plan.col_unit)
         self.cval = float(plan.cval) if plan.padding is Padding.CONSTANT else 0.0
 
     def geometry(self) -> tuple[int, int, int, int, int]:
@@ -257,7 +260,7 @@ class Compiled(BandMethod):
         least = -(-4 * rows.span // rows.stride)
         return max(least, CALL_WORK // max(1, channels * self.per_row))
 
-    def source(self, x) -> tuple[np.ndarray, object] | None:
+    def source(self, x) -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray] | None] | None:
         """``(array, locate)``: what the kernels read and how image rows map to its rows
         (None: the image itself), or None when the band must be gathered instead."""
         data, locate = x, None
