@@ -545,15 +545,24 @@ static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t x0, Py_ssize_t
 {
     rowsrc_t *rs = &so->rs;
     if (!rs->image) return 0;
+    /* More than 8 rows read at once whose stride is close to a multiple of 4 KiB (1024, 2048,
+     * 4096 floats...) fall in the same sets of an 8-way L1 and evict each other: such rows
+     * are copied (the ring's rows are spaced otherwise). Measured: a 31-row column pass on
+     * 2048-wide float32 rows in place 1.55x the time of the same on copied rows. */
+    const ptrdiff_t near = ((rs->sr % 4096) + 4096) % 4096;
+    if (slots > 8 && (near < 512 || near > 4096 - 512)) rs->in0 = rs->in1 = 0;
     ptrdiff_t cut[4];
     cut_columns(rs, x0, width, cut);
     Py_ssize_t side = cut[1] - cut[0] > cut[3] - cut[2] ? cut[1] - cut[0] : cut[3] - cut[2];
     side = side + reach > width ? width : side + reach;
+    if (rs->in1 <= rs->in0) side = 1; /* (banks 0 and 2 unused) */
     const Py_ssize_t widths[3] = {side, width, side};
     slots = slots < 1 ? 1 : slots;
     rs->slots = slots;
     for (int b = 0; b < 3; b++) {
         rs->slot_bytes[b] = (widths[b] * rs->item + 63) / 64 * 64;
+        if (rs->slot_bytes[b] % 4096 < 512 || rs->slot_bytes[b] % 4096 > 4096 - 512)
+            rs->slot_bytes[b] += 640; /* (not a stride close to a multiple of 4 KiB: see above) */
         so->ring[b] = aligned((size_t)(slots * rs->slot_bytes[b]));
         so->tags[b] = PyMem_Malloc(sizeof(int64_t) * 4 * slots);
         if (!so->ring[b] || !so->tags[b]) {

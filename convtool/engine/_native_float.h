@@ -140,8 +140,22 @@ ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const F(rtap_t) *taps, int 
 #undef F_BLOCK_TERMS
 #endif
 
+/* acc[k] (= or +=) one tap's term, k < n: restrict parameters, so that GCC vectorises it
+ * without alias checks (it takes restrict from parameters, not from local pointers). */
+ALWAYS_INLINE void F(tap_sweep)(REAL *restrict acc, const REAL *restrict p,
+                                const REAL *restrict q, REAL w, int kind, int first,
+                                ptrdiff_t step, ptrdiff_t n)
+{
+    const struct { int kind; } tap = {kind}, *t = &tap;
+    if (first) {
+        F_TAP_SWITCH(=)
+    } else {
+        F_TAP_SWITCH(+=)
+    }
+}
+
 /* One sweep of a tap list over n outputs: acc = sum over taps, in list order; output k reads
- * rows[r] + at + o + k*step for each tap. */
+ * p[at + k*step] (and q) of each resolved tap. */
 ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const F(rtap_t) *taps, int ntaps,
                                  ptrdiff_t at, ptrdiff_t step, ptrdiff_t n)
 {
@@ -149,17 +163,9 @@ ALWAYS_INLINE void F(taps_sweep)(REAL *restrict acc, const F(rtap_t) *taps, int 
         for (ptrdiff_t k = 0; k < n; k++) acc[k] = 0;
         return;
     }
-    for (int i = 0; i < ntaps; i++) {
-        const F(rtap_t) *t = taps + i;
-        const REAL *restrict p = t->p + at;
-        const REAL *restrict q = t->q + at;
-        const REAL w = t->w;
-        if (i == 0) {
-            F_TAP_SWITCH(=)
-        } else {
-            F_TAP_SWITCH(+=)
-        }
-    }
+    for (int i = 0; i < ntaps; i++)
+        F(tap_sweep)(acc, taps[i].p + at, taps[i].q + at, taps[i].w, taps[i].kind, i == 0, step,
+                     n);
 }
 
 /* acc[k] = the tap list's sum at output k < n: register blocks where the step is 1, a sweep
@@ -400,6 +406,26 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
     F(resolve)(rh, h->taps, h->ntaps, mids);
     ptrdiff_t cut[4];
     cut_columns(rs, x0, width, cut);
+    /* When one strip holds the row and the columns read in place hold every source column
+     * the padding copies, the column pass runs on those columns only: a padded column that
+     * copies source column m holds the same samples as column m in every row (constant rows
+     * included), so its column sum is the same sum, copied; a constant column's sum is one
+     * value (the column pass over cval), computed once. Same terms, same bits, no copies. */
+    int mirror = rs->image && strip >= nc && cut[1] < cut[2] && v->mode != PASS_RUNNING;
+    for (ptrdiff_t x = x0; mirror && x < x0 + width; x++) {
+        if (x >= cut[1] && x < cut[2]) continue;
+        const int64_t m = rs->col_map[x];
+        const ptrdiff_t at = m - rs->in_src + rs->in0; /* the padded column reading m in place */
+        if (m >= 0 && (at < cut[1] || at >= cut[2])) mirror = 0;
+    }
+    REAL column_of_cval = 0;
+    if (mirror) {
+        const REAL cval = (REAL)rs->cval;
+        for (ptrdiff_t t = 0; t < v->count; t++) rows[t] = &cval;
+        F(resolve)(rv[0], v->taps, v->ntaps, rows);
+        F(taps_run)(&column_of_cval, rv[0], v->ntaps, 0, 1, 1);
+        F(scale_run)(&column_of_cval, v->scale, 1);
+    }
     for (ptrdiff_t c = 0; c < channels; c++) {
         if (v->mode == PASS_RUNNING) {
             /* strips outside, rows inside: the running sums walk down each strip */
@@ -427,11 +453,26 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
         }
         for (ptrdiff_t j = 0; j < nr; j++) {
             REAL *out_row = dst + c * d_c + j * d_r;
+            if (mirror) { /* (one strip: mid[m] is padded column x0 + m) */
+                F(fetch)(rs, rv[1], v->taps, v->ntaps, rows, c, j * sy, v->gap, v->count,
+                         cut[1], cut[2] - cut[1], 1);
+                for (ptrdiff_t m0 = cut[1]; m0 < cut[2]; m0 += F_CHUNK) {
+                    const ptrdiff_t m = cut[2] - m0 < F_CHUNK ? cut[2] - m0 : F_CHUNK;
+                    F(taps_run)(mid + (m0 - x0), rv[1], v->ntaps, m0 - cut[1], 1, m);
+                }
+                F(scale_run)(mid + (cut[1] - x0), v->scale, cut[2] - cut[1]);
+                const int64_t *map = rs->col_map;
+                const ptrdiff_t shift = rs->in0 - rs->in_src - x0;
+                for (ptrdiff_t x = x0; x < cut[1]; x++)
+                    mid[x - x0] = map[x] < 0 ? column_of_cval : mid[map[x] + shift];
+                for (ptrdiff_t x = cut[2]; x < x0 + width; x++)
+                    mid[x - x0] = map[x] < 0 ? column_of_cval : mid[map[x] + shift];
+            }
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 const ptrdiff_t len = sx * (n - 1) + span_x;
                 /* mid[m] is padded column x0 + i0*sx + m, from the piece that holds it */
-                for (int k = 0; k < 3; k++) {
+                for (int k = 0; k < 3 && !mirror; k++) {
                     const ptrdiff_t lo0 = x0 + i0 * sx, lo = cut[k] > lo0 ? cut[k] : lo0;
                     const ptrdiff_t hi = cut[k + 1] < lo0 + len ? cut[k + 1] : lo0 + len;
                     if (hi <= lo) continue;
@@ -442,7 +483,7 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                         F(taps_run)(mid + (m0 - lo0), rv[k], v->ntaps, m0 - cut[k], 1, m);
                     }
                 }
-                F(scale_run)(mid, v->scale, len);
+                if (!mirror) F(scale_run)(mid, v->scale, len);
                 REAL *out = out_row + i0;
                 if (h->mode == PASS_DOUBLING) {
                     F(doubling_run)(out, mid, sx, h->gap, h->count, n, scratch0, scratch1);
