@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from convtool.errors import KernelError, excerpt
+from convtool.kernels import files as kernel_files
 from convtool.kernels import formats as fmt
 from convtool.kernels.formats import MAX_KERNEL_SIDE
 from convtool.kernels.value import Kernel, from_data
@@ -435,7 +436,7 @@ def load_fixed(name: str) -> tuple[Kernel, str]:
     if item is None:
         raise KernelError(f"no kernel file for {name!r} in {_kernel_folder()}")
     try:
-        data = fmt.parse_text_file(item.read_text(encoding="utf-8"))
+        data = kernel_files.parse_text_file(item.read_text(encoding="utf-8"))
         return from_data(data, name), data.description
     except KernelError as exc:
         raise KernelError(str(exc), path=str(item)) from None
