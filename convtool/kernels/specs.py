@@ -28,19 +28,17 @@ from convtool.kernels.builders import (
     binomial,
     box,
     dog,
-    fixed_files,
-    fixed_kernel,
     gaussian,
     identity,
     kernel_names,
     kirsch,
     laplacian,
-    load_fixed,
     log,
     parse_params,
     sharpen,
     unsharp,
 )
+from convtool.kernels.fixed import fixed_files, fixed_kernel, load_fixed
 from convtool.kernels.formats import MAX_KERNEL_SIDE
 from convtool.kernels.value import Kernel, apply_scale, from_data
 
