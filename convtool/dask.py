@@ -40,7 +40,7 @@ except ImportError:  # pragma: no cover - the message is the point
 from convtool.engine.rows import plan_rows
 from convtool.padding import Padding, parse_padding
 from convtool.pipeline import stream
-from convtool.pipeline.memory import STREAM_BAND_BYTES
+from convtool.pipeline.stream_memory import STREAM_BAND_BYTES
 
 __all__ = ["convolve", "correlate", "filter_file", "filter_image", "plan_chunks"]
 

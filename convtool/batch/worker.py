@@ -17,7 +17,7 @@ from convtool.images import outputs
 from convtool.images.atomic import write_error_reason
 from convtool.images.sheet import layout as sheet_layout
 from convtool.images.sheet import stack_sheet
-from convtool.pipeline import ConvolveStep, Progress
+from convtool.pipeline import ConvolveStep, Progress, shapes
 from convtool.pipeline import memory as limits
 
 
@@ -123,7 +123,7 @@ _FLOAT32_EXACT = 1 << 24  # integers up to here are float32s
 def _planned_shape(settings: Settings, image: images.Image, fmt: str) -> tuple[int, int]:
     """The (height, width) the output will have: the chain's result, or its stack sheet."""
     chain = settings.chain
-    height, width = limits.output_shape(chain, *image.pixels.shape[:2])
+    height, width = shapes.output_shape(chain, *image.pixels.shape[:2])
     if chain.stack and fmt not in ("npy", "tiff"):
         tiles = sum(1 if n in (1, 3) else n for _, n in chain.stack_sizes(image.channels))
         height, width, _ = sheet_layout([(height, width)] * tiles)

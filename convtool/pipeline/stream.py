@@ -21,7 +21,7 @@ Each stage keeps the bands (or file blocks) of its latest request, so consecutiv
 bands share their halo rows instead of computing them again. What that holds is what a
 chain costs: for each stage about three times its requested rows (the band asked for, plus
 the halo still to come, plus a band of the grid on each side), the engine's bands in flight,
-and the file's blocks — see :func:`convtool.pipeline.memory.stream_peak_bytes`.
+and the file's blocks — see :func:`convtool.pipeline.stream_memory.stream_peak_bytes`.
 """
 
 from __future__ import annotations
