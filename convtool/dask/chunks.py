@@ -1,23 +1,11 @@
-"""One image across a Dask cluster: chunks of rows with ``dask.array.map_overlap``.
+"""What a chunk of rows runs, how an image is cut into chunks, and the ``map_overlap`` call.
 
-    import dask.array as da
-    import convtool, convtool.dask
-
-    x = da.from_zarr("big.zarr")                                  # (H, W) or (..., H, W)
-    y = convtool.dask.convolve(x, convtool.get_kernel("gaussian:sigma=3"))
-    y.to_zarr("out.zarr")                                         # == convtool.convolve(x)
-
-The result is byte for byte that of the in-memory call (:func:`convtool.convolve`, or a
-:class:`~convtool.pipeline.Chain` for :func:`filter_image`). The array is cut into chunks
-of whole rows (all columns and channels in each, so every engine call is planned as the
-whole image's); each chunk is filtered by convtool's engine from its rows and a halo of
-neighbouring ones. The halo (``depth``) is what the chunk's output rows read through the
-whole chain, with the engine's band grid (:mod:`convtool.pipeline.stream`): real
-neighbours inside the image, and at its border ``boundary="none"`` so that convtool applies
-its own padding mode exactly (``"periodic"`` for ``wrap``, whose border reads the other
-side). No worker holds more than its chunks.
-
-Needs ``dask`` (``pip install "convtool[dask]"``); imported when this module is.
+A *spec* says what each chunk computes: :class:`EngineSpec` one engine call on the last two
+axes, :class:`ChainSpec` a whole :class:`~convtool.pipeline.Chain` on an image's samples.
+Each builds the stream graph of its work (:mod:`convtool.pipeline.stream`) for the whole
+image, so that :func:`plan_chunks` finds the halo (``depth``) by asking the graph which
+input rows each chunk's output rows read, and each chunk computes its rows in the same band
+grid as the whole image would (:func:`map_rows`, :func:`_chunk`).
 """
 
 from __future__ import annotations
@@ -26,118 +14,42 @@ import functools
 from dataclasses import dataclass, replace
 from typing import Any
 
+import dask.array as da
 import numpy as np
 
 from convtool._system import cpu_count
-from convtool.batch.dask_runner import CONNECT_TIMEOUT, _one_line, _task_error, require_dask
-from convtool.errors import ConvtoolError, UsageError
-
-try:
-    import dask.array as da
-except ImportError:  # pragma: no cover - the message is the point
-    raise UsageError("convtool.dask needs dask: pip install 'convtool[dask]'") from None
-
 from convtool.engine.rows import plan_rows
 from convtool.padding import Padding, parse_padding
 from convtool.pipeline import stream
 from convtool.pipeline.stream_memory import STREAM_BAND_BYTES
 
-__all__ = ["convolve", "correlate", "filter_file", "filter_image", "plan_chunks"]
+__all__ = [
+    "ChainSpec",
+    "ChunkPlan",
+    "EngineSpec",
+    "grid_threads",
+    "map_rows",
+    "plan_chunks",
+    "resolved",
+]
 
 
-def convolve(
-    array,
-    kernel,
-    *,
-    padding: Padding | str = Padding.REFLECT,
-    cval: float = 0.0,
-    stride=1,
-    dilation=1,
-    origin=None,
-    method: str = "auto",
-    threads: int | None = None,
-    chunk_rows: int | None = None,
-):
-    """:func:`convtool.convolve` of the last two axes of a dask array, as a dask array.
-
-    Arguments as for :func:`convtool.convolve`. ``threads`` fixes the engine's band grid as
-    it does in memory (default: this machine's CPUs), so results match a local call with
-    the same ``threads``; each chunk runs on one thread of its worker. ``chunk_rows``:
-    output rows per chunk (default: about 64 MiB of results).
-    """
-    spec = _EngineSpec(
-        kernel, True, padding, cval, stride, dilation, origin, method, _threads(threads)
-    )
-    return _map_rows(da.asarray(array), spec, chunk_rows)
-
-
-def correlate(
-    array,
-    kernel,
-    *,
-    padding: Padding | str = Padding.REFLECT,
-    cval: float = 0.0,
-    stride=1,
-    dilation=1,
-    origin=None,
-    method: str = "auto",
-    threads: int | None = None,
-    chunk_rows: int | None = None,
-):
-    """:func:`convtool.correlate` of a dask array (the kernel as written); see :func:`convolve`."""
-    spec = _EngineSpec(
-        kernel, False, padding, cval, stride, dilation, origin, method, _threads(threads)
-    )
-    return _map_rows(da.asarray(array), spec, chunk_rows)
-
-
-def filter_image(
-    array,
-    chain,
-    *,
-    has_alpha: bool = False,
-    depth: int | str | None = None,
-    precision: str = "single",
-    gray: bool = False,
-    chunk_rows: int | None = None,
-):
-    """Apply a :class:`~convtool.pipeline.Chain` to an image held as a dask array.
-
-    ``array``: samples ``(H, W)`` or ``(H, W, C)`` as a file holds them (alpha the last
-    channel when ``has_alpha``), e.g. ``da.from_zarr``. They become floats as
-    :func:`convtool.read_image` makes them (``depth`` 8, 16, 32 or ``"float"``: the value
-    scale, by default from the dtype; ``precision``; ``gray``). Returns the filtered
-    ``(H', W', C)`` floats, with the carried (or filtered) alpha as one more last channel,
-    as :meth:`Chain.apply` gives pixels and alpha.
-    """
-    x = da.asarray(array)
-    if x.ndim == 2:
-        x = x[:, :, np.newaxis]
-    if x.ndim != 3 or not 1 <= x.shape[2] <= 4:
-        raise UsageError(f"filter_image needs (H, W) or (H, W, C) samples, got shape {x.shape}")
-    if depth is None:
-        from convtool.images.codecs import _depth_of_dtype
-
-        depth = 8 if x.dtype == np.bool_ else _depth_of_dtype(x.dtype)
-    spec = _ChainSpec(_resolved(chain), has_alpha, depth, precision, gray, None)
-    return _map_rows(x, spec, chunk_rows)
-
-
-def _threads(threads: int | None) -> int:
+def grid_threads(threads: int | None) -> int:
+    """The engine's threads: ``threads``, or its own default (this machine's CPUs)."""
     return threads or cpu_count()  # the engine's own default, so the band grid matches
 
 
-def _resolved(chain):
+def resolved(chain):
     """``chain`` with its threads fixed here: the band grid must not depend on the worker."""
     options = chain.options
-    return replace(chain, options=replace(options, threads=_threads(options.threads)))
+    return replace(chain, options=replace(options, threads=grid_threads(options.threads)))
 
 
 # ----------------------------------------------------------------------------- what a chunk runs
 
 
 @dataclass(frozen=True)
-class _EngineSpec:
+class EngineSpec:
     """One engine call on the last two axes (leading axes stacked as channels)."""
 
     kernel: Any
@@ -191,11 +103,11 @@ def _work(dtype) -> np.dtype:
 
 
 @dataclass(frozen=True)
-class _ChainSpec:
+class ChainSpec:
     """A chain over (H, W, C) samples; ``finish`` None gives floats (alpha last), or maps
     ``(colour, alpha)`` rows to what is written."""
 
-    chain: Any  # a pipeline.Chain, its threads fixed (_resolved)
+    chain: Any  # a pipeline.Chain, its threads fixed (resolved)
     has_alpha: bool
     depth: Any  # 8, 16, 32 or "float": the value scale
     precision: str
@@ -323,7 +235,8 @@ def _depth(graph: stream.Graph, inputs, outputs, rows_in: int, wraps: bool) -> i
     return depth
 
 
-def _map_rows(x, spec, chunk_rows: int | None):
+def map_rows(x, spec, chunk_rows: int | None):
+    """``spec`` over dask array ``x`` in chunks of whole rows with their halo (lazy)."""
     axis = spec.row_axis % x.ndim
     shape, dtype = tuple(x.shape), x.dtype
     plan = plan_chunks(shape, dtype, spec, chunk_rows)
@@ -367,126 +280,3 @@ def _chunk(block: np.ndarray, *, spec, plan: ChunkPlan, shape, dtype, block_id=N
     graph = spec.graph(shape, dtype, held)
     graph.set_threads(1)  # a worker runs as many chunks as it has threads
     return spec.finish(graph, plan.outputs[k], plan.outputs[k + 1], shape, dtype)
-
-
-# ----------------------------------------------------------------------------- one image file
-
-
-def filter_file(
-    job, settings, address: str | None, *, progress=None, client=None, chunk_rows=None
-) -> None:
-    """Filter one image across the cluster at ``address``, into a zarr store (``job.dest``).
-
-    The input (zarr, TIFF or ``.npy``, at a path every worker sees) is read by the workers
-    chunk by chunk; each chunk is filtered with its halo (:mod:`convtool.dask`) and written
-    by its worker into the store, built under a temporary name beside ``job.dest`` and
-    renamed when every chunk is in. ``progress(done, total)`` is called as chunks finish.
-    ``client``: an existing ``distributed.Client`` instead of connecting to ``address``;
-    ``chunk_rows``: output rows per chunk (default: about 16 MiB of results).
-    """
-    require_dask()
-    import numpy as np
-    from distributed import as_completed
-
-    from convtool import images
-    from convtool.batch.streaming import output_format
-    from convtool.images import tiles
-    from convtool.images.atomic import atomic_directory
-
-    fmt = output_format(job, settings)
-    if fmt not in ("zarr", "zarr2"):
-        raise UsageError(
-            "--dask with one image writes a zarr store, which the workers fill chunk by "
-            f"chunk: use -o NAME.zarr (not {fmt})",
-            path=job.dest,
-        )
-    if job.source == "-":
-        raise UsageError("--dask reads the image from a path every worker sees, not stdin")
-    write = settings.write
-    if write.range_mode == "rescale":
-        raise UsageError("--range rescale needs the whole result, so it does not run in chunks")
-    with tiles.open_reader(job.source, settings.read.stream_max_pixels) as reader:
-        header = (reader.height, reader.width, reader.samples)
-        dtype, depth, has_alpha = reader.dtype, reader.depth, reader.has_alpha
-    out_depth = images.output_depth(fmt, depth, write.depth)
-    work = np.float64 if settings.read.precision == "double" else np.float32
-    out_dtype = tiles.sample_dtype(fmt, out_depth, work)
-    chain = _resolved(settings.chain)
-    spec = _ChainSpec(
-        chain, has_alpha, depth, settings.read.precision, settings.read.gray,
-        (fmt, out_depth, write.range_mode, out_dtype),
-    )  # fmt: skip
-    plan = plan_chunks(header, dtype, spec, chunk_rows)
-    source = _file_array(job.source, header, dtype, plan.input_chunks, settings)
-    result = _map_rows(source, spec, plan.output_chunks[0])
-    own = client is None
-    if client is None:
-        if address is None:
-            raise UsageError("filter_file needs a scheduler address or a client")
-        client = _connect(address)
-    try:
-        with atomic_directory(job.dest, tiles.is_zarr_store) as temp:
-            zarr = tiles.import_zarr()
-            chunk_rows = plan.output_chunks[0]
-            array = tiles.create_zarr(
-                zarr, temp, plan.out_shape, out_dtype, fmt, write.compress_level,
-                (chunk_rows, tiles.ZARR_CHUNK[1]),
-            )  # fmt: skip
-            del array
-            stored = result.map_blocks(
-                _store_block, str(temp), plan.outputs, dtype=np.int8,
-                chunks=tuple((1,) * len(c) for c in result.chunks), meta=np.empty((0, 0, 0), np.int8),
-            )  # fmt: skip
-            futures = client.compute(list(stored.to_delayed().ravel()))
-            total = len(futures)
-            try:
-                for done, future in enumerate(as_completed(futures, loop=client.loop), start=1):
-                    if future.status != "finished":
-                        raise ConvtoolError(f"a Dask task failed: {_task_error(future)}")
-                    if progress is not None:
-                        progress(done, total)
-            finally:
-                client.cancel(futures)
-    finally:
-        if own:
-            client.close()
-
-
-def _connect(address: str):
-    from distributed import Client
-
-    try:
-        return Client(address, timeout=CONNECT_TIMEOUT, set_as_default=False)
-    except (OSError, TimeoutError, ValueError) as err:
-        message = f"cannot reach the Dask scheduler at {address}: {_one_line(err)}"
-        raise ConvtoolError(message) from None
-
-
-def _file_array(path: str, header, dtype, chunks, settings):
-    """The image's samples as a dask array whose chunks the workers read from the file."""
-    height, width, samples = header
-    bounds = np.concatenate([[0], np.cumsum(chunks)]).tolist()
-    return da.map_blocks(
-        _read_block, path, bounds, settings.read.stream_max_pixels,
-        chunks=(tuple(chunks), (width,), (samples,)), dtype=dtype,
-        meta=np.empty((0, 0, 0), dtype),
-    )  # fmt: skip
-
-
-def _read_block(path: str, bounds, max_pixels, block_id=None):
-    from convtool.images import tiles
-
-    start, stop = bounds[block_id[0]], bounds[block_id[0] + 1]
-    with tiles.open_reader(path, max_pixels) as reader:
-        return reader.read(start, stop)
-
-
-def _store_block(block, folder: str, bounds, block_id=None):
-    from convtool.images import tiles
-
-    zarr = tiles.import_zarr()
-    array = zarr.open_array(folder, mode="r+")
-    start = bounds[block_id[0]]
-    data = block if array.ndim == 3 else block[:, :, 0]
-    array[start : start + block.shape[0]] = data
-    return np.zeros((1, 1, 1), np.int8)
