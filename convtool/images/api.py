@@ -247,16 +247,64 @@ def read_image(
     dtype; signed integers keep their sign), and zarr arrays laid out the same way (a store
     folder; needs ``pip install "convtool[large]"``). EXIF orientation is applied (and
     set to 1 in the metadata). Values keep their scale; 1-bit and bool become 0/255;
-    palettes become RGB(A); CMYK, YCbCr and LAB become RGB through Pillow. ``precision``:
-    ``"single"`` (float32) or ``"double"``. ``gray``: colour → one BT.601 luma channel
-    (:data:`GRAY_WEIGHTS`). ``max_pixels``: width × height (times the frames) checked from
-    the header before decoding (None or 0: no limit). ``stdin``: a binary stream to use
-    instead of ``sys.stdin.buffer`` for ``"-"``; it, and any path that is not a regular
-    file, is read within limits (:func:`read_stream`). ``frames``: ``"all"`` frames of an
-    animation or pages of a TIFF (composited as shown), or only the ``"first"``.
-    ``keep_8bit``: an 8-bit image of one frame (not made grey) keeps its uint8 samples as
-    ``pixels`` and ``alpha``, oriented, for filters that work in integers; :func:`float_image`
-    turns it into what a plain read gives.
+    palettes become RGB(A); CMYK, YCbCr and LAB become RGB through Pillow.
+
+    Parameters
+    ----------
+    source : str or os.PathLike
+        The file (or zarr store folder) to read; ``"-"`` reads all of stdin.
+    precision : {"single", "double"}
+        The pixels' type: float32 or float64.
+    gray : bool
+        Colour becomes one BT.601 luma channel (:data:`GRAY_WEIGHTS`).
+    max_pixels : int or None
+        Width × height (times the frames), checked from the header before decoding (None
+        or 0: no limit).
+    stdin : binary stream, optional
+        What to read for ``"-"`` instead of ``sys.stdin.buffer``; it, and any path that is
+        not a regular file, is read within limits (:func:`read_stream`).
+    frames : {"all", "first"}
+        Every frame of an animation or page of a TIFF (composited as shown), or only the
+        first.
+    keep_8bit : bool
+        An 8-bit image of one frame (not made grey) keeps its uint8 samples as ``pixels``
+        and ``alpha``, oriented, for filters that work in integers; :func:`float_image`
+        turns it into what a plain read gives.
+
+    Returns
+    -------
+    Image
+        ``pixels`` (H, W, C) floats in the file's value scale (0..255 for 8-bit), ``alpha``
+        kept apart, the ``depth``, ``format``, ``metadata`` and the other ``frames``.
+
+    Raises
+    ------
+    convtool.errors.ImageReadError
+        A file that is missing, unreadable, truncated or of a format that is not read.
+    convtool.errors.ResourceLimitError
+        An image larger than ``max_pixels``.
+    convtool.errors.UsageError
+        An unknown ``precision`` or ``frames``.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from convtool.images import Image, read_image, write_image
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "ramp.png")
+    >>> write_image(path, Image(np.array([[0.0, 127.6, 255.0]]), depth=8))
+    []
+    >>> image = read_image(path)
+    >>> image.pixels.shape, image.pixels.dtype, image.depth, image.format
+    ((1, 3, 1), dtype('float32'), 8, 'PNG')
+    >>> image.pixels[..., 0].tolist()  # the written 8-bit samples, in their own scale
+    [[0.0, 128.0, 255.0]]
+    >>> read_image(path, max_pixels=2)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    convtool.errors.ResourceLimitError: ...ramp.png: image is 3×1 = 3 pixels, over the limit of 2...
+    >>> folder.cleanup()
     """
     if precision not in _PRECISIONS:
         raise UsageError(f"precision must be 'single' or 'double', got {precision!r}")
@@ -561,38 +609,91 @@ def write_image(
 ) -> list[str]:
     """Write *image* (all its frames, its metadata) to *dest* atomically, or to stdout (``"-"``).
 
-    ``format``: from dest's extension unless given (``"-"``: png); see :func:`format_for`.
-    ``depth``: 8, 16, 32 or ``"float"`` as the format allows (:data:`FORMAT_DEPTHS`);
-    None = the image's depth if the format holds it, else the deepest integer depth below
-    it (so 16-bit → JPEG is 8-bit), 8 for float images; ``.npy`` defaults to raw float.
-    Between 8 and 16 bits values are rescaled (×257, ÷257); float and 32-bit values are
-    written as they are. ``range_mode`` (:func:`map_range`): integer outputs default to
-    ``clip``, then round half to even; float outputs are raw unless a mode is given, which
-    then maps into the image's own scale (0..1 for float images); ``rescale`` spans all
-    frames. Alpha is opacity: 0..max for integer depths, 0..1 for float (so float alpha
-    0.5 is 8-bit 128, and 8-bit 255 is float 1.0), clipped, never range-mapped. PNG, APNG,
-    TIFF, WebP and ``.npy`` (as the last channel) keep it; GIF as all-or-nothing
-    transparency; JPEG, BMP and PNM get the colour composited over ``background`` (a
-    colour name, ``#rrggbb``, ``R,G,B`` or a triple; default white). A ``format``
-    contradicting dest's image extension is refused (:func:`check_format_agrees`).
-
-    Output controls (a :class:`UsageError` for a format they do not apply to, see
-    :data:`OUTPUT_CONTROLS`): ``compress_level`` 0–9, the zlib level of PNG and TIFF;
-    ``quality`` 1–100 for JPEG (default 92), for WebP (lossy; lossless without it) and for
-    TIFF's JPEG compression; ``subsampling`` ``4:4:4`` (default), ``4:2:2`` or ``4:2:0``
-    and ``progressive`` for JPEG; ``compression`` for TIFF: none, deflate (the default;
-    none at level 0), lzw, zstd, jpeg or packbits, BigTIFF past 4 GB.
-
     Several frames need a format that holds them (GIF, APNG, WebP, TIFF). The image's
     metadata is written where the format holds it, with EXIF's and XMP's pixel size set
-    to the written size. Returns one line for each thing the format could not hold
-    (what was left out; alpha composited without a ``background`` given), for the caller
-    to show; nothing is printed.
+    to the written size. Alpha is opacity: 0..max for integer depths, 0..1 for float (so
+    float alpha 0.5 is 8-bit 128, and 8-bit 255 is float 1.0), clipped, never range-mapped.
+    PNG, APNG, TIFF, WebP and ``.npy`` (as the last channel) keep it; GIF as all-or-nothing
+    transparency; JPEG, BMP and PNM get the colour composited over ``background``.
 
-    ``inside``: a folder *dest* must stay in (see :func:`convtool.images.atomic.atomic_write`:
-    the folders between are created and never followed through a symbolic link). Stdout
-    gets every byte or a :class:`~convtool.errors.StdoutError`
-    (:func:`convtool.stdio.write_all`).
+    Parameters
+    ----------
+    dest : str or os.PathLike
+        The file to write (through a temporary file renamed over it), or ``"-"``: stdout.
+    image : Image
+        What to write: pixels in their value scale, alpha, metadata, frames.
+    format : str, optional
+        From dest's extension unless given (``"-"``: png); see :func:`format_for`. A
+        ``format`` contradicting dest's image extension is refused
+        (:func:`check_format_agrees`).
+    depth : {8, 16, 32, "float"}, optional
+        As the format allows (:data:`FORMAT_DEPTHS`); None = the image's depth if the
+        format holds it, else the deepest integer depth below it (so 16-bit → JPEG is
+        8-bit), 8 for float images; ``.npy`` defaults to raw float. Between 8 and 16 bits
+        values are rescaled (×257, ÷257); float and 32-bit values are written as they are.
+    range_mode : {"clip", "abs", "offset", "rescale"}, optional
+        How values meet the output's range (:func:`map_range`): integer outputs default
+        to ``clip``, then round half to even; float outputs are raw unless a mode is given,
+        which then maps into the image's own scale (0..1 for float images); ``rescale``
+        spans all frames.
+    compress_level : int
+        0–9, the zlib level of PNG and TIFF.
+    quality : int, optional
+        1–100 for JPEG (default 92), for WebP (lossy; lossless without it) and for TIFF's
+        JPEG compression.
+    subsampling : {"4:4:4", "4:2:2", "4:2:0"}, optional
+        JPEG's chroma subsampling (default 4:4:4).
+    progressive : bool
+        A progressive JPEG.
+    compression : str, optional
+        For TIFF: none, deflate (the default; none at level 0), lzw, zstd, jpeg or
+        packbits; BigTIFF past 4 GB.
+    background : str or (int, int, int), optional
+        The colour alpha is composited over for JPEG, BMP and PNM: a colour name,
+        ``#rrggbb``, ``R,G,B`` or a triple (default white).
+    stdout : binary stream, optional
+        Where ``"-"`` writes instead of ``sys.stdout.buffer``; it gets every byte or a
+        :class:`~convtool.errors.StdoutError` (:func:`convtool.stdio.write_all`).
+    inside : str or os.PathLike, optional
+        A folder *dest* must stay in (see :func:`convtool.images.atomic.atomic_write`: the
+        folders between are created and never followed through a symbolic link).
+
+    Returns
+    -------
+    list of str
+        One line for each thing the format could not hold (what was left out; alpha
+        composited without a ``background`` given), for the caller to show; nothing is
+        printed.
+
+    Raises
+    ------
+    convtool.errors.UsageError
+        An unknown format, a depth the format does not hold, an unknown range mode, or an
+        output control for a format it does not apply to (:data:`OUTPUT_CONTROLS`).
+    convtool.errors.ImageWriteError
+        The file cannot be written (no such folder, no permission, disk full, a folder
+        outside ``inside``); nothing is left half-written.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> import numpy as np
+    >>> from convtool.images import Image, read_image, write_image
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> path = os.path.join(folder.name, "edges.png")
+    >>> edges = Image(np.array([[-1.0, 0.0, 1.0]]), depth="float")
+    >>> write_image(path, edges, depth=16, range_mode="rescale")
+    []
+    >>> read_image(path).pixels[..., 0].tolist()  # -1..1 spread over 0..65535
+    [[0.0, 32768.0, 65535.0]]
+    >>> grey = np.full((1, 2, 3), 200.0)
+    >>> write_image(os.path.join(folder.name, "x.jpg"), Image(grey, np.array([[255.0, 0.0]]), 8))
+    ['JPEG has no alpha channel: composited over white (--background COLOR picks another)']
+    >>> write_image(path, edges, depth=12)
+    Traceback (most recent call last):
+    ...
+    convtool.errors.UsageError: PNG cannot hold depth 12; it holds 8 or 16
+    >>> folder.cleanup()
     """
     dest_name = str(dest)
     check_format_agrees(dest_name, format)
