@@ -140,15 +140,57 @@ def parse_channels(text: str) -> str | tuple[int, ...]:
 class Chain:
     """A parsed chain of steps, how to apply them, and how many times.
 
-    ``channels`` is ``"all"``, ``"luma"`` (filter the BT.601 luminance of an RGB image
-    and keep its colour, e.g. to sharpen without colour fringes) or a tuple of channel
-    indices; channels not picked are carried with the same geometry, unfiltered.
+    What ``convtool filter -k ... -k ...`` runs, as a value: :meth:`apply` filters pixels,
+    :meth:`apply_to` an :class:`convtool.images.Image` with every frame.
 
-    ``stack=True`` makes a filter bank: each step is applied to the input on its own
-    (``iterations`` times) instead of after the previous one, and the results are put side
-    by side as channels, step by step: for C channels and n steps, channel ``i*C + c`` is
-    channel c filtered by step i (``C`` being a layer step's output channels for that step).
-    Alpha comes from the first step.
+    Parameters
+    ----------
+    steps : sequence of steps
+        What to apply, in order: :func:`~convtool.pipeline.parse_steps` of ``-k`` specs
+        (a kernel, ``grad:``, pooling, a layer) or step objects.
+    options : FilterOptions
+        How every convolving step is applied: padding, ``cval``, stride, dilation,
+        correlation or convolution, normalising, method, threads, transposed.
+    iterations : int
+        How many times the whole chain runs (1 to ``MAX_ITERATIONS``).
+    alpha_mode : {"carry", "weighted", "filter"}
+        Alpha moved with the same geometry, unfiltered; colour filtered premultiplied by
+        alpha (no dark fringes at transparent edges); or alpha filtered as a channel.
+    channels : "all", "luma" or tuple of int
+        ``"luma"`` filters the BT.601 luminance of an RGB image and keeps its colour (to
+        sharpen without colour fringes); a tuple picks channel indices. Channels not picked
+        are carried with the same geometry, unfiltered.
+    stack : bool
+        A filter bank: each step is applied to the input on its own (``iterations`` times)
+        instead of after the previous one, and the results are put side by side as
+        channels, step by step: for C channels and n steps, channel ``i*C + c`` is channel
+        c filtered by step i (``C`` being a layer step's output channels for that step).
+        Alpha comes from the first step.
+
+    Raises
+    ------
+    convtool.errors.UsageError
+        ``iterations`` out of range, an unknown ``alpha_mode``, steps that cannot be
+        transposed or do not fit the options, ``stack`` without steps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convtool.pipeline import Chain, FilterOptions, parse_steps
+    >>> ones = Chain(parse_steps(["[1 1]"]), FilterOptions(padding="zero", correlate=True))
+    >>> pixels, alpha = ones.apply(np.array([[0.0, 1.0, 0.0, 0.0]])[..., None])
+    >>> pixels[..., 0].tolist(), alpha
+    ([[0.0, 1.0, 1.0, 0.0]], None)
+    >>> twice = Chain(ones.steps, ones.options, iterations=2)
+    >>> twice.apply(np.array([[0.0, 1.0, 0.0, 0.0]])[..., None])[0][..., 0].tolist()
+    [[0.0, 1.0, 2.0, 1.0]]
+    >>> bank = Chain(parse_steps(["sobel-x", "sobel-y"]), stack=True)
+    >>> bank.stack_sizes(3), bank.apply(np.zeros((4, 4, 3)))[0].shape
+    ([('sobel-x', 3), ('sobel-y', 3)], (4, 4, 6))
+    >>> Chain(ones.steps, iterations=0)
+    Traceback (most recent call last):
+    ...
+    convtool.errors.UsageError: --iterations must be a whole number from 1 to 1000, got 0
     """
 
     steps: tuple = field(default_factory=tuple)
@@ -188,8 +230,42 @@ class Chain:
         planes, as :func:`convtool.images.read_image` gives them, are used without a copy,
         and the result is such a view too.
 
-        Pixels and alpha must be finite: NaN or infinity would spread past the kernel's
-        window (a running sum or an FFT carries it on), so they are refused.
+        Parameters
+        ----------
+        pixels : numpy.ndarray
+            (H, W, C) values in any scale.
+        alpha : numpy.ndarray, optional
+            (H, W) opacity, handled as ``alpha_mode`` says.
+        progress : callable, optional
+            Told how far the work is, band by band (see :data:`Progress`).
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray or None)
+            The filtered (H', W', C') pixels, unclipped, and alpha with the same geometry
+            (None without alpha).
+
+        Raises
+        ------
+        convtool.errors.ImageReadError
+            NaN or infinity in the pixels or alpha: they would spread past the kernel's
+            window (a running sum or an FFT carries them on), so they are refused.
+        convtool.errors.UsageError
+            A ``channels`` pick the image does not have, steps of a bank that give
+            different sizes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from convtool.pipeline import Chain, FilterOptions, parse_steps
+        >>> blur = Chain(parse_steps(["box:3"]), FilterOptions(padding="edge"))
+        >>> pixels, alpha = blur.apply(np.array([[0.0, 3.0, 6.0]])[..., None], np.ones((1, 3)))
+        >>> pixels[..., 0].tolist(), alpha.tolist()
+        ([[1.0, 3.0, 5.0]], [[1.0, 1.0, 1.0]])
+        >>> blur.apply(np.array([[np.nan, 1.0]])[..., None])
+        Traceback (most recent call last):
+        ...
+        convtool.errors.ImageReadError: the image has NaN or infinite pixel values, which cannot be filtered; replace them first (e.g. with 0)
         """
         ticker = self._ticker(progress, 1)
         return self._apply(pixels, alpha, None, ticker)
@@ -340,6 +416,35 @@ class Chain:
         An image of an integer depth (8, 16, 32: values read from integers) is finite by
         construction, so only float images are checked for NaN and infinity (two passes
         over the pixels that integer images are spared).
+
+        Parameters
+        ----------
+        image : convtool.images.Image
+            Pixels, alpha and the other frames (``frames``), each filtered as :meth:`apply`
+            filters them.
+        progress : callable, optional
+            Told how far the work is, over every frame (see :data:`Progress`).
+
+        Returns
+        -------
+        convtool.images.Image
+            A copy with the filtered pixels, alpha and frames; depth, format and metadata
+            kept.
+
+        Raises
+        ------
+        convtool.errors.ImageReadError, convtool.errors.UsageError
+            As :meth:`apply` raises them (messages name the image's ``source``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from convtool.images import Image
+        >>> from convtool.pipeline import Chain, FilterOptions, parse_steps
+        >>> mean = Chain(parse_steps(["[1 1]/2"]), FilterOptions(padding="valid"))
+        >>> filtered = mean.apply_to(Image(np.array([[0.0, 10.0, 20.0]]), depth=8))
+        >>> filtered.pixels[..., 0].tolist(), filtered.depth
+        ([[5.0, 15.0]], 8)
         """
         source = getattr(image, "source", None)
         frames = list(getattr(image, "frames", None) or ())
