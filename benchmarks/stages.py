@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
             precision = api._PRECISIONS["single"]
             image = timed("convert", api._to_image, decoded, str(source), precision, False)
             filtered = timed("filter", chain.apply_to, image)
-        depth = api._output_depth("png", filtered.depth, None)
+        depth = api.output_depth("png", filtered.depth, None)
         samples = ranges.Samples(filtered.pixels, filtered.alpha, filtered.depth, depth, None)
         timed("map", samples.whole)
         encoding = encoders.Encoding([], depth, 1, samples=[samples])

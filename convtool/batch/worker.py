@@ -15,8 +15,6 @@ from convtool.engine.integer import integer_form
 from convtool.errors import MAX_LINE, ConvtoolError, ImageWriteError, UsageError, one_line
 from convtool.images import outputs
 from convtool.images.atomic import write_error_reason
-from convtool.images.sheet import layout as sheet_layout
-from convtool.images.sheet import stack_sheet
 from convtool.pipeline import ConvolveStep, Progress, shapes
 from convtool.pipeline import memory as limits
 
@@ -125,6 +123,8 @@ def _planned_shape(settings: Settings, image: images.Image, fmt: str) -> tuple[i
     chain = settings.chain
     height, width = shapes.output_shape(chain, *image.pixels.shape[:2])
     if chain.stack and fmt not in ("npy", "tiff"):
+        from convtool.images.sheet import layout as sheet_layout  # Pillow's fonts: only here
+
         tiles = sum(1 if n in (1, 3) else n for _, n in chain.stack_sizes(image.channels))
         height, width, _ = sheet_layout([(height, width)] * tiles)
     return height, width
@@ -137,6 +137,8 @@ def _stack_sheet(result: images.Image, settings: Settings, channels: int) -> ima
         raise UsageError(
             "a --stack contact sheet is 8-bit; for --depth 16 or float write .npy or .tif"
         )
+    from convtool.images.sheet import stack_sheet
+
     groups = settings.chain.stack_sizes(channels)
     sheet = stack_sheet(result.pixels, groups, result.depth, settings.write.range_mode)
     return images.Image(sheet, depth=8, source=result.source)

@@ -66,6 +66,7 @@ def correlate(
     method: str = "auto",
     threads: int | None = None,
     out_dtype=None,
+    channel_axis: int | None = None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
 
@@ -83,9 +84,25 @@ def correlate(
     sharpen, binomials, boxes with their divisor) the compiled integer kernels compute it
     without a float image, bit for bit equal to float64 then rounding (the bound:
     :mod:`convtool.engine.integer`); otherwise it is float64, then rounded.
+
+    ``channel_axis=-1``: ``image`` is ``(..., H, W, C)``, channels interleaved as a decoded
+    file holds them, and so is the result, each channel filtered on its own. With a column
+    stride of 1 the rows are filtered as they lie in memory (``W*C`` samples, taps ``C``
+    apart, padding by whole pixels): no copy changes the layout on the way in or out.
     """
     return _filter(
-        image, kernel, False, padding, cval, stride, dilation, origin, method, threads, out_dtype
+        image,
+        kernel,
+        False,
+        padding,
+        cval,
+        stride,
+        dilation,
+        origin,
+        method,
+        threads,
+        out_dtype,
+        channel_axis,
     )
 
 
@@ -101,6 +118,7 @@ def convolve(
     method: str = "auto",
     threads: int | None = None,
     out_dtype=None,
+    channel_axis: int | None = None,
 ) -> np.ndarray:
     """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
 
@@ -109,7 +127,18 @@ def convolve(
     impulse yields the kernel as written. Arguments as for :func:`correlate`.
     """
     return _filter(
-        image, kernel, True, padding, cval, stride, dilation, origin, method, threads, out_dtype
+        image,
+        kernel,
+        True,
+        padding,
+        cval,
+        stride,
+        dilation,
+        origin,
+        method,
+        threads,
+        out_dtype,
+        channel_axis,
     )
 
 
@@ -185,24 +214,70 @@ class _Request:
     method: str
     threads: int | None
     out_dtype: np.dtype | None
+    # How the caller's channels lie: "planes" (..., H, W) as given; "interleaved" (..., H, W,
+    # C) filtered as rows of W*C samples (unit C); "moved" (..., H, W, C) filtered as the
+    # (..., C, H, W) view and moved back (a column stride: outputs are not every sample).
+    layout: str = "planes"
+    unit: int = 1
 
 
 def _filter(
-    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    image,
+    kernel,
+    flip,
+    padding,
+    cval,
+    stride,
+    dilation,
+    origin,
+    method,
+    threads,
+    out_dtype,
+    channel_axis=None,
 ):
     """Normalise the arguments, plan the call, run it over bands of output rows."""
     request = _normalise(
-        image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+        image,
+        kernel,
+        flip,
+        padding,
+        cval,
+        stride,
+        dilation,
+        origin,
+        method,
+        threads,
+        out_dtype,
+        channel_axis,
     )
     plan, method = _plan(request)
     return _run(request, plan, method)
 
 
 def _normalise(
-    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    image,
+    kernel,
+    flip,
+    padding,
+    cval,
+    stride,
+    dilation,
+    origin,
+    method,
+    threads,
+    out_dtype,
+    channel_axis=None,
 ) -> _Request:
     """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
     x = _as_image(image)
+    if channel_axis is not None:
+        if channel_axis not in (-1, x.ndim - 1) or x.ndim < 3:
+            raise UsageError(
+                f"channel_axis must be None or -1 (an (..., H, W, C) image), got "
+                f"{_shown(channel_axis)} for shape {x.shape}"
+            )
+        if x.shape[-3] == 0:
+            raise UsageError(f"image is empty: shape {x.shape}")
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
     origin = kernel_origin if origin is None else origin
@@ -215,11 +290,37 @@ def _normalise(
         out_dtype = np.dtype(out_dtype)
         if out_dtype != np.uint8:
             raise UsageError(f"out_dtype must be None or uint8, got {out_dtype}")
-    rows, cols = _axes(x.shape, weights.shape, flip, padding, stride, dilation, origin)
+    pixels = x.shape if channel_axis is None else x.shape[:-1]
+    rows, cols = _axes(pixels, weights.shape, flip, padding, stride, dilation, origin)
     if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
-    return _Request(x, weights, factors, padding, cval, rows, cols, method, threads, out_dtype)
+    layout, unit = "planes", 1
+    if channel_axis is not None:
+        x, cols, layout, unit = _channels_last(x, cols)
+    return _Request(
+        x, weights, factors, padding, cval, rows, cols, method, threads, out_dtype, layout, unit
+    )
+
+
+def _channels_last(x: np.ndarray, cols: Axis) -> tuple[np.ndarray, Axis, str, int]:
+    """An (..., H, W, C) image as the engine filters it: rows of ``W*C`` samples whose
+    taps lie ``C`` apart (output sample ``x*C + c`` reads input samples ``(x + ...)*C + c``:
+    the pixel geometry times C), or, with a column stride, the (..., C, H, W) view."""
+    c = x.shape[-1]
+    if cols.stride != 1:
+        return np.moveaxis(x, -1, -3), cols, "moved", 1
+    rows_of_samples = x.reshape(x.shape[:-2] + (x.shape[-2] * c,))  # a view when it can be
+    samples = Axis(
+        n=cols.n * c,
+        taps=cols.taps,
+        dilation=cols.dilation * c,
+        stride=1,
+        offset=cols.offset * c,
+        size=cols.size * c,
+        centre=cols.centre * c,
+    )
+    return rows_of_samples, samples, "interleaved", c
 
 
 def make_call(
@@ -262,6 +363,7 @@ def _plan(request: _Request) -> tuple[Plan, str]:
         col_start=col_start,
         col_count=col_end - col_start,
         tuning=tuning(),
+        col_unit=request.unit,
     )
     return plan, method
 
@@ -292,8 +394,13 @@ def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
     if request.out_dtype is not None:
         if out.dtype != np.uint8:  # the float path: round half to even and clip, as writing does
             out = np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
-        return out
-    return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
+    elif x.dtype.kind == "f":
+        out = out.astype(x.dtype, copy=False)
+    if request.layout == "interleaved":
+        return out.reshape(out.shape[:-1] + (out.shape[-1] // request.unit, request.unit))
+    if request.layout == "moved":
+        return np.moveaxis(out, -3, -1)
+    return out
 
 
 def _as_image(image) -> np.ndarray:

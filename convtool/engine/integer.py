@@ -25,7 +25,6 @@ The bound is stated once here; ``tests/test_uint8_path.py`` checks it against fl
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import numpy as np
 
@@ -45,10 +44,11 @@ def integer_form(weights) -> tuple[np.ndarray, int, int] | None:
     if nonzero.size == 0 or not np.isfinite(w).all():
         return None
     # Power-of-two denominators: every float is a dyadic rational; take them exactly.
-    ratios = [Fraction(float(v)) for v in nonzero]
-    denominator = max(r.denominator for r in ratios)
+    # (as_integer_ratio: the exact ratio, a power-of-two denominator, without fractions' import)
+    ratios = [float(v).as_integer_ratio() for v in nonzero]
+    denominator = max(d for _, d in ratios)
     if denominator < _INT32:
-        numerators = [int(r * denominator) for r in ratios]
+        numerators = [n * (denominator // d) for n, d in ratios]
         if max(abs(v) for v in numerators) < _INT32:
             return _reduced(w, numerators, 1, denominator)
     # Odd denominators: the smallest weight as g / D, the others integer multiples of it.
@@ -57,6 +57,8 @@ def integer_form(weights) -> tuple[np.ndarray, int, int] | None:
     n = np.rint(multiples)
     if np.abs(multiples - n).max() > _ODD_RTOL * np.abs(n).max() or np.abs(n).max() >= _INT32:
         return None
+    from fractions import Fraction  # (decimal...): only for kernels with an odd divisor
+
     fraction = Fraction(smallest).limit_denominator(_MAX_ODD_DIVISOR)
     g, d = fraction.numerator, fraction.denominator
     if d % 2 == 0 or abs(g / d - smallest) > _ODD_RTOL * smallest:

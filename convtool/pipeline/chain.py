@@ -402,13 +402,14 @@ class Chain:
             return None
         if alpha is not None and (alpha.dtype != np.uint8 or self.alpha_mode != "carry"):
             return None
-        filtered = apply_uint8(self.steps, np.moveaxis(pixels, -1, 0), self.options)
+        # filtered as the rows lie in memory (H, W*C): no copy changes the layout
+        filtered = apply_uint8(self.steps, pixels, self.options)
         if filtered is None:
             return None
         if alpha is not None:  # a one-tap kernel moves alpha exactly: rounding changes nothing
             step = self.steps[0]
             alpha = np.clip(np.rint(step.carry(alpha, self.options)), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
+        return filtered, alpha
 
     def apply_to(self, image, progress: Progress | None = None):
         """Filter an :class:`convtool.images.Image`-like object, every frame; returns a new one.

@@ -245,13 +245,13 @@ class ConvolveStep:
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _coverage(weights, self.kernel, options)
 
-    def apply_uint8(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray | None:
+    def apply_uint8(self, pixels: np.ndarray, options: FilterOptions) -> np.ndarray | None:
         """See :func:`apply_uint8`."""
         kernel = self.kernel.normalized() if options.normalize else self.kernel
-        if stack.dtype != np.uint8 or kernel.offset or options.transposed:
+        if pixels.dtype != np.uint8 or kernel.offset or options.transposed:
             return None
         run = engine.correlate if options.correlate else engine.convolve
-        return run(stack, kernel, **options.engine_args(), out_dtype=np.uint8)
+        return run(pixels, kernel, **options.engine_args(), out_dtype=np.uint8, channel_axis=-1)
 
 
 @dataclass(frozen=True)
@@ -359,10 +359,10 @@ def pool(
 # ----------------------------------------------------------------------------- uint8 -> uint8
 
 
-def apply_uint8(steps, stack: np.ndarray, options: FilterOptions) -> np.ndarray | None:
+def apply_uint8(steps, pixels: np.ndarray, options: FilterOptions) -> np.ndarray | None:
     """8-bit samples through ``steps`` straight to 8-bit results, or None for the float path.
 
-    For a single convolving step (no kernel offset) on a uint8 ``(C, H, W)`` stack: the
+    For a single convolving step (no kernel offset) on uint8 ``(H, W, C)`` pixels: the
     result rounded half to even and clipped to 0..255, which is what writing the float
     path's result to an 8-bit file with ``--range clip`` (the default) gives. The engine
     computes it in integers, without a float image, when the kernel is small integers
@@ -373,4 +373,4 @@ def apply_uint8(steps, stack: np.ndarray, options: FilterOptions) -> np.ndarray 
     steps = tuple(steps)
     if len(steps) != 1 or not isinstance(steps[0], ConvolveStep):
         return None
-    return steps[0].apply_uint8(stack, options)
+    return steps[0].apply_uint8(pixels, options)
