@@ -6,7 +6,12 @@ moves alpha along with the same geometry (cropped, padded, strided or pooled), o
 filters it, or uses it to weight the colour (``--alpha``). Every frame of an animation
 (or page of a TIFF) gets the same chain. A ``progress`` callback follows a long run
 (see :data:`Progress`); the chain never draws anything itself. The step names are
-re-exported here, so ``from convtool.pipeline import parse_steps`` keeps working.
+re-exported here, so ``from convtool.pipeline import parse_steps`` keeps working; which
+channels are filtered, and the luma transform, are :mod:`convtool.pipeline.channels`'.
+
+The module stays whole past 400 lines: it is one idea, a :class:`Chain` and how it applies
+itself (to pixels, to every frame, as a filter bank, on the 8-bit route), and about a
+quarter of it is the public class's numpydoc sections and doctested examples.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ import numpy as np
 
 from convtool.engine import observe_bands
 from convtool.errors import ImageReadError, UsageError
+from convtool.pipeline.channels import (
+    RGB_TO_YCBCR,
+    YCBCR_TO_RGB,
+    mix_channels,
+    parse_channels,
+)
 from convtool.pipeline.filters import gradient_magnitude
 from convtool.pipeline.layers import LayerStep
 from convtool.pipeline.parsing import parse_step, parse_steps, step_entries, with_layer_options
@@ -65,14 +76,6 @@ __all__ = [
     "with_layer_options",
 ]
 
-CHANNEL_NAMES = {"r": 0, "g": 1, "b": 2}
-
-# ITU-R BT.601 full-range RGB -> YCbCr (as JPEG), without the +128 offset: in floating
-# point the chroma planes stay signed, and the exact matrix inverse brings RGB back.
-RGB_TO_YCBCR = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
-)  # fmt: skip
-YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
 
 Progress = Callable[[float, int], None]
 """``progress(done, total)``: work units done (fractions as the engine's bands finish) of
@@ -96,44 +99,6 @@ class _Ticker:
         self.unit += 1
         self.done = float(self.unit)
         self.progress(self.done, self.total)
-
-
-def mix_channels(matrix: np.ndarray, stack: np.ndarray) -> np.ndarray:
-    """``matrix @ stack`` over the channels of a (3, H, W) stack, pixel by pixel.
-
-    Elementwise multiply-adds in a fixed order rather than a matrix product: BLAS blocks a
-    product differently for different image sizes, so a band of rows would not get the
-    bytes of the whole image (streaming relies on it).
-    """
-    weights = matrix.astype(stack.dtype)
-    out = np.empty_like(stack)
-    tmp = np.empty_like(stack[0])
-    for i, row in enumerate(weights):
-        np.multiply(stack[0], row[0], out=out[i])
-        for j in range(1, len(row)):
-            np.multiply(stack[j], row[j], out=tmp)
-            np.add(out[i], tmp, out=out[i])
-    return out
-
-
-def parse_channels(text: str) -> str | tuple[int, ...]:
-    """``all``, ``luma``, or channel names/indices like ``R,G`` or ``0,2``."""
-    key = text.strip().lower()
-    if key in ("all", "luma", "y"):
-        return "luma" if key == "y" else key
-    picked = []
-    for part in (p.strip() for p in key.split(",")):
-        if part in CHANNEL_NAMES:
-            picked.append(CHANNEL_NAMES[part])
-        elif part.isdigit():
-            picked.append(int(part))
-        else:
-            raise UsageError(
-                f"--channels takes all, luma, or channels like R,G or 0,2; got {text!r}"
-            )
-    if len(set(picked)) != len(picked):
-        raise UsageError(f"--channels names a channel twice: {text!r}")
-    return tuple(sorted(picked))
 
 
 @dataclass(frozen=True)

@@ -34,13 +34,8 @@ import numpy as np
 from convtool.engine.rows import RowPlan, plan_rows
 from convtool.errors import UsageError
 from convtool.padding import Padding
-from convtool.pipeline.chain import (
-    RGB_TO_YCBCR,
-    YCBCR_TO_RGB,
-    Chain,
-    _require_finite,
-    mix_channels,
-)
+from convtool.pipeline.chain import Chain, _require_finite
+from convtool.pipeline.channels import RGB_TO_YCBCR, YCBCR_TO_RGB, mix_channels
 from convtool.pipeline.stages import (
     Carry,
     Engine,
