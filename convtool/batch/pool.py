@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from convtool.batch.heap import keep_freed_memory
 from convtool.batch.interrupts import TERMINATING_SIGNALS
@@ -90,7 +91,7 @@ class _PoolRun:
     def __init__(self, jobs: list[Job], settings: Settings, workers: int) -> None:
         self.queue: deque[Job] = deque(jobs)
         self.suspects: deque[Job] = deque()  # on a pool that broke: each to run alone
-        self.running: dict = {}  # future -> job
+        self.running: dict[Any, Job] = {}  # future -> job
         self.solo: Job | None = None  # the suspect running alone, if any
         self.settings, self.workers = settings, workers
         self.stopping = False  # no more jobs start (``stop`` said so)
