@@ -67,6 +67,7 @@ def correlate(
     threads: int | None = None,
     out_dtype=None,
     channel_axis: int | None = None,
+    work_dtype=None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
 
@@ -83,7 +84,10 @@ def correlate(
     of small integers times a power-of-two or odd scale (Sobel, Prewitt, Scharr, Laplacian,
     sharpen, binomials, boxes with their divisor) the compiled integer kernels compute it
     without a float image, bit for bit equal to float64 then rounding (the bound:
-    :mod:`convtool.engine.integer`); otherwise it is float64, then rounded.
+    :mod:`convtool.engine.integer`); otherwise it is float64, then rounded, band by band
+    (no float image is held). ``work_dtype=np.float32`` (or float64) instead computes in
+    that dtype and rounds, never with the integer kernels: the same bytes as this call
+    without ``out_dtype`` on the image converted to ``work_dtype``, then rounded.
 
     ``channel_axis=-1``: ``image`` is ``(..., H, W, C)``, channels interleaved as a decoded
     file holds them, and so is the result, each channel filtered on its own. With a column
@@ -103,6 +107,7 @@ def correlate(
         threads,
         out_dtype,
         channel_axis,
+        work_dtype,
     )
 
 
@@ -119,6 +124,7 @@ def convolve(
     threads: int | None = None,
     out_dtype=None,
     channel_axis: int | None = None,
+    work_dtype=None,
 ) -> np.ndarray:
     """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
 
@@ -139,6 +145,7 @@ def convolve(
         threads,
         out_dtype,
         channel_axis,
+        work_dtype,
     )
 
 
@@ -219,6 +226,7 @@ class _Request:
     # (..., C, H, W) view and moved back (a column stride: outputs are not every sample).
     layout: str = "planes"
     unit: int = 1
+    work_dtype: np.dtype | None = None  # the float path's dtype for out_dtype (None: choose)
 
 
 def _filter(
@@ -234,6 +242,7 @@ def _filter(
     threads,
     out_dtype,
     channel_axis=None,
+    work_dtype=None,
 ):
     """Normalise the arguments, plan the call, run it over bands of output rows."""
     request = _normalise(
@@ -249,6 +258,7 @@ def _filter(
         threads,
         out_dtype,
         channel_axis,
+        work_dtype,
     )
     plan, method = _plan(request)
     return _run(request, plan, method)
@@ -267,6 +277,7 @@ def _normalise(
     threads,
     out_dtype,
     channel_axis=None,
+    work_dtype=None,
 ) -> _Request:
     """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
     x = _as_image(image)
@@ -290,6 +301,12 @@ def _normalise(
         out_dtype = np.dtype(out_dtype)
         if out_dtype != np.uint8:
             raise UsageError(f"out_dtype must be None or uint8, got {out_dtype}")
+    if work_dtype is not None:
+        work_dtype = np.dtype(work_dtype)
+        if work_dtype not in (np.float32, np.float64) or out_dtype is None:
+            raise UsageError(
+                f"work_dtype must be None, float32 or float64, with out_dtype; got {work_dtype}"
+            )
     pixels = x.shape if channel_axis is None else x.shape[:-1]
     rows, cols = _axes(pixels, weights.shape, flip, padding, stride, dilation, origin)
     if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
@@ -299,7 +316,19 @@ def _normalise(
     if channel_axis is not None:
         x, cols, layout, unit = _channels_last(x, cols)
     return _Request(
-        x, weights, factors, padding, cval, rows, cols, method, threads, out_dtype, layout, unit
+        x,
+        weights,
+        factors,
+        padding,
+        cval,
+        rows,
+        cols,
+        method,
+        threads,
+        out_dtype,
+        layout,
+        unit,
+        work_dtype,
     )
 
 
@@ -348,7 +377,9 @@ def _plan(request: _Request) -> tuple[Plan, str]:
 
     rows, cols = request.rows, request.cols
     dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
-    if request.out_dtype is not None:
+    if request.work_dtype is not None:
+        dtype = request.work_dtype
+    elif request.out_dtype is not None:
         method, dtype = _integer_method(request, method, factors)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
@@ -389,11 +420,14 @@ def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
     if x.size == 0:  # an empty stack of images (a leading axis of length 0)
         out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
     else:
-        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads)
+        # out_dtype uint8 on the float path: each band rounded half to even and clipped, as
+        # writing an 8-bit file does, as soon as it is computed (no float image is held)
+        rounded = request.out_dtype is not None
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads, rounded)
     out = out.reshape(x.shape[:-2] + out.shape[-2:])
     if request.out_dtype is not None:
-        if out.dtype != np.uint8:  # the float path: round half to even and clip, as writing does
-            out = np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
+        if out.dtype != np.uint8:  # (an empty stack)
+            out = out.astype(np.uint8)
     elif x.dtype.kind == "f":
         out = out.astype(x.dtype, copy=False)
     if request.layout == "interleaved":

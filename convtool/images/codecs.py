@@ -263,11 +263,12 @@ def _quiet_decoders(native: bool) -> Iterator[None]:
     descriptor 2 (``ZIPDecode: Decoding error ...``). Whatever they say is either harmless
     (the image still decodes) or followed by an exception that becomes our message. With
     ``native``, file descriptor 2 itself points at a scratch file meanwhile (only for
-    TIFF, the one format whose C decoder prints). tifffile decodes TIFF only, so
-    ``logging`` (3 ms to import) is left alone for the other formats.
+    TIFF, the one format whose C decoder prints). tifffile's logger is silenced when
+    tifffile may speak: for a TIFF, or when it is loaded already (the band readers open
+    it first); otherwise ``logging`` (3 ms to import) is not even imported.
     """
     with contextlib.ExitStack() as stack:
-        if native:
+        if native or "tifffile" in sys.modules:
             stack.enter_context(_logger_silenced("tifffile"))
         with warnings.catch_warnings(), native_stderr_discarded(native):
             warnings.simplefilter("ignore")
