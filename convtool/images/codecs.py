@@ -16,6 +16,9 @@ gate (the format told from the first bytes, anything else refused naming what it
 be, Pillow opened as that one format). :mod:`convtool.images.decoded` holds what every
 decoder returns and the checks they share. This module is the dispatch and the Pillow,
 ``.npy`` and PPM decoders.
+
+Past 400 lines by a little: Pillow's decoding (frames, 16-bit colour in two byte planes,
+PPM) is one conversation with one library, kept together.
 """
 
 from __future__ import annotations
