@@ -129,14 +129,15 @@ class ChainSpec:
         return stream.build_on(self.chain, source, channels, self.has_alpha)
 
     def stack(self, block: np.ndarray, shape) -> np.ndarray:
-        from convtool.images.api import _PRECISIONS, _to_image
         from convtool.images.codecs import Decoded
+        from convtool.images.image import PRECISIONS
+        from convtool.images.reading import to_image
         from convtool.pipeline.chain import _require_finite
 
         if block.dtype == np.bool_:
             block = block.astype(np.uint8) * 255
         decoded = Decoded(block, self.has_alpha, self.depth, "DASK")
-        image = _to_image(decoded, "dask array", _PRECISIONS[self.precision], self.gray)
+        image = to_image(decoded, "dask array", PRECISIONS[self.precision], self.gray)
         _require_finite(image.pixels, image.alpha, None)
         stack = np.moveaxis(image.pixels, -1, 0)
         if image.alpha is not None:
