@@ -9,7 +9,6 @@ when running from a checkout. Each is read once, on first use.
 from __future__ import annotations
 
 import functools
-import importlib.resources
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,8 @@ __all__ = ["fixed_files", "fixed_kernel", "load_fixed"]
 
 def _kernel_folder():
     """The fixed kernels: the installed package convtool._kernels, else the source tree's."""
+    import importlib.resources  # (tempfile, zipfile...): only when a fixed kernel is named
+
     try:
         folder = importlib.resources.files("convtool._kernels")
         if folder.is_dir():
