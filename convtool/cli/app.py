@@ -1,10 +1,15 @@
 """The ``convtool`` command line: the app, ``filter`` and ``kernels``.
 
-Options become a chain of steps and library calls; the CLI modules (this one,
-:mod:`convtool.cli_analysis`, :mod:`convtool.cli_shared`) are the only ones that import
-typer, and rich is drawn through :mod:`convtool.terminal`. Errors become one line on
-stderr and an exit code (2 for usage, 1 for failures). numpy and the engine are imported
-inside the commands, so ``--version`` and ``--help`` start quickly.
+Options become library settings and calls (``filter``'s in :mod:`convtool.cli.filtering`);
+the CLI modules (this one, :mod:`convtool.cli.analysis`, :mod:`convtool.cli.teach`,
+:mod:`convtool.cli.options`) are the only ones that import typer, and rich is drawn through
+:mod:`convtool.cli.terminal`. Errors become one line on stderr and an exit code (2 for
+usage, 1 for failures). numpy and the engine are imported inside the commands, so
+``--version`` and ``--help`` start quickly.
+
+Past 400 lines because ``filter`` declares its 45 options here, with their help texts, as
+Typer wants them in the command's signature; the options shared with other commands live in
+:mod:`convtool.cli.options`, and nothing here but the declarations and the error lines.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ The bound is stated once here; ``tests/test_uint8_path.py`` checks it against fl
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -39,7 +40,19 @@ _ODD_RTOL = 1e-12
 def integer_form(weights) -> tuple[np.ndarray, int, int] | None:
     """``(n, g, D)`` with ``weights == n * g / D`` (n int64, gcd(n) = 1, D a power of two or
     odd), or None: exact for power-of-two D, within 1e-12 of each weight for odd D."""
-    w = np.asarray(weights, dtype=np.float64)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    form = _integer_form_of(w.tobytes(), w.shape)
+    if form is None:
+        return None
+    ints, g, d = form
+    return ints.copy(), g, d  # the cached array stays as it is
+
+
+@functools.lru_cache(maxsize=64)
+def _integer_form_of(data: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, int, int] | None:
+    """:func:`integer_form` of the weights these bytes hold: a batch asks for the same
+    kernel's form several times per image (routing, the engine's choice, each factor)."""
+    w = np.frombuffer(data, dtype=np.float64).reshape(shape)
     nonzero = w[w != 0]
     if nonzero.size == 0 or not np.isfinite(w).all():
         return None
