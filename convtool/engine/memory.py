@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from convtool._system import cpu_count
-from convtool.engine import bands, passes, plan
+from convtool.engine import bands, native, passes, plan
 from convtool.errors import UsageError
 from convtool.padding import Padding, parse_padding
 
@@ -84,6 +84,7 @@ def engine_peak_bytes(
     method: str = "auto",
     threads: int | None = None,
     column_factor=None,
+    source_itemsize: int | None = None,
 ) -> int:
     """Bytes one ``engine.correlate``/``convolve`` call allocates at its peak, input excluded.
 
@@ -91,7 +92,9 @@ def engine_peak_bytes(
     for the FFT, the kernel's spectrum and its float64 making). ``method="auto"`` is
     resolved as the engine resolves it; ``separable`` says whether the kernel is rank 1, and
     ``column_factor`` (its column factor, in correlation form) whether the engine sums it by
-    running; without it the estimate assumes so (the larger figure).
+    running; without it the estimate assumes so (the larger figure). ``source_itemsize``:
+    the image's own sample size, when it differs from the working one (an 8-bit image
+    filtered in floats: the compiled methods then gather bands of it).
     """
     padding = parse_padding(padding)
     sy, sx = _pair(stride)
@@ -108,6 +111,9 @@ def engine_peak_bytes(
         return output + _fft_bytes(channels, call, itemsize, workers)
     tuned = call.tuning
     wanted = max(1, tuned.band_elements // (channels * call.col_count))
+    if method in ("direct", "separable") and native.module() is not None:
+        gathers = source_itemsize is not None and source_itemsize != itemsize
+        return output + _compiled_bytes(channels, call, wanted, workers, itemsize, gathers)
     # The engine makes bands about as tall as the kernel for a box column factor (a running
     # sum); without the factors at hand, assume it does (the larger estimate).
     box = column_factor is None or passes.is_box(np.asarray(column_factor), tuned.box_min_taps)
@@ -119,6 +125,24 @@ def engine_peak_bytes(
     buffer = channels * (sy * (band - 1) + rows.span) * call.col_count * itemsize
     setup = _toeplitz_bytes(kernel_shape, rows, cols, method, tuned, itemsize)
     return output + in_flight * bands.BAND_COPIES * buffer + setup
+
+
+def _compiled_bytes(
+    channels: int, call: plan.Plan, wanted: int, workers: int, itemsize: int, gathers: bool
+) -> int:
+    """The compiled methods' bytes beside the output, per band in flight: the C call's ring of
+    padded rows (three banks of the kernel's row span) and row buffers, the padding maps,
+    and, if ``gathers``, one gathered band (the image is of another dtype than the plan's).
+    An upper bound: the methods split bands evenly over the workers, which only shortens
+    them."""
+    rows, stride = call.rows, call.rows.stride
+    band = min(plan.band_within_budget(call, channels, wanted, workers, 1), rows.size)
+    read = stride * (band - 1) + rows.span
+    buffer = channels * read * call.col_count * itemsize if gathers else 0
+    ring = (4 * rows.span + 4) * call.col_count * itemsize
+    maps = 8 * (read + call.col_count)
+    in_flight = min(workers, -(-rows.size // band))
+    return in_flight * (buffer + ring + maps)
 
 
 def _toeplitz_bytes(kernel_shape, rows, cols, method: str, tuned, itemsize: int) -> int:
