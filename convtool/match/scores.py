@@ -25,7 +25,6 @@ from __future__ import annotations
 import operator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import cast
 
 import numpy as np
 
@@ -35,6 +34,7 @@ from convtool.choices import Geometry, values
 from convtool.engine import native
 from convtool.errors import UsageError
 from convtool.images.ranges import RANGE_MODES, map_range
+from convtool.match import banded
 
 GEOMETRIES = values(Geometry)
 # How a score map becomes a picture: the --range modes of the rest of convtool.
@@ -50,6 +50,9 @@ _ROUNDING_SAFETY = 4.0
 # Outputs per block of prefix sums: the running total restarts every block, so its rounding
 # error is bounded by the block length, not the image size.
 _PREFIX_BLOCK = 1024
+# Templates of at least this many pixels are matched band by band with FFTs (banded.py);
+# smaller ones by the engine's choice of method over the whole image.
+_BANDED_MIN_TAPS = 64
 
 
 @dataclass(frozen=True)
@@ -95,16 +98,12 @@ def match_template(
     x, t = _check_inputs(image, template, per_channel)
     if geometry not in GEOMETRIES:
         raise UsageError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
+    t = t.astype(np.float64, copy=False)
     channels = max(x.shape[0], t.shape[0])
-    # One engine call per channel: each channel has its own template, so they cannot share one.
-    # channels >= 1, so the sum is an array (never the start value 0)
-    scores = cast(
-        np.ndarray,
-        sum(
-            _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
-            for c in range(channels)
-        ),
-    )
+    # One score map per channel: each channel has its own template, so they cannot share one.
+    scores = _zncc(x[0], t[0], method, threads)
+    for c in range(1, channels):
+        scores += _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
     if channels > 1:
         scores /= channels
     if geometry == "same":
@@ -113,7 +112,7 @@ def match_template(
 
 
 def _zncc(x: np.ndarray, t: np.ndarray, method: str, threads: int | None) -> np.ndarray:
-    """ZNCC map of one (H, W) float64 channel against one (h, w) float64 template."""
+    """ZNCC map of one (H, W) channel (float64 or float32) against one (h, w) float64 template."""
     h, w = t.shape
     n = h * w
     t0 = t - t.mean()
@@ -121,16 +120,32 @@ def _zncc(x: np.ndarray, t: np.ndarray, method: str, threads: int | None) -> np.
     if t_energy <= n * (_FLAT_RTOL * float(np.abs(t).max())) ** 2:
         return np.zeros((x.shape[0] - h + 1, x.shape[1] - w + 1))
     # Centring the image keeps the window sums small, so S2 - S1^2/n cancels less; the
-    # numerator is unchanged by it because t0 sums to zero.
-    x = x - x.mean()
-    numerator = engine.correlate(x, t0, padding="valid", method=method, threads=threads)
-    s1, window_energy = _sums_and_squares(x, h, w, threads)
+    # numerator is unchanged by it because t0 sums to zero. Rounding x - mean is monotonic,
+    # so the largest |x - mean| comes from the extremes of x.
+    mean = float(np.mean(x, dtype=np.float64))
+    peak = max(abs(float(x.max()) - mean), abs(float(x.min()) - mean))
+    flat = _flat_energy(peak, h, w)
+    workers = threads or cpu_count()
+    if method == "fft" or (method == "auto" and n >= _BANDED_MIN_TAPS):
+        window_sums = (
+            banded.compiled_window_sums if native.module() is not None else _numpy_window_sums
+        )
+        return banded.zncc_bands(x, t0, t_energy, mean, flat, workers, window_sums)
+    xc = np.subtract(x, mean, dtype=np.float64)
+    numerator = engine.correlate(xc, t0, padding="valid", method=method, threads=threads)
+    s1, window_energy = _sums_and_squares(xc, h, w, threads)
     window_energy -= np.square(s1) / n
-    live = window_energy > _flat_energy(float(np.abs(x).max()), h, w)  # also drops x < 0
+    live = window_energy > flat  # also drops x < 0
     scores = np.zeros_like(numerator)
     np.divide(numerator, np.sqrt(np.maximum(window_energy, 0.0) * t_energy), out=scores, where=live)
     # Rounding can push a perfect match a few ulps beyond 1.
     return np.clip(scores, -1.0, 1.0, out=scores)
+
+
+def _numpy_window_sums(a: np.ndarray, h: int, w: int, row: int):
+    """Window sums and sums of squares of one band by blocked prefix sums (``row`` unused:
+    their blocks restart along each band, and the rounding bound holds per band)."""
+    return _window_sums(a, h, w), _window_sums(np.square(a), h, w)
 
 
 def _flat_energy(peak: float, h: int, w: int) -> float:
@@ -203,7 +218,7 @@ def _place_same(scores: np.ndarray, image_shape, template_shape) -> np.ndarray:
 
 
 def _check_inputs(image, template, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Validate both arrays and return them as float64 (C, H, W) stacks."""
+    """Validate both arrays and return them as float32 or float64 (C, H, W) stacks."""
     x = _as_stack(image, "image")
     t = _as_stack(template, "template")
     if t.shape[1] == 0 or t.shape[2] == 0:
@@ -231,15 +246,20 @@ def _check_inputs(image, template, per_channel: bool) -> tuple[np.ndarray, np.nd
 
 
 def _as_stack(a, name: str) -> np.ndarray:
-    """An (H, W) or (H, W, C) array of finite real numbers as a float64 (C, H, W) array."""
+    """An (H, W) or (H, W, C) array of finite real numbers as a float (C, H, W) array: float32
+    and float64 as they are (a view), other types as float64."""
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise UsageError(f"{name} must hold real numbers, got dtype {a.dtype}")
     if a.ndim not in (2, 3):
         raise UsageError(f"{name} must be (H, W) or (H, W, C), got shape {a.shape}")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
+    # A sum is finite when every term is (one pass, no boolean array); only when it is not
+    # (a NaN or infinity, or an overflow of huge values) is each value looked at.
+    finite_sum = a.dtype.kind != "f" or np.isfinite(a.sum(dtype=np.float64))
+    if not finite_sum and not np.isfinite(a).all():
         raise UsageError(f"{name} contains NaN or infinity; matching needs finite values")
-    a = a.astype(np.float64, copy=False)
+    if a.dtype not in (np.float32, np.float64):  # both are read as they are, into float64
+        a = a.astype(np.float64)
     return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
 
 
