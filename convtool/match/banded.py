@@ -18,6 +18,8 @@ score's digits; with float64 the numerator's error stays ~1e-10 of a score.
 
 from __future__ import annotations
 
+import functools
+import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -26,47 +28,80 @@ import numpy as np
 
 from convtool.engine import native
 
-# Transform height (rows) at least this, and at least this many template heights, so that
-# the template's h - 1 overlap rows cost at most a fraction of each transform. Measured on a
-# 1024x1024 scene, 2 threads: 128 rows for a 32x32 template and 256 for a 128x128 one are the
-# fastest (taller transforms leave the L2 cache, shorter ones repeat the overlap).
-MIN_TRANSFORM_ROWS = 128
-TRANSFORM_ROWS_PER_TAP = 2
+# Transforms of at most this many samples (about 2 MiB of spectrum: the L2 cache of a core
+# holds the working part of one): measured on a 1024x1024 scene, 2 threads, a 256x512 tile
+# is the cheapest per output for a 32x32 template and 576x512 for a 128x128 one, while
+# transforms as wide as the image and taller than ~384 rows cost 1.5-2x as much per output.
+MAX_TRANSFORM = 1 << 18
+# The fixed cost of one tile (Python calls, its buffers) in the units of the cost model
+# (samples x log2 samples of its transform: 65536 x 16 of them take ~0.4 ms).
+TILE_OVERHEAD = 100_000
 
 
-def plan_bands(rows: int, h: int, workers: int) -> tuple[int, int]:
-    """(output rows per band, transform height) for ``rows`` output rows and an h-row template.
+@functools.lru_cache(maxsize=64)
+def plan_tiles(rows: int, cols: int, h: int, w: int) -> tuple[int, int, int, int]:
+    """(output rows, output columns, transform rows, transform columns) of a tile.
 
-    Bands are as even as their count allows (the last one is not a sliver), and when there
-    are only a few, their count is a multiple of the threads so that none waits alone.
+    The cheapest grid of equal tiles by a cost model of ``a*b*log2(a*b)`` per ``a x b``
+    transform plus a fixed cost per tile, among transforms of fast lengths (scipy's
+    ``next_fast_len``) of at most MAX_TRANSFORM samples (or, for a template too large for
+    that, the smallest that holds it). Depends on the shapes only, never on the threads, so
+    a score map has the same bits however many threads made it.
     """
+    heights = _sides(rows, h, MAX_TRANSFORM // _fast(2 * w))
+    widths = _sides(cols, w, MAX_TRANSFORM // _fast(2 * h))
+    best: tuple[float, tuple[int, int, int, int]] | None = None
+    for kr, r, a in heights:
+        for kc, c, b in widths:
+            if a * b > max(MAX_TRANSFORM, _fast(2 * h) * _fast(2 * w)):
+                continue
+            cost = kr * kc * (a * b * math.log2(a * b) + TILE_OVERHEAD)
+            if best is None or cost < best[0]:
+                best = (cost, (r, c, a, b))
+    assert best is not None, "the smallest transforms always fit"
+    return best[1]
+
+
+def _sides(outputs: int, taps: int, limit: int) -> list[tuple[int, int, int]]:
+    """(tiles, outputs per tile, transform length) along one axis: each distinct way of
+    cutting ``outputs`` into equal tiles whose transforms are at most ``limit`` long (or the
+    shortest that holds twice the template, if that is longer)."""
+    limit = max(limit, _fast(2 * taps))
+    sides = []
+    count = -(-outputs // max(1, limit - taps + 1))
+    while True:
+        per_tile = -(-outputs // count)
+        length = _fast(per_tile + taps - 1)
+        if length <= limit:
+            sides.append((count, per_tile, length))
+        if per_tile <= taps or per_tile == 1 or len(sides) >= 24:
+            return sides or [(count, per_tile, length)]
+        count = -(-outputs // (per_tile - 1)) if per_tile > 1 else count + 1
+
+
+def _fast(n: int) -> int:
     import scipy.fft
 
-    target = max(MIN_TRANSFORM_ROWS, TRANSFORM_ROWS_PER_TAP * h)
-    count = -(-rows // max(1, target - h + 1))
-    if 1 < count < 4 * workers and count % workers:
-        count += workers - count % workers
-    count = min(count, rows)
-    band = -(-rows // count)
-    return band, scipy.fft.next_fast_len(band + h - 1, real=True)
+    return scipy.fft.next_fast_len(n, real=True)
 
 
-def zncc_bands(
+def zncc_tiles(
     x: np.ndarray,
     t0: np.ndarray,
     t_energy: float,
     mean: float,
     flat: float,
     workers: int,
-    window_sums: Callable[[np.ndarray, int, int, int], tuple[np.ndarray, np.ndarray]],
+    window_sums: Callable[[np.ndarray, int, int, int], tuple[np.ndarray, np.ndarray]] | None,
 ) -> np.ndarray:
     """The valid ZNCC map of the 2-D image ``x`` (any real dtype) against ``t0``.
 
     ``t0`` is the zero-mean float64 template and ``t_energy`` its sum of squares; ``mean`` is
     subtracted from the image (in float64) before anything else; a window whose energy
     ``S2 - S1**2/n`` (of the centred image) is at most ``flat`` scores 0. ``window_sums(a, h,
-    w, row)`` gives the window sums and sums of squares of the rows ``a`` of the centred
-    image, whose first row is image row ``row``.
+    w, row)`` gives the window sums and sums of squares of a tile ``a`` of the centred
+    image, whose first row is image row ``row``; None: the compiled ``zncc_tile`` makes them
+    and the scores in one pass.
     """
     import scipy.fft
 
@@ -74,52 +109,59 @@ def zncc_bands(
     h, w = t0.shape
     n = h * w
     rows, cols = height - h + 1, width - w + 1
-    band, tf_rows = plan_bands(rows, h, workers)
-    tf_cols = scipy.fft.next_fast_len(width, real=True)
-    starts = range(0, rows, band)
-    workers = max(1, min(workers, len(starts)))
-    fft_workers = workers if len(starts) == 1 else 1
-    # The template flipped (correlation as convolution), transformed once for every band.
+    tile_rows, tile_cols, tf_rows, tf_cols = plan_tiles(rows, cols, h, w)
+    tiles = [(j, i) for j in range(0, rows, tile_rows) for i in range(0, cols, tile_cols)]
+    workers = max(1, min(workers, len(tiles)))
+    fft_workers = workers if len(tiles) == 1 else 1
+    # The template flipped (correlation as convolution), transformed once for every tile.
     spectrum = scipy.fft.rfft2(t0[::-1, ::-1], s=(tf_rows, tf_cols), workers=workers)
     scores = np.empty((rows, cols))
     local = threading.local()
+    fused = native.module() if window_sums is None else None
+    if window_sums is None and fused is None:
+        raise RuntimeError("zncc_tiles without window sums needs the compiled module")
 
-    def one_band(j: int) -> None:
-        r = min(band, rows - j)
-        span = r + h - 1
+    def one_tile(tile: tuple[int, int]) -> None:
+        j, i = tile
+        r, c = min(tile_rows, rows - j), min(tile_cols, cols - i)
+        span = (r + h - 1, c + w - 1)
         buf = getattr(local, "buf", None)
         if buf is None:
             buf = local.buf = np.zeros((tf_rows, tf_cols))
-            local.filled = tf_rows
-            local.mask = np.empty((band, cols), dtype=bool)
-        if local.filled > span:  # a shorter last band: the rows below it must be zero
-            buf[span : local.filled, :width] = 0.0
-        local.filled = span
-        rows_in = buf[:span, :width]
-        np.subtract(x[j : j + span], mean, out=rows_in)
-        s1, s2 = window_sums(rows_in, h, w, j)
+            local.mask = np.empty((tile_rows, tile_cols), dtype=bool)
+        elif local.span != span:  # an edge tile: what lies beyond it must be zero
+            buf[...] = 0.0
+        local.span = span
+        part = buf[: span[0], : span[1]]
+        np.subtract(x[j : j + span[0], i : i + span[1]], mean, out=part)
         product = scipy.fft.rfft2(buf, workers=fft_workers)
         product *= spectrum
         full = scipy.fft.irfft2(
             product, s=(tf_rows, tf_cols), workers=fft_workers, overwrite_x=True
         )
-        numerator = full[h - 1 : h - 1 + r, w - 1 : w - 1 + cols]
-        _normalise(numerator, s1, s2, n, t_energy, flat, scores[j : j + r], local.mask[:r])
+        numerator = full[h - 1 : h - 1 + r, w - 1 : w - 1 + c]
+        out = scores[j : j + r, i : i + c]
+        if fused is not None:
+            fused.zncc_tile(part, numerator, out, h, w, t_energy, flat)
+        else:
+            assert window_sums is not None
+            s1, s2 = window_sums(part, h, w, j)
+            _normalise(numerator, s1, s2, n, t_energy, flat, out, local.mask[:r, :c])
 
     if workers == 1:
-        for j in starts:
-            one_band(j)
+        for tile in tiles:
+            one_tile(tile)
         return scores
     with ThreadPoolExecutor(workers) as pool:
         try:
-            futures = [pool.submit(one_band, j) for j in starts]
+            futures = [pool.submit(one_tile, tile) for tile in tiles]
         except RuntimeError:  # no thread can be started (a process limit): here, in turn
             futures = []
         for future in futures:
             future.result()
         if not futures:
-            for j in starts:
-                one_band(j)
+            for tile in tiles:
+                one_tile(tile)
     return scores
 
 
@@ -127,10 +169,6 @@ def _normalise(numerator, s1, s2, n: int, t_energy: float, flat: float, out, liv
     """``out = numerator / sqrt((s2 - s1**2/n) * t_energy)``, 0 where the window is flat,
     clipped to [-1, 1] (rounding can push a perfect match a few ulps beyond 1). ``s1`` and
     ``s2`` are overwritten."""
-    fused = native.module()
-    if fused is not None and hasattr(fused, "zncc_scores"):
-        fused.zncc_scores(numerator, s1, s2, out, n, t_energy, flat)
-        return
     energy = s2
     np.square(s1, out=s1)
     s1 /= n
@@ -141,13 +179,3 @@ def _normalise(numerator, s1, s2, n: int, t_energy: float, flat: float, out, liv
     out[...] = 0.0
     np.divide(numerator, energy, out=out, where=live)
     np.clip(out, -1.0, 1.0, out=out)
-
-
-def compiled_window_sums(a: np.ndarray, h: int, w: int, row: int):
-    """The compiled running sums of one band (None-free: call only when the module is built)."""
-    module = native.module()
-    assert module is not None
-    s1 = np.empty((a.shape[0] - h + 1, a.shape[1] - w + 1))
-    s2 = np.empty_like(s1)
-    module.window_sums(a, s1, s2, h, w, row)
-    return s1, s2

@@ -95,15 +95,16 @@ def match_template(
     >>> match_template(image, image[1:3, 2:4]).shape
     (3, 4)
     """
-    x, t = _check_inputs(image, template, per_channel)
+    (x, extremes), (t, _) = _check_inputs(image, template, per_channel)
     if geometry not in GEOMETRIES:
         raise UsageError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
     t = t.astype(np.float64, copy=False)
     channels = max(x.shape[0], t.shape[0])
     # One score map per channel: each channel has its own template, so they cannot share one.
-    scores = _zncc(x[0], t[0], method, threads)
+    scores = _zncc(x[0], extremes[0], t[0], method, threads)
     for c in range(1, channels):
-        scores += _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
+        k = min(c, x.shape[0] - 1)
+        scores += _zncc(x[k], extremes[k], t[min(c, t.shape[0] - 1)], method, threads)
     if channels > 1:
         scores /= channels
     if geometry == "same":
@@ -111,8 +112,11 @@ def match_template(
     return scores
 
 
-def _zncc(x: np.ndarray, t: np.ndarray, method: str, threads: int | None) -> np.ndarray:
-    """ZNCC map of one (H, W) channel (float64 or float32) against one (h, w) float64 template."""
+def _zncc(
+    x: np.ndarray, extremes: tuple[float, float], t: np.ndarray, method: str, threads: int | None
+) -> np.ndarray:
+    """ZNCC map of one (H, W) channel (float64 or float32), whose (min, max) are ``extremes``,
+    against one (h, w) float64 template."""
     h, w = t.shape
     n = h * w
     t0 = t - t.mean()
@@ -123,14 +127,12 @@ def _zncc(x: np.ndarray, t: np.ndarray, method: str, threads: int | None) -> np.
     # numerator is unchanged by it because t0 sums to zero. Rounding x - mean is monotonic,
     # so the largest |x - mean| comes from the extremes of x.
     mean = float(np.mean(x, dtype=np.float64))
-    peak = max(abs(float(x.max()) - mean), abs(float(x.min()) - mean))
+    peak = max(abs(extremes[0] - mean), abs(extremes[1] - mean))
     flat = _flat_energy(peak, h, w)
     workers = threads or cpu_count()
     if method == "fft" or (method == "auto" and n >= _BANDED_MIN_TAPS):
-        window_sums = (
-            banded.compiled_window_sums if native.module() is not None else _numpy_window_sums
-        )
-        return banded.zncc_bands(x, t0, t_energy, mean, flat, workers, window_sums)
+        window_sums = None if native.module() is not None else _numpy_window_sums
+        return banded.zncc_tiles(x, t0, t_energy, mean, flat, workers, window_sums)
     xc = np.subtract(x, mean, dtype=np.float64)
     numerator = engine.correlate(xc, t0, padding="valid", method=method, threads=threads)
     s1, window_energy = _sums_and_squares(xc, h, w, threads)
@@ -217,10 +219,14 @@ def _place_same(scores: np.ndarray, image_shape, template_shape) -> np.ndarray:
     return out
 
 
-def _check_inputs(image, template, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Validate both arrays and return them as float32 or float64 (C, H, W) stacks."""
-    x = _as_stack(image, "image")
-    t = _as_stack(template, "template")
+Stack = tuple[np.ndarray, list[tuple[float, float]]]
+
+
+def _check_inputs(image, template, per_channel: bool) -> tuple[Stack, Stack]:
+    """Validate both arrays and return each as a float32 or float64 (C, H, W) stack with
+    each channel's (min, max)."""
+    x, x_extremes = _as_stack(image, "image")
+    t, t_extremes = _as_stack(template, "template")
     if t.shape[1] == 0 or t.shape[2] == 0:
         raise UsageError(f"template is empty: {t.shape[1]}x{t.shape[2]} (height x width)")
     if x.shape[1] == 0 or x.shape[2] == 0:
@@ -242,25 +248,28 @@ def _check_inputs(image, template, per_channel: bool) -> tuple[np.ndarray, np.nd
             f"image has {x.shape[0]} channels but the template {t.shape[0]}; "
             "per-channel matching needs the same number (or one)"
         )
-    return x, t
+    return (x, x_extremes), (t, t_extremes)
 
 
-def _as_stack(a, name: str) -> np.ndarray:
+def _as_stack(a, name: str) -> Stack:
     """An (H, W) or (H, W, C) array of finite real numbers as a float (C, H, W) array: float32
-    and float64 as they are (a view), other types as float64."""
+    and float64 as they are (a view), other types as float64; with each channel's (min, max)."""
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise UsageError(f"{name} must hold real numbers, got dtype {a.dtype}")
     if a.ndim not in (2, 3):
         raise UsageError(f"{name} must be (H, W) or (H, W, C), got shape {a.shape}")
-    # A sum is finite when every term is (one pass, no boolean array); only when it is not
-    # (a NaN or infinity, or an overflow of huge values) is each value looked at.
-    finite_sum = a.dtype.kind != "f" or np.isfinite(a.sum(dtype=np.float64))
-    if not finite_sum and not np.isfinite(a).all():
-        raise UsageError(f"{name} contains NaN or infinity; matching needs finite values")
     if a.dtype not in (np.float32, np.float64):  # both are read as they are, into float64
         a = a.astype(np.float64)
-    return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+    if a.size == 0:
+        return (a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)), []
+    # The extremes are needed anyway (the flat threshold), and a NaN or infinity shows in
+    # them: no boolean array of the image's size.
+    lows, highs = a.min(axis=(0, 1)), a.max(axis=(0, 1))
+    if not (np.isfinite(lows).all() and np.isfinite(highs).all()):
+        raise UsageError(f"{name} contains NaN or infinity; matching needs finite values")
+    extremes = list(zip(np.atleast_1d(lows).tolist(), np.atleast_1d(highs).tolist(), strict=True))
+    return (a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)), extremes
 
 
 def score_picture(scores, range_mode: str = "clip", *, top: float = 1.0) -> np.ndarray:
