@@ -28,11 +28,15 @@ import numpy as np
 
 from convtool.engine import native
 
-# Transforms of at most this many samples (about 2 MiB of spectrum: the L2 cache of a core
-# holds the working part of one): measured on a 1024x1024 scene, 2 threads, a 256x512 tile
-# is the cheapest per output for a 32x32 template and 576x512 for a 128x128 one, while
-# transforms as wide as the image and taller than ~384 rows cost 1.5-2x as much per output.
-MAX_TRANSFORM = 1 << 18
+# Transforms of at most this many samples (4 MiB of float64 input). Measured on a 1024x1024
+# scene, one thread, CPU time per call (a shared machine: +-10%): a 32x32 template costs about
+# the same from 288x200 to 540x540 tiles; a 128x128 one 12% less with 576x576 tiles than with
+# 576x432 and 35% less than with 360x360; one transform of the whole scene (2^20 samples)
+# costs 1.5x as much: its columns leave the cache.
+MAX_TRANSFORM = 1 << 19
+# Larger transforms cost more per sample than their log2 says (cache): the cost model's
+# factor 1 + samples / CACHE_SAMPLES.
+CACHE_SAMPLES = 1 << 21
 # The fixed cost of one tile (Python calls, its buffers) in the units of the cost model
 # (samples x log2 samples of its transform: 65536 x 16 of them take ~0.4 ms).
 TILE_OVERHEAD = 100_000
@@ -43,7 +47,7 @@ def plan_tiles(rows: int, cols: int, h: int, w: int) -> tuple[int, int, int, int
     """(output rows, output columns, transform rows, transform columns) of a tile.
 
     The cheapest grid of equal tiles by a cost model of ``a*b*log2(a*b)`` per ``a x b``
-    transform plus a fixed cost per tile, among transforms of fast lengths (scipy's
+    transform (times the cache factor) plus a fixed cost per tile, among transforms of fast lengths (scipy's
     ``next_fast_len``) of at most MAX_TRANSFORM samples (or, for a template too large for
     that, the smallest that holds it). Depends on the shapes only, never on the threads, so
     a score map has the same bits however many threads made it.
@@ -55,7 +59,8 @@ def plan_tiles(rows: int, cols: int, h: int, w: int) -> tuple[int, int, int, int
         for kc, c, b in widths:
             if a * b > max(MAX_TRANSFORM, _fast(2 * h) * _fast(2 * w)):
                 continue
-            cost = kr * kc * (a * b * math.log2(a * b) + TILE_OVERHEAD)
+            size = a * b
+            cost = kr * kc * (size * math.log2(size) * (1 + size / CACHE_SAMPLES) + TILE_OVERHEAD)
             if best is None or cost < best[0]:
                 best = (cost, (r, c, a, b))
     assert best is not None, "the smallest transforms always fit"
@@ -136,10 +141,10 @@ def zncc_tiles(
         np.subtract(x[j : j + span[0], i : i + span[1]], mean, out=part)
         product = scipy.fft.rfft2(buf, workers=fft_workers)
         product *= spectrum
-        full = scipy.fft.irfft2(
-            product, s=(tf_rows, tf_cols), workers=fft_workers, overwrite_x=True
-        )
-        numerator = full[h - 1 : h - 1 + r, w - 1 : w - 1 + c]
+        # The inverse in two passes, so that the second makes only the r rows kept.
+        product = scipy.fft.ifft(product, axis=0, workers=fft_workers, overwrite_x=True)
+        kept = scipy.fft.irfft(product[h - 1 : h - 1 + r], n=tf_cols, axis=1, workers=fft_workers)
+        numerator = kept[:, w - 1 : w - 1 + c]
         out = scores[j : j + r, i : i + c]
         if fused is not None:
             fused.zncc_tile(part, numerator, out, h, w, t_energy, flat)
@@ -179,3 +184,18 @@ def _normalise(numerator, s1, s2, n: int, t_energy: float, flat: float, out, liv
     out[...] = 0.0
     np.divide(numerator, energy, out=out, where=live)
     np.clip(out, -1.0, 1.0, out=out)
+
+
+def peak_bytes(height: int, width: int, h: int, w: int, workers: int, compiled: bool) -> int:
+    """Bytes :func:`zncc_tiles` holds at its peak beside the score map: the template's
+    spectrum, and per thread its tile's buffer, spectrum, scipy's copy of it and the kept
+    rows of the inverse (and, without the compiled kernel, numpy's window sums and the
+    score arithmetic on the tile)."""
+    rows, cols = height - h + 1, width - w + 1
+    r, c, a, b = plan_tiles(rows, cols, h, w)
+    tiles = -(-rows // r) * -(-cols // c)
+    spectrum = 16 * a * (b // 2 + 1)
+    per_tile = 8 * a * b + 2 * spectrum + 8 * r * b
+    if not compiled:
+        per_tile += 8 * (4 * (r + h) * (c + w) + 2 * r * c) + r * c
+    return spectrum + max(1, min(workers, tiles)) * per_tile

@@ -130,7 +130,7 @@ def _zncc(
     peak = max(abs(extremes[0] - mean), abs(extremes[1] - mean))
     flat = _flat_energy(peak, h, w)
     workers = threads or cpu_count()
-    if method == "fft" or (method == "auto" and n >= _BANDED_MIN_TAPS):
+    if uses_tiles(h, w, method):
         window_sums = None if native.module() is not None else _numpy_window_sums
         return banded.zncc_tiles(x, t0, t_energy, mean, flat, workers, window_sums)
     xc = np.subtract(x, mean, dtype=np.float64)
@@ -142,6 +142,12 @@ def _zncc(
     np.divide(numerator, np.sqrt(np.maximum(window_energy, 0.0) * t_energy), out=scores, where=live)
     # Rounding can push a perfect match a few ulps beyond 1.
     return np.clip(scores, -1.0, 1.0, out=scores)
+
+
+def uses_tiles(h: int, w: int, method: str) -> bool:
+    """Whether an h x w template is matched tile by tile (:mod:`convtool.match.banded`): for
+    ``fft``, and for ``auto`` from _BANDED_MIN_TAPS pixels; the engine's methods otherwise."""
+    return method == "fft" or (method == "auto" and h * w >= _BANDED_MIN_TAPS)
 
 
 def _numpy_window_sums(a: np.ndarray, h: int, w: int, row: int):
