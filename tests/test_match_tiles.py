@@ -55,9 +55,8 @@ def test_tiles_give_the_definition_wherever_they_are_cut(small_tiles, template_s
     np.testing.assert_allclose(scores, zncc_reference(image, template), rtol=0, atol=1e-10)
 
 
-def test_flat_windows_score_exactly_zero_across_tiles_and_restarts(small_tiles):
-    # Large values (a big mean to cancel), a flat patch crossing tile edges and more rows than
-    # the compiled column sums run before they start afresh (128).
+def test_flat_windows_score_exactly_zero_across_tile_edges(small_tiles):
+    # Large values (a big mean to cancel) and a flat patch crossing tile edges.
     rng = np.random.default_rng(2)
     image = 5000.0 + rng.integers(0, 4, size=(300, 260)).astype(np.float64)
     image[140:290, 50:200] = 5000.5
@@ -65,6 +64,23 @@ def test_flat_windows_score_exactly_zero_across_tiles_and_restarts(small_tiles):
     scores = match_template(image, template)
     assert not scores[140 : 290 - 8, 50 : 200 - 8].any()
     np.testing.assert_allclose(scores, zncc_reference(image, template), rtol=0, atol=1e-9)
+
+
+def test_flat_windows_score_exactly_zero_where_the_running_sums_restart():
+    # One tall tile (the compiled column sums start afresh every 512 rows): noise, then a
+    # flat run of rows across rows 512 and 1024, then noise again; rounding left by the noisy
+    # rows above must not make the flat windows score.
+    rng = np.random.default_rng(3)
+    image = 3000.0 + rng.normal(0, 40, size=(1300, 40))
+    image[450:1100] = 2990.25
+    template = image[10:19, 3:12].copy()
+    r, _, _, _ = banded.plan_tiles(1300 - 8, 40 - 8, 9, 9)
+    assert r > 1024
+    scores = match_template(image, template)
+    assert not scores[450 : 1100 - 8].any()
+    np.testing.assert_allclose(
+        scores[:400], zncc_reference(image[:408], template), rtol=0, atol=1e-9
+    )
 
 
 def test_the_same_bits_on_one_thread_and_on_two(small_tiles):

@@ -17,7 +17,7 @@
  * scores._flat_energy allows for (blocked prefix sums of 1024 outputs).
  */
 
-#define ZNCC_RESTART_ROWS 128
+#define ZNCC_RESTART_ROWS 512
 #define ZNCC_SEGMENT 64
 #define ZNCC_LANES 4
 

@@ -29,14 +29,15 @@ import numpy as np
 from convtool.engine import native
 
 # Transforms of at most this many samples (4 MiB of float64 input). Measured on a 1024x1024
-# scene, one thread, CPU time per call (a shared machine: +-10%): a 32x32 template costs about
-# the same from 288x200 to 540x540 tiles; a 128x128 one 12% less with 576x576 tiles than with
-# 576x432 and 35% less than with 360x360; one transform of the whole scene (2^20 samples)
-# costs 1.5x as much: its columns leave the cache.
+# scene, one thread, CPU time per call (a shared machine: +-10%): a 32x32 template costs 1.5x
+# as much in 540x540 tiles as in 288x288 ones (the transforms leave the L2 cache), and a
+# 128x128 one 10% more in 360x360 tiles than in 576x576 ones (its 127 overlap rows and
+# columns are a larger share of a small tile); one transform of the whole scene (2^20
+# samples) costs 1.3-1.5x as much as the best tiles.
 MAX_TRANSFORM = 1 << 19
 # Larger transforms cost more per sample than their log2 says (cache): the cost model's
-# factor 1 + samples / CACHE_SAMPLES.
-CACHE_SAMPLES = 1 << 21
+# factor 1 + samples / CACHE_SAMPLES, which makes it choose the measured best tiles above.
+CACHE_SAMPLES = 1 << 20
 # The fixed cost of one tile (Python calls, its buffers) in the units of the cost model
 # (samples x log2 samples of its transform: 65536 x 16 of them take ~0.4 ms).
 TILE_OVERHEAD = 100_000
