@@ -117,55 +117,64 @@ ALWAYS_INLINE void zncc_row(const double *restrict c1, const double *restrict c2
         }
 }
 
-HOT static void zncc_tile_rows(const double *x, ptrdiff_t x_r, const double *num,
-                               ptrdiff_t num_r, double *out, ptrdiff_t out_r, ptrdiff_t rows,
-                               ptrdiff_t cols, ptrdiff_t h, ptrdiff_t w, double t_energy,
-                               double flat, ptrdiff_t seg, double *work)
-{
-    const ptrdiff_t span = cols + w - 1, padded = ZNCC_LANES * seg + w - 1;
-    const ptrdiff_t restart = 2 * h > ZNCC_RESTART_ROWS ? 2 * h : ZNCC_RESTART_ROWS;
-    const double n = (double)(h * w);
-    double *c1 = work, *c2 = c1 + padded, *r1 = c2 + padded, *r2 = r1 + ZNCC_LANES * seg;
-    for (ptrdiff_t i = span; i < padded; i++) c1[i] = c2[i] = 0.0;
-    for (ptrdiff_t j = 0; j < rows; j++) {
-        if (j % restart == 0) {
-            for (ptrdiff_t i = 0; i < span; i++) c1[i] = c2[i] = 0.0;
-            for (ptrdiff_t a = 0; a < h; a++) {
-                const double *restrict row = x + (j + a) * x_r;
-                for (ptrdiff_t i = 0; i < span; i++) {
-                    c1[i] += row[i];
-                    c2[i] += row[i] * row[i];
-                }
-            }
-        } else {
-            const double *restrict add = x + (j + h - 1) * x_r, *restrict drop = x + (j - 1) * x_r;
-            for (ptrdiff_t i = 0; i < span; i++) {
-                c1[i] += add[i] - drop[i];
-                c2[i] += add[i] * add[i] - drop[i] * drop[i];
-            }
-        }
-        zncc_row(c1, c2, r1, r2, seg, w);
-        zncc_scores_rows(num + j * num_r, 0, r1, 0, r2, 0, out + j * out_r, 0, 1, cols, n,
-                         t_energy, flat);
+/* The column sums of h rows of (x - mean) start afresh at restart rows, else run on. */
+#define ZNCC_TILE_ROWS(NAME, SRC)                                                             \
+    HOT static void NAME(const SRC *x, ptrdiff_t x_r, double mean, const double *num,        \
+                         ptrdiff_t num_r, double *out, ptrdiff_t out_r, ptrdiff_t rows,      \
+                         ptrdiff_t cols, ptrdiff_t h, ptrdiff_t w, double t_energy,          \
+                         double flat, ptrdiff_t seg, double *work)                           \
+    {                                                                                         \
+        const ptrdiff_t span = cols + w - 1, padded = ZNCC_LANES * seg + w - 1;              \
+        const ptrdiff_t restart = 2 * h > ZNCC_RESTART_ROWS ? 2 * h : ZNCC_RESTART_ROWS;     \
+        const double n = (double)(h * w);                                                     \
+        double *c1 = work, *c2 = c1 + padded, *r1 = c2 + padded, *r2 = r1 + ZNCC_LANES * seg; \
+        for (ptrdiff_t i = span; i < padded; i++) c1[i] = c2[i] = 0.0;                        \
+        for (ptrdiff_t j = 0; j < rows; j++) {                                                \
+            if (j % restart == 0) {                                                           \
+                for (ptrdiff_t i = 0; i < span; i++) c1[i] = c2[i] = 0.0;                     \
+                for (ptrdiff_t a = 0; a < h; a++) {                                           \
+                    const SRC *restrict row = x + (j + a) * x_r;                              \
+                    for (ptrdiff_t i = 0; i < span; i++) {                                    \
+                        const double v = (double)row[i] - mean;                               \
+                        c1[i] += v;                                                           \
+                        c2[i] += v * v;                                                       \
+                    }                                                                         \
+                }                                                                             \
+            } else {                                                                          \
+                const SRC *restrict add = x + (j + h - 1) * x_r;                              \
+                const SRC *restrict drop = x + (j - 1) * x_r;                                 \
+                for (ptrdiff_t i = 0; i < span; i++) {                                        \
+                    const double u = (double)add[i] - mean, v = (double)drop[i] - mean;       \
+                    c1[i] += u - v;                                                           \
+                    c2[i] += u * u - v * v;                                                   \
+                }                                                                             \
+            }                                                                                 \
+            zncc_row(c1, c2, r1, r2, seg, w);                                                 \
+            zncc_scores_rows(num + j * num_r, 0, r1, 0, r2, 0, out + j * out_r, 0, 1, cols,   \
+                             n, t_energy, flat);                                              \
+        }                                                                                     \
     }
-}
+
+ZNCC_TILE_ROWS(zncc_tile_rows_f64, double)
+ZNCC_TILE_ROWS(zncc_tile_rows_f32, float)
 
 static const char *zncc_tile_kwlist[] = {"part", "numerator", "out", "height", "width",
-                                         "t_energy", "flat", NULL};
+                                         "t_energy", "flat", "mean", NULL};
 
 PyDoc_STRVAR(zncc_tile_doc,
-"zncc_tile(part, numerator, out, height, width, t_energy, flat)\n--\n\n"
-"float64, 2-D: the scores of zncc_scores for out's (rows, cols) windows of height x width\n"
-"in part (at least rows + height - 1 by cols + width - 1), their sums and sums of squares\n"
-"made here by running sums (see _native_match.h). Releases the GIL.");
+"zncc_tile(part, numerator, out, height, width, t_energy, flat, mean=0.0)\n--\n\n"
+"2-D: the scores of zncc_scores (float64) for out's (rows, cols) windows of height x width\n"
+"in part - mean (part float32 or float64, at least rows + height - 1 by cols + width - 1;\n"
+"part - mean in float64), their sums and sums of squares made here by running sums (see\n"
+"_native_match.h). Releases the GIL.");
 
 static PyObject *zncc_tile(PyObject *self, PyObject *args, PyObject *kw)
 {
     PyObject *o_x, *o_num, *o_out;
     Py_ssize_t h, w;
-    double t_energy, flat;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOnndd", (char **)zncc_tile_kwlist, &o_x,
-                                     &o_num, &o_out, &h, &w, &t_energy, &flat))
+    double t_energy, flat, mean = 0.0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOnndd|d", (char **)zncc_tile_kwlist, &o_x,
+                                     &o_num, &o_out, &h, &w, &t_energy, &flat, &mean))
         return NULL;
     array_t x, num, out;
     memset(&num, 0, sizeof num);
@@ -175,8 +184,8 @@ static PyObject *zncc_tile(PyObject *self, PyObject *args, PyObject *kw)
     if (get_array(o_x, &x, 0, "part") < 0 || get_array(o_num, &num, 0, "numerator") < 0 ||
         get_array(o_out, &out, 1, "out") < 0)
         goto done;
-    if (x.kind != 'd' || num.kind != 'd' || out.kind != 'd') {
-        PyErr_SetString(PyExc_TypeError, "zncc_tile works on float64 arrays");
+    if ((x.kind != 'd' && x.kind != 'f') || num.kind != 'd' || out.kind != 'd') {
+        PyErr_SetString(PyExc_TypeError, "zncc_tile: part float32 or float64, the rest float64");
         goto done;
     }
     if (x.c != 1 || num.c != 1 || out.c != 1 || num.r != out.r || num.w != out.w || h < 1 ||
@@ -193,8 +202,12 @@ static PyObject *zncc_tile(PyObject *self, PyObject *args, PyObject *kw)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    zncc_tile_rows(x.view.buf, x.sr, num.view.buf, num.sr, out.view.buf, out.sr, out.r, out.w,
-                   h, w, t_energy, flat, seg, work);
+    if (x.kind == 'd')
+        zncc_tile_rows_f64(x.view.buf, x.sr, mean, num.view.buf, num.sr, out.view.buf, out.sr,
+                           out.r, out.w, h, w, t_energy, flat, seg, work);
+    else
+        zncc_tile_rows_f32(x.view.buf, x.sr, mean, num.view.buf, num.sr, out.view.buf, out.sr,
+                           out.r, out.w, h, w, t_energy, flat, seg, work);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:

@@ -119,11 +119,15 @@ def zncc_tiles(
     tiles = [(j, i) for j in range(0, rows, tile_rows) for i in range(0, cols, tile_cols)]
     workers = max(1, min(workers, len(tiles)))
     fft_workers = workers if len(tiles) == 1 else 1
-    # The template flipped (correlation as convolution), transformed once for every tile.
-    spectrum = scipy.fft.rfft2(t0[::-1, ::-1], s=(tf_rows, tf_cols), workers=workers)
+    # The template flipped (correlation as convolution), transformed once for every tile:
+    # along its h rows, then down the columns (the other rows are zero, nothing to transform).
+    spectrum = np.zeros((tf_rows, tf_cols // 2 + 1), dtype=np.complex128)
+    spectrum[:h] = scipy.fft.rfft(t0[::-1, ::-1], n=tf_cols, axis=1, workers=workers)
+    spectrum = scipy.fft.fft(spectrum, axis=0, workers=workers, overwrite_x=True)
     scores = np.empty((rows, cols))
     local = threading.local()
     fused = native.module() if window_sums is None else None
+    direct = x.dtype in (np.float32, np.float64) and x.strides[1] == x.itemsize
     if window_sums is None and fused is None:
         raise RuntimeError("zncc_tiles without window sums needs the compiled module")
 
@@ -148,7 +152,14 @@ def zncc_tiles(
         numerator = kept[:, w - 1 : w - 1 + c]
         out = scores[j : j + r, i : i + c]
         if fused is not None:
-            fused.zncc_tile(part, numerator, out, h, w, t_energy, flat)
+            # The window sums read the scene itself where they can (a float32 scene: half the
+            # bytes of the centred float64 copy), centring it on the way with the same
+            # rounding; else the copy.
+            if direct:
+                source = x[j : j + span[0], i : i + span[1]]
+                fused.zncc_tile(source, numerator, out, h, w, t_energy, flat, mean)
+            else:
+                fused.zncc_tile(part, numerator, out, h, w, t_energy, flat)
         else:
             assert window_sums is not None
             s1, s2 = window_sums(part, h, w, j)
