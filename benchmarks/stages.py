@@ -5,9 +5,9 @@
 Runs the stages of ``convtool filter IN.png -k SPEC -o out.png`` one after the other in
 this process and prints, as JSON, the median seconds of each over RUNS runs: the imports a
 filter run makes, decode (file bytes to samples: Pillow's header, then libspng/libpng or
-Pillow), convert (to float channel planes; for 8 bits in and out with an integer kernel,
-as the command does, only the orientation and alpha split of the uint8 samples), filter
-(the chain; there the compiled integer kernels), map (range mapping, rounding
+Pillow), convert (to float channel planes; for 8 bits in and out, as the command does, only the
+orientation and alpha split of the uint8 samples), filter (the chain; for 8 bits in and
+out the compiled integer kernels, or float32 rounded band by band), map (range mapping, rounding
 and the cast, alone, one thread), encode (the PNG writer into memory: it maps each band on
 its own thread, then filters and deflates it, so map is inside this figure too), write
 (the atomic write of those bytes: temporary file, fsync, rename). Stages run apart here; in
@@ -47,17 +47,18 @@ def main(argv: list[str]) -> int:
         return result
 
     settings = worker.Settings(chain=chain)
-    integers = worker.integer_route(settings, "png")  # 8 bits to 8 bits in integers?
+    route = worker.uint8_route(settings, "png")  # 8 bits to 8 bits without floats?
     for _ in range(runs):
         decoded = timed("decode", codecs.decode, source, str(source), None)
-        if integers and decoded.depth == 8:  # as batch.process: uint8 samples, no floats
+        if route and decoded.depth == 8:  # as batch.process: uint8 samples, no float image
             image = timed("convert", _samples_of, decoded, str(source))
-            filtered = timed("filter", _integer_filter, chain, image)
+            work_dtype = None if route == "integer" else route
+            filtered = timed("filter", _uint8_filter, chain, image, work_dtype)
         else:
             precision = api._PRECISIONS["single"]
             image = timed("convert", api._to_image, decoded, str(source), precision, False)
             filtered = timed("filter", chain.apply_to, image)
-        depth = api._output_depth("png", filtered.depth, None)
+        depth = api.output_depth("png", filtered.depth, None)
         samples = ranges.Samples(filtered.pixels, filtered.alpha, filtered.depth, depth, None)
         timed("map", samples.whole)
         encoding = encoders.Encoding([], depth, 1, samples=[samples])
@@ -80,10 +81,10 @@ def _samples_of(decoded, name):
     return api.Image(pixels, alpha, 8, decoded.format, name, decoded.metadata)
 
 
-def _integer_filter(chain, image):
+def _uint8_filter(chain, image, work_dtype):
     import dataclasses
 
-    pixels, alpha = chain.apply_uint8(image.pixels, image.alpha)
+    pixels, alpha = chain.apply_uint8(image.pixels, image.alpha, work_dtype)
     return dataclasses.replace(image, pixels=pixels, alpha=alpha)
 
 

@@ -116,9 +116,9 @@ def filter_image(
     if x.ndim != 3 or not 1 <= x.shape[2] <= 4:
         raise UsageError(f"filter_image needs (H, W) or (H, W, C) samples, got shape {x.shape}")
     if depth is None:
-        from convtool.images.codecs import _depth_of_dtype
+        from convtool.images.decoded import depth_of_dtype
 
-        depth = 8 if x.dtype == np.bool_ else _depth_of_dtype(x.dtype)
+        depth = 8 if x.dtype == np.bool_ else depth_of_dtype(x.dtype)
     spec = _ChainSpec(_resolved(chain), has_alpha, depth, precision, gray, None)
     return _map_rows(x, spec, chunk_rows)
 

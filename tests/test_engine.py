@@ -412,3 +412,52 @@ def test_one_column_image_with_a_tall_dilated_kernel():
     expected = ndi.correlate(x, dilated, mode="nearest")[::2]
     ours = correlate(x, w, padding="edge", stride=2, dilation=3, method="direct")
     np.testing.assert_allclose(ours, expected, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------- channels last
+
+
+@pytest.mark.parametrize("method", ["direct", "separable", "fft", "auto"])
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (1, 2), (2, 1), ((1, 3), (2, 1))], ids=str)
+@pytest.mark.parametrize("flip", [False, True], ids=["correlate", "convolve"])
+@pytest.mark.parametrize("shape", [(1, 5), (2, 2), (3, 3), (4, 5), (7, 7)], ids=str)
+@pytest.mark.parametrize("padding", list(Padding), ids=lambda p: p.value)
+def test_interleaved_channels_match_scipy_per_channel(
+    stack, padding, shape, flip, stride, dilation, method
+):
+    # An (H, W, C) image as a decoder gives it: each channel filtered as scipy filters that
+    # channel alone, the result interleaved the same way (padding copies whole pixels).
+    pixels = np.ascontiguousarray(np.moveaxis(np.concatenate([stack, -stack[:1]]), 0, -1))
+    kernel = make_kernel(shape, separable=method == "separable")
+    run = convolve if flip else correlate
+    args = dict(padding=padding, cval=CVAL, stride=stride, dilation=dilation, method=method)
+    spans = [(k - 1) * d + 1 for k, d in zip(shape, np.broadcast_to(dilation, 2), strict=True)]
+    if padding is Padding.VALID and (spans[0] > pixels.shape[0] or spans[1] > pixels.shape[1]):
+        return
+    got = run(pixels, kernel, **args, channel_axis=-1)
+    planes = np.moveaxis(pixels, -1, 0)
+    expected = np.moveaxis(run(planes, kernel, **args), 0, -1)
+    sy, sx = np.broadcast_to(stride, 2)
+    dy, dx = np.broadcast_to(dilation, 2)
+    if dy == dx and sy == sx:  # scipy's reference takes one stride and one dilation
+        scipy_planes = reference(planes, kernel, padding, flip=flip, stride=sy, dilation=dy)
+        assert_matches(got, np.moveaxis(scipy_planes, 0, -1), kernel, pixels, FLOAT64_RTOL)
+    assert got.shape == expected.shape
+    assert_matches(got, expected, kernel, pixels, FLOAT64_RTOL)
+
+
+def test_interleaved_uint8_is_the_planes_result_bit_for_bit(rng):
+    pixels = rng.integers(0, 256, size=(17, 23, 3), dtype=np.uint8)
+    for kernel in ([[1, 2, 1], [2, 4, 2], [1, 2, 1]], [[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]):
+        for padding in ("reflect", "edge", "wrap", "zero", "valid", "full"):
+            got = convolve(pixels, kernel, padding=padding, out_dtype=np.uint8, channel_axis=-1)
+            planes = convolve(
+                np.moveaxis(pixels, -1, 0), kernel, padding=padding, out_dtype=np.uint8
+            )
+            assert got.flags.c_contiguous and got.dtype == np.uint8
+            np.testing.assert_array_equal(got, np.moveaxis(planes, 0, -1))
+
+
+def test_channel_axis_other_than_last_is_refused(stack):
+    with pytest.raises(UsageError, match="channel_axis must be None or -1"):
+        correlate(stack, np.ones((3, 3)), channel_axis=0)

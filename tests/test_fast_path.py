@@ -447,7 +447,31 @@ def test_8bit_files_through_the_integer_kernels_are_the_float_paths_bytes(
     with monkeypatch.context() as patch:  # the integer route must have been taken
         patch.setattr(Chain, "apply_to", lambda *a, **k: pytest.fail("float path taken"))
         assert _one_job(tmp_path, name, spec)[0] == fast
-    monkeypatch.setattr(worker, "integer_route", lambda settings, fmt: False)
+    monkeypatch.setattr(worker, "uint8_route", lambda settings, fmt: None)
+    plain, _ = _one_job(tmp_path, name, spec)
+    assert plain == fast
+
+
+@pytest.mark.parametrize(
+    "spec",
+    ["gaussian:sigma=1.5", "box:3", "gaussian:sigma=5,size=31", "unsharp:sigma=2,amount=1.5"],
+)
+@pytest.mark.parametrize("name", ["rgb.png", "rgba.png", "grey.png", "turned.png", "420.jpg"])
+def test_8bit_files_with_float_kernels_skip_the_float_image_to_the_same_bytes(
+    tmp_path, monkeypatch, spec, name
+):
+    # Gaussians and ninths are not small integers: the samples are filtered in float32 as
+    # the float path does, rounded band by band, with no float image and no mapping pass.
+    from convtool.batch import worker
+
+    png_variants(tmp_path)
+    jpeg_variants(tmp_path)
+    fast, settings = _one_job(tmp_path, name, spec)
+    assert worker.uint8_route(settings, "png") == "float32"
+    with monkeypatch.context() as patch:
+        patch.setattr(Chain, "apply_to", lambda *a, **k: pytest.fail("float path taken"))
+        assert _one_job(tmp_path, name, spec)[0] == fast
+    monkeypatch.setattr(worker, "uint8_route", lambda settings, fmt: None)
     plain, _ = _one_job(tmp_path, name, spec)
     assert plain == fast
 

@@ -212,12 +212,21 @@ if os.environ.get("CONVTOOL_TEST_FOREIGN_PID"):
     atomic.temp_name_for = lambda name: f".{name}.convtool-999999999-{secrets.token_hex(4)}.tmp"
 
 
+filter_uint8 = pipeline.Chain.apply_uint8
+
+
 def apply_to(self, image):
     open(marker + ".filtering", "w").close()
     return filter_once(self, image)
 
 
+def apply_uint8(self, *args, **kwargs):  # the 8-bit route: no float image
+    open(marker + ".filtering", "w").close()
+    return filter_uint8(self, *args, **kwargs)
+
+
 pipeline.Chain.apply_to = apply_to
+pipeline.Chain.apply_uint8 = apply_uint8
 if os.environ.get("CONVTOOL_TEST_SLOW_WRITE"):
     encode_png = codecs.ENCODERS["png"]
 

@@ -186,17 +186,17 @@ def test_one_door_to_the_decoders():
                 opens.append((source.name, function, {k.arg for k in call.keywords}))
             if owner == "tifffile" and target.attr in ("TiffFile", "imread", "memmap"):
                 tiff_readers.append((source.name, function))
-    assert opens == [("codecs.py", "open_pillow", {"formats"})]
+    assert opens == [("sniff.py", "open_pillow", {"formats"})]
     assert set(tiff_readers) == {
-        ("codecs.py", "_decode_tifffile"),
-        ("codecs.py", "_decode_tifffile_page"),
+        ("tiff.py", "decode_tifffile"),
+        ("tiff.py", "decode_tifffile_page"),
         ("tiles.py", "_open_tiff"),  # images larger than memory, read band by band
     }
 
 
 def test_decode_reaches_tifffile_only_after_a_tiff_signature(monkeypatch):
     reached = []
-    monkeypatch.setattr(codecs, "_decode_tifffile", lambda *args: reached.append(args))
+    monkeypatch.setattr(codecs, "decode_tifffile", lambda *args: reached.append(args))
     with pytest.raises(ImageReadError):
         codecs.decode(b"%!PS-Adobe-3.0\n", "x.tif", None)
     assert reached == []

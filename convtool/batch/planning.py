@@ -148,9 +148,11 @@ def _is_single(inputs: list[str], output: str) -> bool:
 
 def _is_folder(path: str) -> bool:
     """A folder of inputs or outputs; a zarr store is a folder too, but one image."""
+    if not os.path.isdir(path):
+        return False  # (a file: the tiled-store module is not even imported)
     from convtool.images import tiles
 
-    return os.path.isdir(path) and not tiles.is_zarr_store(path)
+    return not tiles.is_zarr_store(path)
 
 
 def names_a_file(output: str) -> bool:

@@ -16,7 +16,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from convtool._system import cpu_count
-from convtool.batch import dask_runner
 from convtool.batch.interrupts import Interrupted, signals_raise  # noqa: F401 - re-exported
 from convtool.batch.jobs import FAILED, Job, JobResult, Settings
 from convtool.batch.worker import process_quietly, with_threads
@@ -60,6 +59,8 @@ def run(
     ):
         raise UsageError(f"--jobs must be a whole number ≥ 1, got {workers}")
     if dask_address is not None:
+        from convtool.batch import dask_runner  # logging, sockets: only for a cluster
+
         dask_runner.require_dask()
         dask_address = dask_runner.check_address(dask_address)
 
@@ -79,6 +80,8 @@ def _run(jobs, settings, workers, stop, dask_address) -> Iterator[JobResult]:
     ordered = largest_first(jobs)
     with signals_raise():
         if dask_address is not None:
+            from convtool.batch import dask_runner
+
             yield from dask_runner.run_on_dask(ordered, settings, dask_address, stop)
             return  # tasks cancelled on a Dask cluster may still run: leave their temps
         try:

@@ -14,23 +14,28 @@ the result is the in-memory one, byte for byte.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from convtool import images
 from convtool.batch.jobs import Job, Settings
 from convtool.errors import ConvtoolError, ResourceLimitError, UsageError
-from convtool.images import tiles
 from convtool.images.ranges import output_samples
+from convtool.images.sniff import NPY_MAGIC, TIFF_MAGICS
 from convtool.pipeline import memory as limits
 from convtool.pipeline import stream
+
+if TYPE_CHECKING:
+    from convtool.images import tiles
 
 _PRECISION_ITEMSIZE = {"single": 4, "double": 8}
 
 
 def _formats_out() -> str:
-    return ", ".join(f"{name} ({what})" for name, what in tiles.STREAM_WRITE_FORMATS.items())
+    return ", ".join(f"{name} ({what})" for name, what in _tiles().STREAM_WRITE_FORMATS.items())
 
 
 def output_format(job: Job, settings: Settings) -> str:
@@ -49,15 +54,17 @@ def wants_stream(job: Job, settings: Settings) -> bool:
     if settings.stream:
         if job.source == "-" or job.dest == "-":
             raise UsageError("--stream reads and writes files, not standard input or output")
-        if not tiles.stream_format(fmt):
+        if not _tiles().stream_format(fmt):
             raise UsageError(
                 f"--stream writes band by band to {_formats_out()}; not {fmt}", path=job.dest
             )
         return True
     if job.source == "-" or job.dest == "-" or stream.unsupported(settings.chain):
         return False
+    if not _may_stream(job.source):
+        return False  # a PNG, a JPEG...: decoded whole (tiles, zarr, tifffile never loaded)
     try:
-        reader = tiles.open_reader(job.source, None)
+        reader = _tiles().open_reader(job.source, None)
     except (ConvtoolError, OSError, ValueError):
         return False  # not a format that streams: read whole, which says what is wrong
     with reader:
@@ -81,7 +88,7 @@ def wants_stream(job: Job, settings: Settings) -> bool:
     )
     if not (too_large or too_many):
         return False
-    if not tiles.stream_format(fmt):
+    if not _tiles().stream_format(fmt):
         if not too_large or available is None:
             return False  # the pixel limit refuses it, with its own hint
         raise ResourceLimitError(
@@ -113,7 +120,7 @@ def process_streaming(
             "stream; use clip, abs or offset, or --depth float"
         )
     images.check_output_controls(fmt, **write.controls_for(fmt))
-    with tiles.open_reader(job.source, settings.read.stream_max_pixels) as reader:
+    with _tiles().open_reader(job.source, settings.read.stream_max_pixels) as reader:
         if reader.pages > 1 and settings.read.frames == "all":
             raise UsageError(
                 f"this TIFF has {reader.pages} pages; band by band convtool filters one "
@@ -122,7 +129,7 @@ def process_streaming(
             )
         out_depth = images.output_depth(fmt, reader.depth, write.depth)
         graph = graph_for(reader, settings)
-        out_dtype = tiles.sample_dtype(fmt, out_depth, graph.colour.dtype)
+        out_dtype = _tiles().sample_dtype(fmt, out_depth, graph.colour.dtype)
         kept, notes = _metadata_for(reader, graph, fmt, write.strip)
         if band_rows is None:
             available = limits.available_memory()
@@ -142,7 +149,7 @@ def process_streaming(
 
         shape = (graph.height, graph.width, graph.channels)
         controls = write.controls_for(fmt)
-        tiles.write_bands(
+        _tiles().write_bands(
             job.dest,
             fmt,
             shape,
@@ -200,3 +207,25 @@ def graph_for(reader: tiles.BandReader, settings: Settings) -> stream.Graph:
     if isinstance(graph.source, stream.Source):  # what memory prices the file's blocks at
         graph.source.raw_row_bytes = reader.width * reader.samples * reader.dtype.itemsize
     return graph
+
+
+def _may_stream(source: str) -> bool:
+    """Whether ``source`` may be a format read band by band (a folder: a zarr store; a TIFF
+    or ``.npy`` signature), from its first bytes; anything unreadable is left to the whole
+    read, which says what is wrong."""
+    if os.path.isdir(source):
+        return True
+    try:
+        with open(source, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return False
+    return head.startswith(NPY_MAGIC) or head.startswith(TIFF_MAGICS)
+
+
+def _tiles():
+    """:mod:`convtool.images.tiles` (tiled TIFF, zarr, ``.npy`` bands; a thread pool),
+    imported when an image may stream: a PNG or a JPEG never needs it."""
+    from convtool.images import tiles
+
+    return tiles

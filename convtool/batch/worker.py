@@ -11,12 +11,11 @@ import numpy as np
 from convtool import images
 from convtool.batch import streaming
 from convtool.batch.jobs import DONE, FAILED, Job, JobResult, Settings
+from convtool.engine import native
 from convtool.engine.integer import integer_form
 from convtool.errors import MAX_LINE, ConvtoolError, ImageWriteError, UsageError, one_line
 from convtool.images import outputs
 from convtool.images.atomic import write_error_reason
-from convtool.images.sheet import layout as sheet_layout
-from convtool.images.sheet import stack_sheet
 from convtool.pipeline import ConvolveStep, Progress
 from convtool.pipeline import memory as limits
 
@@ -37,13 +36,14 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
         return streaming.process_streaming(job, settings, progress=progress)
     write = settings.write
     fmt = images.format_for(job.dest, write.format)
+    route = uint8_route(settings, fmt)
     image = images.read_image(
         job.source,
         precision=settings.read.precision,
         gray=settings.read.gray,
         max_pixels=settings.read.max_pixels,
         frames=settings.read.frames,
-        keep_8bit=integer_route(settings, fmt),  # one step: quick, no progress to draw
+        keep_8bit=route is not None,  # one step: quick, no progress to draw
     )
     images.check_frames(fmt, image.frame_count, job.source)  # before the work, not after
     height, width = _planned_shape(settings, image, fmt)
@@ -57,8 +57,9 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
     else:
         limits.check_memory(settings.chain, image, share=settings.workers)
     result = None
-    if image.pixels.dtype == np.uint8:  # 8 bits in, 8 bits out: the integer kernels
-        filtered = settings.chain.apply_uint8(image.pixels, image.alpha)
+    if image.pixels.dtype == np.uint8:  # 8 bits in, 8 bits out: no float image
+        work_dtype = None if route == "integer" else route
+        filtered = settings.chain.apply_uint8(image.pixels, image.alpha, work_dtype)
         if filtered is not None:
             result = replace(image, pixels=filtered[0], alpha=filtered[1])
     if result is None:
@@ -85,6 +86,28 @@ def process(job: Job, settings: Settings, progress: Progress | None = None) -> l
         inside=job.root,  # its folders are opened with no symbolic link followed
         **write.controls_for(fmt),
     )
+
+
+def uint8_route(settings: Settings, fmt: str) -> str | None:
+    """How an 8-bit input may go straight to 8-bit results (``Chain.apply_uint8``) for this
+    output, to the same bytes as the float path: ``"integer"`` (the exact integer kernels,
+    see :func:`integer_route`), ``"float32"`` / ``"float64"`` (``--precision``: computed in
+    that dtype from the 8-bit samples and rounded band by band, which is the float path's
+    arithmetic without its float image or its mapping pass; with the compiled kernels only,
+    whose sums do not depend on the row's layout), or None: the float path.
+    """
+    if integer_route(settings, fmt):
+        return "integer"
+    write, read, chain = settings.write, settings.read, settings.chain
+    if read.gray or write.range_mode not in (None, "clip") or native.module() is None:
+        return None
+    if fmt == "npy" or write.depth not in (None, 8, "8"):
+        return None
+    if chain.stack or len(chain.steps) != 1 or not isinstance(chain.steps[0], ConvolveStep):
+        return None
+    if chain.options.transposed:
+        return None
+    return "float64" if read.precision == "double" else "float32"
 
 
 def integer_route(settings: Settings, fmt: str) -> bool:
@@ -125,6 +148,8 @@ def _planned_shape(settings: Settings, image: images.Image, fmt: str) -> tuple[i
     chain = settings.chain
     height, width = limits.output_shape(chain, *image.pixels.shape[:2])
     if chain.stack and fmt not in ("npy", "tiff"):
+        from convtool.images.sheet import layout as sheet_layout  # Pillow's fonts: only here
+
         tiles = sum(1 if n in (1, 3) else n for _, n in chain.stack_sizes(image.channels))
         height, width, _ = sheet_layout([(height, width)] * tiles)
     return height, width
@@ -137,6 +162,8 @@ def _stack_sheet(result: images.Image, settings: Settings, channels: int) -> ima
         raise UsageError(
             "a --stack contact sheet is 8-bit; for --depth 16 or float write .npy or .tif"
         )
+    from convtool.images.sheet import stack_sheet
+
     groups = settings.chain.stack_sizes(channels)
     sheet = stack_sheet(result.pixels, groups, result.depth, settings.write.range_mode)
     return images.Image(sheet, depth=8, source=result.source)

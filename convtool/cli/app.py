@@ -1,15 +1,19 @@
 """The ``convtool`` command line: the app, ``filter`` and ``kernels``.
 
-Options become a chain of steps and library calls; the CLI modules (this one,
-:mod:`convtool.cli_analysis`, :mod:`convtool.cli_shared`) are the only ones that import
-typer, and rich is drawn through :mod:`convtool.terminal`. Errors become one line on
-stderr and an exit code (2 for usage, 1 for failures). numpy and the engine are imported
-inside the commands, so ``--version`` and ``--help`` start quickly.
+Options become library settings and calls (``filter``'s in :mod:`convtool.cli.filtering`);
+the CLI modules (this one, :mod:`convtool.cli.analysis`, :mod:`convtool.cli.teach`,
+:mod:`convtool.cli.options`) are the only ones that import typer, and rich is drawn through
+:mod:`convtool.cli.terminal`. Errors become one line on stderr and an exit code (2 for
+usage, 1 for failures). numpy and the engine are imported inside the commands, so
+``--version`` and ``--help`` start quickly.
+
+Past 400 lines because ``filter`` declares its 45 options here, with their help texts, as
+Typer wants them in the command's signature; the options shared with other commands live in
+:mod:`convtool.cli.options`, and nothing here but the declarations and the error lines.
 """
 
 from __future__ import annotations
 
-import contextlib
 import signal
 import sys
 import warnings
@@ -48,11 +52,10 @@ from convtool.cli.options import (
     debug_enabled,
     fail,
     format_option,
-    pixel_limit,
     refuse_terminals,
     reset_debug,
 )
-from convtool.errors import ConvtoolError, StdoutError
+from convtool.errors import StdoutError
 from convtool.padding import Padding
 from convtool.padding import help_text as padding_help
 
@@ -359,50 +362,39 @@ def filter(  # noqa: A001 - the command is called `filter`
     FOLDER and run as a batch in parallel, going on past bad files.
     """
     try:
-        from convtool import batch
-        from convtool.kernels.specs import files_read
-        from convtool.padding import parse_padding
-        from convtool.pipeline import Chain, FilterOptions, parse_steps, with_layer_options
+        from convtool.cli import filtering
 
-        chain = Chain(
-            steps=tuple(with_layer_options(parse_steps(kernel), groups or [], bias or [])),
-            options=FilterOptions(
-                padding=parse_padding(padding),
-                cval=cval,
-                stride=stride,
-                dilation=dilation,
-                correlate=correlate,
-                normalize=normalize,
-                method=method.value,
-                threads=threads,
-                transposed=transposed,
-            ),
+        settings = filtering.settings_from_options(
+            kernel=kernel,
+            groups=groups,
+            bias=bias,
+            padding=padding,
+            cval=cval,
+            stride=stride,
+            dilation=dilation,
+            correlate=correlate,
+            normalize=normalize,
+            method=method,
+            threads=threads,
+            transposed=transposed,
             iterations=iterations,
-            alpha_mode=alpha.value,
+            alpha=alpha,
             channels=channels,
             stack=stack,
-        )
-        settings = batch.Settings(
-            chain=chain,
-            read=batch.ReadOptions(
-                precision=precision.value,
-                gray=gray,
-                max_pixels=pixel_limit(max_pixels),
-                stream_max_pixels=pixel_limit(max_pixels) if max_pixels is not None else None,
-                frames=frames.value,
-            ),
-            write=batch.WriteOptions(
-                format=format,
-                depth=depth.value if depth else None,
-                range_mode=range_mode.value if range_mode else None,
-                compress_level=compress_level,
-                quality=quality,
-                subsampling=subsampling.value if subsampling else None,
-                progressive=progressive,
-                compression=compression.value if compression else None,
-                background=background,
-                strip=strip,
-            ),
+            precision=precision,
+            gray=gray,
+            max_pixels=max_pixels,
+            frames=frames,
+            format=format,
+            depth=depth,
+            range_mode=range_mode,
+            compress_level=compress_level,
+            quality=quality,
+            subsampling=subsampling,
+            progressive=progressive,
+            compression=compression,
+            background=background,
+            strip=strip,
             stream=stream,
         )
         refuse_terminals(reads_stdin="-" in inputs, writes_stdout=output == "-")
@@ -410,74 +402,19 @@ def filter(  # noqa: A001 - the command is called `filter`
             from convtool.engine import native
 
             terminal.note(f"engine: {native.implementation()}")
-        plan = batch.plan(
-            inputs,
-            output,
-            recursive=recursive,
-            suffix=suffix,
-            format=format,
-            skip_existing=skip_existing,
-            kernel_files=[path for spec in kernel for path in files_read(spec)] + list(bias or []),
+        plan = filtering.plan_jobs(
+            inputs, output, settings, kernel, bias, recursive, suffix, format, skip_existing
         )
-        settings.write.check(job.dest for job in plan.jobs)  # a usage error before any work
         if plan.single:
-            if plan.jobs and dask is not None and batch.writes_zarr(plan.jobs[0], settings):
-                batch.dask_runner.require_dask()
-                from convtool import dask as cluster  # imports dask, only when asked for
-
-                with batch.sigterm_raises(), terminal.chunk_progress(quiet) as progress:
-                    cluster.filter_file(plan.jobs[0], settings, dask, progress=progress)
-                return
-            if dask is not None and not quiet:
-                terminal.note(
-                    "--dask sends batches (several inputs or a folder) to a cluster, and one "
-                    "image only with a zarr output (-o NAME.zarr); this one file is filtered here"
-                )
-            if plan.jobs:
-                job = plan.jobs[0]
-                # SIGTERM, SIGHUP, ... clean up as Ctrl-C does
-                with batch.signals_raise(), terminal.image_progress(quiet) as progress:
-                    notes = batch.process(job, settings, progress=progress)
-                for note in [] if quiet else notes:
-                    terminal.warning_line(f"{job.dest}: {note}")
-            elif not quiet:
-                terminal.note(f"{output}: skipped, the output exists")
+            filtering.filter_one(plan, settings, output, dask, quiet)
             return
-        batch.require_images(plan, inputs)
-        batch.keep_freed_memory()  # image after image here too with -j 1: reuse their memory
-        results = batch.run(
-            plan.jobs, settings, workers=jobs, fail_fast=fail_fast, dask_address=dask
-        )
+        results = filtering.start_batch(plan, inputs, settings, jobs, fail_fast, dask)
     except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (batch.Interrupted)
         terminal.error_line("interrupted; no partial output was left")
         raise typer.Exit(128 + getattr(err, "signum", signal.SIGINT)) from None
     except Exception as err:  # noqa: BLE001 - every failure becomes one line
         raise fail(err, debug) from None
-    raise typer.Exit(_draw_batch(plan, results, quiet, debug))
-
-
-def _draw_batch(plan, results, quiet: bool, debug: bool) -> int:
-    """Draw a batch's progress and summary on stderr as results arrive; return the exit code."""
-    import time
-
-    from convtool import batch
-
-    collected = []
-    start = time.monotonic()
-    try:
-        with contextlib.closing(results), terminal.batch_progress(len(plan.jobs), quiet) as show:
-            for result in results:
-                collected.append(result)
-                show(result)
-    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (batch.Interrupted)
-        summary = batch.summarize(collected, plan)
-        terminal.print_summary(summary, time.monotonic() - start, quiet, interrupted=True)
-        return 128 + getattr(err, "signum", signal.SIGINT)
-    except ConvtoolError as err:  # the output folder cannot be made, Dask unreachable, ...
-        raise fail(err, debug) from None
-    summary = batch.summarize(collected, plan)
-    terminal.print_summary(summary, time.monotonic() - start, quiet)
-    return summary.exit_code
+    raise typer.Exit(filtering.draw_batch(plan, results, quiet, debug))
 
 
 cli_analysis.register(app)

@@ -7,7 +7,6 @@ the numbers come from :mod:`convtool.teach` and the pictures from
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Annotated
@@ -163,6 +162,8 @@ def explain(
             range_mode=range_mode.value if range_mode else None,
         )
         if as_json:
+            import json
+
             print(json.dumps(result.to_json(), indent=1))
         else:
             sys.stdout.write(teach.format_explanation(result))

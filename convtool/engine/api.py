@@ -66,6 +66,8 @@ def correlate(
     method: str = "auto",
     threads: int | None = None,
     out_dtype=None,
+    channel_axis: int | None = None,
+    work_dtype=None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
 
@@ -82,10 +84,30 @@ def correlate(
     of small integers times a power-of-two or odd scale (Sobel, Prewitt, Scharr, Laplacian,
     sharpen, binomials, boxes with their divisor) the compiled integer kernels compute it
     without a float image, bit for bit equal to float64 then rounding (the bound:
-    :mod:`convtool.engine.integer`); otherwise it is float64, then rounded.
+    :mod:`convtool.engine.integer`); otherwise it is float64, then rounded, band by band
+    (no float image is held). ``work_dtype=np.float32`` (or float64) instead computes in
+    that dtype and rounds, never with the integer kernels: the same bytes as this call
+    without ``out_dtype`` on the image converted to ``work_dtype``, then rounded.
+
+    ``channel_axis=-1``: ``image`` is ``(..., H, W, C)``, channels interleaved as a decoded
+    file holds them, and so is the result, each channel filtered on its own. With a column
+    stride of 1 the rows are filtered as they lie in memory (``W*C`` samples, taps ``C``
+    apart, padding by whole pixels): no copy changes the layout on the way in or out.
     """
     return _filter(
-        image, kernel, False, padding, cval, stride, dilation, origin, method, threads, out_dtype
+        image,
+        kernel,
+        False,
+        padding,
+        cval,
+        stride,
+        dilation,
+        origin,
+        method,
+        threads,
+        out_dtype,
+        channel_axis,
+        work_dtype,
     )
 
 
@@ -101,6 +123,8 @@ def convolve(
     method: str = "auto",
     threads: int | None = None,
     out_dtype=None,
+    channel_axis: int | None = None,
+    work_dtype=None,
 ) -> np.ndarray:
     """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
 
@@ -109,7 +133,19 @@ def convolve(
     impulse yields the kernel as written. Arguments as for :func:`correlate`.
     """
     return _filter(
-        image, kernel, True, padding, cval, stride, dilation, origin, method, threads, out_dtype
+        image,
+        kernel,
+        True,
+        padding,
+        cval,
+        stride,
+        dilation,
+        origin,
+        method,
+        threads,
+        out_dtype,
+        channel_axis,
+        work_dtype,
     )
 
 
@@ -185,24 +221,74 @@ class _Request:
     method: str
     threads: int | None
     out_dtype: np.dtype | None
+    # How the caller's channels lie: "planes" (..., H, W) as given; "interleaved" (..., H, W,
+    # C) filtered as rows of W*C samples (unit C); "moved" (..., H, W, C) filtered as the
+    # (..., C, H, W) view and moved back (a column stride: outputs are not every sample).
+    layout: str = "planes"
+    unit: int = 1
+    work_dtype: np.dtype | None = None  # the float path's dtype for out_dtype (None: choose)
 
 
 def _filter(
-    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    image,
+    kernel,
+    flip,
+    padding,
+    cval,
+    stride,
+    dilation,
+    origin,
+    method,
+    threads,
+    out_dtype,
+    channel_axis=None,
+    work_dtype=None,
 ):
     """Normalise the arguments, plan the call, run it over bands of output rows."""
     request = _normalise(
-        image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+        image,
+        kernel,
+        flip,
+        padding,
+        cval,
+        stride,
+        dilation,
+        origin,
+        method,
+        threads,
+        out_dtype,
+        channel_axis,
+        work_dtype,
     )
     plan, method = _plan(request)
     return _run(request, plan, method)
 
 
 def _normalise(
-    image, kernel, flip, padding, cval, stride, dilation, origin, method, threads, out_dtype
+    image,
+    kernel,
+    flip,
+    padding,
+    cval,
+    stride,
+    dilation,
+    origin,
+    method,
+    threads,
+    out_dtype,
+    channel_axis=None,
+    work_dtype=None,
 ) -> _Request:
     """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
     x = _as_image(image)
+    if channel_axis is not None:
+        if channel_axis not in (-1, x.ndim - 1) or x.ndim < 3:
+            raise UsageError(
+                f"channel_axis must be None or -1 (an (..., H, W, C) image), got "
+                f"{_shown(channel_axis)} for shape {x.shape}"
+            )
+        if x.shape[-3] == 0:
+            raise UsageError(f"image is empty: shape {x.shape}")
     weights, factors, kernel_origin = _as_kernel(kernel)
     padding = parse_padding(padding)
     origin = kernel_origin if origin is None else origin
@@ -215,11 +301,55 @@ def _normalise(
         out_dtype = np.dtype(out_dtype)
         if out_dtype != np.uint8:
             raise UsageError(f"out_dtype must be None or uint8, got {out_dtype}")
-    rows, cols = _axes(x.shape, weights.shape, flip, padding, stride, dilation, origin)
+    if work_dtype is not None:
+        work_dtype = np.dtype(work_dtype)
+        if work_dtype not in (np.float32, np.float64) or out_dtype is None:
+            raise UsageError(
+                f"work_dtype must be None, float32 or float64, with out_dtype; got {work_dtype}"
+            )
+    pixels = x.shape if channel_axis is None else x.shape[:-1]
+    rows, cols = _axes(pixels, weights.shape, flip, padding, stride, dilation, origin)
     if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
-    return _Request(x, weights, factors, padding, cval, rows, cols, method, threads, out_dtype)
+    layout, unit = "planes", 1
+    if channel_axis is not None:
+        x, cols, layout, unit = _channels_last(x, cols)
+    return _Request(
+        x,
+        weights,
+        factors,
+        padding,
+        cval,
+        rows,
+        cols,
+        method,
+        threads,
+        out_dtype,
+        layout,
+        unit,
+        work_dtype,
+    )
+
+
+def _channels_last(x: np.ndarray, cols: Axis) -> tuple[np.ndarray, Axis, str, int]:
+    """An (..., H, W, C) image as the engine filters it: rows of ``W*C`` samples whose
+    taps lie ``C`` apart (output sample ``x*C + c`` reads input samples ``(x + ...)*C + c``:
+    the pixel geometry times C), or, with a column stride, the (..., C, H, W) view."""
+    c = x.shape[-1]
+    if cols.stride != 1:
+        return np.moveaxis(x, -1, -3), cols, "moved", 1
+    rows_of_samples = x.reshape(x.shape[:-2] + (x.shape[-2] * c,))  # a view when it can be
+    samples = Axis(
+        n=cols.n * c,
+        taps=cols.taps,
+        dilation=cols.dilation * c,
+        stride=1,
+        offset=cols.offset * c,
+        size=cols.size * c,
+        centre=cols.centre * c,
+    )
+    return rows_of_samples, samples, "interleaved", c
 
 
 def make_call(
@@ -247,7 +377,9 @@ def _plan(request: _Request) -> tuple[Plan, str]:
 
     rows, cols = request.rows, request.cols
     dtype = np.dtype(np.float32 if x.dtype.itemsize <= 4 and x.dtype.kind == "f" else np.float64)
-    if request.out_dtype is not None:
+    if request.work_dtype is not None:
+        dtype = request.work_dtype
+    elif request.out_dtype is not None:
         method, dtype = _integer_method(request, method, factors)
     col_start = min(cols.offset, 0)
     col_end = max(cols.n, cols.offset + cols.reach)
@@ -262,6 +394,7 @@ def _plan(request: _Request) -> tuple[Plan, str]:
         col_start=col_start,
         col_count=col_end - col_start,
         tuning=tuning(),
+        col_unit=request.unit,
     )
     return plan, method
 
@@ -287,13 +420,21 @@ def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
     if x.size == 0:  # an empty stack of images (a leading axis of length 0)
         out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
     else:
-        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads)
+        # out_dtype uint8 on the float path: each band rounded half to even and clipped, as
+        # writing an 8-bit file does, as soon as it is computed (no float image is held)
+        rounded = request.out_dtype is not None
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads, rounded)
     out = out.reshape(x.shape[:-2] + out.shape[-2:])
     if request.out_dtype is not None:
-        if out.dtype != np.uint8:  # the float path: round half to even and clip, as writing does
-            out = np.clip(np.rint(out, out=out), 0, 255, out=out).astype(np.uint8)
-        return out
-    return out.astype(x.dtype, copy=False) if x.dtype.kind == "f" else out
+        if out.dtype != np.uint8:  # (an empty stack)
+            out = out.astype(np.uint8)
+    elif x.dtype.kind == "f":
+        out = out.astype(x.dtype, copy=False)
+    if request.layout == "interleaved":
+        return out.reshape(out.shape[:-1] + (out.shape[-1] // request.unit, request.unit))
+    if request.layout == "moved":
+        return np.moveaxis(out, -3, -1)
+    return out
 
 
 def _as_image(image) -> np.ndarray:

@@ -116,8 +116,22 @@ def gather(plan: Plan, x: np.ndarray, j0: int, j1: int, buf: np.ndarray) -> None
         if fill:
             buf[:, :, pad[0] : pad[-1] + 1] = cval
         else:
-            source = left + _extend(pad - left, w, plan.padding)
+            source = left + column_sources(pad - left, w, plan.padding, plan.col_unit)
             buf[:, :, pad[0] : pad[-1] + 1] = buf[:, :, source]
+
+
+def column_sources(index: np.ndarray, w: int, padding: Padding, unit: int = 1) -> np.ndarray:
+    """The columns that padded columns ``index`` (outside ``0..w-1``) copy, for rows of ``w``
+    samples holding pixels of ``unit`` interleaved samples each (``unit`` 1: channel planes).
+
+    Padding extends whole pixels: sample ``c`` of a pixel outside the row copies sample ``c``
+    of the pixel that scipy.ndimage's mode names, so an interleaved row pads as its
+    channels' planes would, each on its own.
+    """
+    if unit == 1:
+        return _extend(index, w, padding)
+    pixel, sample = np.divmod(index, unit)
+    return _extend(pixel, w // unit, padding) * unit + sample
 
 
 def source_positions(index, n: int, padding: Padding) -> np.ndarray:

@@ -24,8 +24,8 @@ The bound is stated once here; ``tests/test_uint8_path.py`` checks it against fl
 
 from __future__ import annotations
 
+import functools
 import math
-from fractions import Fraction
 
 import numpy as np
 
@@ -40,15 +40,28 @@ _ODD_RTOL = 1e-12
 def integer_form(weights) -> tuple[np.ndarray, int, int] | None:
     """``(n, g, D)`` with ``weights == n * g / D`` (n int64, gcd(n) = 1, D a power of two or
     odd), or None: exact for power-of-two D, within 1e-12 of each weight for odd D."""
-    w = np.asarray(weights, dtype=np.float64)
+    w = np.ascontiguousarray(weights, dtype=np.float64)
+    form = _integer_form_of(w.tobytes(), w.shape)
+    if form is None:
+        return None
+    ints, g, d = form
+    return ints.copy(), g, d  # the cached array stays as it is
+
+
+@functools.lru_cache(maxsize=64)
+def _integer_form_of(data: bytes, shape: tuple[int, ...]) -> tuple[np.ndarray, int, int] | None:
+    """:func:`integer_form` of the weights these bytes hold: a batch asks for the same
+    kernel's form several times per image (routing, the engine's choice, each factor)."""
+    w = np.frombuffer(data, dtype=np.float64).reshape(shape)
     nonzero = w[w != 0]
     if nonzero.size == 0 or not np.isfinite(w).all():
         return None
     # Power-of-two denominators: every float is a dyadic rational; take them exactly.
-    ratios = [Fraction(float(v)) for v in nonzero]
-    denominator = max(r.denominator for r in ratios)
+    # (as_integer_ratio: the exact ratio, a power-of-two denominator, without fractions' import)
+    ratios = [float(v).as_integer_ratio() for v in nonzero]
+    denominator = max(d for _, d in ratios)
     if denominator < _INT32:
-        numerators = [int(r * denominator) for r in ratios]
+        numerators = [n * (denominator // d) for n, d in ratios]
         if max(abs(v) for v in numerators) < _INT32:
             return _reduced(w, numerators, 1, denominator)
     # Odd denominators: the smallest weight as g / D, the others integer multiples of it.
@@ -57,6 +70,8 @@ def integer_form(weights) -> tuple[np.ndarray, int, int] | None:
     n = np.rint(multiples)
     if np.abs(multiples - n).max() > _ODD_RTOL * np.abs(n).max() or np.abs(n).max() >= _INT32:
         return None
+    from fractions import Fraction  # (decimal...): only for kernels with an odd divisor
+
     fraction = Fraction(smallest).limit_denominator(_MAX_ODD_DIVISOR)
     g, d = fraction.numerator, fraction.denominator
     if d % 2 == 0 or abs(g / d - smallest) > _ODD_RTOL * smallest:

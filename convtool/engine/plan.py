@@ -127,6 +127,9 @@ class Plan:
     col_start: int  # first input column held in a band buffer (<= 0)
     col_count: int  # columns in a band buffer (covers the whole image width)
     tuning: Tuning
+    # Samples per pixel along a row: 1 for channel planes, C for interleaved (H, W*C) rows,
+    # whose column padding copies whole pixels (see bands.column_sources).
+    col_unit: int = 1
 
 
 def separable_factors(weights) -> tuple[np.ndarray, np.ndarray] | None:

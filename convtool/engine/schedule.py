@@ -41,29 +41,43 @@ def observe_bands(observer: BandObserver | None) -> Iterator[None]:
         _observer.reset(token)
 
 
-def run(plan: Plan, x: np.ndarray, method: str, threads: int | None) -> np.ndarray:
+def run(
+    plan: Plan, x: np.ndarray, method: str, threads: int | None, rounded: bool = False
+) -> np.ndarray:
     """Compute all bands of output rows, on a thread pool when there are several.
 
     ``method`` (direct, separable, fft) and the plan's dtype pick the band method from
-    :data:`convtool.engine.methods.METHOD_TABLE`.
+    :data:`convtool.engine.methods.METHOD_TABLE`. ``rounded``: a float plan's bands are
+    rounded to uint8 as each is done (see :func:`run_bands`).
     """
     workers = threads or cpu_count()
     stop = threading.Event()  # set when the run is abandoned: compiled bands stop early
     band_method = methods.prepare(plan, method, x.shape[0], workers, stop)
-    return run_bands(plan, x, band_method, 0, plan.rows.size, workers, stop)
+    return run_bands(plan, x, band_method, 0, plan.rows.size, workers, stop, rounded)
 
 
 def run_bands(
-    plan: Plan, x, band_method, j0: int, j1: int, workers: int, stop: threading.Event
+    plan: Plan,
+    x,
+    band_method,
+    j0: int,
+    j1: int,
+    workers: int,
+    stop: threading.Event,
+    rounded: bool = False,
 ) -> np.ndarray:
     """Output rows ``j0..j1-1`` (``j0`` on the band grid, ``band_method.band``; ``j1`` too,
     or the last row).
 
     ``x`` is the image (channels, H, W), or anything indexed like it that holds the input
     rows these bands read (:class:`convtool.engine.rows.Rows`). ``stop`` is set on return.
+    ``rounded`` (a float plan): the result is uint8, each band computed in the plan's
+    dtype in a scratch array of the thread's, then rounded half to even and clipped to
+    0..255 while it is in cache, so no float image is ever held.
     """
     channels = x.shape[0]
-    out = np.empty((channels, j1 - j0, plan.cols.size), dtype=plan.dtype)
+    rounded = rounded and plan.dtype != np.uint8
+    out = np.empty((channels, j1 - j0, plan.cols.size), dtype=np.uint8 if rounded else plan.dtype)
     band = band_method.band
     starts = range(j0, j1, band)
     local = threading.local()  # each thread filters its bands in its own arrays
@@ -73,10 +87,19 @@ def run_bands(
         if band_filter is None:
             band_filter = local.band_filter = bands.BandFilter(plan, band_method)
         end = min(start + band, plan.rows.size)
+        target = out[:, start - j0 : end - j0]
         # errstate is per thread: overflow to inf is a result here (clipped on writing),
         # not a warning for every band to print on stderr
         with np.errstate(over="ignore", invalid="ignore"):
-            band_filter(x, start, end, out[:, start - j0 : end - j0])
+            if not rounded:
+                band_filter(x, start, end, target)
+                return
+            scratch = getattr(local, "scratch", None)
+            if scratch is None or scratch.shape[1] != end - start:
+                scratch = local.scratch = np.empty(target.shape, dtype=plan.dtype)
+            band_filter(x, start, end, scratch)
+            np.clip(np.rint(scratch, out=scratch), 0, 255, out=scratch)
+            np.copyto(target, scratch, casting="unsafe")
 
     workers = min(workers, len(starts))
     observer = _observer.get()

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
@@ -42,7 +42,7 @@ from convtool.errors import (
     ResourceLimitError,
     UsageError,
 )
-from convtool.images import output, tiles
+from convtool.images import output
 from convtool.images.atomic import (
     atomic_write,
     remove_stale_temp_files,
@@ -70,6 +70,9 @@ from convtool.images.layout import to_planes
 from convtool.images.metadata import Metadata
 from convtool.images.output import OUTPUT_CONTROLS, check_output_controls
 from convtool.images.ranges import MAX_VALUES, RANGE_MODES, map_range
+
+if TYPE_CHECKING:
+    from convtool.images import tiles
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -274,7 +277,8 @@ def read_image(
         else:
             path = Path(source)
             info = path.stat()
-            if stat.S_ISDIR(info.st_mode) and tiles.is_zarr_store(path):
+            if stat.S_ISDIR(info.st_mode) and _tiles().is_zarr_store(path):
+                tiles = _tiles()
                 array, reader = tiles.read_whole(path, max_pixels)
                 decoded = Decoded(array, reader.has_alpha, reader.depth, reader.format)
                 return _to_image(decoded, name, _PRECISIONS[precision], gray)
@@ -623,7 +627,7 @@ def write_image(
         if dest_name == "-":
             raise UsageError(f"a {fmt} store is a folder; it cannot go to stdout (-o -)")
         colour, alpha = encoding.frames[0]
-        tiles.write_whole(dest_name, fmt, colour, alpha, compress_level)
+        _tiles().write_whole(dest_name, fmt, colour, alpha, compress_level)
         return notes
     encode = ENCODERS[fmt]
 
@@ -666,3 +670,11 @@ def _as_int_depth(depth: int | str) -> int | str:
         return int(depth)
     except (TypeError, ValueError):
         return depth
+
+
+def _tiles():
+    """:mod:`convtool.images.tiles` (zarr and tiled TIFF stores, a thread pool), imported
+    only when a store is read or written: an ordinary file never needs it."""
+    from convtool.images import tiles
+
+    return tiles

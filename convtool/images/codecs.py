@@ -8,47 +8,63 @@ metadata and, for animations and multi-page TIFFs, the later frames and their ti
 
 Pillow cannot hold 16-bit colour, so 16-bit RGB(A) and grey+alpha PNG/TIFF are decoded by
 Pillow's own decoder in two byte planes (see :func:`_decode_16bit_colour`) and 16-bit
-binary PPM is read here (:func:`_decode_ppm16`); ``tifffile`` (imported lazily) reads the
+binary PPM is read here (:func:`_decode_ppm16`); :mod:`convtool.images.tiff` reads the
 TIFFs Pillow cannot open (float colour, 16-bit grey+alpha, 32-bit integers, signed).
 
-Only the formats README documents reach a decoder: :func:`sniff` tells the format from the
-first bytes, anything else is refused naming what it seems to be (:func:`refusal`), and
-Pillow is asked to open a file as that one format (:func:`open_pillow`, the one call of
-``Image.open``; see :mod:`convtool.images.plugins`).
+Only the formats README documents reach a decoder: :mod:`convtool.images.sniff` is the
+gate (the format told from the first bytes, anything else refused naming what it seems to
+be, Pillow opened as that one format). :mod:`convtool.images.decoded` holds what every
+decoder returns and the checks they share. This module is the dispatch and the Pillow,
+``.npy`` and PPM decoders.
+
+Past 400 lines by a little: Pillow's decoding (frames, 16-bit colour in two byte planes,
+PPM) is one conversation with one library, kept together.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import math
 import re
-import struct
 import sys
-import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
 from PIL import ImageFile, UnidentifiedImageError
 
-from convtool.errors import ImageReadError, ResourceLimitError
+from convtool.errors import ImageReadError
 from convtool.images import jpeg, png
 from convtool.images import metadata as meta
+from convtool.images.decoded import (
+    COMPLEX,
+    Decoded,
+    NeedsCodec,
+    check_size,
+    depth_of_dtype,
+    fresh,
+    quiet_decoders,
+)
 from convtool.images.encoders import ENCODERS
-from convtool.images.encoders import import_tifffile as _import_tifffile
 from convtool.images.frames import Timing
-from convtool.images.native import native_stderr_discarded
-from convtool.images.plugins import READ_FORMATS, READ_NAMES, register
+from convtool.images.plugins import READ_FORMATS, READ_NAMES
+from convtool.images.sniff import (
+    HEAD_BYTES,
+    check_head_size,
+    open_pillow,
+    refusal,
+    sniff,
+)
+from convtool.images.tiff import (
+    TiffLayout,
+    decode_tifffile,
+    decode_tifffile_page,
+    tiff_metadata,
+)
 
 __all__ = [  # ENCODERS: encoders' registry
     "ENCODERS",
     "HEAD_BYTES",
     "READ_FORMATS",
+    "READ_NAMES",
     "Decoded",
     "NeedsCodec",
     "check_head_size",
@@ -58,159 +74,26 @@ __all__ = [  # ENCODERS: encoders' registry
     "sniff",
 ]
 
-# Our own header check (read_image's max_pixels, applied in _check_size) replaces Pillow's
+# Our own header check (read_image's max_pixels, applied in check_size) replaces Pillow's
 # decompression-bomb guard, which would otherwise warn on stderr or raise before we can
 # name the --max-pixels option.
 PILImage.MAX_IMAGE_PIXELS = None
 
-_NPY_MAGIC = b"\x93NUMPY"
 _FASTER = ("PNG", "JPEG")  # formats whose pixels faster libraries decode: _decode_faster
 # Formats whose frames are frames (or pages) of one picture. Pillow gives others frames
 # too that are not: MPO's second JPEG (a phone's depth map or preview), PSD's layers,
 # ICO's sizes; of those only the first frame is read.
 _FRAMED = frozenset({"GIF", "PNG", "WEBP", "TIFF"})
-_TIFF_MAGICS = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 # --------------------------------------------------------------------------------------------
 # The formats convtool reads, and nothing else
 # --------------------------------------------------------------------------------------------
 
-HEAD_BYTES = 4096
-"""Bytes read to tell a file's format (:func:`sniff`) before anything else is read."""
-
-
-def sniff(head: bytes) -> str | None:
-    """The format of a file from its first bytes: a READ_FORMATS name, ``"NPY"``, or None."""
-    if head.startswith(_NPY_MAGIC):
-        return "NPY"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(_TIFF_MAGICS):
-        return "TIFF"
-    if head.startswith(b"BM"):
-        return "BMP"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head[:6] in (b"GIF87a", b"GIF89a"):
-        return "GIF"
-    if re.match(rb"P[1-6](\s|#|$)", head[:3]):  # PBM, PGM, PPM; not PFM ("Pf", "PF")
-        return "PPM"
-    return None
-
-
-def check_head_size(head: bytes, name: str, max_pixels: int | None) -> None:
-    """Refuse a stream over ``max_pixels`` from its first bytes, before reading the rest.
-
-    The formats whose size sits at a fixed place near the start (PNG's IHDR, GIF's screen,
-    BMP's header, a ``.npy`` header) are checked here, so a decompression bomb on stdin is
-    refused after :data:`HEAD_BYTES`; the others are checked once the stream is read.
-    """
-    size = _head_size(head)
-    if size is not None and min(size) > 0:  # no pixels: the decoder's message, as for files
-        _check_size(size[0], size[1], name, max_pixels)
-
-
-def _head_size(head: bytes) -> tuple[int, int] | None:
-    """(width, height) as the first bytes declare them, where that is simple; else None."""
-    fmt = sniff(head)
-    try:
-        if fmt == "PNG" and head[12:16] == b"IHDR":
-            return struct.unpack(">II", head[16:24])  # type: ignore[return-value]
-        if fmt == "GIF":
-            return struct.unpack("<HH", head[6:10])  # type: ignore[return-value]
-        if fmt == "BMP":
-            if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 core header: 16-bit sides
-                return struct.unpack("<HH", head[18:22])  # type: ignore[return-value]
-            width, height = struct.unpack("<ii", head[18:26])
-            return abs(width), abs(height)
-        if fmt == "NPY":
-            fileobj = io.BytesIO(head)
-            version = np.lib.format.read_magic(fileobj)
-            read = {(1, 0): np.lib.format.read_array_header_1_0,
-                    (2, 0): np.lib.format.read_array_header_2_0}[version]  # fmt: skip
-            shape = read(fileobj)[0]
-            return (shape[1], shape[0]) if len(shape) in (2, 3) else None
-    except (struct.error, ValueError, KeyError, IndexError, SyntaxError, TypeError):
-        return None  # cut short or unusual: the decoder will say what is wrong
-    return None
-
-
-# What a refused file is, told from its first bytes, so the error can say so. Only names
-# from this table (or "text") are printed: nothing of the file itself.
-_OTHER_FORMATS = (
-    (rb"%!PS|\xc5\xd0\xd3\xc6", "a PostScript/EPS file"),
-    (rb"%PDF-", "a PDF document"),
-    (rb"(?:\xef\xbb\xbf)?\s*<(\?xml|svg|!DOCTYPE svg)", "an XML/SVG file"),
-    (rb"\x00\x00\x00\x0cjP  |\xff\x4f\xff\x51", "a JPEG 2000 image"),
-    (rb"\x00\x00\x00\x0cJXL |\xff\x0a", "a JPEG XL image"),
-    (rb"....ftyp(heic|heix|hevc|mif1|msf1|avif|avis)", "a HEIF/AVIF image"),
-    (rb"8BPS", "a Photoshop (PSD) file"),
-    (rb"gimp xcf", "a GIMP (XCF) file"),
-    (rb"\x00\x00[\x01\x02]\x00", "a Windows icon (ICO/CUR)"),
-    (rb"DDS ", "a DirectDraw surface (DDS)"),
-    (rb"qoif", "a QOI image"),
-    (rb"P[fF]\s", "a PFM (float PNM) image"),
-    (rb"SIMPLE  =", "a FITS file"),
-    (rb"\x76\x2f\x31\x01", "an OpenEXR image"),
-    (rb"icns", "an Apple icon (ICNS)"),
-    (rb"\x59\xa6\x6a\x95", "a Sun raster image"),
-    (rb"\x01\xda", "an SGI image"),
-    (rb"\xd7\xcd\xc6\x9a|\x01\x00\x00\x00.{36} EMF", "a Windows metafile (WMF/EMF)"),
-    (rb"PK\x03\x04|\x1f\x8b|BZh|\xfd7zXZ|7z\xbc\xaf", "an archive or compressed file"),
-    (rb"MATLAB", "a MATLAB file"),
-)
-
-
-def identify(head: bytes) -> str:
-    """What a file that convtool does not read seems to be, for the error message."""
-    for pattern, what in _OTHER_FORMATS:
-        if re.match(pattern, head, re.DOTALL):
-            return what
-    if head[:1] in (b"\x00", b"\xff") and len(set(head[:64])) == 1:
-        return "all zero bytes" if head[:1] == b"\x00" else "all 0xFF bytes"
-    try:
-        text = head.decode("utf-8")
-    except UnicodeDecodeError as err:  # binary, or a character cut at the end of the head
-        if err.start < len(head) - 3:
-            return "an unknown format"
-        text = head[: err.start].decode("utf-8")
-    return "text" if all(c.isprintable() or c.isspace() for c in text) else "an unknown format"
-
-
-def refusal(head: bytes) -> str:
-    """The one-line reason a file is not read: what it seems to be, and what convtool reads."""
-    what = identify(head)
-    if what in ("an unknown format", "text", "all zero bytes", "all 0xFF bytes"):
-        return f"not an image, or a format convtool cannot read ({what}); it reads {READ_NAMES}"
-    return f"{what}, not a format convtool reads; it reads {READ_NAMES} (convert it first)"
-
-
-def open_pillow(fileobj: BinaryIO, fmt: str) -> ImageFile.ImageFile:
-    """The one door to Pillow's decoders: open *fileobj* as *fmt* (a READ_FORMATS name) only."""
-    register(fmt)
-    return PILImage.open(fileobj, formats=[fmt])
-
 
 # --------------------------------------------------------------------------------------------
 # Decoding
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Decoded:
-    """Raw samples from a decoder, before orientation, alpha split, grey and precision."""
-
-    array: np.ndarray  # (H, W, C) numeric, C in 1..4, in the source's scale
-    has_alpha: bool  # the last channel is alpha
-    depth: int | str
-    format: str
-    orientation: int = 1  # EXIF/TIFF orientation tag, 1 = as stored
-    metadata: meta.Metadata = field(default_factory=meta.Metadata)  # of the file (frame 1)
-    more: list[Decoded] = field(default_factory=list)  # the later frames or pages
-    timing: Timing | None = None  # an animation's, for all its frames
 
 
 def decode(src: Path | bytes, name: str, max_pixels: int | None, frames: str = "all") -> Decoded:
@@ -223,7 +106,7 @@ def decode(src: Path | bytes, name: str, max_pixels: int | None, frames: str = "
     Pillow opens those bytes (header, metadata), and libspng/libpng or libjpeg-turbo decode
     the pixels of the same bytes where they can (:func:`_decode_faster`).
     """
-    with _fresh(src) as fileobj:
+    with fresh(src) as fileobj:
         head = fileobj.read(HEAD_BYTES)
     fmt = sniff(head)
     if fmt is None:
@@ -234,88 +117,23 @@ def decode(src: Path | bytes, name: str, max_pixels: int | None, frames: str = "
         check_head_size(head, name, max_pixels)  # a PNG bomb is refused before it is read
         src = src.read_bytes()  # Pillow reads the header, a faster library the pixels
     tiff = fmt == "TIFF"
-    with _quiet_decoders(native=tiff):
+    with quiet_decoders(native=tiff):
         try:
             decoded = _decode_pillow(src, name, max_pixels, frames == "all", fmt)
         except UnidentifiedImageError:
             if not tiff:
                 raise
             # float colour, 16-bit grey+alpha, float64, signed, ...
-            decoded = _decode_tifffile(src, name, max_pixels, frames == "all")
+            decoded = decode_tifffile(src, name, max_pixels, frames == "all")
         if tiff:
-            with _fresh(src) as fileobj:
-                decoded.metadata = _tiff_metadata(fileobj)
+            with fresh(src) as fileobj:
+                decoded.metadata = tiff_metadata(fileobj)
     return decoded
-
-
-def _tiff_metadata(fileobj: BinaryIO) -> meta.Metadata:
-    try:
-        return meta.from_tiff(fileobj)
-    except Exception:  # damaged tags should not stop reading the pixels
-        return meta.Metadata()
-
-
-@contextlib.contextmanager
-def _quiet_decoders(native: bool) -> Iterator[None]:
-    """Keep decoders' own chatter off stderr: a damaged file gets one error line, ours.
-
-    Pillow warns (``Truncated File Read``, ``Corrupt EXIF data``), tifffile logs through
-    ``logging`` and libtiff, inside Pillow, prints its errors from C straight to file
-    descriptor 2 (``ZIPDecode: Decoding error ...``). Whatever they say is either harmless
-    (the image still decodes) or followed by an exception that becomes our message. With
-    ``native``, file descriptor 2 itself points at a scratch file meanwhile (only for
-    TIFF, the one format whose C decoder prints).
-    """
-    logger = logging.getLogger("tifffile")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL + 1)
-    try:
-        with warnings.catch_warnings(), native_stderr_discarded(native):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-def _fresh(src: Path | bytes) -> BinaryIO:
-    """Open *src* anew: decoding 16-bit colour takes two passes over the same bytes."""
-    return io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115
-
-
-def _check_size(
-    width: int,
-    height: int,
-    name: str,
-    max_pixels: int | None,
-    frames: int = 1,
-    total: int | None = None,
-    planes: int = 1,
-) -> None:
-    """Refuse an empty image, or more pixels (over all *frames*) than *max_pixels*.
-
-    *total*: the pixels of all frames when they differ in size (TIFF pages). *planes*: a
-    TIFF page's planes (see :meth:`TiffLayout.check`), counted as pixels too.
-    """
-    if width <= 0 or height <= 0:
-        raise ImageReadError(f"image has no pixels ({width}×{height})", path=name)
-    total = width * height * frames * planes if total is None else total
-    if max_pixels and total > max_pixels:
-        size = f"{width}×{height}" if frames == 1 else f"{frames} frames of {width}×{height}"
-        size += f"×{planes} planes" if planes > 1 else ""
-        raise ResourceLimitError(
-            f"image is {size} = {total:,} pixels, over the limit of "
-            f"{max_pixels:,}; raise it with --max-pixels N (0 for no limit)"
-            + (", or read one frame with --frames first" if frames > 1 else ""),
-            path=name,
-        )
-
-
-_COMPLEX = "complex numbers; convtool reads real-valued images"
 
 
 def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded:
     """Read a ``.npy`` array, checking its header (shape, dtype) before loading the data."""
-    with _fresh(src) as fileobj:
+    with fresh(src) as fileobj:
         try:  # numpy's messages quote the header (its keys and values): not repeated
             version = np.lib.format.read_magic(fileobj)
             if version == (1, 0):
@@ -332,10 +150,10 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
                 path=name,
             )
         if dtype.kind == "c":
-            raise ImageReadError(f".npy array has dtype {dtype}: {_COMPLEX}", path=name)
+            raise ImageReadError(f".npy array has dtype {dtype}: {COMPLEX}", path=name)
         if dtype.kind not in "biuf":
             raise ImageReadError(f".npy array has dtype {dtype.name}, not a number type", path=name)
-        _check_size(shape[1], shape[0], name, max_pixels)
+        check_size(shape[1], shape[0], name, max_pixels)
         fileobj.seek(0)
         array = np.load(fileobj, allow_pickle=False)
     if array.ndim == 2:
@@ -345,100 +163,8 @@ def _decode_npy(src: Path | bytes, name: str, max_pixels: int | None) -> Decoded
     if array.dtype == np.bool_:
         array, depth = array.astype(np.uint8) * 255, 8
     else:
-        depth = _depth_of_dtype(array.dtype)
+        depth = depth_of_dtype(array.dtype)
     return Decoded(array, channels in (2, 4), depth, "NPY")
-
-
-def _depth_of_dtype(dtype: np.dtype) -> int | str:
-    """The value scale of integer or float samples: the bits of the type (signed alike).
-
-    A signed type keeps its sign and takes the scale of the unsigned type of its size
-    (int8: 0–255, so −27 stays −27, below black; int16: 0–65535).
-    """
-    if dtype.kind == "f":
-        return "float"
-    if dtype.itemsize == 1:
-        return 8
-    if dtype.itemsize == 2:
-        return 16
-    return 32
-
-
-# TIFF tags read from the header, before any pixel is decoded.
-_SAMPLES_PER_PIXEL, _BITS_PER_SAMPLE, _SAMPLE_FORMAT, _IMAGE_DEPTH, _PHOTOMETRIC = (
-    277, 258, 339, 32997, 262,
-)  # fmt: skip
-_SAMPLE_KINDS = {1: "unsigned integer", 2: "signed integer", 3: "floating point"}
-_SAMPLE_BITS = {1: (1, 2, 4, 8, 16, 32, 64), 2: (8, 16, 32, 64), 3: (16, 32, 64)}
-_SEPARATED = 5  # photometric CMYK: 4 colour samples, + alpha
-
-
-@dataclass(frozen=True)
-class TiffLayout:
-    """What a TIFF's first page declares: the fields that decide whether convtool reads it."""
-
-    width: int
-    height: int
-    samples: int = 1
-    bits: int = 8
-    sample_format: int = 1  # 1 unsigned, 2 signed, 3 float, 4 undefined, 5-6 complex
-    planes: int = 1  # ImageDepth: the slices of a volume
-    photometric: int = 1
-
-    @classmethod
-    def from_tags(cls, width: int, height: int, tags: Any) -> TiffLayout:
-        """From Pillow's parsed tags (``im.tag_v2``)."""
-
-        def first(tag: int, default: int) -> int:
-            value = tags.get(tag, default)
-            return int(value[0] if isinstance(value, tuple) else value)
-
-        return cls(
-            width,
-            height,
-            samples=first(_SAMPLES_PER_PIXEL, 1),
-            bits=first(_BITS_PER_SAMPLE, 1),
-            sample_format=first(_SAMPLE_FORMAT, 1),
-            planes=first(_IMAGE_DEPTH, 1),
-            photometric=first(_PHOTOMETRIC, 1),
-        )
-
-    def check(self, name: str, max_pixels: int | None) -> None:
-        """Refuse, from the header alone, what convtool does not read or what is too large.
-
-        ``max_pixels`` counts the planes of a volume, and a pixel of more than 4 samples as
-        ⌈samples / 4⌉ pixels; then volumes, more than 4 samples (5 for CMYK with alpha),
-        complex or undefined samples and unusual bit depths (12-bit, 24-bit) are refused.
-        """
-        planes = max(1, self.planes) * max(1, math.ceil(self.samples / 4))
-        _check_size(self.width, self.height, name, max_pixels, planes=planes)
-        if self.planes > 1:
-            raise ImageReadError(
-                f"TIFF volume of {self.planes} planes (ImageDepth) is not supported; convtool "
-                "reads 2-D images",
-                path=name,
-            )
-        most = 5 if self.photometric == _SEPARATED else 4
-        if self.samples > most:
-            raise ImageReadError(
-                f"TIFF with {self.samples} samples per pixel is not supported; convtool reads "
-                "grey, RGB or CMYK samples with at most one alpha",
-                path=name,
-            )
-        if self.sample_format in (5, 6):
-            raise ImageReadError(f"TIFF samples are {_COMPLEX}", path=name)
-        kind = _SAMPLE_KINDS.get(self.sample_format)
-        if kind is None:
-            raise ImageReadError(
-                f"TIFF sample format {self.sample_format} (undefined) is not supported", path=name
-            )
-        if self.bits not in _SAMPLE_BITS[self.sample_format]:
-            allowed = ", ".join(map(str, _SAMPLE_BITS[self.sample_format]))
-            raise ImageReadError(
-                f"TIFF with {self.bits}-bit {kind} samples is not supported ({kind} samples "
-                f"of {allowed} bits are)",
-                path=name,
-            )
 
 
 def _decode_pillow(
@@ -448,12 +174,12 @@ def _decode_pillow(
 
     *fmt*: the format the first bytes show (:func:`sniff`); Pillow opens the file as it only.
     """
-    with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
+    with fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
         count = getattr(im, "n_frames", 1) if all_frames and im.format in _FRAMED else 1
         if fmt == "TIFF":  # its layout first, from the header: planes count as pixels too
             layout = TiffLayout.from_tags(im.width, im.height, getattr(im, "tag_v2", {}))
             layout.check(name, max_pixels if count == 1 else None)
-        _check_size(im.width, im.height, name, max_pixels, count)
+        check_size(im.width, im.height, name, max_pixels, count)
         fmt = im.format or fmt  # JPEG may be MPO
         if count == 1 and isinstance(src, bytes):
             faster = _decode_faster(src, im, fmt)
@@ -470,9 +196,9 @@ def _decode_pillow(
             im.seek(index)
             if fmt == "TIFF" and int(getattr(im, "tag_v2", {}).get(254, 0)) & 1:
                 continue  # a reduced-resolution copy (a preview), not a page
-            _check_size(im.width, im.height, name, None)
+            check_size(im.width, im.height, name, None)
             total += im.width * im.height  # TIFF pages may differ in size
-            _check_size(width, height, name, max_pixels, count, total)
+            check_size(width, height, name, max_pixels, count, total)
             frame = _pillow_frame(src, im, index, fmt, name, max_pixels)
             if fmt != "TIFF":
                 frame.orientation = first.orientation  # EXIF is the file's, not a frame's
@@ -525,14 +251,14 @@ def _pillow_frame(
             # Pillow reads unsigned 32-bit TIFF as signed (3e9 wraps round) and signed 8-bit
             # as unsigned (-27 becomes 229); tifffile keeps every integer type exact.
             try:
-                return _decode_tifffile_page(src, name, max_pixels, index)
+                return decode_tifffile_page(src, name, max_pixels, index)
             except NeedsCodec:
                 if not (im.mode == "I" and layout.sample_format == 2):
                     raise  # only signed 16- and 32-bit samples would come out right
         if _is_planar(im) and _tiff_bits(im) > 8:
             # Pillow reads deep samples stored one plane each as 8-bit (uncompressed), and
             # the two-pass byte trick below cannot fix planes: tifffile reads them exactly.
-            return _decode_tifffile_page(src, name, max_pixels, index)
+            return decode_tifffile_page(src, name, max_pixels, index)
     if _RAWMODE_16BIT_COLOUR.match(rawmode) or rawmode == "LA;16B":
         array, has_alpha, orientation = _decode_16bit_colour(src, rawmode, fmt, index)
         return Decoded(array, has_alpha, 16, fmt, orientation)
@@ -575,10 +301,6 @@ def _plays(im: PILImage.Image) -> int:
     if im.format == "GIF":  # the loop extension counts repeats; without it, one play
         return 1 if loop is None else (0 if loop == 0 else int(loop) + 1)
     return int(loop or 0)
-
-
-class NeedsCodec(Exception):
-    """Internal: tifffile lacks the codec (imagecodecs is not installed)."""
 
 
 def _pillow_samples(im: PILImage.Image, fmt: str, orientation: int, name: str) -> Decoded:
@@ -666,7 +388,7 @@ def _decode_16bit_colour(
     """
     if rawmode == "LA;16B":
         # Grey+alpha has 4 bytes a pixel, as RGBA: unpacked as "RGBA" it keeps all 4 bytes.
-        with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
+        with fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
             im.seek(index)
             _with_rawmode(im, "RGBA")
             im.load()
@@ -678,7 +400,7 @@ def _decode_16bit_colour(
         order = "L" if sys.byteorder == "little" else "B"
     planes = []
     for unpack in (rawmode, f"{bands};16{'L' if order == 'B' else 'B'}"):
-        with _fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
+        with fresh(src) as fileobj, open_pillow(fileobj, fmt) as im:
             im.seek(index)
             _with_rawmode(im, unpack)
             im.load()
@@ -703,7 +425,7 @@ def _decode_ppm16(src: Path | bytes, im: ImageFile.ImageFile) -> np.ndarray:
     """Read 16-bit binary PPM samples (Pillow would keep 8 bits), scaled to 0–65535."""
     tile = im.tile[0]
     count = im.width * im.height * 3
-    with _fresh(src) as fileobj:
+    with fresh(src) as fileobj:
         fileobj.seek(tile.offset)
         data = fileobj.read(count * 2)
     if len(data) < count * 2:
@@ -714,77 +436,3 @@ def _decode_ppm16(src: Path | bytes, im: ImageFile.ImageFile) -> np.ndarray:
         return samples.astype(np.uint16)
     # Pillow scales other maxvals to the full range for grey; do the same for colour.
     return np.rint(samples * (65535 / maxval)).astype(np.uint16)
-
-
-def _decode_tifffile(
-    src: Path | bytes, name: str, max_pixels: int | None, all_pages: bool = False
-) -> Decoded:
-    """Read a TIFF's first page (and, if asked, the others) exactly with tifffile."""
-    tifffile = _import_tifffile()
-    with _fresh(src) as fileobj, tifffile.TiffFile(fileobj) as tif:
-        if not tif.pages:
-            raise ImageReadError("truncated or corrupt image (a TIFF without pages)", path=name)
-        pages = [tif.pages[0]]
-        if all_pages:  # reduced-resolution copies (previews) are not pages
-            pages += [page for page in tif.pages[1:] if not int(page.subfiletype) & 1]
-        for page in pages:  # every page's layout from its header, before any pixel
-            _tiff_layout(page).check(name, max_pixels if len(pages) == 1 else None)
-        total = sum(page.imagewidth * page.imagelength for page in pages)
-        first = pages[0]
-        _check_size(first.imagewidth, first.imagelength, name, max_pixels, len(pages), total)
-        decoded = _tifffile_page(pages[0], name)
-        decoded.more = [_tifffile_page(page, name) for page in pages[1:]]
-    return decoded
-
-
-def _decode_tifffile_page(
-    src: Path | bytes, name: str, max_pixels: int | None, index: int
-) -> Decoded:
-    tifffile = _import_tifffile()
-    with _fresh(src) as fileobj, tifffile.TiffFile(fileobj) as tif:
-        page = tif.pages[index]
-        _tiff_layout(page).check(name, max_pixels)
-        return _tifffile_page(page, name)
-
-
-def _tiff_layout(page: Any) -> TiffLayout:
-    """A tifffile page's layout, as its header declares it."""
-    return TiffLayout(
-        page.imagewidth,
-        page.imagelength,
-        samples=page.samplesperpixel,
-        bits=page.bitspersample,
-        sample_format=int(page.sampleformat),
-        planes=page.imagedepth,
-        photometric=int(page.photometric),
-    )
-
-
-def _tifffile_page(page, name: str) -> Decoded:
-    """Grey or RGB(A) samples of one TIFF page, any integer or float type."""
-    photometric = int(page.photometric)
-    if photometric not in (1, 2):  # MINISBLACK, RGB
-        raise ImageReadError(
-            f"TIFF photometric interpretation {page.photometric.name} is not supported",
-            path=name,
-        )
-    try:
-        array = page.asarray()
-    except (KeyError, ValueError) as err:
-        if "imagecodecs" in str(err):
-            raise NeedsCodec from None
-        raise
-    orientation_tag = page.tags.get(274)
-    orientation = int(orientation_tag.value) if orientation_tag else 1
-    axes = page.axes
-    if axes.startswith("S"):  # planar configuration: one plane a sample
-        array = np.moveaxis(array, 0, -1)
-    if array.ndim == 2:
-        array = array[:, :, np.newaxis]
-    # Grey takes 1 sample (+ alpha), RGB 3 (+ alpha); other sample counts are not images here.
-    if array.ndim != 3 or array.shape[2] not in ((1, 2) if photometric == 1 else (3, 4)):
-        raise ImageReadError(f"TIFF layout {axes} {array.shape} is not supported", path=name)
-    if array.dtype == np.bool_:
-        array = array.astype(np.uint8) * 255
-    has_alpha = array.shape[2] in (2, 4)
-    return Decoded(array, has_alpha, _depth_of_dtype(array.dtype), "TIFF", orientation)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from collections.abc import Iterator
 
 __all__ = ["native_stderr_discarded"]
@@ -28,6 +27,8 @@ def native_stderr_discarded(enabled: bool = True) -> Iterator[None]:
         yield
         return
     try:
+        import tempfile  # (random, shutil...): only when a library is to be quietened
+
         with tempfile.TemporaryFile() as sink:
             os.dup2(sink.fileno(), 2)
             try:

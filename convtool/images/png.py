@@ -16,6 +16,10 @@ deflated. Around the pixels go the chunks that carry metadata (iCCP, pHYs, eXIf,
 tEXt/iTXt, XMP in iTXt) and, for several frames, APNG's acTL/fcTL/fdAT. Frames are whole
 canvases (as read), so each replaces the last (``APNG_BLEND_OP_SOURCE``) and its disposal
 is kept as read.
+
+One module, though past 400 lines: reading and writing share the chunk layout, the
+libraries' availability checks and the Adler-32 arithmetic, and the writer's parts (filters,
+banded deflate, chunks) are one pipeline that reads top to bottom.
 """
 
 from __future__ import annotations

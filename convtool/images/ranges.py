@@ -182,11 +182,24 @@ class Samples:
 
     def rows(self, r0: int, r1: int) -> np.ndarray:
         """Rows ``r0..r1-1`` mapped, rounded and cast, interleaved: ``(r1 - r0, W, C)``."""
+        if self._unchanged_rows():  # (the 8-bit route's results: written as they are)
+            return np.moveaxis(self._planes[:, r0:r1], 0, -1)
         height, width, channels = self.shape
         out = np.empty((r1 - r0, width, channels), self.dtype)
         colour = self._planes.shape[0]
         self._fill(r0, r1, out[:, :, :colour], out[:, :, colour] if self.has_alpha else None)
         return out
+
+    def _unchanged_rows(self) -> bool:
+        """Whether rows are the pixels as they are: interleaved samples already of the
+        output type that the mapping would copy unchanged (in range: clip does nothing;
+        no factor; no alpha to interleave). Their rows are then views, with no copy."""
+        recipe = self._colour
+        if self.has_alpha or recipe.factor != 1.0 or self._planes.dtype != self.dtype:
+            return False
+        if self.dtype.kind not in "ui" or recipe.mode not in (None, "clip"):
+            return False
+        return self._planes.strides[0] == self._planes.itemsize  # channels interleaved
 
     def whole(self) -> np.ndarray:
         """All rows (``rows(0, H)``), for encoders that take the image at once."""

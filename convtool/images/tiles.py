@@ -31,13 +31,8 @@ from convtool._system import cpu_count
 from convtool.errors import ConvtoolError, ImageReadError, ImageWriteError, UsageError
 from convtool.images import metadata as meta
 from convtool.images.atomic import atomic_directory, atomic_write
-from convtool.images.codecs import (
-    _NPY_MAGIC,
-    _TIFF_MAGICS,
-    _check_size,
-    _depth_of_dtype,
-    _quiet_decoders,
-)
+from convtool.images.decoded import check_size, depth_of_dtype, quiet_decoders
+from convtool.images.sniff import NPY_MAGIC, TIFF_MAGICS
 
 __all__ = [
     "LARGE_EXTRA",
@@ -157,9 +152,9 @@ def open_reader(path: str | os.PathLike[str], max_pixels: int | None = None) -> 
         raise ImageReadError(
             f"cannot read: {(err.strerror or str(err)).lower()}", path=name
         ) from None
-    if head.startswith(_NPY_MAGIC):
+    if head.startswith(NPY_MAGIC):
         return _open_npy(name, max_pixels)
-    if head.startswith(_TIFF_MAGICS):
+    if head.startswith(TIFF_MAGICS):
         return _open_tiff(name, max_pixels)
     raise ImageReadError(f"this format is decoded whole, not band by band; {_formats()}", path=name)
 
@@ -177,12 +172,12 @@ def _checked_layout(shape, dtype, name: str, what: str, max_pixels: int | None):
         )
     if np.dtype(dtype).kind not in "biuf":
         raise ImageReadError(f"{what} has dtype {dtype}, not a number type", path=name)
-    _check_size(shape[1], shape[0], name, max_pixels)
+    check_size(shape[1], shape[0], name, max_pixels)
     return int(shape[0]), int(shape[1]), int(shape[2]) if len(shape) == 3 else 1
 
 
 def _depth(dtype) -> int | str:
-    return 8 if np.dtype(dtype) == np.bool_ else _depth_of_dtype(np.dtype(dtype))
+    return 8 if np.dtype(dtype) == np.bool_ else depth_of_dtype(np.dtype(dtype))
 
 
 def _open_npy(name: str, max_pixels: int | None) -> BandReader:
@@ -220,7 +215,7 @@ def _open_zarr(name: str, max_pixels: int | None) -> BandReader:
 def _open_tiff(name: str, max_pixels: int | None) -> BandReader:
     import tifffile
 
-    with _read_errors(name), _quiet_decoders(native=False):
+    with _read_errors(name), quiet_decoders(native=False):
         tif = tifffile.TiffFile(name)
     try:
         with _read_errors(name):
@@ -235,7 +230,7 @@ def _tiff_reader(tif, name: str, max_pixels: int | None) -> BandReader:
     if not tif.pages:
         raise ImageReadError("truncated or corrupt image (a TIFF without pages)", path=name)
     page = tif.pages[0]
-    from convtool.images.codecs import TiffLayout
+    from convtool.images.tiff import TiffLayout
 
     TiffLayout(  # the in-memory reader's checks of the header: size, samples, types
         int(page.imagewidth),
@@ -284,11 +279,11 @@ def _tiff_reader(tif, name: str, max_pixels: int | None) -> BandReader:
 
 def _tiff_extras(tif) -> tuple[meta.Metadata, int]:
     """The file's metadata (as the in-memory reader finds it) and how many pages it has."""
-    from convtool.images.codecs import _tiff_metadata
+    from convtool.images.tiff import tiff_metadata
 
     pages = 1 + sum(1 for page in tif.pages[1:] if not int(page.subfiletype) & 1)
     with open(tif.filehandle.path, "rb") as fileobj:
-        return _tiff_metadata(fileobj), pages
+        return tiff_metadata(fileobj), pages
 
 
 class _TiffSegments:
@@ -356,7 +351,7 @@ class _TiffSegments:
             segment = self.decode(data, index)[0]  # (1, rows, cols, samples)
             target[...] = segment[0, a - y0 : b - y0, : x1 - x0]
 
-        with _quiet_decoders(native=False):
+        with quiet_decoders(native=False):
             if self.workers > 1 and len(raw) > 1:
                 with ThreadPoolExecutor(self.workers) as pool:
                     list(pool.map(place, raw))

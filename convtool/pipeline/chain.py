@@ -317,22 +317,25 @@ class Chain:
         return stack, alpha
 
     def apply_uint8(
-        self, pixels: np.ndarray, alpha: np.ndarray | None = None
+        self, pixels: np.ndarray, alpha: np.ndarray | None = None, work_dtype=None
     ) -> tuple[np.ndarray, np.ndarray | None] | None:
         """8-bit ``pixels`` (H, W, C) and ``alpha`` to 8-bit results for ``--range clip``, or
         None when this chain needs the float path (see :func:`steps.apply_uint8`: one
-        convolving step; here also one iteration, every channel, alpha absent or carried)."""
+        convolving step; here also one iteration, every channel, alpha absent or carried).
+        ``work_dtype``: compute in that float dtype and round band by band (the float
+        path's bytes); None: the exact integer kernels where they apply."""
         if pixels.dtype != np.uint8 or self.iterations != 1 or self.channels != "all":
             return None
         if alpha is not None and (alpha.dtype != np.uint8 or self.alpha_mode != "carry"):
             return None
-        filtered = apply_uint8(self.steps, np.moveaxis(pixels, -1, 0), self.options)
+        # filtered as the rows lie in memory (H, W*C): no copy changes the layout
+        filtered = apply_uint8(self.steps, pixels, self.options, work_dtype)
         if filtered is None:
             return None
         if alpha is not None:  # a one-tap kernel moves alpha exactly: rounding changes nothing
             step = self.steps[0]
             alpha = np.clip(np.rint(step.carry(alpha, self.options)), 0, 255).astype(np.uint8)
-        return np.ascontiguousarray(np.moveaxis(filtered, 0, -1)), alpha
+        return filtered, alpha
 
     def apply_to(self, image, progress: Progress | None = None):
         """Filter an :class:`convtool.images.Image`-like object, every frame; returns a new one.

@@ -245,13 +245,24 @@ class ConvolveStep:
     def coverage(self, weights: np.ndarray, options: FilterOptions) -> np.ndarray:
         return _coverage(weights, self.kernel, options)
 
-    def apply_uint8(self, stack: np.ndarray, options: FilterOptions) -> np.ndarray | None:
+    def apply_uint8(
+        self, pixels: np.ndarray, options: FilterOptions, work_dtype=None
+    ) -> np.ndarray | None:
         """See :func:`apply_uint8`."""
         kernel = self.kernel.normalized() if options.normalize else self.kernel
-        if stack.dtype != np.uint8 or kernel.offset or options.transposed:
+        if pixels.dtype != np.uint8 or kernel.offset or options.transposed:
             return None
+        if work_dtype is not None:
+            _check_weights_fit(kernel, np.dtype(work_dtype))  # as the float path refuses
         run = engine.correlate if options.correlate else engine.convolve
-        return run(stack, kernel, **options.engine_args(), out_dtype=np.uint8)
+        return run(
+            pixels,
+            kernel,
+            **options.engine_args(),
+            out_dtype=np.uint8,
+            channel_axis=-1,
+            work_dtype=work_dtype,
+        )
 
 
 @dataclass(frozen=True)
@@ -359,18 +370,22 @@ def pool(
 # ----------------------------------------------------------------------------- uint8 -> uint8
 
 
-def apply_uint8(steps, stack: np.ndarray, options: FilterOptions) -> np.ndarray | None:
+def apply_uint8(
+    steps, pixels: np.ndarray, options: FilterOptions, work_dtype=None
+) -> np.ndarray | None:
     """8-bit samples through ``steps`` straight to 8-bit results, or None for the float path.
 
-    For a single convolving step (no kernel offset) on a uint8 ``(C, H, W)`` stack: the
+    For a single convolving step (no kernel offset) on uint8 ``(H, W, C)`` pixels: the
     result rounded half to even and clipped to 0..255, which is what writing the float
     path's result to an 8-bit file with ``--range clip`` (the default) gives. The engine
     computes it in integers, without a float image, when the kernel is small integers
     times a power-of-two or odd scale (bound: :mod:`convtool.engine.integer`), else in
-    float64 and rounds. None for anything else (several steps, gradient magnitudes,
+    float64 and rounds; with ``work_dtype`` (float32 or float64) it computes in that dtype
+    and rounds each band: the float path's own bytes, without its float image (and never
+    with the integer kernels). None for anything else (several steps, gradient magnitudes,
     pooling, transposed convolution, non-uint8 samples): the caller keeps the float path.
     """
     steps = tuple(steps)
     if len(steps) != 1 or not isinstance(steps[0], ConvolveStep):
         return None
-    return steps[0].apply_uint8(stack, options)
+    return steps[0].apply_uint8(pixels, options, work_dtype)
