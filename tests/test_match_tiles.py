@@ -1,4 +1,4 @@
-"""Matching tile by tile (convtool/match/banded.py): the same scores as the definition wherever
+"""Matching tile by tile (convtool/match/tiled.py): the same scores as the definition wherever
 the tiles are cut, flat windows still exactly 0, and the same bits on any number of threads."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convtool.match import banded, match_template
+from convtool.match import tiled, match_template
 
 # Every test runs with the compiled tile kernel and with numpy's window sums (conftest.py).
 pytestmark = pytest.mark.usefixtures("implementation")
@@ -31,10 +31,10 @@ def zncc_reference(image, template):
 @pytest.fixture
 def small_tiles(monkeypatch):
     """Transforms of at most 4096 samples: a 150x170 scene is cut into many tiles."""
-    monkeypatch.setattr(banded, "MAX_TRANSFORM", 4096)
-    banded.plan_tiles.cache_clear()
+    monkeypatch.setattr(tiled, "MAX_TRANSFORM", 4096)
+    tiled.plan_tiles.cache_clear()
     yield
-    banded.plan_tiles.cache_clear()
+    tiled.plan_tiles.cache_clear()
 
 
 def scene(shape=(150, 170), seed=0):
@@ -48,7 +48,7 @@ def test_tiles_give_the_definition_wherever_they_are_cut(small_tiles, template_s
     image = scene()
     h, w = template_shape
     template = image[20 : 20 + h, 30 : 30 + w] + np.random.default_rng(1).normal(0, 2, (h, w))
-    r, c, _, _ = banded.plan_tiles(150 - h + 1, 170 - w + 1, h, w)
+    r, c, _, _ = tiled.plan_tiles(150 - h + 1, 170 - w + 1, h, w)
     rows, cols = 150 - h + 1, 170 - w + 1
     assert -(-rows // r) * -(-cols // c) >= 4  # several tiles, and shorter ones at the ends
     scores = match_template(image, template)
@@ -74,7 +74,7 @@ def test_flat_windows_score_exactly_zero_where_the_running_sums_restart():
     image = 3000.0 + rng.normal(0, 40, size=(1300, 40))
     image[450:1100] = 2990.25
     template = image[10:19, 3:12].copy()
-    r, _, _, _ = banded.plan_tiles(1300 - 8, 40 - 8, 9, 9)
+    r, _, _, _ = tiled.plan_tiles(1300 - 8, 40 - 8, 9, 9)
     assert r > 1024
     scores = match_template(image, template)
     assert not scores[450 : 1100 - 8].any()
@@ -87,7 +87,7 @@ def test_the_same_bits_on_one_thread_and_on_two(small_tiles):
     # Shorter tiles at the ends, and threads taking the tiles in another order.
     image = scene((301, 287), seed=3)
     template = image[100:110, 50:62].copy()
-    r, c, _, _ = banded.plan_tiles(292, 276, 10, 12)
+    r, c, _, _ = tiled.plan_tiles(292, 276, 10, 12)
     assert 292 % r or 276 % c
     one = match_template(image, template, threads=1)
     two = match_template(image, template, threads=2)
@@ -117,12 +117,12 @@ def test_small_templates_go_to_the_engine_and_agree_with_tiles():
 
 def test_plan_tiles_fits_the_outputs_and_keeps_transforms_bounded():
     for rows, cols, h, w in [(993, 993, 32, 32), (897, 897, 128, 128), (5, 7, 3, 2), (1, 1, 9, 9)]:
-        r, c, a, b = banded.plan_tiles(rows, cols, h, w)
+        r, c, a, b = tiled.plan_tiles(rows, cols, h, w)
         assert 1 <= r <= rows and 1 <= c <= cols
         assert a >= r + h - 1 and b >= c + w - 1  # nothing wraps into the kept outputs
-        assert a * b <= max(banded.MAX_TRANSFORM, (2 * h + 16) * (2 * w + 16))
+        assert a * b <= max(tiled.MAX_TRANSFORM, (2 * h + 16) * (2 * w + 16))
     # Equal tiles: the last one is not a sliver.
-    r, c, _, _ = banded.plan_tiles(897, 897, 128, 128)
+    r, c, _, _ = tiled.plan_tiles(897, 897, 128, 128)
     assert 897 % r == 0 or 897 % r > r // 2
 
 
@@ -139,7 +139,7 @@ def test_compiled_scores_equal_numpy_bit_for_bit():
     numerator = rng.normal(size=(40, 50)) * np.sqrt(noise) * 12
     compiled, numpy_ = np.empty((40, 50)), np.empty((40, 50))
     module.zncc_scores(numerator, s1.copy(), s2.copy(), compiled, 64, 1.0, 1e-6)
-    banded._normalise(
+    tiled._normalise(
         numerator, s1.copy(), s2.copy(), 64, 1.0, 1e-6, numpy_, np.empty((40, 50), bool)
     )
     np.testing.assert_array_equal(compiled, numpy_)

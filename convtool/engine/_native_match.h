@@ -1,4 +1,4 @@
-/* Template matching's scores (convtool/match/banded.py), included by _native.c after its
+/* Template matching's scores (convtool/match/tiled.py), included by _native.c after its
  * helpers (array_t, get_array, release, aligned, HOT).
  *
  * zncc_scores: out = numerator / sqrt((s2 - s1*s1/n) * t_energy), clipped to [-1, 1], and 0

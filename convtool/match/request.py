@@ -18,7 +18,7 @@ from convtool.engine import native
 from convtool.engine.memory import engine_peak_bytes
 from convtool.errors import ImageReadError, UsageError
 from convtool.images import outputs
-from convtool.match import banded
+from convtool.match import tiled
 from convtool.match.scores import (
     Match,
     check_threshold,
@@ -195,7 +195,7 @@ def peak_bytes(
 
     An upper bound, array by array. Templates matched band by band (``scores.uses_tiles``):
     each channel's score map, the sum of them, an image-sized map for ``same``, and the tiles
-    (``banded.peak_bytes``); others: the float64 stack of the scene's channels, per channel
+    (``tiled.peak_bytes``); others: the float64 stack of the scene's channels, per channel
     the centred copy, the engine's correlation (``engine_peak_bytes``), the two window sums
     made at once (each a running-sum pass, its transposed copy and the second pass), the
     score arithmetic. Then what writing the score map and drawing the overlay take.
@@ -206,7 +206,7 @@ def peak_bytes(
     scores = max(0, height - h + 1) * max(0, width - w + 1) * 8
     if h <= height and w <= width and uses_tiles(h, w, method):
         workers = threads or cpu_count()
-        tiles = banded.peak_bytes(height, width, h, w, workers, native.module() is not None)
+        tiles = tiled.peak_bytes(height, width, h, w, workers, native.module() is not None)
         matching = tiles + (2 if channels > 1 else 1) * scores + plane
     else:
         engine = engine_peak_bytes(

@@ -34,7 +34,7 @@ from convtool.choices import Geometry, values
 from convtool.engine import native
 from convtool.errors import UsageError
 from convtool.images.ranges import RANGE_MODES, map_range
-from convtool.match import banded
+from convtool.match import tiled
 
 GEOMETRIES = values(Geometry)
 # How a score map becomes a picture: the --range modes of the rest of convtool.
@@ -50,7 +50,7 @@ _ROUNDING_SAFETY = 4.0
 # Outputs per block of prefix sums: the running total restarts every block, so its rounding
 # error is bounded by the block length, not the image size.
 _PREFIX_BLOCK = 1024
-# Templates of at least this many pixels are matched band by band with FFTs (banded.py);
+# Templates of at least this many pixels are matched band by band with FFTs (tiled.py);
 # smaller ones by the engine's choice of method over the whole image.
 _BANDED_MIN_TAPS = 64
 
@@ -132,7 +132,7 @@ def _zncc(
     workers = threads or cpu_count()
     if uses_tiles(h, w, method):
         window_sums = None if native.module() is not None else _numpy_window_sums
-        return banded.zncc_tiles(x, t0, t_energy, mean, flat, workers, window_sums)
+        return tiled.zncc_tiles(x, t0, t_energy, mean, flat, workers, window_sums)
     xc = np.subtract(x, mean, dtype=np.float64)
     numerator = engine.correlate(xc, t0, padding="valid", method=method, threads=threads)
     s1, window_energy = _sums_and_squares(xc, h, w, threads)
@@ -145,7 +145,7 @@ def _zncc(
 
 
 def uses_tiles(h: int, w: int, method: str) -> bool:
-    """Whether an h x w template is matched tile by tile (:mod:`convtool.match.banded`): for
+    """Whether an h x w template is matched tile by tile (:mod:`convtool.match.tiled`): for
     ``fft``, and for ``auto`` from _BANDED_MIN_TAPS pixels; the engine's methods otherwise."""
     return method == "fft" or (method == "auto" and h * w >= _BANDED_MIN_TAPS)
 

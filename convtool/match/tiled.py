@@ -1,19 +1,20 @@
-"""ZNCC score maps band by band: FFT correlation, window sums and scores while a band is in cache.
+"""ZNCC score maps tile by tile: FFT correlation, window sums and scores while a tile is in cache.
 
 OpenCV's ``matchTemplate`` computes the correlation by DFTs over tiles (``crossCorr``) and the
-window sums from integral images. Here each band of output rows goes through every step at
-once, on its own thread: its input rows, centred and converted to float64 in one pass, fill a
-transform buffer; the window sums and sums of squares are taken from that buffer (the compiled
-running sums, or numpy's blocked prefix sums); the rows are correlated with the zero-mean
-template by one real 2-D FFT each way (overlap-save: the buffer is as wide as the image, a
-power of two or another fast length, and ``h - 1`` rows taller than the band, so nothing
-wraps into the kept outputs); and the band's scores are written from the three. No array of
-the image's size is made but the score map itself, and every intermediate stays a band's
-size (about 1 MiB, in a core's L2 cache).
+window sums from integral images. Here the valid score map is cut into equal tiles
+(:func:`plan_tiles`, from the shapes alone) and each tile goes through every step at once, on
+one thread: its input rows, centred and converted to float64 in one pass, fill a transform
+buffer; the buffer is correlated with the zero-mean template by one real 2-D FFT each way
+(overlap-save: the buffer is ``h - 1`` rows and ``w - 1`` columns larger than the tile, so
+nothing wraps into the kept outputs, and the inverse's last pass makes only the kept rows);
+then the compiled ``zncc_tile`` (``engine/_native_match.h``) makes the window sums and sums
+of squares by running sums and writes the scores, in one pass, or without the compiled
+module numpy's blocked prefix sums and score arithmetic do. No array of the image's size is
+made but the score map itself.
 
-Everything is float64: a float32 transform's rounding is relative to the whole band's
+Everything is float64: a float32 transform's rounding is relative to the whole tile's
 energy, not to one window's, so a low-contrast window beside bright ones would lose its
-score's digits; with float64 the numerator's error stays ~1e-10 of a score.
+score's digits; with float64 the numerator's error stays ~1e-12 of a score.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ def plan_tiles(rows: int, cols: int, h: int, w: int) -> tuple[int, int, int, int
     """(output rows, output columns, transform rows, transform columns) of a tile.
 
     The cheapest grid of equal tiles by a cost model of ``a*b*log2(a*b)`` per ``a x b``
-    transform (times the cache factor) plus a fixed cost per tile, among transforms of fast lengths (scipy's
-    ``next_fast_len``) of at most MAX_TRANSFORM samples (or, for a template too large for
-    that, the smallest that holds it). Depends on the shapes only, never on the threads, so
-    a score map has the same bits however many threads made it.
+    transform (times the cache factor) plus a fixed cost per tile, among transforms of fast
+    lengths (scipy's ``next_fast_len``) of at most MAX_TRANSFORM samples (or, for a template
+    too large for that, the smallest that holds it). Depends on the shapes only, never on
+    the threads, so a score map has the same bits however many threads made it.
     """
     heights = _sides(rows, h, MAX_TRANSFORM // _fast(2 * w))
     widths = _sides(cols, w, MAX_TRANSFORM // _fast(2 * h))
