@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from convtool.match import tiled, match_template
+from convtool.match import match_template, tiled
 
 # Every test runs with the compiled tile kernel and with numpy's window sums (conftest.py).
 pytestmark = pytest.mark.usefixtures("implementation")
