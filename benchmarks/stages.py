@@ -31,7 +31,8 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     start = time.perf_counter()
     from convtool.batch import worker  # what a one-file run imports
-    from convtool.images import api, codecs, encoders, ranges
+    from convtool.images import api, codecs, encoders, ranges, reading
+    from convtool.images import image as image_module
     from convtool.images.atomic import atomic_write
     from convtool.pipeline import Chain, parse_steps
 
@@ -55,8 +56,8 @@ def main(argv: list[str]) -> int:
             work_dtype = None if route == "integer" else route
             filtered = timed("filter", _uint8_filter, chain, image, work_dtype)
         else:
-            precision = api._PRECISIONS["single"]
-            image = timed("convert", api._to_image, decoded, str(source), precision, False)
+            precision = image_module.PRECISIONS["single"]
+            image = timed("convert", reading.to_image, decoded, str(source), precision, False)
             filtered = timed("filter", chain.apply_to, image)
         depth = api.output_depth("png", filtered.depth, None)
         samples = ranges.Samples(filtered.pixels, filtered.alpha, filtered.depth, depth, None)
@@ -73,9 +74,9 @@ def main(argv: list[str]) -> int:
 
 
 def _samples_of(decoded, name):
-    from convtool.images import api
+    from convtool.images import api, reading
 
-    array = api._apply_orientation(decoded.array, decoded.orientation)
+    array = reading.apply_orientation(decoded.array, decoded.orientation)
     alpha = array[:, :, -1] if decoded.has_alpha else None
     pixels = array[:, :, :-1] if decoded.has_alpha else array
     return api.Image(pixels, alpha, 8, decoded.format, name, decoded.metadata)

@@ -23,6 +23,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from typing import Any
 
 from convtool.batch.heap import keep_freed_memory
 from convtool.batch.interrupts import TERMINATING_SIGNALS
@@ -63,50 +64,88 @@ def run_in_pool(
     so those are retried on a new pool one at a time: the one that kills its worker alone
     is reported as failed, the others run normally.
     """
-    from concurrent.futures import FIRST_COMPLETED, wait
-
-    queue: deque[Job] = deque(jobs)
-    suspects: deque[Job] = deque()
-    running: dict = {}
-    solo = None
-    pool, stopping, finished, barren = _new_pool(workers), False, False, 0
+    run = _PoolRun(jobs, settings, workers)
+    finished = False
     try:
-        while running or (not stopping and (queue or suspects)):
-            if stopping:
-                pass
-            elif suspects:  # one at a time, alone on the pool, to find which one kills
-                if not running:
-                    solo = suspects.popleft()
-                    running[_submit(pool, workers, solo, settings)] = solo
-            else:
-                while queue and len(running) < workers * _AHEAD_PER_WORKER:
-                    job = queue.popleft()
-                    running[_submit(pool, workers, job, settings)] = job
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            if any(_broke(future) for future in done):
-                done = set(done) | wait(running).done  # the others fail the same way soon
-                barren = barren + 1 if all(_broke(future) for future in done) else 0
-                if barren >= _BARREN_POOLS:
-                    raise ConvtoolError(WORKERS_DIE)
-                pool.shutdown(wait=False)
-                pool = _new_pool(workers)
-            for future in done:
-                job = running.pop(future)
-                if not _broke(future):
-                    result = future.result()
-                elif job is solo:
-                    result = JobResult(job, "failed", DIED)
-                else:
-                    suspects.append(job)
-                    continue
+        while run.busy():
+            run.schedule()
+            for result in run.results(run.finished()):
                 yield result
-                stopping = stopping or stop(result)
+                run.stopping = run.stopping or stop(result)
         finished = True
     finally:
         if finished:
-            pool.shutdown(wait=True)
+            run.pool.shutdown(wait=True)
         else:
-            terminate(pool)
+            terminate(run.pool)
+
+
+class _PoolRun:
+    """The state of one :func:`run_in_pool`: what to start, the pool, and its suspects.
+
+    Three concerns, one method each: :meth:`schedule` (what may start now),
+    :meth:`finished` (waiting, and replacing a pool whose worker died) and :meth:`results`
+    (the results, with the jobs of a broken pool set aside as suspects to run alone).
+    """
+
+    def __init__(self, jobs: list[Job], settings: Settings, workers: int) -> None:
+        self.queue: deque[Job] = deque(jobs)
+        self.suspects: deque[Job] = deque()  # on a pool that broke: each to run alone
+        self.running: dict[Any, Job] = {}  # future -> job
+        self.solo: Job | None = None  # the suspect running alone, if any
+        self.settings, self.workers = settings, workers
+        self.stopping = False  # no more jobs start (``stop`` said so)
+        self.barren = 0  # pools in a row whose workers all died before finishing anything
+        self.pool = _new_pool(workers)
+
+    def busy(self) -> bool:
+        """Whether anything runs, or is still to start."""
+        return bool(self.running) or (not self.stopping and bool(self.queue or self.suspects))
+
+    def schedule(self) -> None:
+        """Start what may start: a suspect alone on an idle pool, else jobs ahead of the workers."""
+        if self.stopping:
+            return
+        if self.suspects:  # one at a time, alone on the pool, to find which one kills
+            if not self.running:
+                self.solo = self.suspects.popleft()
+                self._start(self.solo)
+            return
+        while self.queue and len(self.running) < self.workers * _AHEAD_PER_WORKER:
+            self._start(self.queue.popleft())
+
+    def _start(self, job: Job) -> None:
+        self.running[_submit(self.pool, self.workers, job, self.settings)] = job
+
+    def finished(self) -> set:
+        """The futures that finish next; if the pool broke, all of its futures (pool replaced)."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        done, _ = wait(self.running, return_when=FIRST_COMPLETED)
+        if any(_broke(future) for future in done):
+            done = set(done) | wait(self.running).done  # the others fail the same way soon
+            self._replace_pool(all(_broke(future) for future in done))
+        return done
+
+    def _replace_pool(self, barren: bool) -> None:
+        """A new pool for a broken one; after :data:`_BARREN_POOLS` barren ones, give up."""
+        self.barren = self.barren + 1 if barren else 0
+        if self.barren >= _BARREN_POOLS:
+            raise ConvtoolError(WORKERS_DIE)
+        self.pool.shutdown(wait=False)
+        self.pool = _new_pool(self.workers)
+
+    def results(self, done: set) -> Iterator[JobResult]:
+        """The results of ``done``. A job whose pool broke becomes a suspect, to run again
+        alone; a suspect that broke its pool alone has killed its worker: it failed."""
+        for future in done:
+            job = self.running.pop(future)
+            if not _broke(future):
+                yield future.result()
+            elif job is self.solo:
+                yield JobResult(job, "failed", DIED)
+            else:
+                self.suspects.append(job)
 
 
 def _submit(pool, workers: int, job: Job, settings: Settings):

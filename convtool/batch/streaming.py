@@ -26,7 +26,7 @@ from convtool.errors import ConvtoolError, ResourceLimitError, UsageError
 from convtool.images.ranges import output_samples
 from convtool.images.sniff import NPY_MAGIC, TIFF_MAGICS
 from convtool.pipeline import memory as limits
-from convtool.pipeline import stream
+from convtool.pipeline import stream, stream_memory
 
 if TYPE_CHECKING:
     from convtool.images import tiles
@@ -135,7 +135,7 @@ def process_streaming(
             available = limits.available_memory()
             if available is not None:
                 available //= max(1, settings.workers)
-            band_rows = limits.stream_band_rows(
+            band_rows = stream_memory.stream_band_rows(
                 graph, available, out_itemsize=out_dtype.itemsize, source=job.source
             )
 

@@ -16,7 +16,7 @@ from convtool.engine.integer import integer_form
 from convtool.errors import MAX_LINE, ConvtoolError, ImageWriteError, UsageError, one_line
 from convtool.images import outputs
 from convtool.images.atomic import write_error_reason
-from convtool.pipeline import ConvolveStep, Progress
+from convtool.pipeline import ConvolveStep, Progress, shapes
 from convtool.pipeline import memory as limits
 
 
@@ -146,7 +146,7 @@ _FLOAT32_EXACT = 1 << 24  # integers up to here are float32s
 def _planned_shape(settings: Settings, image: images.Image, fmt: str) -> tuple[int, int]:
     """The (height, width) the output will have: the chain's result, or its stack sheet."""
     chain = settings.chain
-    height, width = limits.output_shape(chain, *image.pixels.shape[:2])
+    height, width = shapes.output_shape(chain, *image.pixels.shape[:2])
     if chain.stack and fmt not in ("npy", "tiff"):
         from convtool.images.sheet import layout as sheet_layout  # Pillow's fonts: only here
 

@@ -1,4 +1,4 @@
-"""Safe file output: atomic replacement through a folder descriptor, and stale temporary files.
+"""Safe file output: atomic replacement through a folder descriptor.
 
 A result is first written to a temporary file in the target's own folder, named
 ``.<name>.convtool-<pid>-<random>.tmp``, flushed, fsync'ed and then renamed over the
@@ -12,12 +12,10 @@ folder), the folders between it and the target are created and opened one by one
 ``O_NOFOLLOW``, so a symbolic link swapped in for one of them at any moment cannot redirect
 a write out of the output folder: the write fails instead.
 
-While it is written, a temporary file is held locked (``flock``). That lock, not the pid in
-the name, says whether its writer is alive: pids cannot be compared across containers
-(pid namespaces) or hosts sharing a folder, a lock can (on one kernel always; on NFS where
-the mount supports locks). :func:`remove_stale_temp_files` removes only temporary files
-whose lock it can take; a writer whose file disappears anyway reports that, not a
-misleading missing folder.
+While it is written, a temporary file is held locked (``flock``): that lock says its writer
+is alive, and :mod:`convtool.images.temp_files` (the names, and the stale files of dead
+writers; re-exported here) removes only temporary files whose lock it can take. A writer
+whose file disappears anyway reports that, not a misleading missing folder.
 
 Outputs that are folders (zarr stores) are built under such a temporary name too, held
 locked the same way, and renamed when complete (:func:`atomic_directory`).
@@ -29,25 +27,33 @@ import contextlib
 import errno
 import fcntl
 import os
-import re
 import shutil
 import stat
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from convtool.errors import ImageWriteError
+from convtool.images.temp_files import (
+    FOLDER_FLAGS,
+    remove_stale_temp_files,
+    remove_stale_temp_files_in,
+    stale_temp_files,
+    temp_name_for,
+    temp_path_for,
+)
 
-# Keeps "<pid>" parseable and the whole name under the usual 255-byte limit for long names.
-_TEMP_PATTERN = re.compile(r"^\.(.*)\.convtool-(\d+)-[0-9a-f]+\.tmp$", re.DOTALL)
-_MAX_NAME_IN_TEMP = 180
+__all__ = [
+    "FOLDER_REMOVED", "OUTSIDE", "TEMP_REMOVED", "atomic_directory", "atomic_write",
+    "remove_stale_temp_files", "same_file", "stale_temp_files", "temp_name_for",
+    "temp_path_for", "write_error_reason",
+]  # fmt: skip
+
 # Attempts at a fresh temporary name when a cleaner removed the previous one just after it
 # was created (before its lock was taken).
 _CREATE_ATTEMPTS = 5
 
-_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 _ERRNO_REASONS = {
@@ -74,16 +80,6 @@ def write_error_reason(err: OSError) -> str:
     """Return a one-line, user-facing reason for an OSError met while writing."""
     reason = None if err.errno is None else _ERRNO_REASONS.get(err.errno)
     return reason if reason else (err.strerror or str(err)).rstrip(".").lower()
-
-
-def temp_name_for(name: str) -> str:
-    """A fresh temporary file name beside *name*: ``.<name>.convtool-<pid>-<random>.tmp``."""
-    return f".{name[:_MAX_NAME_IN_TEMP]}.convtool-{os.getpid()}-{os.urandom(4).hex()}.tmp"
-
-
-def temp_path_for(path: Path) -> Path:
-    """Return a fresh temporary path beside *path* (see :func:`temp_name_for`)."""
-    return path.with_name(temp_name_for(path.name))
 
 
 # ------------------------------------------------------------------------------ writing
@@ -261,7 +257,7 @@ def _create_locked_folder(folder: int, name: str, where: str, made: list[tuple[i
     except OSError as err:
         made.pop()
         raise _write_error(err, where) from None
-    fd = os.open(temp, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
+    fd = os.open(temp, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
     made[-1] = (fd, temp)
     fcntl.flock(fd, fcntl.LOCK_EX)
     return temp
@@ -290,7 +286,7 @@ def _target_folder(where: str, inside: str | os.PathLike[str] | None) -> Iterato
         raise ImageWriteError("cannot write: is a directory", path=where)
     if inside is None:
         try:
-            folder = os.open(parent or ".", _FOLDER_FLAGS)
+            folder = os.open(parent or ".", FOLDER_FLAGS)
         except OSError as err:
             raise _write_error(err, where) from None
     else:
@@ -310,11 +306,11 @@ def _open_inside(root: str, parent: str, where: str) -> int:
     """
     parts = _components_below(root, parent, where)
     try:
-        folder = os.open(root, _FOLDER_FLAGS)
+        folder = os.open(root, FOLDER_FLAGS)
     except FileNotFoundError:
         try:
             os.makedirs(root, exist_ok=True)
-            folder = os.open(root, _FOLDER_FLAGS)
+            folder = os.open(root, FOLDER_FLAGS)
         except OSError as err:
             raise _folder_error(err, where) from None
     except OSError as err:
@@ -352,7 +348,7 @@ def _make_and_open(part: str, folder: int, where: str) -> int:
 
 def _open_no_link(part: str, folder: int, where: str) -> int:
     try:
-        return os.open(part, _FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
+        return os.open(part, FOLDER_FLAGS | os.O_NOFOLLOW, dir_fd=folder)
     except FileNotFoundError:
         raise
     except OSError as err:
@@ -391,124 +387,3 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
         return os.path.samefile(a, b)
     except OSError:
         return False
-
-
-# ---------------------------------------------------------------- stale temporary files
-
-
-def _is_temp_name(name: str, target: str | None = None) -> bool:
-    match = _TEMP_PATTERN.match(name)
-    return match is not None and (target is None or match.group(1) == target[:_MAX_NAME_IN_TEMP])
-
-
-def _take_if_stale(folder: int, name: str) -> int | None:
-    """Open and lock the temporary file *name* if its writer is gone; None if it lives.
-
-    The lock can be taken only when no process holds it, that is when nothing writes the
-    file any more (a killed writer's lock goes with it). The returned descriptor keeps the
-    lock, and is checked to be the file the name still points to.
-    """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-    try:
-        fd = os.open(name, flags, dir_fd=folder)
-    except OSError:
-        return None  # gone, a link, or not ours to read: leave it
-    try:
-        held = os.fstat(fd)
-        if stat.S_ISREG(held.st_mode) or stat.S_ISDIR(held.st_mode):  # files, zarr folders
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live writer
-            now = os.stat(name, dir_fd=folder, follow_symlinks=False)
-            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
-                return fd
-    except OSError:
-        pass
-    os.close(fd)
-    return None
-
-
-def stale_in(folder: int, target: str | None = None) -> list[str]:
-    """Names of the stale temporary files in the open *folder* (of *target* only, if given)."""
-    stale = []
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        for entry in entries:
-            if not _is_temp_name(entry.name, target):
-                continue
-            fd = _take_if_stale(folder, entry.name)
-            if fd is not None:
-                os.close(fd)
-                stale.append(entry.name)
-    return sorted(stale)
-
-
-def remove_stale_temp_files_in(folder: int, target: str | None = None) -> list[str]:
-    """Remove the stale temporary files in the open *folder*; return the names removed."""
-    removed = []
-    with contextlib.suppress(OSError), os.scandir(folder) as entries:
-        names = [entry.name for entry in entries if _is_temp_name(entry.name, target)]
-    for name in sorted(names):
-        fd = _take_if_stale(folder, name)
-        if fd is None:
-            continue
-        try:
-            if stat.S_ISDIR(os.fstat(fd).st_mode):
-                if sys.version_info < (3, 11):  # rmtree takes dir_fd from 3.11 (as zarr 3 needs)
-                    continue
-                shutil.rmtree(name, dir_fd=folder)  # a zarr store's temporary folder
-            else:
-                os.unlink(name, dir_fd=folder)  # while holding its lock: no writer can start
-            removed.append(name)
-        except OSError:
-            pass  # another cleaner got there first, or not ours to remove
-        finally:
-            os.close(fd)
-    return removed
-
-
-def _open_folder(folder: str | os.PathLike[str]) -> int | None:
-    try:
-        return os.open(folder, _FOLDER_FLAGS)
-    except OSError:
-        return None
-
-
-def stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """List the convtool temporary files in *folder* that no live writer holds.
-
-    Only names of the form ``.<name>.convtool-<pid>-<random>.tmp`` are considered, and a
-    file is stale only when its lock can be taken: a writer holds it from creating the
-    file to renaming it, wherever that writer runs (another container, another host on a
-    file system with shared locks). The pid in the name is not trusted.
-    """
-    fd = _open_folder(folder)
-    if fd is None:
-        return []
-    try:
-        return [Path(folder) / name for name in stale_in(fd)]
-    finally:
-        os.close(fd)
-
-
-def remove_stale_temp_files(
-    folder: str | os.PathLike[str], *, recursive: bool = False
-) -> list[Path]:
-    """Remove the files :func:`stale_temp_files` finds in *folder*; return those removed.
-
-    ``recursive``: also in every folder below it (what a batch run does to its output
-    tree, before and after). The walk never follows a symbolic link and works on folder
-    descriptors (``os.fwalk``), so a folder swapped for a link meanwhile cannot lead it out
-    of *folder*.
-    """
-    if recursive:
-        removed: list[Path] = []
-        with contextlib.suppress(OSError):
-            for path, subfolders, _files, dir_fd in os.fwalk(folder, follow_symlinks=False):
-                subfolders.sort()
-                removed += [Path(path) / name for name in remove_stale_temp_files_in(dir_fd)]
-        return removed
-    fd = _open_folder(folder)
-    if fd is None:
-        return []
-    try:
-        return [Path(folder) / name for name in remove_stale_temp_files_in(fd)]
-    finally:
-        os.close(fd)

@@ -1,192 +1,35 @@
-"""Named kernels: the parametric builders, their parameters and the fixed kernel files.
+"""Named kernels: the parametric builders and their registry.
 
 Parametric kernels (``gaussian:sigma=2``, ``box:3x5``) are pure functions of checked
-parameters. Each declares its parameters as :class:`Param`, so that Python calls, kernel
-specs, error messages and ``convtool kernels`` share one description; ``BUILDERS`` maps a
-spec name to its builder.
-
-Fixed kernels (sobel-x, kirsch-n, ...) are text files in the top-level ``kernels/`` folder,
-shipped as the package ``convtool._kernels``.
+parameters. Each declares its parameters as :class:`~convtool.kernels.params.Param`, so
+that Python calls, kernel specs, error messages and ``convtool kernels`` share one
+description; ``BUILDERS`` maps a spec name to its builder. The fixed kernels (sobel-x,
+kirsch-n, ...) are files, read by :mod:`convtool.kernels.fixed`; :func:`kernel_names` lists
+both.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import functools
-import importlib.resources
 import math
-import numbers
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from convtool.errors import KernelError, excerpt
-from convtool.kernels import formats as fmt
+from convtool.errors import KernelError
+from convtool.kernels.fixed import fixed_files, fixed_kernel
 from convtool.kernels.formats import MAX_KERNEL_SIDE
-from convtool.kernels.value import Kernel, from_data
+from convtool.kernels.params import Param, parse_params, spec_name
+from convtool.kernels.value import Kernel
 
 __all__ = [
     "BUILDERS", "Builder", "Param", "identity", "box", "gaussian", "binomial", "laplacian",
-    "sharpen", "kirsch", "log", "dog", "unsharp", "fixed_kernel", "kernel_names", "parse_params",
+    "sharpen", "kirsch", "log", "dog", "unsharp", "kernel_names", "parse_params",
 ]  # fmt: skip
 
 
 # --------------------------------------------------------------------------- parameters
-
-
-@dataclass(frozen=True)
-class Param:
-    """One typed, range-checked parameter of a named kernel (as in ``gaussian:sigma=2``)."""
-
-    name: str
-    kind: str  # "int", "float", "choice" or "size" (N or HxW)
-    default: Any
-    help: str
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False  # the value must be > low rather than >= low
-    odd: bool = False
-    choices: tuple[Any, ...] = ()
-    auto: str = ""  # how a default of None is worked out, e.g. "2*ceil(3*sigma)+1"
-
-    def allowed(self) -> str:
-        """What values are allowed, in words: ``"an odd integer from 1 to 1025"``."""
-        if self.kind == "choice":
-            return " or ".join(str(c) for c in self.choices)
-        if self.kind == "size":
-            return f"N or HxW, integers from {self.low:g} to {self.high:g}"
-        noun = "an odd integer" if self.odd else "an integer" if self.kind == "int" else "a number"
-        if self.low is not None and self.high is not None:
-            return f"{noun} from {self.low:g} to {self.high:g}"
-        if self.low is not None:
-            return f"{noun} {'>' if self.low_open else '>='} {self.low:g}"
-        return noun
-
-    def describe(self) -> str:
-        """``name=default`` for the kernel list, e.g. ``sigma=1`` or ``size=2*ceil(3*sigma)+1``."""
-        return f"{self.name}={self.auto if self.default is None else self.format(self.default)}"
-
-    def format(self, value: Any) -> str:
-        if self.kind == "size":
-            h, w = self.check(value, "")
-            return f"{h}" if h == w else f"{h}x{w}"
-        return f"{value:.15g}" if isinstance(value, float) else str(value)
-
-    def parse(self, raw: str, owner: str) -> Any:
-        """The value of ``raw`` (text from a spec), checked; KernelError names the parameter."""
-        text = raw.strip().lower()
-        value: Any = None
-        if len(text) > fmt.MAX_NUMBER_CHARS:
-            pass  # no parameter needs it; int() of 5000 digits would even raise
-        elif self.kind == "int" and re.fullmatch(r"[+-]?\d+", text):
-            value = int(text)
-        elif self.kind == "float" and fmt.NUMBER_RE.fullmatch(text):
-            value = float(text)
-        elif self.kind == "choice":
-            value = next((c for c in self.choices if str(c) == text), None)
-        elif self.kind == "size" and (m := re.fullmatch(r"(\d+)(?:x(\d+))?", text)):
-            value = (int(m.group(1)), int(m.group(2) or m.group(1)))
-        if value is None:
-            self._fail(raw, owner)
-        return self.check(value, owner, raw)
-
-    def check(self, value: Any, owner: str, raw: Any = None) -> Any:
-        """``value`` (from Python or parsed) in canonical form, or KernelError."""
-        shown = value if raw is None else raw
-        if value is None and self.default is None:
-            return None
-        if self.kind == "choice":
-            match = next((c for c in self.choices if str(c) == str(value).lower()), None)
-            if match is None:
-                self._fail(shown, owner)
-            return match
-        if self.kind == "size":
-            pair = (value, value) if isinstance(value, numbers.Integral) else value
-            if not (isinstance(pair, tuple | list) and len(pair) == 2):
-                self._fail(shown, owner)
-            return tuple(self._number(v, shown, owner, integral=True) for v in pair)
-        return self._number(value, shown, owner, integral=self.kind == "int")
-
-    def _number(self, value: Any, shown: Any, owner: str, integral: bool) -> Any:
-        kind = numbers.Integral if integral else numbers.Real
-        if isinstance(value, bool) or not isinstance(value, kind):
-            self._fail(shown, owner)
-        value = int(value) if integral else float(value)
-        if not math.isfinite(value):
-            self._fail(shown, owner)
-        too_low = self.low is not None and (
-            value <= self.low if self.low_open else value < self.low
-        )
-        too_high = self.high is not None and value > self.high
-        if too_low or too_high or (self.odd and value % 2 == 0):
-            self._fail(shown, owner)
-        return value
-
-    def _fail(self, shown: Any, owner: str) -> None:
-        raise KernelError(f"{owner}: {self.name} must be {self.allowed()}, got {_shown(shown)}")
-
-
-def _shown(value: Any) -> str:
-    """A parameter value as a message shows it: spec text as an excerpt, else its repr."""
-    if isinstance(value, str):
-        return excerpt(value)
-    try:
-        text = repr(value)
-    except ValueError:  # an int of thousands of digits
-        return "a number of thousands of digits"
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_params(owner: str, params: tuple[Param, ...], args: str | None) -> dict[str, Any]:
-    """The one spec grammar, for kernels and steps alike: ``NAME:ARGS`` with ``ARGS`` as
-    ``key=value,...`` or one bare value for the first parameter, then key=values.
-
-    ``args`` None (no ``:``) gives no values, so every parameter takes its default; each
-    value is parsed and range-checked by its :class:`Param`.
-    """
-    values: dict[str, Any] = {}
-    if args is None:
-        return values
-    by_name = {p.name: p for p in params}
-    if not args.strip():
-        raise KernelError(f"{owner}: nothing after ':'; give {params[0].name} or key=value")
-    for index, item in enumerate(part.strip() for part in args.split(",")):
-        key, eq, raw = item.partition("=")
-        key = key.strip().lower()
-        if not item:
-            raise KernelError(f"{owner}: empty parameter in {excerpt(args)}")
-        if not eq:
-            if index:
-                raise KernelError(
-                    f"{owner}: {excerpt(item)} needs a name (key=value); only the first value may "
-                    f"be given bare, for {params[0].name}"
-                )
-            key, raw = params[0].name, item
-        if key not in by_name:
-            close = difflib.get_close_matches(key, by_name, n=1)
-            hint = f"did you mean {close[0]}? " if close else ""
-            raise KernelError(
-                f"{owner}: unknown parameter {excerpt(key)}; {hint}parameters: {', '.join(by_name)}"
-            )
-        if key in values:
-            raise KernelError(f"{owner}: {key} given twice")
-        values[key] = by_name[key].parse(raw, owner)
-    return values
-
-
-def _spec_name(owner: str, params: tuple[Param, ...], values: tuple[Any, ...]) -> str:
-    """The canonical spec of a built kernel: non-default parameters as key=value."""
-    parts = [
-        f"{p.name}={p.format(v)}"
-        for p, v in zip(params, values, strict=True)
-        if v is not None and v != p.check(p.default, owner)
-    ]
-    return owner + (":" + ",".join(parts) if parts else "")
 
 
 BOX_SIZE = Param("size", "size", 3, "rows x columns (N for NxN)", low=1, high=MAX_KERNEL_SIDE)
@@ -252,7 +95,7 @@ def box(height: int = 3, width: int | None = None) -> Kernel:
     h, w = BOX_SIZE.check((height, height if width is None else width), "box")
     # Column 1/(h·w) and row of ones: the outer product is exactly 1/(h·w), not a rounded square.
     return _separable(
-        np.full(h, 1.0 / (h * w)), np.ones(w), _spec_name("box", (BOX_SIZE,), ((h, w),))
+        np.full(h, 1.0 / (h * w)), np.ones(w), spec_name("box", (BOX_SIZE,), ((h, w),))
     )
 
 
@@ -266,7 +109,7 @@ def gaussian(sigma: float = 1.0, size: int | None = None) -> Kernel:
     g = _gaussian_1d(sigma, size)
     auto = size == 2 * math.ceil(3 * sigma) + 1
     return _separable(
-        g, g, _spec_name("gaussian", (SIGMA, GAUSS_SIZE), (sigma, None if auto else size))
+        g, g, spec_name("gaussian", (SIGMA, GAUSS_SIZE), (sigma, None if auto else size))
     )
 
 
@@ -279,7 +122,7 @@ def binomial(size: int = 3) -> Kernel:
     n = BINOMIAL_SIZE.check(size, "binomial")
     # Python's int / int is correctly rounded even where comb(n-1, k) overflows a float.
     row = np.array([math.comb(n - 1, k) / 2 ** (n - 1) for k in range(n)])
-    return _separable(row, row, _spec_name("binomial", (BINOMIAL_SIZE,), (n,)))
+    return _separable(row, row, spec_name("binomial", (BINOMIAL_SIZE,), (n,)))
 
 
 LAPLACIAN_4 = np.array([[ 0, -1,  0],
@@ -297,7 +140,7 @@ def laplacian(neighbours: int = 4) -> Kernel:
     """
     n = NEIGHBOURS.check(neighbours, "laplacian")
     weights = LAPLACIAN_4 if n == 4 else LAPLACIAN_8
-    return Kernel(weights, _spec_name("laplacian", (NEIGHBOURS,), (n,)))
+    return Kernel(weights, spec_name("laplacian", (NEIGHBOURS,), (n,)))
 
 
 def sharpen(amount: float = 2.0, neighbours: int = 4) -> Kernel:
@@ -309,7 +152,7 @@ def sharpen(amount: float = 2.0, neighbours: int = 4) -> Kernel:
     amount = AMOUNT.check(amount, "sharpen")
     n = NEIGHBOURS.check(neighbours, "sharpen")
     weights = laplacian(n).weights + (amount - 1.0) * _impulse()
-    return Kernel(weights, _spec_name("sharpen", (AMOUNT, NEIGHBOURS), (amount, n)))
+    return Kernel(weights, spec_name("sharpen", (AMOUNT, NEIGHBOURS), (amount, n)))
 
 
 def kirsch(direction: str = "n") -> Kernel:
@@ -333,7 +176,7 @@ def log(sigma: float = 1.0, size: int | None = None) -> Kernel:
     h = g * (r2 - 2 * sigma**2) / sigma**4
     auto = size == 2 * math.ceil(4 * sigma) + 1
     return Kernel(
-        h.mean() - h, _spec_name("log", (SIGMA, LOG_SIZE), (sigma, None if auto else size))
+        h.mean() - h, spec_name("log", (SIGMA, LOG_SIZE), (sigma, None if auto else size))
     )
 
 
@@ -348,7 +191,7 @@ def dog(sigma1: float = 1.0, sigma2: float = 1.6, size: int | None = None) -> Ke
     size = _auto_size("dog", max(sigma1, sigma2), size, 3, DOG_SIZE)
     weights = gaussian(sigma1, size).weights - gaussian(sigma2, size).weights
     auto = size == 2 * math.ceil(3 * max(sigma1, sigma2)) + 1
-    name = _spec_name("dog", (SIGMA1, SIGMA2, DOG_SIZE), (sigma1, sigma2, None if auto else size))
+    name = spec_name("dog", (SIGMA1, SIGMA2, DOG_SIZE), (sigma1, sigma2, None if auto else size))
     return Kernel(weights, name)
 
 
@@ -360,7 +203,7 @@ def unsharp(sigma: float = 1.0, amount: float = 1.0, size: int | None = None) ->
     weights = (1.0 + amount) * _impulse(blur.shape) - amount * blur.weights
     auto = blur.shape[0] == 2 * math.ceil(3 * sigma) + 1
     values = (sigma, amount, None if auto else blur.shape[0])
-    return Kernel(weights, _spec_name("unsharp", (SIGMA, UNSHARP_AMOUNT, GAUSS_SIZE), values))
+    return Kernel(weights, spec_name("unsharp", (SIGMA, UNSHARP_AMOUNT, GAUSS_SIZE), values))
 
 
 # ----------------------------------------------------------------------------- registry
@@ -402,48 +245,6 @@ BUILDERS = {b.name: b for b in (
     Builder("unsharp", unsharp, (SIGMA, UNSHARP_AMOUNT, GAUSS_SIZE), "2*ceil(3*sigma)+1",
             "unsharp mask: identity + amount*(identity - gaussian(sigma)), sum 1"),
 )}  # fmt: skip
-
-
-# ------------------------------------------------------------------------ fixed kernels
-
-
-def _kernel_folder():
-    """The fixed kernels: the installed package convtool._kernels, else the source tree's."""
-    try:
-        folder = importlib.resources.files("convtool._kernels")
-        if folder.is_dir():
-            return folder
-    except ModuleNotFoundError:
-        pass  # running from a source checkout: kernels/ sits next to convtool/
-    return Path(__file__).resolve().parents[2] / "kernels"
-
-
-@functools.cache
-def fixed_files() -> dict[str, Any]:
-    """The fixed kernel files by name (``sobel-x`` for ``sobel-x.txt``)."""
-    try:
-        items = list(_kernel_folder().iterdir())
-    except OSError:
-        items = []
-    return {item.name[: -len(".txt")]: item for item in items if item.name.endswith(".txt")}
-
-
-@functools.cache
-def load_fixed(name: str) -> tuple[Kernel, str]:
-    """The fixed kernel ``name`` and its file's description; errors carry the file's path."""
-    item = fixed_files().get(name)
-    if item is None:
-        raise KernelError(f"no kernel file for {name!r} in {_kernel_folder()}")
-    try:
-        data = fmt.parse_text_file(item.read_text(encoding="utf-8"))
-        return from_data(data, name), data.description
-    except KernelError as exc:
-        raise KernelError(str(exc), path=str(item)) from None
-
-
-def fixed_kernel(name: str) -> Kernel:
-    """The fixed kernel ``name`` (``sobel-x``), read once from its file."""
-    return load_fixed(name)[0]
 
 
 def kernel_names() -> list[str]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convtool.errors import KernelError, UsageError
+from convtool.kernels import files as kernel_files
 from convtool.kernels import formats as fmt
 from convtool.kernels.value import Kernel
 
@@ -136,13 +137,13 @@ def read_layer_file(path: str | os.PathLike) -> LayerKernel | None:
     where = os.fspath(path)
     if not where.lower().endswith(".npy") or not os.path.isfile(where):
         return None
-    data = fmt.read_file_bytes(where)
-    if len(data) > fmt.MAX_FILE_BYTES:
+    data = kernel_files.read_file_bytes(where)
+    if len(data) > kernel_files.MAX_FILE_BYTES:
         raise KernelError(
-            f"larger than {fmt.MAX_FILE_BYTES // 2**20} MB; not a kernel file", path=where
+            f"larger than {kernel_files.MAX_FILE_BYTES // 2**20} MB; not a kernel file", path=where
         )
     try:
-        array = fmt.load_npy_array(data)
+        array = kernel_files.load_npy_array(data)
     except KernelError as exc:
         raise KernelError(str(exc), path=where) from None
     if array.ndim not in (3, 4):
@@ -166,7 +167,7 @@ def read_bias_file(path: str | os.PathLike) -> np.ndarray:
     quotes no more of the file than a mistyped number (see :mod:`convtool.kernels.formats`).
     """
     where = os.fspath(path)
-    data = fmt.read_file_bytes(where, "bias file")
+    data = kernel_files.read_file_bytes(where, "bias file")
     try:
         with fmt.reading_a_file():
             values = _bias_values(data)
@@ -176,10 +177,10 @@ def read_bias_file(path: str | os.PathLike) -> np.ndarray:
 
 
 def _bias_values(data: bytes) -> np.ndarray:
-    if len(data) > fmt.MAX_FILE_BYTES:
-        raise KernelError(f"larger than {fmt.MAX_FILE_BYTES // 2**20} MB; not a bias file")
+    if len(data) > kernel_files.MAX_FILE_BYTES:
+        raise KernelError(f"larger than {kernel_files.MAX_FILE_BYTES // 2**20} MB; not a bias file")
     if data.startswith(b"\x93NUMPY"):
-        values = fmt.load_npy_array(data)
+        values = kernel_files.load_npy_array(data)
         if values.ndim > 1 and max(values.shape) != values.size:
             raise KernelError(f"a bias is 1-D, got an array of shape {values.shape}")
         values = values.ravel()

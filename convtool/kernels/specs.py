@@ -2,9 +2,9 @@
 
 This is the module callers import: a spec (``gaussian:sigma=2@scale=2``, a matrix, a file)
 becomes a Kernel through :func:`get_kernel` / :func:`parse_kernel_spec`. The pieces live
-apart and are re-exported here: the Kernel value and its conventions in ``kernel_value``,
-the named builders and fixed kernel files in ``kernel_builders``, the file and interop
-parsers in ``kernel_formats``.
+apart and are re-exported here: the Kernel value and its conventions in ``value``, the
+named builders and fixed kernel files in ``builders``, the text grammars in ``formats`` and
+the kernel files in ``files``.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from convtool.errors import KernelError, UnknownKernelError, excerpt
+from convtool.kernels import files as kernel_files
 from convtool.kernels import formats as fmt
 from convtool.kernels.builders import (
     BUILDERS,
@@ -27,19 +28,17 @@ from convtool.kernels.builders import (
     binomial,
     box,
     dog,
-    fixed_files,
-    fixed_kernel,
     gaussian,
     identity,
     kernel_names,
     kirsch,
     laplacian,
-    load_fixed,
     log,
     parse_params,
     sharpen,
     unsharp,
 )
+from convtool.kernels.fixed import fixed_files, fixed_kernel, load_fixed
 from convtool.kernels.formats import MAX_KERNEL_SIDE
 from convtool.kernels.value import Kernel, apply_scale, from_data
 
@@ -177,7 +176,7 @@ def _is_file_spec(text: str) -> bool:
 
 
 def _names_a_file(base: str) -> bool:
-    return base.lower().endswith(fmt.FILE_EXTENSIONS)
+    return base.lower().endswith(kernel_files.FILE_EXTENSIONS)
 
 
 def _parse_base(text: str) -> Kernel:
@@ -235,7 +234,7 @@ def read_kernel_file(path: str | os.PathLike) -> Kernel:
     if not isinstance(path, str | os.PathLike):
         raise KernelError(f"a kernel file path is text, got {type(path).__name__}")
     where = os.fspath(path)
-    data = fmt.read_kernel_data(where)
+    data = kernel_files.read_kernel_data(where)
     try:
         return from_data(data, where)
     except KernelError as exc:

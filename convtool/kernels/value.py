@@ -11,7 +11,7 @@ Conventions (shared with the engine, which never imports this module):
 - ``factors = (column, row)`` with ``weights == np.outer(column, row)`` when a kernel is
   known to be separable; builders construct separable kernels from their factors.
 
-Parsed matrices (kernel_formats.MatrixData) become Kernels here, with their scale applied.
+Parsed matrices (formats.MatrixData) become Kernels here, with their scale applied.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def _zero_sum_normalized(kernel: Kernel, name: str) -> Kernel:
 
 
 def apply_scale(kernel: Kernel, scale: Scale, name: str | None = None) -> Kernel:
-    """Apply a parsed scale (see kernel_formats.parse_scale): normalise, then multiply."""
+    """Apply a parsed scale (see formats.parse_scale): normalise, then multiply."""
     name = name or f"{kernel.name}@scale={scale.text}"
     if scale.normalize == "sum":
         kernel = kernel.normalized()

@@ -14,10 +14,15 @@ Geometry of the score map (``geometry=``):
   window's centre pixel ``(y + h//2, x + w//2)`` (the kernel centre rule of the rest of
   convtool), and the ``h - 1`` rows and ``w - 1`` columns no window is centred on are 0.
 
-The numerator is one engine correlation with the zero-mean template (FFT for large templates);
-the window sums and sums of squares come from the compiled running sums (or, without them,
-blocked prefix sums) in float64. Nothing loops in
-Python over pixels: :func:`find_matches` loops over local maxima only.
+Templates of 64 pixels or more (and ``method="fft"``) are matched tile by tile
+(:mod:`convtool.match.tiled`: FFT correlation, window sums and scores while a tile is in
+cache); smaller ones (and ``method="direct"``) by one engine correlation with the zero-mean
+template and the compiled running sums (or, without them, blocked prefix sums) over the whole
+image. All in float64. Nothing loops in Python over pixels: :func:`find_matches` loops over
+local maxima only.
+
+Past 400 lines only by the public functions' numpydoc sections and doctested examples
+(about 120 lines); the code is the one idea of scoring windows and picking hits.
 """
 
 from __future__ import annotations
@@ -84,16 +89,52 @@ def match_template(
 ) -> np.ndarray:
     """Return the ZNCC score of ``template`` at every window of ``image`` (float64, [-1, 1]).
 
-    ``image`` and ``template`` are ``(H, W)`` or ``(H, W, C)`` arrays of real numbers in the same
-    value scale. Colour is the caller's choice: pass luminance (one channel), or set
-    ``per_channel=True`` to score each channel on its own and average the scores (a flat
-    channel contributes 0; a one-channel template or image is used for every channel).
-    ``geometry`` is ``"valid"`` or ``"same"`` (see the module docstring); ``method`` and
-    ``threads`` go to :func:`convtool.engine.correlate` for the numerator.
+    Parameters
+    ----------
+    image, template : array_like
+        ``(H, W)`` or ``(H, W, C)`` arrays of real, finite numbers in the same value scale;
+        the template fits inside the image.
+    geometry : {"valid", "same"}
+        The score map's shape and where each score sits (see the module docstring).
+    per_channel : bool
+        Colour is the caller's choice: pass luminance (one channel), or set this to score
+        each channel on its own and average the scores (a flat channel contributes 0; a
+        one-channel template or image is used for every channel).
+    method, threads
+        ``"auto"`` and ``"fft"`` match in tiles (``"auto"`` from 64 template pixels on);
+        the others go to :func:`convtool.engine.correlate` for the numerator. ``threads``:
+        how many threads (all CPUs by default); the scores do not depend on it.
 
+    Returns
+    -------
+    numpy.ndarray
+        float64 scores in [-1, 1]: ``(H - h + 1, W - w + 1)`` for ``"valid"``, ``(H, W)``
+        for ``"same"``; a flat window scores 0.
+
+    Raises
+    ------
+    convtool.errors.UsageError
+        An unknown geometry, a template larger than the image, NaN or infinity, arrays
+        that are not 2-D or 3-D numbers.
+
+    Examples
+    --------
     >>> image = np.arange(20.0).reshape(4, 5) % 3
     >>> match_template(image, image[1:3, 2:4]).shape
     (3, 4)
+    >>> scene = np.zeros((5, 6))
+    >>> scene[1:3, 3:5] = [[1, 2], [3, 4]]
+    >>> scores = match_template(scene, 2 * scene[1:3, 3:5] + 7)  # contrast and brightness
+    >>> [int(i) for i in np.unravel_index(scores.argmax(), scores.shape)]  # (y, x)
+    [1, 3]
+    >>> round(float(scores.max()), 6)
+    1.0
+    >>> match_template(scene, scene[1:3, 3:5], geometry="same").shape
+    (5, 6)
+    >>> match_template(scene, np.ones((7, 7)))
+    Traceback (most recent call last):
+    ...
+    convtool.errors.UsageError: template 7x7 is larger than the image 5x6 (height x width); it must fit inside
     """
     (x, extremes), (t, _) = _check_inputs(image, template, per_channel)
     if geometry not in GEOMETRIES:
@@ -281,10 +322,36 @@ def _as_stack(a, name: str) -> Stack:
 def score_picture(scores, range_mode: str = "clip", *, top: float = 1.0) -> np.ndarray:
     """Map scores in [-1, 1] to grey levels 0..top for display, as ``--range`` says.
 
-    ``clip``: negative scores (anti-correlation) are 0 and 1 is ``top``; ``abs``: |score|,
-    so matches and inverted matches are both bright; ``offset``: ``(score + 1) / 2``, so 0
-    lands mid-grey; ``rescale``: the map's minimum goes to 0 and its maximum to ``top`` (a
-    constant map gives 0). ``top=255`` gives 8-bit levels, to write as a depth-8 image.
+    Parameters
+    ----------
+    scores : array_like
+        A score map from :func:`match_template`.
+    range_mode : {"clip", "abs", "offset", "rescale"}
+        ``clip``: negative scores (anti-correlation) are 0 and 1 is ``top``; ``abs``:
+        |score|, so matches and inverted matches are both bright; ``offset``:
+        ``(score + 1) / 2``, so 0 lands mid-grey; ``rescale``: the map's minimum goes to 0
+        and its maximum to ``top`` (a constant map gives 0).
+    top : float
+        The level of a perfect match: ``top=255`` gives 8-bit levels, to write as a
+        depth-8 image.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 levels in 0..top, of the map's shape.
+
+    Raises
+    ------
+    convtool.errors.UsageError
+        An unknown range mode.
+
+    Examples
+    --------
+    >>> scores = np.array([[-1.0, 0.0, 0.5, 1.0]])
+    >>> score_picture(scores).tolist(), score_picture(scores, "abs").tolist()
+    ([[0.0, 0.0, 0.5, 1.0]], [[1.0, 0.0, 0.5, 1.0]])
+    >>> score_picture(scores, "offset", top=255).tolist()
+    [[0.0, 127.5, 191.25, 255.0]]
     """
     s = np.asarray(scores, dtype=np.float64)
     # images.ranges.map_range into 0..1 (it refuses an unknown mode); its ``offset`` adds
@@ -309,10 +376,44 @@ def find_matches(
     A hit is a window scoring at least ``threshold`` that no overlapping window (one whose
     top-left corner is less than the template's width away in x and height away in y)
     outscores; among equal scores the first in reading order wins (greedy non-maximum
-    suppression over the local maxima). ``scores`` is a map from :func:`match_template`
-    with the same ``geometry``; ``template_shape`` is ``(height, width[, channels])``;
-    ``max_matches`` keeps the best N (None: all); ``threshold`` is in -1..1, as the scores.
-    Ties sort by (y, x).
+    suppression over the local maxima). Ties sort by (y, x).
+
+    Parameters
+    ----------
+    scores : array_like
+        A 2-D map from :func:`match_template` with the same ``geometry``.
+    template_shape : tuple of int
+        ``(height, width[, channels])`` of the template.
+    threshold : float
+        The lowest score of a hit, in -1..1 as the scores.
+    max_matches : int, optional
+        Keep the best N (None: all).
+    geometry : {"valid", "same"}
+        The geometry the map was made with; hits are top-left corners either way.
+
+    Returns
+    -------
+    list of Match
+        Best first: each with ``x``, ``y`` (the window's top-left corner in the image),
+        ``score``, ``width`` and ``height``.
+
+    Raises
+    ------
+    convtool.errors.UsageError
+        A map that is not 2-D numbers, an unknown geometry, a threshold outside -1..1, a
+        ``max_matches`` below 1, a bad template shape.
+
+    Examples
+    --------
+    >>> scene = np.zeros((5, 6))
+    >>> scene[1:3, 3:5] = [[1, 2], [3, 4]]
+    >>> scores = match_template(scene, scene[1:3, 3:5])
+    >>> [(m.x, m.y, round(m.score, 6)) for m in find_matches(scores, (2, 2), threshold=0.9)]
+    [(3, 1, 1.0)]
+    >>> find_matches(scores, (2, 2), threshold=1.5)
+    Traceback (most recent call last):
+    ...
+    convtool.errors.UsageError: threshold must be from -1 to 1 (the range of scores), got 1.5
     """
     s = np.asarray(scores)
     h, w = _template_hw(template_shape)
@@ -396,10 +497,37 @@ def _template_hw(template_shape) -> tuple[int, int]:
 def draw_overlay(scene_rgb, matches, *, colour=(255, 0, 0), thickness: int = 2) -> np.ndarray:
     """Return a copy of the scene, as (H, W, 3), with each match's box outline drawn.
 
-    ``colour`` is in the scene's value scale (255 for 8-bit data, 1.0 for 0..1 floats);
-    a grey (H, W) or (H, W, 1) scene is turned into RGB first. Lines are ``thickness``
-    pixels wide, drawn inside the matched window so boxes at the border stay visible;
-    boxes reaching outside the scene are clipped. The scene's dtype is kept.
+    Parameters
+    ----------
+    scene_rgb : array_like
+        The scene: (H, W, 3), or grey (H, W) or (H, W, 1), turned into RGB first.
+    matches : iterable of Match
+        The boxes to draw (:func:`find_matches`).
+    colour : (R, G, B)
+        In the scene's value scale (255 for 8-bit data, 1.0 for 0..1 floats).
+    thickness : int
+        Lines are this many pixels wide, drawn inside the matched window so boxes at the
+        border stay visible; boxes reaching outside the scene are clipped.
+
+    Returns
+    -------
+    numpy.ndarray
+        (H, W, 3), of the scene's dtype.
+
+    Raises
+    ------
+    convtool.errors.UsageError
+        A scene that is not grey or RGB, a colour that is not three numbers, a thickness
+        below 1.
+
+    Examples
+    --------
+    >>> box = Match(x=1, y=1, score=1.0, width=3, height=2)
+    >>> drawn = draw_overlay(np.zeros((4, 5), np.uint8), [box], colour=(255, 0, 0), thickness=1)
+    >>> drawn.shape, drawn.dtype
+    ((4, 5, 3), dtype('uint8'))
+    >>> drawn[..., 0].tolist()
+    [[0, 0, 0, 0, 0], [0, 255, 255, 255, 0], [0, 255, 255, 255, 0], [0, 0, 0, 0, 0]]
     """
     scene = np.asarray(scene_rgb)
     if scene.ndim == 2:

@@ -6,7 +6,12 @@ moves alpha along with the same geometry (cropped, padded, strided or pooled), o
 filters it, or uses it to weight the colour (``--alpha``). Every frame of an animation
 (or page of a TIFF) gets the same chain. A ``progress`` callback follows a long run
 (see :data:`Progress`); the chain never draws anything itself. The step names are
-re-exported here, so ``from convtool.pipeline import parse_steps`` keeps working.
+re-exported here, so ``from convtool.pipeline import parse_steps`` keeps working; which
+channels are filtered, and the luma transform, are :mod:`convtool.pipeline.channels`'.
+
+The module stays whole past 400 lines: it is one idea, a :class:`Chain` and how it applies
+itself (to pixels, to every frame, as a filter bank, on the 8-bit route), and about a
+quarter of it is the public class's numpydoc sections and doctested examples.
 """
 
 from __future__ import annotations
@@ -19,6 +24,12 @@ import numpy as np
 
 from convtool.engine import observe_bands
 from convtool.errors import ImageReadError, UsageError
+from convtool.pipeline.channels import (
+    RGB_TO_YCBCR,
+    YCBCR_TO_RGB,
+    mix_channels,
+    parse_channels,
+)
 from convtool.pipeline.filters import gradient_magnitude
 from convtool.pipeline.layers import LayerStep
 from convtool.pipeline.parsing import parse_step, parse_steps, step_entries, with_layer_options
@@ -65,14 +76,6 @@ __all__ = [
     "with_layer_options",
 ]
 
-CHANNEL_NAMES = {"r": 0, "g": 1, "b": 2}
-
-# ITU-R BT.601 full-range RGB -> YCbCr (as JPEG), without the +128 offset: in floating
-# point the chroma planes stay signed, and the exact matrix inverse brings RGB back.
-RGB_TO_YCBCR = np.array(
-    [[0.299, 0.587, 0.114], [-0.168736, -0.331264, 0.5], [0.5, -0.418688, -0.081312]]
-)  # fmt: skip
-YCBCR_TO_RGB = np.linalg.inv(RGB_TO_YCBCR)
 
 Progress = Callable[[float, int], None]
 """``progress(done, total)``: work units done (fractions as the engine's bands finish) of
@@ -98,57 +101,61 @@ class _Ticker:
         self.progress(self.done, self.total)
 
 
-def mix_channels(matrix: np.ndarray, stack: np.ndarray) -> np.ndarray:
-    """``matrix @ stack`` over the channels of a (3, H, W) stack, pixel by pixel.
-
-    Elementwise multiply-adds in a fixed order rather than a matrix product: BLAS blocks a
-    product differently for different image sizes, so a band of rows would not get the
-    bytes of the whole image (streaming relies on it).
-    """
-    weights = matrix.astype(stack.dtype)
-    out = np.empty_like(stack)
-    tmp = np.empty_like(stack[0])
-    for i, row in enumerate(weights):
-        np.multiply(stack[0], row[0], out=out[i])
-        for j in range(1, len(row)):
-            np.multiply(stack[j], row[j], out=tmp)
-            np.add(out[i], tmp, out=out[i])
-    return out
-
-
-def parse_channels(text: str) -> str | tuple[int, ...]:
-    """``all``, ``luma``, or channel names/indices like ``R,G`` or ``0,2``."""
-    key = text.strip().lower()
-    if key in ("all", "luma", "y"):
-        return "luma" if key == "y" else key
-    picked = []
-    for part in (p.strip() for p in key.split(",")):
-        if part in CHANNEL_NAMES:
-            picked.append(CHANNEL_NAMES[part])
-        elif part.isdigit():
-            picked.append(int(part))
-        else:
-            raise UsageError(
-                f"--channels takes all, luma, or channels like R,G or 0,2; got {text!r}"
-            )
-    if len(set(picked)) != len(picked):
-        raise UsageError(f"--channels names a channel twice: {text!r}")
-    return tuple(sorted(picked))
-
-
 @dataclass(frozen=True)
 class Chain:
     """A parsed chain of steps, how to apply them, and how many times.
 
-    ``channels`` is ``"all"``, ``"luma"`` (filter the BT.601 luminance of an RGB image
-    and keep its colour, e.g. to sharpen without colour fringes) or a tuple of channel
-    indices; channels not picked are carried with the same geometry, unfiltered.
+    What ``convtool filter -k ... -k ...`` runs, as a value: :meth:`apply` filters pixels,
+    :meth:`apply_to` an :class:`convtool.images.Image` with every frame.
 
-    ``stack=True`` makes a filter bank: each step is applied to the input on its own
-    (``iterations`` times) instead of after the previous one, and the results are put side
-    by side as channels, step by step: for C channels and n steps, channel ``i*C + c`` is
-    channel c filtered by step i (``C`` being a layer step's output channels for that step).
-    Alpha comes from the first step.
+    Parameters
+    ----------
+    steps : sequence of steps
+        What to apply, in order: :func:`~convtool.pipeline.parse_steps` of ``-k`` specs
+        (a kernel, ``grad:``, pooling, a layer) or step objects.
+    options : FilterOptions
+        How every convolving step is applied: padding, ``cval``, stride, dilation,
+        correlation or convolution, normalising, method, threads, transposed.
+    iterations : int
+        How many times the whole chain runs (1 to ``MAX_ITERATIONS``).
+    alpha_mode : {"carry", "weighted", "filter"}
+        Alpha moved with the same geometry, unfiltered; colour filtered premultiplied by
+        alpha (no dark fringes at transparent edges); or alpha filtered as a channel.
+    channels : "all", "luma" or tuple of int
+        ``"luma"`` filters the BT.601 luminance of an RGB image and keeps its colour (to
+        sharpen without colour fringes); a tuple picks channel indices. Channels not picked
+        are carried with the same geometry, unfiltered.
+    stack : bool
+        A filter bank: each step is applied to the input on its own (``iterations`` times)
+        instead of after the previous one, and the results are put side by side as
+        channels, step by step: for C channels and n steps, channel ``i*C + c`` is channel
+        c filtered by step i (``C`` being a layer step's output channels for that step).
+        Alpha comes from the first step.
+
+    Raises
+    ------
+    convtool.errors.UsageError
+        ``iterations`` out of range, an unknown ``alpha_mode``, steps that cannot be
+        transposed or do not fit the options, ``stack`` without steps.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from convtool.pipeline import Chain, FilterOptions, parse_steps
+    >>> ones = Chain(parse_steps(["[1 1]"]), FilterOptions(padding="zero", correlate=True))
+    >>> pixels, alpha = ones.apply(np.array([[0.0, 1.0, 0.0, 0.0]])[..., None])
+    >>> pixels[..., 0].tolist(), alpha
+    ([[0.0, 1.0, 1.0, 0.0]], None)
+    >>> twice = Chain(ones.steps, ones.options, iterations=2)
+    >>> twice.apply(np.array([[0.0, 1.0, 0.0, 0.0]])[..., None])[0][..., 0].tolist()
+    [[0.0, 1.0, 2.0, 1.0]]
+    >>> bank = Chain(parse_steps(["sobel-x", "sobel-y"]), stack=True)
+    >>> bank.stack_sizes(3), bank.apply(np.zeros((4, 4, 3)))[0].shape
+    ([('sobel-x', 3), ('sobel-y', 3)], (4, 4, 6))
+    >>> Chain(ones.steps, iterations=0)
+    Traceback (most recent call last):
+    ...
+    convtool.errors.UsageError: --iterations must be a whole number from 1 to 1000, got 0
     """
 
     steps: tuple = field(default_factory=tuple)
@@ -188,8 +195,42 @@ class Chain:
         planes, as :func:`convtool.images.read_image` gives them, are used without a copy,
         and the result is such a view too.
 
-        Pixels and alpha must be finite: NaN or infinity would spread past the kernel's
-        window (a running sum or an FFT carries it on), so they are refused.
+        Parameters
+        ----------
+        pixels : numpy.ndarray
+            (H, W, C) values in any scale.
+        alpha : numpy.ndarray, optional
+            (H, W) opacity, handled as ``alpha_mode`` says.
+        progress : callable, optional
+            Told how far the work is, band by band (see :data:`Progress`).
+
+        Returns
+        -------
+        (numpy.ndarray, numpy.ndarray or None)
+            The filtered (H', W', C') pixels, unclipped, and alpha with the same geometry
+            (None without alpha).
+
+        Raises
+        ------
+        convtool.errors.ImageReadError
+            NaN or infinity in the pixels or alpha: they would spread past the kernel's
+            window (a running sum or an FFT carries them on), so they are refused.
+        convtool.errors.UsageError
+            A ``channels`` pick the image does not have, steps of a bank that give
+            different sizes.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from convtool.pipeline import Chain, FilterOptions, parse_steps
+        >>> blur = Chain(parse_steps(["box:3"]), FilterOptions(padding="edge"))
+        >>> pixels, alpha = blur.apply(np.array([[0.0, 3.0, 6.0]])[..., None], np.ones((1, 3)))
+        >>> pixels[..., 0].tolist(), alpha.tolist()
+        ([[1.0, 3.0, 5.0]], [[1.0, 1.0, 1.0]])
+        >>> blur.apply(np.array([[np.nan, 1.0]])[..., None])
+        Traceback (most recent call last):
+        ...
+        convtool.errors.ImageReadError: the image has NaN or infinite pixel values, which cannot be filtered; replace them first (e.g. with 0)
         """
         ticker = self._ticker(progress, 1)
         return self._apply(pixels, alpha, None, ticker)
@@ -343,6 +384,35 @@ class Chain:
         An image of an integer depth (8, 16, 32: values read from integers) is finite by
         construction, so only float images are checked for NaN and infinity (two passes
         over the pixels that integer images are spared).
+
+        Parameters
+        ----------
+        image : convtool.images.Image
+            Pixels, alpha and the other frames (``frames``), each filtered as :meth:`apply`
+            filters them.
+        progress : callable, optional
+            Told how far the work is, over every frame (see :data:`Progress`).
+
+        Returns
+        -------
+        convtool.images.Image
+            A copy with the filtered pixels, alpha and frames; depth, format and metadata
+            kept.
+
+        Raises
+        ------
+        convtool.errors.ImageReadError, convtool.errors.UsageError
+            As :meth:`apply` raises them (messages name the image's ``source``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from convtool.images import Image
+        >>> from convtool.pipeline import Chain, FilterOptions, parse_steps
+        >>> mean = Chain(parse_steps(["[1 1]/2"]), FilterOptions(padding="valid"))
+        >>> filtered = mean.apply_to(Image(np.array([[0.0, 10.0, 20.0]]), depth=8))
+        >>> filtered.pixels[..., 0].tolist(), filtered.depth
+        ([[5.0, 15.0]], 8)
         """
         source = getattr(image, "source", None)
         frames = list(getattr(image, "frames", None) or ())

@@ -62,6 +62,23 @@ def as_kernel(kernel: KernelLike) -> Any:
     return kernel
 
 
+def _on_channels(
+    function: Callable[..., np.ndarray],
+    image,
+    kernel: KernelLike,
+    channel_axis: int | None,
+    **options: Any,
+) -> np.ndarray:
+    """``function`` (an engine call) of ``image`` with the channels first, laid out back after.
+
+    The one path of :func:`correlate`, :func:`convolve` and their transposes: the kernel in
+    any form (:func:`as_kernel`), ``channel_axis`` (:func:`_channels_first`), and the
+    engine's own keyword arguments passed through as given.
+    """
+    x, restore = _channels_first(image, channel_axis)
+    return restore(function(x, as_kernel(kernel), **options))
+
+
 def correlate(
     image,
     kernel: KernelLike,
@@ -114,10 +131,11 @@ def correlate(
     >>> correlate(np.arange(5.0)[None], "[0 1 1]", padding="zero").tolist()
     [[1.0, 3.0, 5.0, 7.0, 4.0]]
     """
-    x, restore = _channels_first(image, channel_axis)
-    options = dict(padding=padding, cval=cval, stride=stride, dilation=dilation)
-    options |= dict(origin=origin, method=method, threads=threads)
-    return restore(engine.correlate(x, as_kernel(kernel), **options))
+    return _on_channels(
+        engine.correlate, image, kernel, channel_axis,
+        padding=padding, cval=cval, stride=stride, dilation=dilation, origin=origin,
+        method=method, threads=threads,
+    )  # fmt: skip
 
 
 def convolve(
@@ -158,10 +176,11 @@ def convolve(
     >>> convolve(np.eye(1, 5, 2), "[1 2 3]", padding="zero").tolist()  # an impulse
     [[0.0, 1.0, 2.0, 3.0, 0.0]]
     """
-    x, restore = _channels_first(image, channel_axis)
-    options = dict(padding=padding, cval=cval, stride=stride, dilation=dilation)
-    options |= dict(origin=origin, method=method, threads=threads)
-    return restore(engine.convolve(x, as_kernel(kernel), **options))
+    return _on_channels(
+        engine.convolve, image, kernel, channel_axis,
+        padding=padding, cval=cval, stride=stride, dilation=dilation, origin=origin,
+        method=method, threads=threads,
+    )  # fmt: skip
 
 
 def correlate_transposed(
@@ -183,10 +202,11 @@ def correlate_transposed(
     :func:`convtool.engine.correlate_transposed` with kernels in any form and
     ``channel_axis`` as for :func:`correlate`; ``output_shape`` is the (H, W) of the result.
     """
-    x, restore = _channels_first(image, channel_axis)
-    options = dict(padding=padding, cval=cval, stride=stride, dilation=dilation, origin=origin)
-    options |= dict(output_shape=output_shape, method=method, threads=threads)
-    return restore(engine.correlate_transposed(x, as_kernel(kernel), **options))
+    return _on_channels(
+        engine.correlate_transposed, image, kernel, channel_axis,
+        padding=padding, cval=cval, stride=stride, dilation=dilation, origin=origin,
+        output_shape=output_shape, method=method, threads=threads,
+    )  # fmt: skip
 
 
 def convolve_transposed(
@@ -205,10 +225,11 @@ def convolve_transposed(
 ) -> np.ndarray:
     """The transpose (adjoint) of :func:`convolve` with the same arguments (see
     :func:`correlate_transposed`)."""
-    x, restore = _channels_first(image, channel_axis)
-    options = dict(padding=padding, cval=cval, stride=stride, dilation=dilation, origin=origin)
-    options |= dict(output_shape=output_shape, method=method, threads=threads)
-    return restore(engine.convolve_transposed(x, as_kernel(kernel), **options))
+    return _on_channels(
+        engine.convolve_transposed, image, kernel, channel_axis,
+        padding=padding, cval=cval, stride=stride, dilation=dilation, origin=origin,
+        output_shape=output_shape, method=method, threads=threads,
+    )  # fmt: skip
 
 
 def gradient_magnitude(

@@ -17,22 +17,21 @@ checked against measured allocations in ``tests/test_limits.py``. One engine cal
 bytes are :mod:`convtool.engine.memory`'s; what is available, and the refusal itself, are
 :mod:`convtool.resources`' (shared with ``match`` and ``compare``).
 
-An image filtered band by band (:mod:`convtool.pipeline.stream`) needs memory for its bands,
-not for the image: :func:`stream_peak_bytes` prices a band height from what each stage of
-the graph is asked for, and :func:`stream_band_rows` picks the tallest band that fits.
+What shape each step makes is worked out in :mod:`convtool.pipeline.shapes`. An image
+filtered band by band needs memory for its bands, not for the image:
+:mod:`convtool.pipeline.stream_memory` prices those. Both are re-exported here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from convtool.engine.memory import axis_or_none, engine_peak_bytes, next_fast_len
-from convtool.errors import ResourceLimitError
+from convtool.engine.memory import engine_peak_bytes, next_fast_len
 from convtool.padding import Padding, parse_padding
+from convtool.pipeline.shapes import call_shape, output_shape, step_shape, transposed_call_shape
+from convtool.pipeline.stream_memory import STREAM_BAND_BYTES, stream_band_rows, stream_peak_bytes
 from convtool.resources import (
     HEADROOM,
     MEMORY_ENV,
@@ -45,6 +44,7 @@ from convtool.resources import (
 __all__ = [
     "HEADROOM",
     "MEMORY_ENV",
+    "STREAM_BAND_BYTES",
     "available_memory",
     "chain_peak_bytes",
     "check_fits",
@@ -56,6 +56,7 @@ __all__ = [
     "next_fast_len",
     "output_shape",
     "parse_bytes",
+    "step_shape",
     "stream_band_rows",
     "stream_peak_bytes",
 ]
@@ -211,7 +212,7 @@ def _run_peak(
             elif options.transposed:
                 kernel = step.kernel
                 call = _engine_call(kernel, options, itemsize, threads)
-                nh, nw = _transposed_shape(kernel, options, h, w)
+                nh, nw = transposed_call_shape(kernel, options, h, w)
                 # the zero-inserted input, the engine's full convolution of it, the fold
                 uh, uw = (h - 1) * options.stride + 1, (w - 1) * options.stride + 1
                 work = call(filtered, uh, uw) + filtered * (uh * uw + nh * nw) * itemsize
@@ -220,7 +221,7 @@ def _run_peak(
                 kernel = step.kx if isinstance(step, GradientStep) else step.kernel
                 call = _engine_call(kernel, options, itemsize, threads)
                 work = call(filtered, h, w)
-                nh, nw = _output_shape(kernel, options, h, w)
+                nh, nw = call_shape(kernel, options, h, w)
                 if isinstance(step, GradientStep):
                     work += filtered * nh * nw * itemsize  # gx is held while gy is made
                 extra = (carried_alpha + weighted) * call(1, h, w) if alpha else 0
@@ -250,56 +251,9 @@ def frame_held_bytes(
                 w = (w - step.size[1]) // step.stride[1] + 1
             elif isinstance(step, GradientStep) or hasattr(step, "kernel"):
                 kernel = step.kx if isinstance(step, GradientStep) else step.kernel
-                h, w = _output_shape(kernel, chain.options, h, w)
+                h, w = call_shape(kernel, chain.options, h, w)
     layers = channels + alpha
     return (height * width + h * w) * layers * itemsize + h * w * layers * (4 + 2)
-
-
-def step_shape(step, options, height: int, width: int) -> tuple[int, int]:
-    """The (height, width) one step of a chain makes of a height × width stack."""
-    from convtool.pipeline.steps import GradientStep, PoolStep
-
-    if isinstance(step, PoolStep):
-        return (
-            (height - step.size[0]) // step.stride[0] + 1,
-            (width - step.size[1]) // step.stride[1] + 1,
-        )
-    kernel: Any
-    if isinstance(step, GradientStep):
-        kernel = step.kx
-    elif hasattr(step, "kernel"):
-        kernel = step.kernel
-    elif hasattr(step, "layer"):  # a layer: its taps move over the image as a kernel's do
-        kernel = _Taps(tuple(step.layer.shape), (0, 0))
-    else:
-        return height, width  # a step of the caller's own: assumed to keep the size
-    if options.transposed:
-        return _transposed_shape(kernel, options, height, width)
-    return _output_shape(kernel, options, height, width)
-
-
-@dataclass(frozen=True)
-class _Taps:
-    """A kernel's geometry alone (a layer's): what the shape of a step depends on."""
-
-    shape: tuple[int, int]
-    origin: tuple[int, int]
-
-
-def output_shape(chain, height: int, width: int) -> tuple[int, int]:
-    """The (height, width) of what ``chain`` makes of a height × width image.
-
-    Known before filtering, so that an output format's size limit (GIF, JPEG) is checked
-    before the work rather than by the encoder after it. A filter bank (``--stack``)
-    applies each step to the image on its own: its outputs have the first one's size.
-    """
-    banks = [[step] for step in chain.steps] if getattr(chain, "stack", False) else [chain.steps]
-    h, w = height, width
-    for steps in banks[:1]:
-        for _ in range(chain.iterations):
-            for step in steps:
-                h, w = step_shape(step, chain.options, h, w)
-    return h, w
 
 
 def _picked_count(channels_option, channels: int) -> int:
@@ -334,28 +288,6 @@ def _engine_call(kernel, options, itemsize: int, threads: int | None):
         )
 
     return call
-
-
-def _transposed_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
-    from convtool import engine
-
-    return engine.transposed_shape(
-        (height, width),
-        kernel.shape,
-        padding=options.padding,
-        stride=options.stride,
-        dilation=options.dilation,
-    )
-
-
-def _output_shape(kernel, options, height: int, width: int) -> tuple[int, int]:
-    padding = parse_padding(options.padding)
-    axes = (
-        axis_or_none(n, k, options.dilation, options.stride, o, padding)
-        for n, k, o in zip((height, width), kernel.shape, kernel.origin, strict=True)
-    )
-    rows, cols = (0 if axis is None else axis.size for axis in axes)
-    return rows, cols
 
 
 def check_memory(
@@ -407,89 +339,3 @@ def check_memory(
         share=share,
     )
     return need
-
-
-# ---------------------------------------------------------------------------- band by band
-
-# A streamed output band is about this large in the working precision (colour channels x
-# width x rows): above it, larger bands only add memory (the engine's own bands, not the
-# stream's, keep the threads busy). 3000x20000 grey, gaussian sigma=3, 2 threads: bands of
-# 32, 64, 128, 256, 512 rows (2.5 to 40 MiB) took 1.60, 1.30, 1.25, 1.44, 1.35 s.
-# 16 MiB is 104 rows of a 40 000-pixel-wide grey image.
-STREAM_BAND_BYTES = 16 << 20
-
-
-def stream_peak_bytes(graph, band_rows: int, *, out_itemsize: int = 4, tile_rows: int = 256) -> int:
-    """Peak bytes to stream ``graph`` in output bands of ``band_rows`` rows (an upper bound).
-
-    For each stage, from the most rows one band asks of it (:meth:`Graph.requested_rows`,
-    which includes the halo and the engine's band grid): twice those rows (what it makes or
-    keeps from the last band, and the copy it hands on) and two blocks of its grid on either
-    side, plus its engine bands in flight; the file's raw blocks; and the writer's samples
-    (``out_itemsize`` each) regrouped into tiles of ``tile_rows``.
-    """
-    from convtool.pipeline.stream import Engine, Source
-
-    most = graph.requested_rows(band_rows)
-    total = 0
-    for stage in graph.stages():
-        rows = most.get(id(stage), 0)
-        row_bytes = stage.channels * stage.width * stage.dtype.itemsize
-        if isinstance(stage, Engine):
-            total += (2 * rows + 4 * stage.call.band) * row_bytes + _bands_in_flight(stage.call)
-        elif isinstance(stage, Source):
-            raw = stage.raw_row_bytes or row_bytes
-            total += (2 * rows + 4 * stage.block_rows) * row_bytes + 2 * stage.block_rows * raw
-        else:
-            total += 2 * rows * row_bytes
-    out = graph.colour
-    samples = out.width * (out.channels + (graph.alpha is not None))
-    pixels = band_rows * samples
-    total += pixels * (2 * out.dtype.itemsize + out_itemsize)
-    total += 3 * max(tile_rows, band_rows) * samples * out_itemsize
-    return total
-
-
-def _bands_in_flight(call) -> int:
-    """Bytes of the engine bands one call computes at once: its threads' band arrays."""
-    plan, band = call.plan, call.band
-    rows, itemsize = plan.rows, plan.dtype.itemsize
-    in_flight = min(call.workers, -(-rows.size // band))
-    buffer = call.channels * (rows.stride * (band - 1) + rows.span) * plan.col_count * itemsize
-    if call.method != "fft":
-        return in_flight * call.copies * buffer
-    fft_h = next_fast_len(rows.stride * (band - 1) + rows.span)
-    fft_w = next_fast_len(plan.col_count)
-    half = fft_h * (fft_w // 2 + 1)
-    per_band = buffer + call.channels * (2 * fft_h * fft_w * itemsize + half * 2 * itemsize)
-    return half * 2 * itemsize + in_flight * per_band
-
-
-def stream_band_rows(
-    graph, available: int | None, *, out_itemsize: int = 4, source: str | None = None
-) -> int:
-    """The output band height to stream ``graph`` with: the tallest that fits ``available``.
-
-    Bands are at most :data:`STREAM_BAND_BYTES` (and the image); they are halved until the
-    estimate (:func:`stream_peak_bytes`) plus :data:`HEADROOM` fits. ``available`` None:
-    no limit. When not even one row a band fits, :class:`ResourceLimitError` says so.
-    """
-    out = graph.colour
-    row_bytes = out.channels * out.width * out.dtype.itemsize
-    rows = max(1, min(graph.height, STREAM_BAND_BYTES // max(1, row_bytes)))
-    if available is None:
-        return rows
-    while True:
-        need = stream_peak_bytes(graph, rows, out_itemsize=out_itemsize)
-        if need + HEADROOM <= available or rows == 1:
-            break
-        rows = max(1, rows // 2)
-    if need + HEADROOM > available:
-        raise ResourceLimitError(
-            f"even band by band this needs about {format_bytes(need + HEADROOM)} of memory (one band of "
-            f"rows for each step of the chain, with its halo), more than the "
-            f"{format_bytes(available)} available; try fewer steps or --iterations, a smaller "
-            f"kernel or --dilation ({MEMORY_ENV}=0 skips this check)",
-            path=source,
-        )
-    return rows

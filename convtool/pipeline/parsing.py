@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 from convtool.errors import UnknownKernelError, UsageError, excerpt
 from convtool.kernels import LayerKernel, get_kernel, read_bias_file, read_layer_file
-from convtool.kernels.builders import Param, kernel_names, parse_params
+from convtool.kernels.builders import kernel_names
+from convtool.kernels.params import Param, parse_params
 from convtool.pipeline.layers import LayerStep
 from convtool.pipeline.steps import (
     GRADIENT_NORMS,
@@ -24,8 +25,8 @@ from convtool.pipeline.steps import (
     Step,
 )
 
-# The steps' parameters, declared as the kernels' are (kernels.builders.Param): one grammar
-# (kernels.builders.parse_params) parses both, and the `kernels` listing rows come from here.
+# The steps' parameters, declared as the kernels' are (kernels.params.Param): one grammar
+# (kernels.params.parse_params) parses both, and the `kernels` listing rows come from here.
 _POOL_SIDE_LIMIT = 1 << 16
 GRAD_OP = Param("op", "choice", "sobel", "the derivative pair", choices=tuple(GRADIENT_OPERATORS))
 GRAD_NORM = Param("norm", "choice", "l2", "how gx and gy combine", choices=tuple(GRADIENT_NORMS))

@@ -14,7 +14,8 @@ import re
 import numpy as np
 
 from convtool.errors import UsageError
-from convtool.teach.explain import Explanation, StepExplanation, Term, explain, explain_pixels
+from convtool.teach.explain import explain, explain_pixels
+from convtool.teach.explanation import Explanation, StepExplanation, Term
 from convtool.teach.geometry import Line, StepGeometry, convolution_geometry, pool_geometry
 from convtool.teach.render import format_explanation
 from convtool.teach.slides import MAX_FRAMES, Frame, Slides, build_slides

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from convtool.padding import PICTURES
-from convtool.teach.explain import Explanation, StepExplanation, Term
+from convtool.teach.explanation import Explanation, StepExplanation, Term
 from convtool.teach.geometry import INSERTED, PADDING
 
 KIND_NAMES = {
