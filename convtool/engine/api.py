@@ -16,23 +16,32 @@ into the output; bands run on a thread pool (numpy and scipy.fft release the GIL
 thread reusing one band's arrays. Peak memory is the input, the output and the bands in
 flight, which are sized to stay within one more image (see plan.band_within_budget).
 
-This module holds the public API and the validation of its arguments; ``plan`` holds the
-geometry, the method choice and the measured constants; ``schedule`` runs the bands.
+This module holds the public API and the call's path (normalise → plan → run); its
+arguments are checked by ``arguments``; ``plan`` holds the geometry, the method choice and
+the measured constants; ``schedule`` runs the bands. Past 400 lines by its public
+docstrings (the conventions, ``out_dtype``, ``channel_axis``, ``work_dtype``), which are the
+engine's reference.
 """
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
 import numpy as np
 
 from convtool.choices import Method, values
 from convtool.engine import native
+from convtool.engine.arguments import (
+    as_image,
+    as_integer,
+    as_kernel,
+    as_number,
+    as_pair,
+    short_repr,
+)
 from convtool.engine.bands import source_positions
 from convtool.engine.integer import integer_factors, integer_weights
 from convtool.engine.plan import (
-    _RANK1_RTOL,
     MAX_STEP,
     MAX_THREADS,
     Axis,
@@ -174,10 +183,10 @@ def carry(
     >>> carry(np.arange(5.0)[None], np.ones((1, 2)), padding="valid")  # correlating: 1 2 3 4
     array([[0., 1., 2., 3.]])
     """
-    x = _as_image(image)
-    weights, _, kernel_origin = _as_kernel(kernel)
+    x = as_image(image)
+    weights, _, kernel_origin = as_kernel(kernel)
     padding = parse_padding(padding)
-    cval = _number(cval, "cval") if padding is Padding.CONSTANT else 0.0  # the others fill 0
+    cval = as_number(cval, "cval") if padding is Padding.CONSTANT else 0.0  # the others fill 0
     origin = kernel_origin if origin is None else origin
     rows, cols = _axes(x.shape, weights.shape, convolve, padding, stride, dilation, origin)
     out = x
@@ -191,17 +200,10 @@ def carry(
 
 def _axes(shape, kernel_shape, flip, padding, stride, dilation, origin):
     """The validated pairs, then :func:`convtool.engine.plan.axes` on the image's last two axes."""
-    stride = _pair(stride, "stride", maximum=MAX_STEP)
-    dilation = _pair(dilation, "dilation", maximum=MAX_STEP)
-    origin = _pair(origin, "origin", minimum=None)
+    stride = as_pair(stride, "stride", maximum=MAX_STEP)
+    dilation = as_pair(dilation, "dilation", maximum=MAX_STEP)
+    origin = as_pair(origin, "origin", minimum=None)
     return axes(shape[-2:], kernel_shape, flip, padding, stride, dilation, origin)
-
-
-def _number(value, name: str) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{name} must be a number, got {value!r}") from None
 
 
 # ----------------------------------------------------------------------------- normalise, plan, run
@@ -280,23 +282,23 @@ def _normalise(
     work_dtype=None,
 ) -> _Request:
     """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
-    x = _as_image(image)
+    x = as_image(image)
     if channel_axis is not None:
         if channel_axis not in (-1, x.ndim - 1) or x.ndim < 3:
             raise UsageError(
                 f"channel_axis must be None or -1 (an (..., H, W, C) image), got "
-                f"{_shown(channel_axis)} for shape {x.shape}"
+                f"{short_repr(channel_axis)} for shape {x.shape}"
             )
         if x.shape[-3] == 0:
             raise UsageError(f"image is empty: shape {x.shape}")
-    weights, factors, kernel_origin = _as_kernel(kernel)
+    weights, factors, kernel_origin = as_kernel(kernel)
     padding = parse_padding(padding)
     origin = kernel_origin if origin is None else origin
     if method not in METHODS:
         raise UsageError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     if threads is not None:
-        threads = _integer(threads, "threads", maximum=MAX_THREADS)
-    cval = 0.0 if padding is Padding.ZERO else _number(cval, "cval")
+        threads = as_integer(threads, "threads", maximum=MAX_THREADS)
+    cval = 0.0 if padding is Padding.ZERO else as_number(cval, "cval")
     if out_dtype is not None:
         out_dtype = np.dtype(out_dtype)
         if out_dtype != np.uint8:
@@ -435,84 +437,3 @@ def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
     if request.layout == "moved":
         return np.moveaxis(out, -3, -1)
     return out
-
-
-def _as_image(image) -> np.ndarray:
-    x = np.asarray(image)
-    if x.ndim < 2:
-        raise UsageError(f"image must have at least 2 dimensions (..., H, W), got shape {x.shape}")
-    if x.shape[-1] == 0 or x.shape[-2] == 0:
-        raise UsageError(f"image is empty: shape {x.shape}")
-    if x.dtype.kind not in "biuf":
-        raise UsageError(f"image must hold real numbers, got dtype {x.dtype}")
-    return x
-
-
-def _as_kernel(kernel):
-    """Return (weights float64 (kh, kw), factors or None, origin) from any accepted kernel."""
-    weights = getattr(kernel, "weights", kernel)
-    if isinstance(weights, str):
-        raise UsageError(
-            f"the engine takes kernel weights, not a spec like {weights!r}; use "
-            "convtool.correlate / convtool.convolve, or convtool.get_kernel first"
-        )
-    try:
-        w = np.array(weights, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise UsageError(
-            f"kernel must be a 2-D array of numbers, got {type(weights).__name__}"
-        ) from None
-    if w.ndim < 2:  # a scalar is 1x1, a 1-D array one row
-        w = w.reshape(1, -1)
-    if w.ndim != 2:
-        raise UsageError(f"kernel must be 2-D (1-D means one row), got shape {w.shape}")
-    if w.size == 0:
-        raise UsageError(f"kernel is empty: shape {w.shape}")
-    if not np.isfinite(w).all():
-        raise UsageError("kernel weights must be finite, got NaN or infinity")
-    factors = getattr(kernel, "factors", None)
-    if factors is not None:
-        column, row = (np.asarray(f, dtype=np.float64).ravel() for f in factors)
-        outer = np.outer(column, row)
-        if outer.shape != w.shape or np.abs(outer - w).max() > _RANK1_RTOL * np.abs(w).max():
-            raise UsageError("kernel factors (column, row) do not multiply to its weights")
-        factors = (column, row)
-    return w, factors, getattr(kernel, "origin", (0, 0))
-
-
-def _pair(value, name: str, minimum: int | None = 1, maximum: int | None = None) -> tuple[int, int]:
-    """An int or a pair of ints as (rows, columns), each within ``minimum..maximum``."""
-    items = value if isinstance(value, (tuple, list, np.ndarray)) else (value, value)
-    if len(items) != 2:
-        raise UsageError(f"{name} must be an integer or a pair of integers, got {_shown(value)}")
-    rows, cols = (_integer(v, name, minimum, maximum, shown=value) for v in items)
-    return rows, cols
-
-
-def _integer(
-    value, name: str, minimum: int | None = 1, maximum: int | None = None, *, shown=None
-) -> int:
-    """``value`` as an int within ``minimum..maximum`` (bools and fractions refused)."""
-    shown = value if shown is None else shown
-    try:
-        if isinstance(value, bool):
-            raise TypeError
-        number = operator.index(value)
-    except TypeError:
-        raise UsageError(
-            f"{name} must be an integer or a pair of integers, got {_shown(shown)}"
-        ) from None
-    if minimum is not None and number < minimum:
-        raise UsageError(f"{name} must be at least {minimum}, got {_shown(shown)}")
-    if maximum is not None and number > maximum:
-        raise UsageError(f"{name} must be at most {maximum:,}, got {_shown(shown)}")
-    return number
-
-
-def _shown(value) -> str:
-    """``repr(value)`` for a message, short (an int of 5000 digits cannot even be printed)."""
-    try:
-        text = repr(value)
-    except ValueError:
-        return "a number of thousands of digits"
-    return text if len(text) <= 60 else text[:57] + "..."

@@ -26,7 +26,12 @@ import numpy as np
 
 from convtool._system import cpu_count
 from convtool.engine import methods
-from convtool.engine.api import _as_kernel, _axes, _integer, _number, make_call
+from convtool.engine.api import _axes, make_call
+from convtool.engine.arguments import (
+    as_integer,
+    as_kernel,
+    as_number,
+)
 from convtool.engine.bands import _extend, source_positions
 from convtool.engine.plan import Plan
 from convtool.engine.schedule import run_bands
@@ -58,7 +63,7 @@ def plan_rows(
     if len(shape) != 3 or min(shape) < 1:
         raise UsageError(f"plan_rows needs a (C, H, W) shape with no empty axis, got {shape}")
     if threads is not None:
-        threads = _integer(threads, "threads")
+        threads = as_integer(threads, "threads")
     plan, method = make_call(
         shape[1:], dtype, kernel, not correlate, padding, cval, stride, dilation, origin, method
     )
@@ -140,9 +145,9 @@ def carry_maps(
     Output row ``j`` (column ``i``) is input row ``rows[j]`` (column ``cols[i]``), or the
     constant ``cval`` where the source is -1, as ``carry`` computes it for the whole image.
     """
-    weights, _, kernel_origin = _as_kernel(kernel)
+    weights, _, kernel_origin = as_kernel(kernel)
     padding = parse_padding(padding)
-    cval = _number(cval, "cval") if padding is Padding.CONSTANT else 0.0  # the others fill 0
+    cval = as_number(cval, "cval") if padding is Padding.CONSTANT else 0.0  # the others fill 0
     origin = kernel_origin if origin is None else origin
     rows, cols = _axes(tuple(shape), weights.shape, convolve, padding, stride, dilation, origin)
     return (

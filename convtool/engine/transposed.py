@@ -30,7 +30,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from convtool.engine.api import _as_image, _as_kernel, _filter, _pair
+from convtool.engine.api import _filter
+from convtool.engine.arguments import (
+    as_image,
+    as_kernel,
+    as_pair,
+)
 from convtool.engine.bands import FILLED, source_positions
 from convtool.engine.plan import Axis, axis, check_origin, correlation_form
 from convtool.errors import UsageError
@@ -99,7 +104,7 @@ def transposed_shape(
     ``m*S`` for the same-size paddings, ``(m-1)*S + K`` for valid, ``(m-1)*S - K + 2`` for full.
     """
     padding = parse_padding(padding)
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    stride, dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
     m = tuple(shape)[-2:]
     spans = [(k - 1) * d + 1 for k, d in zip(kernel_shape, dilation, strict=True)]
     rows, cols = (
@@ -144,11 +149,11 @@ def _transposed(
     image, kernel, flip, padding, cval, stride, dilation, origin, output_shape, method, threads
 ):
     """Validate as the forward step does, then scatter, place and fold (see the module)."""
-    x = _as_image(image)
-    weights, _, kernel_origin = _as_kernel(kernel)
+    x = as_image(image)
+    weights, _, kernel_origin = as_kernel(kernel)
     padding = parse_padding(padding)
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    origin = _pair(kernel_origin if origin is None else origin, "origin", minimum=None)
+    stride, dilation = as_pair(stride, "stride"), as_pair(dilation, "dilation")
+    origin = as_pair(kernel_origin if origin is None else origin, "origin", minimum=None)
     try:
         cval = float(cval)
     except (TypeError, ValueError):
@@ -168,7 +173,7 @@ def _transposed(
             for m, span, s in zip(m_shape, spans, stride, strict=True)
         )
     else:
-        n_shape = _pair(output_shape, "output_shape")
+        n_shape = as_pair(output_shape, "output_shape")
     rows, cols = forward_axes(m_shape, n_shape, weights.shape, dilation, stride, origin, padding)
 
     up = np.zeros(
