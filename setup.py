@@ -44,7 +44,11 @@ setup(
         Extension(
             "convtool.engine._native",
             ["convtool/engine/_native.c"],
-            depends=["convtool/engine/_native_float.h", "convtool/engine/_native_int.h"],
+            depends=[
+                "convtool/engine/_native_float.h",
+                "convtool/engine/_native_int.h",
+                "convtool/engine/_native_match.h",
+            ],
             optional=True,
         )
     ],

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_a_failing_compiler_leaves_no_module_and_no_error(tmp_path):
     (tmp_path / "convtool" / "engine").mkdir(parents=True)
     shutil.copy(ROOT / "setup.py", tmp_path / "setup.py")
-    for name in ("_native.c", "_native_float.h", "_native_int.h"):
-        shutil.copy(ROOT / "convtool" / "engine" / name, tmp_path / "convtool" / "engine" / name)
+    for source in (ROOT / "convtool" / "engine").glob("_native*.[ch]"):  # every C source
+        shutil.copy(source, tmp_path / "convtool" / "engine" / source.name)
     env = dict(os.environ, CC="false", LDSHARED="false")
     done = subprocess.run(
         [sys.executable, "setup.py", "build_ext", "--inplace"],

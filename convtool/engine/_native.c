@@ -1210,6 +1210,10 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------- template matching */
+
+#include "_native_match.h"
+
 /* ------------------------------------------------------------------------- module */
 
 PyDoc_STRVAR(info_doc, "info()\n--\n\nThe build: {'simd': the clone this CPU runs, ...}.");
@@ -1239,6 +1243,7 @@ static PyMethodDef methods[] = {
     {"window_sums", (PyCFunction)(void (*)(void))window_sums, METH_VARARGS | METH_KEYWORDS,
      window_sums_doc},
     {"info", info, METH_NOARGS, info_doc},
+    MATCH_METHODS
     {NULL, NULL, 0, NULL},
 };
 

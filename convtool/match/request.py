@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from convtool import images, resources
+from convtool._system import cpu_count
+from convtool.engine import native
 from convtool.engine.memory import engine_peak_bytes
 from convtool.errors import ImageReadError, UsageError
 from convtool.images import outputs
+from convtool.match import tiled
 from convtool.match.scores import (
     Match,
     check_threshold,
@@ -23,6 +26,7 @@ from convtool.match.scores import (
     find_matches,
     match_template,
     score_picture,
+    uses_tiles,
 )
 
 
@@ -189,21 +193,28 @@ def peak_bytes(
 ) -> int:
     """Bytes :func:`run` allocates at its peak beyond the scene and template as read.
 
-    An upper bound, array by array: the float64 stack of the scene's channels, per channel
+    An upper bound, array by array. Templates matched band by band (``scores.uses_tiles``):
+    each channel's score map, the sum of them, an image-sized map for ``same``, and the tiles
+    (``tiled.peak_bytes``); others: the float64 stack of the scene's channels, per channel
     the centred copy, the engine's correlation (``engine_peak_bytes``), the two window sums
     made at once (each a running-sum pass, its transposed copy and the second pass), the
-    score arithmetic; then what writing the score map and drawing the overlay take.
+    score arithmetic. Then what writing the score map and drawing the overlay take.
     """
     height, width, channels = scene_shape
     h, w = template_shape
     plane = height * width * 8
     scores = max(0, height - h + 1) * max(0, width - w + 1) * 8
-    engine = engine_peak_bytes(
-        1, height, width, (h, w), itemsize=8, padding="valid", method=method, threads=threads
-    )
-    prefix = 8 * (height * (1024 + w) + width * (1024 + h))
-    per_channel = plane + engine + plane + 2 * (3 * plane + prefix) + 6 * scores
-    matching = channels * plane + per_channel + 2 * scores
+    if h <= height and w <= width and uses_tiles(h, w, method):
+        workers = threads or cpu_count()
+        tiles = tiled.peak_bytes(height, width, h, w, workers, native.module() is not None)
+        matching = tiles + (2 if channels > 1 else 1) * scores + plane
+    else:
+        engine = engine_peak_bytes(
+            1, height, width, (h, w), itemsize=8, padding="valid", method=method, threads=threads
+        )
+        prefix = 8 * (height * (1024 + w) + width * (1024 + h))
+        per_channel = plane + engine + plane + 2 * (3 * plane + prefix) + 6 * scores
+        matching = channels * plane + per_channel + 2 * scores
     writing = scores + 3 * scores + scores // 8 * 5  # score picture, levels, samples, PNG
     drawing = (height * width * 3 * 4) * 4 + height * width * 4 if overlay else 0
     return max(matching, scores + writing, scores + drawing)

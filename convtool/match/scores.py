@@ -14,10 +14,12 @@ Geometry of the score map (``geometry=``):
   window's centre pixel ``(y + h//2, x + w//2)`` (the kernel centre rule of the rest of
   convtool), and the ``h - 1`` rows and ``w - 1`` columns no window is centred on are 0.
 
-The numerator is one engine correlation with the zero-mean template (FFT for large templates);
-the window sums and sums of squares come from the compiled running sums (or, without them,
-blocked prefix sums) in float64. Nothing loops in
-Python over pixels: :func:`find_matches` loops over local maxima only.
+Templates of 64 pixels or more (and ``method="fft"``) are matched tile by tile
+(:mod:`convtool.match.tiled`: FFT correlation, window sums and scores while a tile is in
+cache); smaller ones (and ``method="direct"``) by one engine correlation with the zero-mean
+template and the compiled running sums (or, without them, blocked prefix sums) over the whole
+image. All in float64. Nothing loops in Python over pixels: :func:`find_matches` loops over
+local maxima only.
 
 Past 400 lines only by the public functions' numpydoc sections and doctested examples
 (about 120 lines); the code is the one idea of scoring windows and picking hits.
@@ -28,7 +30,6 @@ from __future__ import annotations
 import operator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
-from typing import cast
 
 import numpy as np
 
@@ -38,6 +39,7 @@ from convtool.choices import Geometry, values
 from convtool.engine import native
 from convtool.errors import UsageError
 from convtool.images.ranges import RANGE_MODES, map_range
+from convtool.match import tiled
 
 GEOMETRIES = values(Geometry)
 # How a score map becomes a picture: the --range modes of the rest of convtool.
@@ -53,6 +55,9 @@ _ROUNDING_SAFETY = 4.0
 # Outputs per block of prefix sums: the running total restarts every block, so its rounding
 # error is bounded by the block length, not the image size.
 _PREFIX_BLOCK = 1024
+# Templates of at least this many pixels are matched band by band with FFTs (tiled.py);
+# smaller ones by the engine's choice of method over the whole image.
+_BANDED_MIN_TAPS = 64
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,9 @@ def match_template(
         each channel on its own and average the scores (a flat channel contributes 0; a
         one-channel template or image is used for every channel).
     method, threads
-        Go to :func:`convtool.engine.correlate` for the numerator.
+        ``"auto"`` and ``"fft"`` match in tiles (``"auto"`` from 64 template pixels on);
+        the others go to :func:`convtool.engine.correlate` for the numerator. ``threads``:
+        how many threads (all CPUs by default); the scores do not depend on it.
 
     Returns
     -------
@@ -129,19 +136,16 @@ def match_template(
     ...
     convtool.errors.UsageError: template 7x7 is larger than the image 5x6 (height x width); it must fit inside
     """
-    x, t = _check_inputs(image, template, per_channel)
+    (x, extremes), (t, _) = _check_inputs(image, template, per_channel)
     if geometry not in GEOMETRIES:
         raise UsageError(f"unknown geometry {geometry!r}; choose one of {', '.join(GEOMETRIES)}")
+    t = t.astype(np.float64, copy=False)
     channels = max(x.shape[0], t.shape[0])
-    # One engine call per channel: each channel has its own template, so they cannot share one.
-    # channels >= 1, so the sum is an array (never the start value 0)
-    scores = cast(
-        np.ndarray,
-        sum(
-            _zncc(x[min(c, x.shape[0] - 1)], t[min(c, t.shape[0] - 1)], method, threads)
-            for c in range(channels)
-        ),
-    )
+    # One score map per channel: each channel has its own template, so they cannot share one.
+    scores = _zncc(x[0], extremes[0], t[0], method, threads)
+    for c in range(1, channels):
+        k = min(c, x.shape[0] - 1)
+        scores += _zncc(x[k], extremes[k], t[min(c, t.shape[0] - 1)], method, threads)
     if channels > 1:
         scores /= channels
     if geometry == "same":
@@ -149,8 +153,11 @@ def match_template(
     return scores
 
 
-def _zncc(x: np.ndarray, t: np.ndarray, method: str, threads: int | None) -> np.ndarray:
-    """ZNCC map of one (H, W) float64 channel against one (h, w) float64 template."""
+def _zncc(
+    x: np.ndarray, extremes: tuple[float, float], t: np.ndarray, method: str, threads: int | None
+) -> np.ndarray:
+    """ZNCC map of one (H, W) channel (float64 or float32), whose (min, max) are ``extremes``,
+    against one (h, w) float64 template."""
     h, w = t.shape
     n = h * w
     t0 = t - t.mean()
@@ -158,16 +165,36 @@ def _zncc(x: np.ndarray, t: np.ndarray, method: str, threads: int | None) -> np.
     if t_energy <= n * (_FLAT_RTOL * float(np.abs(t).max())) ** 2:
         return np.zeros((x.shape[0] - h + 1, x.shape[1] - w + 1))
     # Centring the image keeps the window sums small, so S2 - S1^2/n cancels less; the
-    # numerator is unchanged by it because t0 sums to zero.
-    x = x - x.mean()
-    numerator = engine.correlate(x, t0, padding="valid", method=method, threads=threads)
-    s1, window_energy = _sums_and_squares(x, h, w, threads)
+    # numerator is unchanged by it because t0 sums to zero. Rounding x - mean is monotonic,
+    # so the largest |x - mean| comes from the extremes of x.
+    mean = float(np.mean(x, dtype=np.float64))
+    peak = max(abs(extremes[0] - mean), abs(extremes[1] - mean))
+    flat = _flat_energy(peak, h, w)
+    workers = threads or cpu_count()
+    if uses_tiles(h, w, method):
+        window_sums = None if native.module() is not None else _numpy_window_sums
+        return tiled.zncc_tiles(x, t0, t_energy, mean, flat, workers, window_sums)
+    xc = np.subtract(x, mean, dtype=np.float64)
+    numerator = engine.correlate(xc, t0, padding="valid", method=method, threads=threads)
+    s1, window_energy = _sums_and_squares(xc, h, w, threads)
     window_energy -= np.square(s1) / n
-    live = window_energy > _flat_energy(float(np.abs(x).max()), h, w)  # also drops x < 0
+    live = window_energy > flat  # also drops x < 0
     scores = np.zeros_like(numerator)
     np.divide(numerator, np.sqrt(np.maximum(window_energy, 0.0) * t_energy), out=scores, where=live)
     # Rounding can push a perfect match a few ulps beyond 1.
     return np.clip(scores, -1.0, 1.0, out=scores)
+
+
+def uses_tiles(h: int, w: int, method: str) -> bool:
+    """Whether an h x w template is matched tile by tile (:mod:`convtool.match.tiled`): for
+    ``fft``, and for ``auto`` from _BANDED_MIN_TAPS pixels; the engine's methods otherwise."""
+    return method == "fft" or (method == "auto" and h * w >= _BANDED_MIN_TAPS)
+
+
+def _numpy_window_sums(a: np.ndarray, h: int, w: int, row: int):
+    """Window sums and sums of squares of one band by blocked prefix sums (``row`` unused:
+    their blocks restart along each band, and the rounding bound holds per band)."""
+    return _window_sums(a, h, w), _window_sums(np.square(a), h, w)
 
 
 def _flat_energy(peak: float, h: int, w: int) -> float:
@@ -239,10 +266,14 @@ def _place_same(scores: np.ndarray, image_shape, template_shape) -> np.ndarray:
     return out
 
 
-def _check_inputs(image, template, per_channel: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Validate both arrays and return them as float64 (C, H, W) stacks."""
-    x = _as_stack(image, "image")
-    t = _as_stack(template, "template")
+Stack = tuple[np.ndarray, list[tuple[float, float]]]
+
+
+def _check_inputs(image, template, per_channel: bool) -> tuple[Stack, Stack]:
+    """Validate both arrays and return each as a float32 or float64 (C, H, W) stack with
+    each channel's (min, max)."""
+    x, x_extremes = _as_stack(image, "image")
+    t, t_extremes = _as_stack(template, "template")
     if t.shape[1] == 0 or t.shape[2] == 0:
         raise UsageError(f"template is empty: {t.shape[1]}x{t.shape[2]} (height x width)")
     if x.shape[1] == 0 or x.shape[2] == 0:
@@ -264,20 +295,28 @@ def _check_inputs(image, template, per_channel: bool) -> tuple[np.ndarray, np.nd
             f"image has {x.shape[0]} channels but the template {t.shape[0]}; "
             "per-channel matching needs the same number (or one)"
         )
-    return x, t
+    return (x, x_extremes), (t, t_extremes)
 
 
-def _as_stack(a, name: str) -> np.ndarray:
-    """An (H, W) or (H, W, C) array of finite real numbers as a float64 (C, H, W) array."""
+def _as_stack(a, name: str) -> Stack:
+    """An (H, W) or (H, W, C) array of finite real numbers as a float (C, H, W) array: float32
+    and float64 as they are (a view), other types as float64; with each channel's (min, max)."""
     a = np.asarray(a)
     if a.dtype.kind not in "biuf":
         raise UsageError(f"{name} must hold real numbers, got dtype {a.dtype}")
     if a.ndim not in (2, 3):
         raise UsageError(f"{name} must be (H, W) or (H, W, C), got shape {a.shape}")
-    if a.dtype.kind == "f" and not np.isfinite(a).all():
+    if a.dtype not in (np.float32, np.float64):  # both are read as they are, into float64
+        a = a.astype(np.float64)
+    if a.size == 0:
+        return (a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)), []
+    # The extremes are needed anyway (the flat threshold), and a NaN or infinity shows in
+    # them: no boolean array of the image's size.
+    lows, highs = a.min(axis=(0, 1)), a.max(axis=(0, 1))
+    if not (np.isfinite(lows).all() and np.isfinite(highs).all()):
         raise UsageError(f"{name} contains NaN or infinity; matching needs finite values")
-    a = a.astype(np.float64, copy=False)
-    return a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)
+    extremes = list(zip(np.atleast_1d(lows).tolist(), np.atleast_1d(highs).tolist(), strict=True))
+    return (a[None] if a.ndim == 2 else np.moveaxis(a, -1, 0)), extremes
 
 
 def score_picture(scores, range_mode: str = "clip", *, top: float = 1.0) -> np.ndarray:
