@@ -434,6 +434,6 @@ def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
         out = out.astype(x.dtype, copy=False)
     if request.layout == "interleaved":
         return out.reshape(out.shape[:-1] + (out.shape[-1] // request.unit, request.unit))
-    if request.layout == "moved":
-        return np.moveaxis(out, -3, -1)
+    if request.layout == "moved":  # (a column stride: the smaller result interleaved)
+        return np.ascontiguousarray(np.moveaxis(out, -3, -1))
     return out

@@ -76,7 +76,16 @@ def _on_channels(
     engine's own keyword arguments passed through as given.
     """
     x, restore = _channels_first(image, channel_axis)
+    if function in _INTERLEAVED and channel_axis is not None and x.ndim >= 3:
+        source = np.asarray(image)
+        if index(channel_axis) % source.ndim == source.ndim - 1:  # (..., H, W, C)
+            # the engine filters interleaved rows as they lie: no transpose in or out
+            return function(source, as_kernel(kernel), channel_axis=-1, **options)
     return restore(function(x, as_kernel(kernel), **options))
+
+
+# The engine calls that filter (..., H, W, C) images in their own layout (channel_axis=-1).
+_INTERLEAVED = (engine.correlate, engine.convolve)
 
 
 def correlate(
