@@ -504,6 +504,30 @@ def test_read_from_a_named_pipe(tmp_path):
         writer.wait(timeout=30)
 
 
+def test_filter_reads_a_named_pipe_whole_as_from_a_file(tmp_path):
+    # `convtool filter <(cat in.png) ...`: deciding whether to stream must not eat the
+    # pipe's first bytes (a pipe is read once, whole, by the decoder).
+    values = random_u8(9, 11)
+    source = tmp_path / "in.png"
+    source.write_bytes(png_bytes(values))
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", f"open({str(pipe)!r}, 'wb').write({source.read_bytes()!r})"]
+    )
+    try:
+        for name, src in (("from-pipe.png", pipe), ("from-file.png", source)):
+            done = subprocess.run(
+                [sys.executable, "-m", "convtool", "filter", str(src), "-k", "box:3",
+                 "-o", str(tmp_path / name)],
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+    finally:
+        writer.wait(timeout=30)
+    assert (tmp_path / "from-pipe.png").read_bytes() == (tmp_path / "from-file.png").read_bytes()
+
+
 def test_write_to_sys_stdout_buffer(monkeypatch):
     out = io.BytesIO()
     monkeypatch.setattr(sys, "stdout", types.SimpleNamespace(buffer=out))

@@ -15,6 +15,7 @@ the result is the in-memory one, byte for byte.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -210,12 +211,16 @@ def graph_for(reader: tiles.BandReader, settings: Settings) -> stream.Graph:
 
 
 def _may_stream(source: str) -> bool:
-    """Whether ``source`` may be a format read band by band (a folder: a zarr store; a TIFF
-    or ``.npy`` signature), from its first bytes; anything unreadable is left to the whole
-    read, which says what is wrong."""
-    if os.path.isdir(source):
-        return True
+    """Whether ``source`` may be a format read band by band (a folder: a zarr store; a
+    regular file with a TIFF or ``.npy`` signature), from its first bytes. A pipe or a
+    device is never peeked at (its first bytes would be lost to the whole read), and
+    anything unreadable is left to the whole read, which says what is wrong."""
     try:
+        info = os.stat(source)
+        if stat.S_ISDIR(info.st_mode):
+            return True
+        if not stat.S_ISREG(info.st_mode):
+            return False  # a pipe (<(...), /dev/stdin) can be read once: by the whole read
         with open(source, "rb") as f:
             head = f.read(8)
     except OSError:
