@@ -554,6 +554,15 @@ def test_the_command_line_names_the_formats_that_stream(tmp_path, rng):
     assert "zarr arrays and .npy files" in done.output and "Traceback" not in done.output
 
 
+def test_stream_refuses_a_pipe_without_reading_it(tmp_path):
+    # A pipe is read once, front to back; band by band needs a file to seek in.
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)  # nobody writes: opening it for reading would block the test
+    done = run_cli("filter", pipe, "-k", "box:3", "-o", tmp_path / "o.tif", "--stream")
+    assert done.exit_code == 2 and not (tmp_path / "o.tif").exists()
+    assert "not a pipe or a device" in done.output and len(done.output.strip().splitlines()) == 1
+
+
 def test_dask_with_one_file_to_a_non_zarr_output_filters_here_and_says_so(tmp_path, rng):
     np.save(tmp_path / "in.npy", rng.integers(0, 256, (20, 20), dtype=np.uint8))
     done = run_cli("filter", tmp_path / "in.npy", "-k", "box:3", "-o", tmp_path / "o.npy",

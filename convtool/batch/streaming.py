@@ -55,6 +55,12 @@ def wants_stream(job: Job, settings: Settings) -> bool:
     if settings.stream:
         if job.source == "-" or job.dest == "-":
             raise UsageError("--stream reads and writes files, not standard input or output")
+        if _is_pipe(job.source):
+            raise UsageError(
+                "--stream reads band by band from a file or a zarr folder, not a pipe or a "
+                "device; give the file itself, or leave --stream out",
+                path=job.source,
+            )
         if not _tiles().stream_format(fmt):
             raise UsageError(
                 f"--stream writes band by band to {_formats_out()}; not {fmt}", path=job.dest
@@ -226,6 +232,16 @@ def _may_stream(source: str) -> bool:
     except OSError:
         return False
     return head.startswith(NPY_MAGIC) or head.startswith(TIFF_MAGICS)
+
+
+def _is_pipe(source: str) -> bool:
+    """Whether ``source`` exists and is neither a regular file nor a folder (a pipe, a
+    device): something that can be read once, front to back."""
+    try:
+        mode = os.stat(source).st_mode
+    except OSError:
+        return False  # missing: the read says so
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def _tiles():
