@@ -459,6 +459,30 @@ def test_a_worker_that_dies_fails_only_its_own_job(tree, tmp_path):
     }
 
 
+def test_a_pool_found_broken_when_a_job_is_submitted_is_replaced(tree, tmp_path, monkeypatch):
+    # A worker may die after its job, between two waits: the next submission then meets a
+    # broken pool. That job never started; it runs on a new pool like the others.
+    from concurrent.futures.process import BrokenProcessPool
+
+    from convtool.batch import pool
+
+    submit, calls = pool._submit, []
+
+    def breaks_once(*args):
+        calls.append(args)
+        if len(calls) == 3:
+            raise BrokenProcessPool("a child process terminated abruptly")
+        return submit(*args)
+
+    monkeypatch.setattr(pool, "_submit", breaks_once)
+    plan = batch.plan([str(tree)], str(tmp_path / "out"), recursive=True)
+    results = run_all(plan.jobs, settings_for(), workers=2)
+    assert sorted(r.job.source for r in results) == sorted(job.source for job in plan.jobs)
+    done = {Path(r.job.source).relative_to(tree).as_posix() for r in results if r.status == "done"}
+    assert done == GOOD
+    assert len(calls) == len(plan.jobs) + 1  # the refused submission was made again
+
+
 class KillOn:
     """A step that kills its own process on images ``width`` pixels wide (a crash or OOM)."""
 

@@ -109,13 +109,30 @@ class _PoolRun:
         if self.suspects:  # one at a time, alone on the pool, to find which one kills
             if not self.running:
                 self.solo = self.suspects.popleft()
-                self._start(self.solo)
+                if not self._start(self.solo):
+                    self.suspects.appendleft(self.solo)
+                    self.solo = None
             return
         while self.queue and len(self.running) < self.workers * _AHEAD_PER_WORKER:
-            self._start(self.queue.popleft())
+            job = self.queue.popleft()
+            if not self._start(job):
+                self.queue.appendleft(job)  # it never started: it goes first on the next pool
+                return
 
-    def _start(self, job: Job) -> None:
-        self.running[_submit(self.pool, self.workers, job, self.settings)] = job
+    def _start(self, job: Job) -> bool:
+        """Submit ``job``; False if the pool broke since the last wait (a worker died after
+        its job, or while the others run): the job did not start. With nothing left running
+        to show the break, the pool is replaced here; else :meth:`finished` sees it."""
+        from concurrent.futures.process import BrokenProcessPool
+
+        try:
+            future = _submit(self.pool, self.workers, job, self.settings)
+        except BrokenProcessPool:
+            if not self.running:
+                self._replace_pool(barren=False)  # it ran jobs before it broke
+            return False
+        self.running[future] = job
+        return True
 
     def finished(self) -> set:
         """The futures that finish next; if the pool broke, all of its futures (pool replaced)."""
