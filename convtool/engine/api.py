@@ -231,37 +231,10 @@ class _Request:
     work_dtype: np.dtype | None = None  # the float path's dtype for out_dtype (None: choose)
 
 
-def _filter(
-    image,
-    kernel,
-    flip,
-    padding,
-    cval,
-    stride,
-    dilation,
-    origin,
-    method,
-    threads,
-    out_dtype,
-    channel_axis=None,
-    work_dtype=None,
-):
-    """Normalise the arguments, plan the call, run it over bands of output rows."""
-    request = _normalise(
-        image,
-        kernel,
-        flip,
-        padding,
-        cval,
-        stride,
-        dilation,
-        origin,
-        method,
-        threads,
-        out_dtype,
-        channel_axis,
-        work_dtype,
-    )
+def _filter(*arguments) -> np.ndarray:
+    """Normalise the arguments (those of :func:`_normalise`), plan the call, run it over
+    bands of output rows."""
+    request = _normalise(*arguments)
     plan, method = _plan(request)
     return _run(request, plan, method)
 
