@@ -458,7 +458,9 @@ static void source_free(source_t *so)
     }
 }
 
-static int map_of(PyObject *obj, array_t *a, Py_ssize_t limit, const char *name)
+/* A padding map: 1-D int64; with `check`, every entry in -1 .. limit-1 (else the caller
+ * checks them). */
+static int map_of(PyObject *obj, array_t *a, Py_ssize_t limit, const char *name, int check)
 {
     if (get_array(obj, a, 0, name) < 0) return -1;
     if (a->kind != 'q' || a->c != 1 || a->r != 1) {
@@ -466,7 +468,7 @@ static int map_of(PyObject *obj, array_t *a, Py_ssize_t limit, const char *name)
         return -1;
     }
     const int64_t *m = a->view.buf;
-    for (Py_ssize_t k = 0; k < a->w; k++)
+    for (Py_ssize_t k = 0; k < a->w && check; k++)
         if (m[k] < -1 || m[k] >= limit) {
             PyErr_Format(PyExc_ValueError, "%s[%zd] = %lld is outside -1..%zd", name, k,
                          (long long)m[k], limit - 1);
@@ -502,8 +504,8 @@ static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject
     rs->in1 = PTRDIFF_MAX;
     if (!image) return 0;
     rs->in1 = 0;
-    if (map_of(o_rows, &so->rm, a->r, "row_map") < 0 ||
-        map_of(o_cols, &so->cm, a->w, "col_map") < 0)
+    if (map_of(o_rows, &so->rm, a->r, "row_map", 1) < 0 ||
+        map_of(o_cols, &so->cm, a->w, "col_map", 0) < 0)
         return -1;
     so->shape.r = so->rm.w;
     so->shape.w = so->cm.w;
@@ -513,15 +515,25 @@ static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject
         PyErr_NoMemory();
         return -1;
     }
+    /* The runs of the column map: constants (-1), or source columns one apart. Each entry is
+     * checked on the way: a run of consecutive columns lies inside the image when its first
+     * and last do (a band's call costs ~1 ns per column this way, not ~2). */
     ptrdiff_t count = 0;
-    for (Py_ssize_t x = 0; x < n; x++) {
-        run_t *last = count ? so->runs + count - 1 : NULL;
-        if (last && ((cm[x] < 0 && last->src < 0) ||
-                     (cm[x] >= 0 && last->src >= 0 && cm[x] == last->src + last->len))) {
-            last->len++;
-            continue;
+    for (Py_ssize_t x = 0; x < n;) {
+        const int64_t v = cm[x];
+        Py_ssize_t e = x + 1;
+        if (v == -1)
+            while (e < n && cm[e] == -1) e++;
+        else
+            while (e < n && cm[e] == v + (e - x)) e++;
+        const Py_ssize_t bad = v < -1 || v >= a->w ? x : v >= 0 && v + (e - 1 - x) >= a->w ? e - 1 : -1;
+        if (bad >= 0) {
+            PyErr_Format(PyExc_ValueError, "col_map[%zd] = %lld is outside -1..%zd", bad,
+                         (long long)cm[bad], a->w - 1);
+            return -1;
         }
-        so->runs[count++] = (run_t){x, 1, cm[x] < 0 ? -1 : cm[x]};
+        so->runs[count++] = (run_t){x, e - x, v};
+        x = e;
     }
     rs->row_map = so->rm.view.buf;
     rs->col_map = cm;

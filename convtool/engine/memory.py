@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from convtool._system import cpu_count
-from convtool.engine import bands, native, passes, plan
+from convtool.engine import bands, methods, native, passes, plan
 from convtool.errors import UsageError
 from convtool.padding import Padding, parse_padding
 
@@ -136,6 +136,8 @@ def _compiled_bytes(
     An upper bound: the methods split bands evenly over the workers, which only shortens
     them."""
     rows, stride = call.rows, call.rows.stride
+    if not gathers:  # the image read in place: taller bands (methods.IN_PLACE_BANDS)
+        wanted *= methods.IN_PLACE_BANDS
     band = min(plan.band_within_budget(call, channels, wanted, workers, 1), rows.size)
     read = stride * (band - 1) + rows.span
     buffer = channels * read * call.col_count * itemsize if gathers else 0

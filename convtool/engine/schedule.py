@@ -53,7 +53,11 @@ def run(
     """
     workers = threads or cpu_count()
     stop = threading.Event()  # set when the run is abandoned: compiled bands stop early
-    band_method = methods.prepare(plan, method, x.shape[0], workers, stop)
+    # the image read as it is and each band written straight to the output: the compiled
+    # methods then take taller bands (methods.IN_PLACE_BANDS)
+    scratch = rounded and plan.dtype != np.uint8
+    in_place = x.dtype == plan.dtype and x.flags.aligned and not scratch
+    band_method = methods.prepare(plan, method, x.shape[0], workers, stop, in_place)
     return run_bands(plan, x, band_method, 0, plan.rows.size, workers, stop, rounded)
 
 
