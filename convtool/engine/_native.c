@@ -1002,7 +1002,7 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
     const Py_ssize_t width = read_width(&dst, kwid, &g);
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
         source_ring(&so, (kh - 1) * g.row_gap + 1, g.col_first, width,
-                    (kwid - 1) * g.col_gap + 1 + g.col_step) < 0)
+                    (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + 64)) < 0) /* (I_SIDE) */
         goto done;
     if (!(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
         !(rt = PyMem_Malloc(sizeof(rtap_u8_t_u32) * (ntaps + 1)))) {

@@ -8,6 +8,8 @@
  */
 
 #define I_CHUNK 1024
+/* Outputs next to the border computed from copied rows, at least (see direct_band). */
+#define I_SIDE 64
 
 #define TERM_MUL(i) ((ACC)(w * (uint32_t)p[i]))
 #define TERM_ONE(i) ((ACC)p[i])
@@ -87,8 +89,114 @@ I_DEFINE_RESOLVE(I(resolve_acc), I(rtap_acc_t), ACC)
         }                                                                                  \
     }
 
-I_DEFINE_TAPS(I(taps_u8), uint8_t, I(rtap_u8_t))
-I_DEFINE_TAPS(I(taps_acc), ACC, I(rtap_acc_t))
+I_DEFINE_TAPS(I(taps_sweep_u8), uint8_t, I(rtap_u8_t))
+I_DEFINE_TAPS(I(taps_sweep_acc), ACC, I(rtap_acc_t))
+
+#ifdef HAVE_VECTOR_TYPES
+/* A block of I_LANES*4 consecutive outputs (unit step) whose sums stay in registers through
+ * the whole tap list: each sample is widened once as it is loaded, and the sums are stored
+ * once, instead of a load, widen, add and store of the accumulator row per tap. The same
+ * modular sums as the sweep (integer sums: any order gives the same bits). */
+typedef ACC I(vec) __attribute__((vector_size(64)));
+#define I_LANES ((ptrdiff_t)(64 / sizeof(ACC)))
+typedef uint8_t I(bytes) __attribute__((vector_size(I_LANES)));
+typedef ACC I(uvec) __attribute__((vector_size(64), aligned(sizeof(ACC)), may_alias));
+
+ALWAYS_INLINE I(vec) I(widen_u8)(const uint8_t *p)
+{
+    I(bytes) b;
+    memcpy(&b, p, sizeof b);
+    return __builtin_convertvector(b, I(vec));
+}
+
+ALWAYS_INLINE I(vec) I(widen_acc)(const ACC *p)
+{
+    I(vec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+#define I_BLOCK_TERMS(TERM)                                                                \
+    do {                                                                                   \
+        a0 += TERM(0);                                                                     \
+        a1 += TERM(I_LANES);                                                               \
+        a2 += TERM(2 * I_LANES);                                                           \
+        a3 += TERM(3 * I_LANES);                                                           \
+    } while (0)
+#define V_MUL(i) (wv * LOAD(p + (i)))
+#define V_ONE(i) (LOAD(p + (i)))
+#define V_NEG(i) (-LOAD(p + (i)))
+#define V_PAIR(i) (wv * (LOAD(p + (i)) + LOAD(q + (i))))
+#define V_PAIR1(i) (LOAD(p + (i)) + LOAD(q + (i)))
+#define V_PAIRNEG(i) (-(LOAD(p + (i)) + LOAD(q + (i))))
+#define V_DIFF(i) (wv * (LOAD(p + (i)) - LOAD(q + (i))))
+#define V_DIFF1(i) (LOAD(p + (i)) - LOAD(q + (i)))
+
+#define I_DEFINE_BLOCK(NAME, SRC, RT, LOADER)                                              \
+    ALWAYS_INLINE void NAME(ACC *restrict acc, const RT *taps, int ntaps, ptrdiff_t at)    \
+    {                                                                                      \
+        I(vec) a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};                                     \
+        for (int i = 0; i < ntaps; i++) {                                                  \
+            const RT *t = taps + i;                                                        \
+            const SRC *restrict p = t->p + at, *restrict q = t->q + at;                    \
+            const ACC wv = (ACC)t->w;                                                      \
+            switch (t->kind) {                                                             \
+            case TAP_MUL: I_BLOCK_TERMS(V_MUL); break;                                     \
+            case TAP_ONE: I_BLOCK_TERMS(V_ONE); break;                                     \
+            case TAP_NEG: I_BLOCK_TERMS(V_NEG); break;                                     \
+            case TAP_PAIR: I_BLOCK_TERMS(V_PAIR); break;                                   \
+            case TAP_PAIR1: I_BLOCK_TERMS(V_PAIR1); break;                                 \
+            case TAP_PAIRNEG: I_BLOCK_TERMS(V_PAIRNEG); break;                             \
+            case TAP_DIFF: I_BLOCK_TERMS(V_DIFF); break;                                   \
+            default: I_BLOCK_TERMS(V_DIFF1); break;                                        \
+            }                                                                              \
+        }                                                                                  \
+        *(I(uvec) *)(acc) = a0;                                                            \
+        *(I(uvec) *)(acc + I_LANES) = a1;                                                  \
+        *(I(uvec) *)(acc + 2 * I_LANES) = a2;                                              \
+        *(I(uvec) *)(acc + 3 * I_LANES) = a3;                                              \
+    }
+#define LOAD I(widen_u8)
+I_DEFINE_BLOCK(I(taps_block_u8), uint8_t, I(rtap_u8_t), LOAD)
+#undef LOAD
+#define LOAD I(widen_acc)
+I_DEFINE_BLOCK(I(taps_block_acc), ACC, I(rtap_acc_t), LOAD)
+#undef LOAD
+#undef V_MUL
+#undef V_ONE
+#undef V_NEG
+#undef V_PAIR
+#undef V_PAIR1
+#undef V_PAIRNEG
+#undef V_DIFF
+#undef V_DIFF1
+#undef I_BLOCK_TERMS
+#undef I_DEFINE_BLOCK
+#endif
+
+/* acc = the tap list's sum at outputs k < n: register blocks where the step is 1, the sweep
+ * for the rest (and for one or two terms, where it is as fast). */
+#ifdef HAVE_VECTOR_TYPES
+#define I_DEFINE_RUN(NAME, RT, BLOCK, SWEEP)                                               \
+    ALWAYS_INLINE void NAME(ACC *restrict acc, const RT *taps, int ntaps, ptrdiff_t at,    \
+                            ptrdiff_t step, ptrdiff_t n)                                   \
+    {                                                                                      \
+        ptrdiff_t k0 = 0;                                                                  \
+        if (step == 1 && ntaps >= 2)                                                       \
+            for (; k0 + 4 * I_LANES <= n; k0 += 4 * I_LANES) BLOCK(acc + k0, taps, ntaps, at + k0); \
+        if (k0 < n) SWEEP(acc + k0, taps, ntaps, at + k0 * step, step, n - k0);            \
+    }
+#else
+#define I_DEFINE_RUN(NAME, RT, BLOCK, SWEEP)                                               \
+    ALWAYS_INLINE void NAME(ACC *restrict acc, const RT *taps, int ntaps, ptrdiff_t at,    \
+                            ptrdiff_t step, ptrdiff_t n)                                   \
+    {                                                                                      \
+        SWEEP(acc, taps, ntaps, at, step, n);                                              \
+    }
+#endif
+I_DEFINE_RUN(I(taps_u8), I(rtap_u8_t), I(taps_block_u8), I(taps_sweep_u8))
+I_DEFINE_RUN(I(taps_acc), I(rtap_acc_t), I(taps_block_acc), I(taps_sweep_acc))
+#undef I_DEFINE_RUN
 
 /* The exact sum T from its residue, as SCALED. */
 ALWAYS_INLINE SCALED I(value)(ACC acc, int32_t low)
@@ -151,10 +259,10 @@ ALWAYS_INLINE void I(store)(char *out, int out_u8, const ACC *acc, ptrdiff_t n, 
  * x0 .. x0+len-1 (rows: room for count pointers). */
 ALWAYS_INLINE void I(fetch)(rowsrc_t *rs, I(rtap_u8_t) *rt, const tap_t *taps, int ntaps,
                             const uint8_t **rows, ptrdiff_t c, ptrdiff_t first, ptrdiff_t gap,
-                            ptrdiff_t count, ptrdiff_t x0, ptrdiff_t len)
+                            ptrdiff_t count, ptrdiff_t x0, ptrdiff_t len, int bank)
 {
     for (ptrdiff_t t = 0; t < count; t++)
-        rows[t] = (const uint8_t *)row_get(rs, c, first + t * gap, x0, len, 1);
+        rows[t] = (const uint8_t *)row_get(rs, c, first + t * gap, x0, len, bank);
     I(resolve_u8)(rt, taps, ntaps, rows);
 }
 
@@ -171,14 +279,34 @@ HOT static void I(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, char
     ACC acc[I_CHUNK] __attribute__((aligned(64)));
     const ptrdiff_t item = out_u8 ? 1 : 4;
     I(rtap_u8_t) *rt = work;
+    /* As direct_band in _native_float.h: outputs [in0, in1) read their rows in place, the few
+     * at either side from copied rows (whole register blocks of them). */
+    const ptrdiff_t span = width - sx * (nc - 1);
+    ptrdiff_t cut[4];
+    cut_columns(rs, x0, width, cut);
+    ptrdiff_t in0 = (cut[1] - x0 + sx - 1) / sx, in1 = 0;
+    if (cut[2] - x0 - span >= 0) in1 = (cut[2] - x0 - span) / sx + 1;
+    in1 = in1 > nc ? nc : in1;
+    in0 = (in0 + I_SIDE - 1) / I_SIDE * I_SIDE;
+    in1 = nc - (nc - in1 + I_SIDE - 1) / I_SIDE * I_SIDE;
+    if (in1 <= in0) {
+        in0 = 0;
+        in1 = nc;
+    }
+    const ptrdiff_t parts[4] = {0, in0, in1, nc};
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            I(fetch)(rs, rt, taps, ntaps, rows, c, j * sy, gap, kh, x0, width);
             char *out = dst + c * d_c + j * d_r;
-            for (ptrdiff_t i0 = 0; i0 < nc; i0 += I_CHUNK) {
-                const ptrdiff_t n = nc - i0 < I_CHUNK ? nc - i0 : I_CHUNK;
-                I(taps_u8)(acc, rt, ntaps, i0 * sx, sx, n);
-                I(store)(out + i0 * item, out_u8, acc, n, low, scale, shift, gain);
+            for (int k = 0; k < 3; k++) {
+                const ptrdiff_t o0 = parts[k], no = parts[k + 1] - o0;
+                if (no <= 0) continue;
+                I(fetch)(rs, rt, taps, ntaps, rows, c, j * sy, gap, kh, x0 + sx * o0,
+                         sx * (no - 1) + span, k);
+                for (ptrdiff_t i0 = 0; i0 < no; i0 += I_CHUNK) {
+                    const ptrdiff_t n = no - i0 < I_CHUNK ? no - i0 : I_CHUNK;
+                    I(taps_u8)(acc, rt, ntaps, i0 * sx, sx, n);
+                    I(store)(out + (o0 + i0) * item, out_u8, acc, n, low, scale, shift, gain);
+                }
             }
         }
 }
@@ -200,16 +328,26 @@ HOT static void I(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, c
     I(rtap_u8_t) *rv = work;
     I(rtap_acc_t) *rh = (I(rtap_acc_t) *)(rv + nvt);
     I(resolve_acc)(rh, ht, nht, mids);
+    /* the column pass reads its rows in pieces: padding, in place, padding (see cut_columns) */
+    ptrdiff_t cut[4];
+    cut_columns(rs, x0, width, cut);
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            I(fetch)(rs, rv, vt, nvt, rows, c, j * sy, gap, kh, x0, width);
             char *out_row = dst + c * d_c + j * d_r;
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 const ptrdiff_t len = sx * (n - 1) + span_x;
-                for (ptrdiff_t m0 = 0; m0 < len; m0 += I_CHUNK) {
-                    const ptrdiff_t m = len - m0 < I_CHUNK ? len - m0 : I_CHUNK;
-                    I(taps_u8)(mid + m0, rv, nvt, i0 * sx + m0, 1, m);
+                /* mid[m] is padded column x0 + i0*sx + m, from the piece that holds it */
+                for (int k = 0; k < 3; k++) {
+                    const ptrdiff_t lo0 = x0 + i0 * sx, lo = cut[k] > lo0 ? cut[k] : lo0;
+                    const ptrdiff_t hi = cut[k + 1] < lo0 + len ? cut[k + 1] : lo0 + len;
+                    if (hi <= lo) continue;
+                    I(fetch)(rs, rv, vt, nvt, rows, c, j * sy, gap, kh, cut[k],
+                             cut[k + 1] - cut[k], k);
+                    for (ptrdiff_t m0 = lo; m0 < hi; m0 += I_CHUNK) {
+                        const ptrdiff_t m = hi - m0 < I_CHUNK ? hi - m0 : I_CHUNK;
+                        I(taps_u8)(mid + (m0 - lo0), rv, nvt, m0 - cut[k], 1, m);
+                    }
                 }
                 for (ptrdiff_t k0 = 0; k0 < n; k0 += I_CHUNK) {
                     const ptrdiff_t m = n - k0 < I_CHUNK ? n - k0 : I_CHUNK;
@@ -234,3 +372,5 @@ HOT static void I(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, c
 #undef I_DEFINE_TAPS
 #undef I_DEFINE_RESOLVE
 #undef I_CHUNK
+#undef I_SIDE
+#undef I_LANES
