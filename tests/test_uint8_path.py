@@ -153,3 +153,68 @@ def test_power_of_two_scales_round_in_integers_like_rint(shift):
         want = ndi.correlate(x.astype(np.float64), weights[None] * 2.0**-shift, mode="constant")
         want = np.clip(np.rint(want[:, 1:-1, 1:-1]), 0, 255).astype(np.uint8)
         np.testing.assert_array_equal(got, want)
+
+
+# Wide rows: the compiled kernels' register blocks (128 outputs of 16-bit sums, 64 of 32-bit)
+# and the pieces of a row they read in place or from copies at the borders, which the small
+# images above never reach. Interleaved RGB rows (channel_axis=-1) and planes; "big" needs
+# 32-bit sums (255 * 390 > 2^16).
+WIDE_KERNELS = {
+    "sobel": np.outer([1.0, 2, 1], [-1.0, 0, 1]),
+    "binomial": np.outer([1.0, 4, 6, 4, 1], [1.0, 4, 6, 4, 1]) / 256,
+    "box": np.ones((15, 15)) / 225,
+    "laplacian": np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]),
+    "big": np.array([[10.0, 50, 10], [50, 150, 50], [10, 50, 10]]) / 256,
+    "sharpen": np.array([[0.0, -1, 0], [-1, 5, -1], [0, -1, 0]]),
+}
+
+
+def wide_image(name):
+    shape = (23, 157, 3)
+    if name == "extremes":
+        return (RNG.integers(0, 2, shape) * 255).astype(np.uint8)
+    return RNG.integers(0, 256, shape, dtype=np.uint8)
+
+
+@pytest.mark.parametrize("kernel", list(WIDE_KERNELS))
+@pytest.mark.parametrize("padding", ["reflect", "edge", "wrap", "symmetric", "zero"])
+@pytest.mark.parametrize("method", ["auto", "direct"])
+def test_wide_interleaved_rows_equal_float64_then_round(implementation, kernel, padding, method):
+    weights = WIDE_KERNELS[kernel]
+    for picture in ("random", "extremes"):
+        x = wide_image(picture)
+        want = engine.correlate(x.astype(np.float64), weights, padding=padding, channel_axis=-1)
+        want = np.clip(np.rint(want), 0, 255).astype(np.uint8)
+        got = engine.correlate(
+            x, weights, padding=padding, method=method, out_dtype=np.uint8, channel_axis=-1
+        )
+        np.testing.assert_array_equal(got, want, err_msg=picture)
+        planes = np.ascontiguousarray(np.moveaxis(x, -1, 0))
+        got = engine.correlate(planes, weights, padding=padding, method=method, out_dtype=np.uint8)
+        np.testing.assert_array_equal(got, np.moveaxis(want, -1, 0), err_msg=picture)
+
+
+@pytest.mark.parametrize("kernel", ["sobel", "binomial", "big"])
+def test_wide_rows_with_strides_and_dilations(implementation, kernel):
+    weights = WIDE_KERNELS[kernel]
+    x = np.ascontiguousarray(np.moveaxis(wide_image("random"), -1, 0))
+    for stride, dilation in ((1, 2), (2, 1), (3, 2)):
+        kwargs = {"padding": "reflect", "stride": stride, "dilation": dilation}
+        want = engine.correlate(x.astype(np.float64), weights, **kwargs)
+        got = engine.correlate(x, weights, out_dtype=np.uint8, **kwargs)
+        np.testing.assert_array_equal(got, np.clip(np.rint(want), 0, 255).astype(np.uint8))
+
+
+def test_raw_binomial_weights_run_separable_in_integers(implementation, chosen):
+    # the engine's own factors of these weights are [1 4 6 4 1] * 6/256 and [1 4 6 4 1] / 6,
+    # which have no exact integer form: the separable 8-bit kernel takes the 2-D form's
+    binomial = np.array([1.0, 4, 6, 4, 1]) / 16
+    x = wide_image("random")
+    engine.correlate(x, np.outer(binomial, binomial), out_dtype=np.uint8, channel_axis=-1)
+    if implementation == "compiled":
+        assert chosen == ["CompiledSeparableU8"], chosen
+    assert integer_factors([6.0, 24, 36, 24, 6], np.array([1.0, 4, 6, 4, 1]) / 6) is None
+    column, row, scale = integer_factors(
+        [6.0, 24, 36, 24, 6], np.array([1.0, 4, 6, 4, 1]) / 6, np.outer(binomial, binomial)
+    )
+    assert column.tolist() == row.tolist() == [1, 4, 6, 4, 1] and scale == 1 / 256

@@ -383,7 +383,7 @@ def _integer_method(request: _Request, method: str, factors) -> tuple[str, np.dt
         return float_path
     if request.padding is Padding.CONSTANT and request.cval != 0:
         return float_path  # the buffer would need the constant as a sample: keep it simple
-    if method == "separable" and integer_factors(*factors) is not None:
+    if method == "separable" and integer_factors(*factors, request.weights) is not None:
         return "separable", np.dtype(np.uint8)
     if integer_weights(request.weights) is not None:
         return "direct", np.dtype(np.uint8)

@@ -111,15 +111,21 @@ def integer_weights(weights) -> tuple[np.ndarray, float] | None:
     return ints, g / d
 
 
-def integer_factors(column, row) -> tuple[np.ndarray, np.ndarray, float] | None:
+def integer_factors(column, row, weights=None) -> tuple[np.ndarray, np.ndarray, float] | None:
     """``(column n, row n, scale)`` for the exact separable 8-bit path (both factors of two
-    taps or more, their product within the bound), or None."""
+    taps or more, their product within the bound), or None.
+
+    The factors' own integer forms first; failing that, the integer form of ``weights`` (the
+    2-D kernel whose factors they are) split into integer factors. The engine's factors of
+    a binomial 5x5 are ``[1 4 6 4 1] * 6/256`` and ``[1 4 6 4 1] / 6`` (the column and row
+    through its largest weight), and a sixth has no exact integer form: its 2-D weights
+    ``n / 256`` do, and ``n`` is the outer product of two integer rows."""
     column, row = np.ravel(column), np.ravel(row)
     if column.size < 2 or row.size < 2:
         return None
     column_form, row_form = integer_form(column), integer_form(row)
     if column_form is None or row_form is None:
-        return None
+        return None if weights is None else _split(weights, column.size, row.size)
     (cn, cg, cd), (rn, rg, rd) = column_form, row_form
     g, d = cg * rg, cd * rd
     shared = math.gcd(g, d)
@@ -127,3 +133,22 @@ def integer_factors(column, row) -> tuple[np.ndarray, np.ndarray, float] | None:
     if not _exact(np.outer(cn, rn), g, d):
         return None
     return cn, rn, g / d
+
+
+def _split(weights, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Integer factors of the integer form ``n * g / D`` of rank-1 ``weights``: the column
+    and row of ``n`` through its largest entry, each divided by its gcd, if their outer
+    product is ``n`` (then it is, up to a sign: gcd(n) = 1)."""
+    form = integer_form(weights)
+    if form is None or not _exact(*form) or form[0].shape != (rows, cols):
+        return None
+    ints, g, d = form
+    i, j = np.unravel_index(np.argmax(np.abs(ints)), ints.shape)
+    column = ints[:, j] // math.gcd(*ints[:, j].tolist())
+    row = ints[i] // math.gcd(*ints[i].tolist())
+    product = np.outer(column, row)
+    if np.array_equal(-product, ints):
+        column = -column
+    elif not np.array_equal(product, ints):
+        return None
+    return column, row, g / d
