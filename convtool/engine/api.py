@@ -346,7 +346,9 @@ def _plan(request: _Request) -> tuple[Plan, str]:
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)
     if method == "auto":
-        method = choose_method(weights.shape, factors is not None, x.shape[-2:])
+        method = choose_method(
+            weights.shape, factors is not None, x.shape[-2:], _compiled_floats(request)
+        )
     if method == "separable" and factors is None:
         raise UsageError("method 'separable' needs a rank-1 kernel; use direct, fft or auto")
 
@@ -372,6 +374,16 @@ def _plan(request: _Request) -> tuple[Plan, str]:
         col_unit=request.unit,
     )
     return plan, method
+
+
+def _compiled_floats(request: _Request) -> bool:
+    """Whether the compiled float kernels will run this call (not the numpy engine, not
+    the 8-bit integer kernels of a uint8 -> uint8 call), as :func:`choose_method` asks."""
+    if native.module() is None:
+        return False
+    return (
+        request.out_dtype is None or request.work_dtype is not None or request.x.dtype != np.uint8
+    )
 
 
 def _integer_method(request: _Request, method: str, factors) -> tuple[str, np.dtype]:

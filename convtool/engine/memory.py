@@ -190,7 +190,8 @@ def _fft_bytes(channels: int, call: plan.Plan, itemsize: int, workers: int) -> i
 def _resolve_method(method: str, kernel_shape, separable: bool, image_shape) -> str:
     if method != "auto":
         return method
-    return plan.choose_method(tuple(kernel_shape), separable, image_shape)
+    compiled = native.module() is not None
+    return plan.choose_method(tuple(kernel_shape), separable, image_shape, compiled)
 
 
 def _pair(value) -> tuple[int, int]:
