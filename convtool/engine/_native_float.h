@@ -44,7 +44,7 @@
     }
 
 /* Outputs next to the border computed from copied rows, at least (see direct_band). */
-#define F_SIDE ((ptrdiff_t)(256 / sizeof(REAL)))
+#define F_SIDE ((ptrdiff_t)(64 * F_VECS_N / sizeof(REAL)))
 
 /* A tap resolved for one output row: it reads p[at + k] (and q[at + k]) for output k. */
 typedef struct {
@@ -73,7 +73,7 @@ ALWAYS_INLINE void F(resolve)(F(rtap_t) *rt, const tap_t *taps, int ntaps,
  * by each clone to its own registers: one zmm, two ymm or four xmm per vector. */
 typedef REAL F(vec) __attribute__((vector_size(64)));
 #define F_LANES ((ptrdiff_t)(64 / sizeof(REAL)))
-#define F_VECS 4 /* (the four accumulators of taps_block) */
+#define F_VECS F_VECS_N /* (the accumulators of taps_block: 8, or 4 built with -DF_VECS_N=4) */
 typedef REAL F(uvec) __attribute__((vector_size(64), aligned(sizeof(REAL)), may_alias));
 
 ALWAYS_INLINE F(vec) F(load)(const REAL *p)
@@ -83,6 +83,19 @@ ALWAYS_INLINE F(vec) F(load)(const REAL *p)
     return v;
 }
 
+#if F_VECS == 8
+#define F_BLOCK_TERMS(TERM)                                                                \
+    do {                                                                                   \
+        a0 += TERM(0);                                                                     \
+        a1 += TERM(F_LANES);                                                               \
+        a2 += TERM(2 * F_LANES);                                                           \
+        a3 += TERM(3 * F_LANES);                                                           \
+        a4 += TERM(4 * F_LANES);                                                           \
+        a5 += TERM(5 * F_LANES);                                                           \
+        a6 += TERM(6 * F_LANES);                                                           \
+        a7 += TERM(7 * F_LANES);                                                           \
+    } while (0)
+#else
 #define F_BLOCK_TERMS(TERM)                                                                \
     do {                                                                                   \
         a0 += TERM(0);                                                                     \
@@ -90,6 +103,7 @@ ALWAYS_INLINE F(vec) F(load)(const REAL *p)
         a2 += TERM(2 * F_LANES);                                                           \
         a3 += TERM(3 * F_LANES);                                                           \
     } while (0)
+#endif
 #define V_MUL(i) (w * F(load)(p + (i)))
 #define V_ONE(i) (F(load)(p + (i)))
 #define V_NEG(i) (-F(load)(p + (i)))
@@ -105,9 +119,12 @@ ALWAYS_INLINE F(vec) F(load)(const REAL *p)
 ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const F(rtap_t) *taps, int ntaps,
                                  ptrdiff_t at)
 {
-    /* four named accumulators, stored through an unaligned vector type: their addresses are
+    /* named accumulators, stored through an unaligned vector type: their addresses are
      * never taken, so GCC keeps them in registers across the tap list */
     F(vec) a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+#if F_VECS == 8
+    F(vec) a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+#endif
     for (int i = 0; i < ntaps; i++) {
         const F(rtap_t) *t = taps + i;
         /* restrict: the rows never alias the accumulators (else GCC keeps them in memory) */
@@ -128,6 +145,12 @@ ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const F(rtap_t) *taps, int 
     *(F(uvec) *)(acc + F_LANES) = a1;
     *(F(uvec) *)(acc + 2 * F_LANES) = a2;
     *(F(uvec) *)(acc + 3 * F_LANES) = a3;
+#if F_VECS == 8
+    *(F(uvec) *)(acc + 4 * F_LANES) = a4;
+    *(F(uvec) *)(acc + 5 * F_LANES) = a5;
+    *(F(uvec) *)(acc + 6 * F_LANES) = a6;
+    *(F(uvec) *)(acc + 7 * F_LANES) = a7;
+#endif
 }
 #undef V_MUL
 #undef V_ONE
