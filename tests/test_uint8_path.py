@@ -163,6 +163,7 @@ WIDE_KERNELS = {
     "sobel": np.outer([1.0, 2, 1], [-1.0, 0, 1]),
     "binomial": np.outer([1.0, 4, 6, 4, 1], [1.0, 4, 6, 4, 1]) / 256,
     "box": np.ones((15, 15)) / 225,
+    "box-4x8": np.ones((4, 8)) / 32,  # (running sums from 4 rows, doubling from 4 columns)
     "laplacian": np.array([[0.0, 1, 0], [1, -4, 1], [0, 1, 0]]),
     "big": np.array([[10.0, 50, 10], [50, 150, 50], [10, 50, 10]]) / 256,
     "sharpen": np.array([[0.0, -1, 0], [-1, 5, -1], [0, -1, 0]]),
@@ -194,7 +195,7 @@ def test_wide_interleaved_rows_equal_float64_then_round(implementation, kernel, 
         np.testing.assert_array_equal(got, np.moveaxis(want, -1, 0), err_msg=picture)
 
 
-@pytest.mark.parametrize("kernel", ["sobel", "binomial", "big"])
+@pytest.mark.parametrize("kernel", ["sobel", "binomial", "big", "box"])
 def test_wide_rows_with_strides_and_dilations(implementation, kernel):
     weights = WIDE_KERNELS[kernel]
     x = np.ascontiguousarray(np.moveaxis(wide_image("random"), -1, 0))

@@ -190,6 +190,14 @@ static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdif
     return out;
 }
 
+/* Box factors of 8-bit kernels (all ones) of at least this many taps are summed by running
+ * sums down the rows and by doubling along them (exact integers: the same sums). */
+#ifndef U8_BOX_MIN_TAPS
+#define U8_BOX_MIN_TAPS 4
+#endif
+/* (the 8-bit kernels' chunk of outputs, I_CHUNK in _native_int.h) */
+#define I_CHUNK_ALL 1024
+
 #define F(name) name##_f32
 #define REAL float
 #include "_native_float.h"
@@ -949,6 +957,13 @@ static int integer_range(const double *w, Py_ssize_t n, int_range_t *r)
     return 0;
 }
 
+static int ones(const double *w, Py_ssize_t n)
+{
+    for (Py_ssize_t i = 0; i < n; i++)
+        if (w[i] != 1) return 0;
+    return 1;
+}
+
 static int check_u8(const array_t *src, const array_t *dst)
 {
     if (src->kind != 'B' || (dst->kind != 'B' && dst->kind != 'f')) {
@@ -1079,7 +1094,7 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     double *cw = NULL, *rw = NULL, *outer = NULL;
     tap_t *vt = NULL, *ht = NULL;
     ptrdiff_t *off = NULL;
-    void *mid = NULL;
+    void *mid = NULL, *colsum = NULL, *scratch = NULL;
     PyObject *result = NULL;
     int_range_t range;
     if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
@@ -1134,7 +1149,17 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
         goto done;
     }
     const Py_ssize_t width = read_width(&dst, kwid, &g);
-    if (source_ring(&so, (kh - 1) * g.row_gap + 1, g.col_first, width, 0) < 0) goto done;
+    /* Boxes: running column sums (a column of ones, consecutive rows, row step 1) and sums
+     * by doubling along the row (a row of ones, column step 1), from U8_BOX_MIN_TAPS on. */
+    const int vbox = kh >= U8_BOX_MIN_TAPS && ones(cw, kh) && g.row_step == 1 && g.row_gap == 1;
+    const Py_ssize_t hbox =
+        kwid >= U8_BOX_MIN_TAPS && ones(rw, kwid) && g.col_step == 1 ? kwid : 0;
+    if ((vbox && !(colsum = aligned(acc_item * width))) ||
+        (hbox && !(scratch = aligned(acc_item * 2 * (I_CHUNK_ALL + span_x))))) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (source_ring(&so, (kh - 1) * g.row_gap + 1 + vbox, g.col_first, width, 0) < 0) goto done;
     const int out_u8 = dst.kind == 'B';
     const ptrdiff_t item = out_u8 ? 1 : 4;
     int shift;
@@ -1145,12 +1170,14 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
         separable_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                            dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step,
                            kh, g.row_gap, vt, nvt, ht, nht, span_x, strip, range.low,
-                           (float)scale, shift, gain, mid, (const uint8_t **)rows, rt);
+                           (float)scale, shift, gain, mid, (const uint8_t **)rows, rt, colsum,
+                           hbox, g.col_gap, scratch);
     else
         separable_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                            dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step,
                            kh, g.row_gap, vt, nvt, ht, nht, span_x, strip, range.low, scale,
-                           -1, 0, mid, (const uint8_t **)rows, rt);
+                           -1, 0, mid, (const uint8_t **)rows, rt, colsum, hbox, g.col_gap,
+                           scratch);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -1161,6 +1188,8 @@ done:
     PyMem_Free(ht);
     PyMem_Free(off);
     free(mid);
+    free(colsum);
+    free(scratch);
     PyMem_Free(rows);
     PyMem_Free(rt);
     source_free(&so);

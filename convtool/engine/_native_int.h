@@ -7,7 +7,7 @@
  * so partial sums may wrap freely. See exactness_bound() in _native.c for the rest.
  */
 
-#define I_CHUNK 1024
+#define I_CHUNK I_CHUNK_ALL
 /* Outputs next to the border computed from copied rows, at least (see direct_band). */
 #define I_SIDE 64
 
@@ -311,34 +311,92 @@ HOT static void I(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, char
         }
 }
 
+/* out[k] = sum_{t < taps} src[k + t*gap] for k < n, by doubling (O(log taps) passes over two
+ * scratch rows of n + (taps - 2) * gap sums each): integer sums, so the same as in order. */
+ALWAYS_INLINE void I(doubling)(ACC *restrict out, const ACC *restrict src, ptrdiff_t gap,
+                               ptrdiff_t taps, ptrdiff_t n, ACC *restrict scratch0,
+                               ACC *restrict scratch1)
+{
+    const ACC *sums = src;
+    ACC *spare[2] = {scratch0, scratch1};
+    ptrdiff_t width = 1, covered = 0, bits = taps;
+    int first = 1;
+    while (bits) {
+        if (bits & 1) {
+            const ACC *restrict part = sums + covered * gap;
+            if (first) for (ptrdiff_t k = 0; k < n; k++) out[k] = part[k];
+            else for (ptrdiff_t k = 0; k < n; k++) out[k] += part[k];
+            first = 0;
+            covered += width;
+        }
+        bits >>= 1;
+        if (bits) {
+            const ptrdiff_t length = n + (taps - 2 * width) * gap;
+            ACC *restrict target = spare[0];
+            const ACC *restrict a = sums, *restrict b = sums + width * gap;
+            for (ptrdiff_t x = 0; x < length; x++) target[x] = a[x] + b[x];
+            sums = target;
+            spare[0] = spare[1];
+            spare[1] = target;
+            width *= 2;
+        }
+    }
+}
+
 /* A rank-1 integer kernel, fused per output row: the column factor (kh rows `gap` apart)
  * into an accumulator row `mid` (one strip at a time), the row factor from it, then one
- * rounding. */
+ * rounding.
+ *
+ * Boxes (the caller decides): `colsum` (not NULL: a column factor of kh ones, consecutive
+ * rows, row step 1) holds the column sums of the whole row read, updated from one output row
+ * to the next by the row that enters and the row that leaves (the ring has kh + 1 slots, so
+ * both are at hand); `hbox` (> 0: a row factor of hbox ones, column step 1) sums the row by
+ * doubling through `scratch` (2 x (I_CHUNK + span_x)). The same exact sums as the taps. */
 HOT static void I(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, char *dst,
                                   ptrdiff_t d_c, ptrdiff_t d_r, int out_u8, ptrdiff_t channels,
                                   ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
                                   ptrdiff_t kh, ptrdiff_t gap, const tap_t *vt, int nvt,
                                   const tap_t *ht, int nht, ptrdiff_t span_x, ptrdiff_t strip,
                                   int32_t low, SCALED scale, int shift, int32_t gain, ACC *mid,
-                                  const uint8_t **rows, void *work)
+                                  const uint8_t **rows, void *work, ACC *colsum, ptrdiff_t hbox,
+                                  ptrdiff_t hgap, ACC *scratch)
 {
     ACC acc[I_CHUNK] __attribute__((aligned(64)));
     const ptrdiff_t item = out_u8 ? 1 : 4;
-    const ACC *mids[1] = {mid};
+    ACC *const row_in = colsum ? colsum : mid; /* what the row pass reads */
+    const ACC *mids[1] = {row_in};
     I(rtap_u8_t) *rv = work;
     I(rtap_acc_t) *rh = (I(rtap_acc_t) *)(rv + nvt);
     I(resolve_acc)(rh, ht, nht, mids);
+    ACC *scratch0 = scratch, *scratch1 = scratch ? scratch + I_CHUNK + span_x : NULL;
     /* the column pass reads its rows in pieces: padding, in place, padding (see cut_columns) */
     ptrdiff_t cut[4];
     cut_columns(rs, x0, width, cut);
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
             char *out_row = dst + c * d_c + j * d_r;
+            for (int k = 0; colsum && k < 3; k++) {
+                const ptrdiff_t len = cut[k + 1] - cut[k];
+                if (len <= 0) continue;
+                ACC *restrict sums = colsum + (cut[k] - x0);
+                if (j == 0) {
+                    I(fetch)(rs, rv, vt, nvt, rows, c, 0, 1, kh, cut[k], len, k);
+                    for (ptrdiff_t m0 = 0; m0 < len; m0 += I_CHUNK) {
+                        const ptrdiff_t m = len - m0 < I_CHUNK ? len - m0 : I_CHUNK;
+                        I(taps_u8)(sums + m0, rv, nvt, m0, 1, m);
+                    }
+                    continue;
+                }
+                const uint8_t *restrict gone = (const uint8_t *)row_get(rs, c, j - 1, cut[k], len, k);
+                const uint8_t *restrict come = (const uint8_t *)row_get(rs, c, j + kh - 1, cut[k], len, k);
+                for (ptrdiff_t m = 0; m < len; m++)
+                    sums[m] = (ACC)(sums[m] + (ACC)come[m] - (ACC)gone[m]);
+            }
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 const ptrdiff_t len = sx * (n - 1) + span_x;
                 /* mid[m] is padded column x0 + i0*sx + m, from the piece that holds it */
-                for (int k = 0; k < 3; k++) {
+                for (int k = 0; !colsum && k < 3; k++) {
                     const ptrdiff_t lo0 = x0 + i0 * sx, lo = cut[k] > lo0 ? cut[k] : lo0;
                     const ptrdiff_t hi = cut[k + 1] < lo0 + len ? cut[k + 1] : lo0 + len;
                     if (hi <= lo) continue;
@@ -349,9 +407,13 @@ HOT static void I(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, c
                         I(taps_u8)(mid + (m0 - lo0), rv, nvt, m0 - cut[k], 1, m);
                     }
                 }
+                const ptrdiff_t base = colsum ? i0 * sx : 0; /* row_in[base + m]: mid[m] */
                 for (ptrdiff_t k0 = 0; k0 < n; k0 += I_CHUNK) {
                     const ptrdiff_t m = n - k0 < I_CHUNK ? n - k0 : I_CHUNK;
-                    I(taps_acc)(acc, rh, nht, k0 * sx, sx, m);
+                    if (hbox)
+                        I(doubling)(acc, row_in + base + k0, hgap, hbox, m, scratch0, scratch1);
+                    else
+                        I(taps_acc)(acc, rh, nht, base + k0 * sx, sx, m);
                     I(store)(out_row + (i0 + k0) * item, out_u8, acc, m, low, scale, shift,
                             gain);
                 }
