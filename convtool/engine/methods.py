@@ -27,6 +27,7 @@ methods stop within one call of bounded work.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from types import ModuleType
@@ -248,15 +249,12 @@ class Compiled(BandMethod):
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
         super().__init__(plan, channels, workers, stop)
         self._balance(workers)
-        cols = np.arange(plan.col_start, plan.col_start + plan.col_count)
         # The source row of every padded row the call reads, once (a band slices it: making
-        # it per band cost ~8 us of a band's ~30 us of set-up)
+        # it per band cost ~8 us of a band's ~30 us of set-up), and of every padded column
         rows = plan.rows
-        padded = np.arange(rows.offset, rows.offset + rows.reach)
-        self.row_map = source_positions(padded, rows.n, plan.padding)
-        self.col_map = source_positions(cols, plan.cols.n, plan.padding)
-        if plan.col_unit > 1 and plan.padding not in FILLED:  # interleaved: whole pixels
-            self.col_map = column_sources(cols, plan.cols.n, plan.padding, plan.col_unit)
+        self.row_map = _padding_map(rows.offset, rows.reach, rows.n, plan.padding, 1)
+        unit = plan.col_unit if plan.padding not in FILLED else 1  # interleaved: whole pixels
+        self.col_map = _padding_map(plan.col_start, plan.col_count, plan.cols.n, plan.padding, unit)
         self.cval = float(plan.cval) if plan.padding is Padding.CONSTANT else 0.0
 
     def _balance(self, workers: int) -> None:
@@ -338,6 +336,20 @@ class Compiled(BandMethod):
 
     def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
         self.run_chunks(buf, out, j0, {})
+
+
+@functools.lru_cache(maxsize=64)
+def _padding_map(first: int, count: int, n: int, padding: Padding, unit: int) -> np.ndarray:
+    """The source position of padded positions ``first .. first+count-1`` of an axis of
+    ``n`` (-1: the constant), whole pixels of ``unit`` samples: read-only, kept for the next
+    call of the same geometry (a batch's images, a chain's steps: ~40 us a call saved)."""
+    index = np.arange(first, first + count)
+    if unit > 1:
+        positions = column_sources(index, n, padding, unit)
+    else:
+        positions = source_positions(index, n, padding)
+    positions.flags.writeable = False
+    return positions
 
 
 class CompiledDirect(Compiled):

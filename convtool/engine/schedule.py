@@ -124,35 +124,65 @@ def run_bands(
 
 
 def _on_pool(work, starts: range, workers: int, stop: threading.Event, observer) -> None:
-    """``work(start)`` for every band start on the kept pool of ``workers`` threads."""
-    pool = _pool(workers)
-    futures: dict[int, Future] = {}
+    """``work(start)`` for every band start: on the calling thread and ``workers - 1`` threads
+    of the kept pool, each taking the next band not yet taken.
+
+    The caller works too, rather than waiting for ``workers`` pool threads: its first band
+    starts at once instead of after a pool thread wakes (~0.15 ms of a 2.6 ms float32 2048^2
+    Sobel on 2 threads, whose first band began 0.5 ms into the call). A band that fails stops
+    the others from taking more; the observer is told, on the calling thread, after each band
+    the caller finishes and at the end, how many are done.
+    """
+    pending = iter(starts)
+    lock = threading.Lock()
+    done = [0]
+
+    def take() -> int | None:
+        with lock:
+            return None if stop.is_set() else next(pending, None)
+
+    def finished() -> int:
+        with lock:
+            done[0] += 1
+            return done[0]
+
+    def helper() -> None:
+        try:
+            while (start := take()) is not None:
+                work(start)
+                finished()
+        except BaseException:
+            stop.set()  # the others take no more bands; the caller raises this one
+            raise
+
+    pool = _pool(workers - 1)
+    futures: list[Future] = []
     try:
         try:
-            for start in starts:
-                futures[start] = pool.submit(work, start)
+            for _ in range(workers - 1):
+                futures.append(pool.submit(helper))
         except RuntimeError:
-            # No thread could be started (a limit on processes, `ulimit -u`): the bands no
-            # thread took are computed here, as with one thread; the pool is not kept.
-            _drop_pool(workers, pool)
-            for submitted in futures.values():
-                submitted.cancel()
-        for done, start in enumerate(starts, 1):
-            future = futures.get(start)
-            if future is None or future.cancelled():
-                work(start)
-            else:
-                future.result()
-            if observer is not None:
-                observer(done, len(starts))
+            # No thread could be started (a limit on processes, `ulimit -u`): the caller
+            # computes the bands no thread takes, as with one thread; the pool is not kept.
+            _drop_pool(workers - 1, pool)
+        told = 0
+        while (start := take()) is not None:
+            work(start)
+            count = finished()
+            while observer is not None and told < count:
+                told += 1
+                observer(told, len(starts))
+        for future in futures:
+            future.result()
+        while observer is not None and told < len(starts):
+            told += 1
+            observer(told, len(starts))
     finally:
-        # On Ctrl-C (or any error) drop the queued bands instead of computing them all,
-        # let the running compiled ones stop after their current call, and wait for them:
-        # once this returns, no thread touches this call's arrays.
+        # On Ctrl-C (or any error) no band is taken any more, the running compiled ones stop
+        # after their current call, and this waits for them: once it returns, no thread
+        # touches this call's arrays.
         stop.set()
-        for submitted in futures.values():
-            submitted.cancel()
-        wait(futures.values())
+        wait(futures)
 
 
 # The band threads are kept between calls: starting two threads and joining them cost
