@@ -36,6 +36,7 @@ from convtool._system import cpu_count
 from convtool.images.frames import DISPOSALS, Timing
 from convtool.images.metadata import Metadata
 from convtool.images.native import native_stderr_discarded
+from convtool.images.png_pixels import decode_samples
 from convtool.images.ranges import Samples
 
 __all__ = [
@@ -107,6 +108,9 @@ def decode(
     orientation = _orientation(data)
     if orientation is None:
         return None
+    samples = decode_samples(data)
+    if samples is not None:
+        return samples, samples.shape[2] in (2, 4), orientation
     try:
         imagecodecs = _imagecodecs()
         if imagecodecs is None:
