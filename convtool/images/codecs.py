@@ -229,7 +229,9 @@ def _decode_faster(data: bytes, im: ImageFile.ImageFile, fmt: str) -> Decoded | 
         # png.decode has checked that no metadata follows the pixels: the header had it all
         return Decoded(array, has_alpha, depth, fmt, orientation, _pillow_metadata(im, text))
     if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with a second picture after it; this is the first
-        jpeg_array = jpeg.decode(data, im.mode, size)
+        jpeg_array = readahead.jpeg_samples(data, im.mode, size)  # decoded ahead, or now
+        if jpeg_array is None:
+            jpeg_array = jpeg.decode(data, im.mode, size)
         if jpeg_array is not None:
             return Decoded(jpeg_array, False, 8, fmt, _orientation(im), _pillow_metadata(im))
     return None

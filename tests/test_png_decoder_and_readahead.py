@@ -1,4 +1,4 @@
-"""convtool's own PNG pixel decoder (inflate + C unfiltering) and the CLI's read-ahead.
+"""convtool's own PNG pixel decoder (inflate + C unfiltering) and the CLI's read-ahead (PNG, JPEG).
 
 The references are the PNG specification's filter formulas (written out below, row by
 row, for hand-made files) and other decoders: Pillow, and libpng through imagecodecs for
@@ -221,3 +221,52 @@ def test_a_named_pipe_is_never_opened_by_the_read_ahead(tmp_path, fresh_readahea
     with pytest.raises(OSError):
         os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
     assert fresh_readahead.file_bytes(fifo) is None
+
+
+def written_jpeg(path, mode="RGB", **options):
+    pixels = random_samples((48, 64, 3), np.uint8, seed=4)
+    picture = PILImage.fromarray(pixels).convert(mode)
+    picture.save(path, quality=90, **options)
+    return picture
+
+
+@pytest.mark.parametrize("mode, options", [("RGB", {}), ("L", {}), ("RGB", {"progressive": True})])
+def test_a_jpeg_is_decoded_ahead_as_the_decoder_would(tmp_path, fresh_readahead, mode, options):
+    from convtool.images import jpeg
+
+    path = tmp_path / "photo.jpg"
+    picture = written_jpeg(path, mode, **options)
+    fresh_readahead.start(str(path), None)
+    fresh_readahead._ahead.done.wait()
+    assert fresh_readahead._ahead.jpeg is not None
+    expected = jpeg.decode(path.read_bytes(), mode, picture.size)
+    image = read_image(path)
+    assert fresh_readahead._ahead.jpeg is None and fresh_readahead._ahead.given is None  # taken
+    np.testing.assert_array_equal(image.pixels, expected.astype(np.float32))
+    reference = np.asarray(PILImage.open(path), dtype=np.float32)
+    np.testing.assert_array_equal(image.pixels, reference.reshape(image.pixels.shape))
+
+
+def test_samples_read_ahead_in_another_mode_or_size_are_not_used(tmp_path, fresh_readahead):
+    path = tmp_path / "photo.jpg"
+    picture = written_jpeg(path)
+    fresh_readahead.start(str(path), None)
+    data = fresh_readahead.file_bytes(path)
+    assert fresh_readahead.jpeg_samples(data, "L", picture.size) is None
+
+
+def test_a_cmyk_jpeg_is_left_to_the_ordinary_read(tmp_path, fresh_readahead):
+    path = tmp_path / "print.jpg"
+    picture = written_jpeg(path, "CMYK")
+    fresh_readahead.start(str(path), None)
+    fresh_readahead._ahead.done.wait()
+    assert fresh_readahead._ahead.jpeg is None
+    assert read_image(path).pixels.shape == (picture.height, picture.width, 3)
+
+
+def test_a_jpeg_over_the_pixel_limit_is_not_decoded_ahead(tmp_path, fresh_readahead):
+    path = tmp_path / "photo.jpg"
+    written_jpeg(path)
+    fresh_readahead.start(str(path), 1000)  # 64×48 = 3072 pixels
+    fresh_readahead._ahead.done.wait()
+    assert fresh_readahead._ahead.jpeg is None
