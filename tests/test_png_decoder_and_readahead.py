@@ -270,3 +270,18 @@ def test_a_jpeg_over_the_pixel_limit_is_not_decoded_ahead(tmp_path, fresh_readah
     fresh_readahead.start(str(path), 1000)  # 64×48 = 3072 pixels
     fresh_readahead._ahead.done.wait()
     assert fresh_readahead._ahead.jpeg is None
+
+
+def test_without_the_compiled_unfiltering_no_stream_is_inflated_ahead(
+    tmp_path, fresh_readahead, monkeypatch
+):
+    import sys
+
+    path = tmp_path / "photo.png"
+    pixels = written_png(path)
+    monkeypatch.setitem(sys.modules, "convtool.images._png", None)  # as if never built
+    assert png_pixels.decode_samples(path.read_bytes()) is None
+    fresh_readahead.start(str(path), None)
+    fresh_readahead._ahead.done.wait()
+    assert fresh_readahead._ahead.raw is None and fresh_readahead._ahead.data is not None
+    np.testing.assert_array_equal(read_image(path).pixels, pixels.astype(np.float32))

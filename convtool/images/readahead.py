@@ -148,6 +148,8 @@ def _read_file(ahead: _Ahead, path: str, max_pixels: int | None) -> None:
         os.close(fd)
     ahead.identity, ahead.data = _identity(info), data
     if png is not None:
+        if not _unfiltering_built():
+            return  # libspng decodes it whole: an inflated stream would go unused
         stream = idat_stream(data)
         if stream is not None:
             ahead.raw = inflate(stream, png.stream_bytes)
@@ -166,6 +168,14 @@ def _read_file(ahead: _Ahead, path: str, max_pixels: int | None) -> None:
     samples = jpeg.decode(data, mode, (width, height))
     if samples is not None:
         ahead.jpeg = (mode, (width, height), samples)
+
+
+def _unfiltering_built() -> bool:
+    try:
+        import convtool.images._png  # noqa: F401 - the compiled unfiltering (no numpy)
+    except ImportError:
+        return False
+    return True
 
 
 def _fits(width: int, height: int, size: int, max_pixels: int | None) -> bool:
