@@ -1,4 +1,5 @@
-"""The optional compiled kernels (convtool.engine._native); everything else is in pyproject.toml.
+"""The optional compiled modules: the engine's kernels (convtool.engine._native) and PNG row
+unfiltering (convtool.images._png); everything else is in pyproject.toml.
 
 A failed compile never fails the install: the package then runs on its numpy engine.
 """
@@ -50,7 +51,8 @@ setup(
                 "convtool/engine/_native_match.h",
             ],
             optional=True,
-        )
+        ),
+        Extension("convtool.images._png", ["convtool/images/_png.c"], optional=True),
     ],
     cmdclass={"build_ext": OptionalBuildExt},
 )

@@ -4,8 +4,10 @@
 
 Runs the stages of ``convtool filter IN.png -k SPEC -o out.png`` one after the other in
 this process and prints, as JSON, the median seconds of each over RUNS runs: the imports a
-filter run makes, decode (file bytes to samples: Pillow's header, then libspng/libpng or
-Pillow), convert (to float channel planes; for 8 bits in and out, as the command does, only the
+filter run makes, read-ahead (what the command's reading thread does beside those imports:
+read the file, inflate the PNG's pixel stream), decode (what is left for the main thread
+after it: Pillow's header and metadata, the rows unfiltered), decode alone (the whole decode
+without a read-ahead, as a library call or a batch worker makes it), convert (to float channel planes; for 8 bits in and out, as the command does, only the
 orientation and alpha split of the uint8 samples), filter (the chain; for 8 bits in and
 out the compiled integer kernels, or float32 rounded band by band), map (range mapping, rounding
 and the cast, alone, one thread), encode (the PNG writer into memory: it maps each band on
@@ -31,7 +33,7 @@ def main(argv: list[str]) -> int:
     sys.path.insert(0, str(ROOT))
     start = time.perf_counter()
     from convtool.batch import worker  # what a one-file run imports
-    from convtool.images import api, codecs, encoders, ranges, reading
+    from convtool.images import api, codecs, encoders, ranges, readahead, reading
     from convtool.images import image as image_module
     from convtool.images.atomic import atomic_write
     from convtool.pipeline import Chain, parse_steps
@@ -50,6 +52,9 @@ def main(argv: list[str]) -> int:
     settings = worker.Settings(chain=chain)
     route = worker.uint8_route(settings, "png")  # 8 bits to 8 bits without floats?
     for _ in range(runs):
+        timed("decode alone", codecs.decode, source, str(source), None)
+        readahead._ahead = None  # as the command does it, once per process
+        timed("read-ahead", _read_ahead, readahead, source)
         decoded = timed("decode", codecs.decode, source, str(source), None)
         if route and decoded.depth == 8:  # as batch.process: uint8 samples, no float image
             image = timed("convert", _samples_of, decoded, str(source))
@@ -71,6 +76,11 @@ def main(argv: list[str]) -> int:
     medians = {name: statistics.median(values) for name, values in times.items()}
     print(json.dumps({"imports": imports, **medians}))
     return 0
+
+
+def _read_ahead(readahead, source):
+    readahead.start(str(source), None)
+    readahead._ahead.done.wait()
 
 
 def _samples_of(decoded, name):

@@ -125,12 +125,14 @@ def test_leaf_modules_import_nothing_of_the_package():
 
 def test_version_imports_neither_numpy_nor_pillow():
     """``convtool --version`` stays quick: the CLI imports the library only in commands."""
-    code = (
-        "import sys, runpy; sys.argv = ['convtool', '--version']\n"
-        "try:\n    runpy.run_module('convtool', run_name='__main__')\n"
-        "except SystemExit:\n    pass\n"
-        "heavy = [m for m in ('numpy', 'PIL', 'scipy', 'tifffile', 'dask') if m in sys.modules]\n"
-        "print('heavy:' + ','.join(heavy))"
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "convtool", "--version"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip().splitlines()[-1] == "heavy:", done.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    heavy = {"numpy", "PIL", "scipy", "tifffile", "dask"} & imported
+    assert done.stdout.startswith("convtool "), done.stdout
+    assert "typer" in imported, "the import log was not read"
+    assert not heavy, heavy

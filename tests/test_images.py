@@ -43,6 +43,7 @@ from convtool.images import (
     stale_temp_files,
     write_image,
 )
+from convtool.images import png as png_module
 
 RNG = np.random.default_rng(7)
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
@@ -1125,6 +1126,14 @@ def test_png_levels_1_2_3_each_do_more():
     photo = read_image(SAMPLES / "astronaut.png")
     drawing = read_image(SAMPLES / "checkerboard.png")
     assert png_filter_types(written_png(photo, 1)) == {2}  # Up on every row
+    # ... but an edge map (mostly zeros, sparse detail) is left unfiltered at level 1
+    edges = Image(np.abs(np.diff(photo.pixels, axis=1, prepend=0)) * (photo.pixels > 200), depth=8)
+    assert png_filter_types(written_png(edges, 1)) == {0}
+    with pytest.MonkeyPatch.context() as patch:  # what Up on every row would have written
+        patch.setattr(png_module, "_up_or_none_filtered", png_module._up_filtered)
+        up_everywhere = written_png(edges, 1)
+    assert png_filter_types(up_everywhere) == {2}
+    assert len(written_png(edges, 1)) < len(up_everywhere)
     assert len(png_filter_types(written_png(photo, 2))) > 1  # each row its own filter
     sizes = [len(written_png(photo, level)) for level in range(10)]
     assert sizes[3] < sizes[2] < sizes[1]  # on a photograph each level is smaller

@@ -189,6 +189,8 @@ def _on_pool(work, starts: range, workers: int, stop: threading.Event, observer)
 # ~0.5 ms of CPU time and up to several ms of waiting on a loaded machine, more than a
 # 1024x1024 3x3 filter itself. One pool per worker count, per process (a forked child
 # starts its own); a band thread that calls the engine runs that call's bands itself.
+BAND_THREAD_PREFIX = "convtool-band"
+"""The names of the kept pools' threads (the CLI's quick exit knows them as idle ones)."""
 _pools: dict[int, ThreadPoolExecutor] = {}
 _pools_pid = os.getpid()
 _pools_lock = threading.Lock()
@@ -208,7 +210,7 @@ def _pool(workers: int) -> ThreadPoolExecutor:
         pool = _pools.get(workers)
         if pool is None:
             pool = _pools[workers] = ThreadPoolExecutor(
-                workers, thread_name_prefix="convtool-band", initializer=_mark_band_thread
+                workers, thread_name_prefix=BAND_THREAD_PREFIX, initializer=_mark_band_thread
             )
         return pool
 

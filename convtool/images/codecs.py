@@ -32,7 +32,7 @@ from PIL import Image as PILImage
 from PIL import ImageFile, UnidentifiedImageError
 
 from convtool.errors import ImageReadError
-from convtool.images import jpeg, png
+from convtool.images import jpeg, png, readahead
 from convtool.images import metadata as meta
 from convtool.images.decoded import (
     COMPLEX,
@@ -115,7 +115,8 @@ def decode(src: Path | bytes, name: str, max_pixels: int | None, frames: str = "
         return _decode_npy(src, name, max_pixels)
     if fmt in _FASTER and not isinstance(src, bytes):
         check_head_size(head, name, max_pixels)  # a PNG bomb is refused before it is read
-        src = src.read_bytes()  # Pillow reads the header, a faster library the pixels
+        # Pillow reads the header, a faster library the pixels (read ahead if the CLI began)
+        src = readahead.file_bytes(src) or src.read_bytes()
     tiff = fmt == "TIFF"
     with quiet_decoders(native=tiff):
         try:
@@ -228,7 +229,9 @@ def _decode_faster(data: bytes, im: ImageFile.ImageFile, fmt: str) -> Decoded | 
         # png.decode has checked that no metadata follows the pixels: the header had it all
         return Decoded(array, has_alpha, depth, fmt, orientation, _pillow_metadata(im, text))
     if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with a second picture after it; this is the first
-        jpeg_array = jpeg.decode(data, im.mode, size)
+        jpeg_array = readahead.jpeg_samples(data, im.mode, size)  # decoded ahead, or now
+        if jpeg_array is None:
+            jpeg_array = jpeg.decode(data, im.mode, size)
         if jpeg_array is not None:
             return Decoded(jpeg_array, False, 8, fmt, _orientation(im), _pillow_metadata(im))
     return None
