@@ -395,7 +395,8 @@ def _integer_method(request: _Request, method: str, factors) -> tuple[str, np.dt
         return float_path
     if request.padding is Padding.CONSTANT and request.cval != 0:
         return float_path  # the buffer would need the constant as a sample: keep it simple
-    if method == "separable" and integer_factors(*factors, request.weights) is not None:
+    column, row = factors if factors is not None else (None, None)
+    if method == "separable" and integer_factors(column, row, request.weights) is not None:
         return "separable", np.dtype(np.uint8)
     if integer_weights(request.weights) is not None:
         return "direct", np.dtype(np.uint8)

@@ -408,7 +408,7 @@ class CompiledSeparableU8(Compiled):
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
         assert plan.factors is not None, "the separable method is chosen only for a rank-1 plan"
-        factors = integer_factors(*plan.factors, plan.weights)
+        factors = integer_factors(plan.factors[0], plan.factors[1], plan.weights)
         assert factors is not None, "the 8-bit method is chosen only for integer-form factors"
         column, row, self.scale = factors
         self.column = np.ascontiguousarray(column, dtype=np.int32)
