@@ -213,8 +213,6 @@ def _uint8_rows(cfg: Config, goals: list[Goal]) -> Table:
                 result = run(image, case.weights)
                 if result is None:
                     continue
-                if result.shape != image.shape:  # convtool's channel-first result
-                    result = np.moveaxis(result, 0, -1)
                 exact[name] = float(np.mean(result == exact_ref))
                 timing = measure(
                     functools.partial(run, image, case.weights),
@@ -333,9 +331,11 @@ def _chosen_method(weights: np.ndarray, shape) -> str:
     """The method convtool's auto picks for this kernel and image, or ``?``."""
     try:
         from convtool import engine
+        from convtool.engine import native
 
+        compiled = native.module() is not None  # the float32 image of section 1 is theirs
         return engine.choose_method(
-            weights.shape, engine.separable_factors(weights) is not None, shape
+            weights.shape, engine.separable_factors(weights) is not None, shape, compiled
         )
     except Exception:  # noqa: BLE001 - the method name is a courtesy
         return "?"

@@ -159,8 +159,9 @@ def uint8_kernels() -> list[Uint8Case]:
 def uint8_impls() -> dict[str, Callable | None]:
     """uint8 (H, W, 3) -> uint8 implementations as ``run(image, weights)``; None: missing.
 
-    convtool: the engine's uint8 -> uint8 call (``out_dtype=np.uint8``) on the channel-first
-    view of the same interleaved data (no copy); its result is (3, H, W).
+    convtool: the engine's uint8 -> uint8 call (``out_dtype=np.uint8``) on the same
+    interleaved data as OpenCV's, filtered in that layout (``channel_axis=-1``, as the
+    command line does with a decoded file); its result is (H, W, 3) too.
     """
     opencv = _installed("cv2")
     runs: dict[str, Callable | None] = {
@@ -175,7 +176,7 @@ def uint8_impls() -> dict[str, Callable | None]:
 def _convtool_uint8(x: np.ndarray, w: np.ndarray) -> np.ndarray:
     from convtool import engine
 
-    return engine.correlate(np.moveaxis(x, -1, 0), w, padding="reflect", out_dtype=np.uint8)
+    return engine.correlate(x, w, padding="reflect", out_dtype=np.uint8, channel_axis=-1)
 
 
 def _cv2_blur(x: np.ndarray, w: np.ndarray) -> np.ndarray | None:
