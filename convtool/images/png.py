@@ -406,7 +406,8 @@ def _deflate_bands(make: Callable[[int], memoryview], starts: range, level: int)
         if isal_zlib is not None:  # level 1: ISA-L
             compressor = isal_zlib.compressobj(1, isal_zlib.DEFLATED, -15)
             end = isal_zlib.Z_FINISH if final else isal_zlib.Z_SYNC_FLUSH
-            return compressor.compress(raw) + compressor.flush(end), zlib.adler32(raw), len(raw)
+            deflated = compressor.compress(raw) + compressor.flush(end)
+            return deflated, isal_zlib.adler32(raw), len(raw)  # ISA-L's: 5x zlib's speed
         end = zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH
         for zlevel, strategy in strategies:
             compressor = zlib.compressobj(zlevel, zlib.DEFLATED, -15, 9, strategy)
@@ -466,4 +467,5 @@ def adler32_combine(first: int, second: int, length: int) -> int:
 def _chunk(f: BinaryIO, kind: bytes, data: bytes) -> None:
     f.write(struct.pack(">I", len(data)) + kind)
     f.write(data)
-    f.write(struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)) & 0xFFFFFFFF))
+    crc32 = (_isal() or zlib).crc32  # ISA-L's: 3x zlib's speed (6.5 -> 2 ms for 25 MB)
+    f.write(struct.pack(">I", crc32(data, crc32(kind)) & 0xFFFFFFFF))
