@@ -1206,3 +1206,17 @@ def test_a_zombie_writer_counts_as_gone(tmp_path):
         assert stale in atomic.stale_temp_files(tmp_path)
     finally:
         child.wait()
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 3, 8])
+@pytest.mark.parametrize(
+    "height, row_bytes", [(2160, 3840 * 3), (4000, 6000), (512, 1536), (20000, 60000)]
+)
+def test_png_bands_share_the_rows_evenly_within_the_memory_bound(cpus, height, row_bytes):
+    rows = png_module._band_rows(height, row_bytes, cpus)
+    bands = -(-height // rows)
+    sizes = [min(rows, height - start) for start in range(0, height, rows)]
+    assert rows * row_bytes <= max(png_module._BAND_BYTES, row_bytes)  # memory stays bounded
+    # bands of one size (the last may be short by the rounding): bands capped at 8 MiB cut
+    # a 4K RGB image into 8+8+8+1 MB, and one of two threads deflated 16 MB, the other 9
+    assert bands == 1 or max(sizes) - min(sizes) <= bands
