@@ -28,7 +28,8 @@ from typer.testing import CliRunner
 import convtool
 from convtool.cli import app
 from convtool.errors import ImageReadError, ResourceLimitError
-from convtool.images import codecs, read_image
+from convtool.images import Image as ConvtoolImage
+from convtool.images import codecs, read_image, write_image
 from convtool.images.api import STREAM_BYTES_PER_PIXEL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,6 +243,26 @@ def test_only_the_plugins_of_the_documented_formats_are_ever_imported(tmp_path):
     imported = set(result.stdout.split())
     assert "EpsImagePlugin" not in imported
     assert imported <= set(codecs.READ_FORMATS.values()) | {"MpoImagePlugin"}
+
+
+def test_reading_one_png_imports_the_png_plugin_alone(tmp_path):
+    """Pillow's preinit() (the BMP, GIF, JPEG, PPM and PNG plugins) is not run to read a PNG."""
+    path = tmp_path / "one.png"
+    write_image(path, ConvtoolImage(np.zeros((4, 5, 3)), depth=8))
+    script = (
+        "import sys; from convtool.images import read_image; read_image(sys.argv[1]); "
+        "print(' '.join(m[4:] for m in sys.modules if m.startswith('PIL.') and 'Plugin' in m))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    assert result.stdout.split() == ["PngImagePlugin"]
 
 
 def test_a_stream_that_never_ends_is_refused_from_its_first_bytes():
