@@ -229,10 +229,11 @@ print(" ".join(sorted(m[4:] for m in sys.modules if m.startswith("PIL.") and "Pl
 """
 
 
-def test_only_the_plugins_of_the_documented_formats_are_ever_imported(tmp_path):
-    """Reading and writing every format imports their plugins only: Image.init() never runs."""
+def plugins_imported_by(script: str, *args: str) -> list[str]:
+    """The Pillow plugins a fresh interpreter has imported after running *script*, which
+    prints them."""
     result = subprocess.run(
-        [sys.executable, "-c", PLUGINS_SCRIPT, str(tmp_path)],
+        [sys.executable, "-c", script, *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -240,7 +241,12 @@ def test_only_the_plugins_of_the_documented_formats_are_ever_imported(tmp_path):
         env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
         check=True,
     )
-    imported = set(result.stdout.split())
+    return result.stdout.split()
+
+
+def test_only_the_plugins_of_the_documented_formats_are_ever_imported(tmp_path):
+    """Reading and writing every format imports their plugins only: Image.init() never runs."""
+    imported = set(plugins_imported_by(PLUGINS_SCRIPT, str(tmp_path)))
     assert "EpsImagePlugin" not in imported
     assert imported <= set(codecs.READ_FORMATS.values()) | {"MpoImagePlugin"}
 
@@ -253,16 +259,7 @@ def test_reading_one_png_imports_the_png_plugin_alone(tmp_path):
         "import sys; from convtool.images import read_image; read_image(sys.argv[1]); "
         "print(' '.join(m[4:] for m in sys.modules if m.startswith('PIL.') and 'Plugin' in m))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script, str(path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-        check=True,
-    )
-    assert result.stdout.split() == ["PngImagePlugin"]
+    assert plugins_imported_by(script, str(path)) == ["PngImagePlugin"]
 
 
 def test_a_stream_that_never_ends_is_refused_from_its_first_bytes():
