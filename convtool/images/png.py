@@ -37,6 +37,7 @@ from convtool.images.frames import DISPOSALS, Timing
 from convtool.images.metadata import Metadata
 from convtool.images.native import native_stderr_discarded
 from convtool.images.png_pixels import decode_samples
+from convtool.images.png_stream import isal_zlib as _isal  # one loader for reader and writer
 from convtool.images.ranges import Samples
 
 __all__ = [
@@ -445,15 +446,6 @@ def _deflate_bands(make: Callable[[int], memoryview], starts: range, level: int)
         adler = adler32_combine(adler, band_adler, length)
         yield data
     yield struct.pack(">I", adler)
-
-
-def _isal() -> Any:
-    """ISA-L's zlib module, or None where the ``isal`` package is not installed."""
-    try:
-        from isal import isal_zlib
-    except ImportError:
-        return None
-    return isal_zlib
 
 
 def _imagecodecs() -> Any:
