@@ -9,8 +9,9 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# -O3 and the vectoriser; no fused multiply-add, so every SIMD clone rounds alike; no -march:
-# target_clones in the source picks x86-64-v4/v3/baseline code at load time.
+# -O3 and the vectoriser; no fused multiply-add, so every SIMD level rounds alike; no -march:
+# the source compiles its kernels for x86-64-v4, v3 and the baseline (`#pragma GCC target`)
+# and picks one level's when the module loads.
 UNIX_FLAGS = [
     "-O3",
     "-ffp-contract=off",
@@ -46,6 +47,7 @@ setup(
             "convtool.engine._native",
             ["convtool/engine/_native.c"],
             depends=[
+                "convtool/engine/_native_level.h",
                 "convtool/engine/_native_float.h",
                 "convtool/engine/_native_int.h",
                 "convtool/engine/_native_match.h",

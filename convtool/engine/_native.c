@@ -12,11 +12,14 @@
  * Geometry (the engine's Axis): output (j, i) reads src[c, row_step*j + a*row_gap,
  * col_first + col_step*i + b*col_gap] for tap (a, b). Only the kept outputs are computed.
  *
- * Speed: loops written for GCC's vectoriser (checked with -fopt-info-vec), compiled for
- * x86-64-v4 (AVX-512 F/BW/DQ/VL: 16-bit lanes need BW), x86-64-v3 (AVX2) and the baseline with
- * target_clones and chosen at load time by the CPU
- * (ifunc), so one build never runs an instruction the CPU lacks. -ffp-contract=off: no fused
- * multiply-adds, so every clone gives the same bits. The GIL is released inside each call.
+ * Speed: loops written for GCC's vectoriser (checked with -fopt-info-vec), compiled once per
+ * SIMD level: x86-64-v4 (AVX-512 F/BW/DQ/VL: 16-bit lanes need BW), x86-64-v3 (AVX2) and the
+ * baseline (SSE2), each kernel header included once per level under its own
+ * `#pragma GCC target`, with register blocks of that level's register width (see "SIMD
+ * levels" below). The module picks one level's table of kernels when it loads, by what the
+ * CPU supports (select_level() can force a lower one), so one build never runs an instruction
+ * the CPU lacks. -ffp-contract=off: no fused multiply-adds, so every level gives the same
+ * bits. The GIL is released inside each call.
  */
 
 #define PY_SSIZE_T_CLEAN
@@ -27,13 +30,15 @@
 #include <math.h>
 #include <string.h>
 
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(CONVTOOL_NO_CLONES)
-#define HOT __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+/* SIMD levels: GCC on x86-64 builds the kernels for x86-64-v4, x86-64-v3 and the baseline
+ * (CONVTOOL_NO_CLONES: the baseline alone, i.e. whatever -march says); any other compiler or
+ * machine builds one portable level. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(CONVTOOL_NO_CLONES)
 #define CLONES 1
 #else
-#define HOT
 #define CLONES 0
 #endif
+#define HOT /* (the hot functions: one copy per level) */
 #if defined(__GNUC__)
 #define HAVE_VECTOR_TYPES 1
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -56,14 +61,6 @@
 #endif
 /* Bytes of the suffix rows of a running sum (L2 sized). */
 #define RUNNING_BYTES (256 << 10)
-
-/* Vectors of 64 bytes in a float kernel's register block (see taps_block): 8, 512 bytes of
- * outputs, halve the loads of each tap's pointer and weight per output against 4. Measured,
- * one process, one thread, 2048x2048 float32 (min): random 7x7 direct 1.15x, binomial 5x5
- * separable 1.02x, Sobel direct 0.98x (1.08x with the border copies below). */
-#ifndef F_VECS_N
-#define F_VECS_N 8
-#endif
 
 enum { TAP_MUL, TAP_ONE, TAP_NEG, TAP_PAIR, TAP_PAIR1, TAP_PAIRNEG, TAP_DIFF, TAP_DIFF1 };
 enum { PASS_TAPS, PASS_RUNNING, PASS_DOUBLING };
@@ -203,37 +200,127 @@ static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdif
 /* (the 8-bit kernels' chunk of outputs, I_CHUNK in _native_int.h) */
 #define I_CHUNK_ALL 1024
 
-#define F(name) name##_f32
-#define REAL float
-#include "_native_float.h"
-#undef REAL
-#undef F
-#define F(name) name##_f64
-#define REAL double
-#define F_WINDOW_SUMS
-#include "_native_float.h"
-#undef F_WINDOW_SUMS
-#undef REAL
-#undef F
+/* ------------------------------------------------------------------------- SIMD levels */
 
-#define I(name) name##_u16
-#define ACC uint16_t
-#define SCALED float
-#define ROUNDER 0x1.8p23f
-#include "_native_int.h"
-#undef I
-#undef ACC
-#undef SCALED
-#undef ROUNDER
-#define I(name) name##_u32
-#define ACC uint32_t
-#define SCALED double
-#define ROUNDER 0x1.8p52
-#include "_native_int.h"
-#undef I
-#undef ACC
-#undef SCALED
-#undef ROUNDER
+/* Each level's kernels are the same source (_native_level.h) compiled for its instruction
+ * set, with register blocks of its own register width: a generic vector of VEC_BYTES is one
+ * register (64-byte vectors on AVX2 were pairs of ymm, and 8 accumulators of them with their
+ * loads spilled: random 7x7 7.5x slower than on AVX-512, slower than the numpy engine).
+ * F_VECS_*: the float blocks' accumulators, per level, by measurement (one process, one
+ * thread, 2048x2048 float32, min of 15; 8 against 4): AVX-512 (32 zmm) 8, random 7x7 1.18x;
+ * AVX2 and SSE2 (16 registers) 4, random 7x7 1.15x and 1.13x; the separable passes 0.97-1.07x
+ * either way. Every level adds the same terms in the same order (no FMA): the same bits. */
+#define CT_CAT_(a, b) a##b
+#define CT_CAT(a, b) CT_CAT_(a, b)
+#define L(name) CT_CAT(name, LEVEL)
+#define F32(name) CT_CAT(name##_f32, LEVEL)
+#define F64(name) CT_CAT(name##_f64, LEVEL)
+#define U16(name) CT_CAT(name##_u16, LEVEL)
+#define U32(name) CT_CAT(name##_u32, LEVEL)
+/* the types every level shares (defined by the first level included) */
+#define rtap_t_f32_base rtap_t_f32
+#define rtap_t_f64_base rtap_t_f64
+#define pass_t_f32_base pass_t_f32
+#define pass_t_f64_base pass_t_f64
+#define rtap_t_f32_v3 rtap_t_f32
+#define rtap_t_f64_v3 rtap_t_f64
+#define pass_t_f32_v3 pass_t_f32
+#define pass_t_f64_v3 pass_t_f64
+#define rtap_t_f32_v4 rtap_t_f32
+#define rtap_t_f64_v4 rtap_t_f64
+#define pass_t_f32_v4 pass_t_f32
+#define pass_t_f64_v4 pass_t_f64
+
+#ifndef F_VECS_BASE
+#define F_VECS_BASE 4
+#endif
+#ifndef F_VECS_V3
+#define F_VECS_V3 4
+#endif
+#ifndef F_VECS_V4
+#define F_VECS_V4 8
+#endif
+/* bytes: at least every level's register block (F_SIDE in _native_float.h) */
+#define F_SIDE_MOST (64 * F_VECS_V4 + 32 * F_VECS_V3 + 16 * F_VECS_BASE)
+
+/* The baseline (or the one portable level): what the command line's flags give. 16-byte
+ * vectors: SSE2's xmm, NEON's q registers. */
+#define LEVEL _base
+#define VEC_BYTES 16
+#define F_VECS_N F_VECS_BASE
+#define LEVEL_TYPES 1
+#include "_native_level.h"
+#undef LEVEL
+#undef VEC_BYTES
+#undef F_VECS_N
+#undef LEVEL_TYPES
+
+#if CLONES
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v3")
+#define LEVEL _v3
+#define VEC_BYTES 32
+#define F_VECS_N F_VECS_V3
+#define LEVEL_TYPES 0
+#include "_native_level.h"
+#undef LEVEL
+#undef VEC_BYTES
+#undef F_VECS_N
+#undef LEVEL_TYPES
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+#define LEVEL _v4
+#define VEC_BYTES 64
+#define F_VECS_N F_VECS_V4
+#define LEVEL_TYPES 0
+#include "_native_level.h"
+#undef LEVEL
+#undef VEC_BYTES
+#undef F_VECS_N
+#undef LEVEL_TYPES
+#pragma GCC pop_options
+#endif
+
+/* The levels built, best first, and the one this process runs (chosen at module init). */
+typedef struct {
+    const char *name;     /* as select_level() and CONVTOOL_NATIVE_LEVEL take it */
+    const char *simd;     /* in words, for reports */
+    const char *needs;    /* what the CPU must have, in words */
+    const kernels_t *kernels;
+} level_t;
+
+static const level_t levels[] = {
+#if CLONES
+    {"v4", "AVX-512, x86-64-v4", "AVX-512 F, BW, DQ and VL (x86-64-v4)", &kernels_v4},
+    {"v3", "AVX2, x86-64-v3", "AVX2, FMA, BMI2 and the rest of x86-64-v3", &kernels_v3},
+    {"baseline", "SSE2, x86-64 baseline", "nothing", &kernels_base},
+#else
+    {"baseline", "portable build, no runtime dispatch", "nothing", &kernels_base},
+#endif
+};
+#define NLEVELS ((int)(sizeof levels / sizeof levels[0]))
+
+static const kernels_t *kernels = &kernels_base;
+static int level_chosen = NLEVELS - 1;
+
+/* Whether this CPU (and its OS, which must save the wider registers: libgcc checks XGETBV)
+ * runs level k. */
+static int cpu_runs(int k)
+{
+#if CLONES
+    __builtin_cpu_init();
+    const int v3 = __builtin_cpu_supports("x86-64-v3") && __builtin_cpu_supports("avx2") &&
+                   __builtin_cpu_supports("fma") && __builtin_cpu_supports("bmi2");
+    if (k == 0)
+        return v3 && __builtin_cpu_supports("x86-64-v4") && __builtin_cpu_supports("avx512f") &&
+               __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+               __builtin_cpu_supports("avx512vl");
+    if (k == 1) return v3;
+#endif
+    return 1;
+}
 
 /* ------------------------------------------------------------------------- tap lists */
 
@@ -695,7 +782,7 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     const Py_ssize_t width = read_width(&dst, kwid, &g);
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
         source_ring(&so, (kh - 1) * g.row_gap + 1, g.col_first, width,
-                    (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + 64 * F_VECS_N / (so.src.kind == 'f' ? 4 : 8))) < 0)
+                    (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + F_SIDE_MOST / (so.src.kind == 'f' ? 4 : 8))) < 0)
         goto done;
     if (!(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
         !(rt = PyMem_Malloc(sizeof(rtap_t_f64) * (ntaps + 1)))) {
@@ -704,11 +791,11 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     }
     Py_BEGIN_ALLOW_THREADS
     if (so.src.kind == 'f')
-        direct_band_f32(&so.rs, g.col_first, width, (float *)dst.view.buf, dst.sc, dst.sr,
+        kernels->direct_band_f32(&so.rs, g.col_first, width, (float *)dst.view.buf, dst.sc, dst.sr,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
                         ntaps, (const float **)rows, (rtap_t_f32 *)rt);
     else
-        direct_band_f64(&so.rs, g.col_first, width, (double *)dst.view.buf, dst.sc, dst.sr,
+        kernels->direct_band_f64(&so.rs, g.col_first, width, (double *)dst.view.buf, dst.sc, dst.sr,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
                         ntaps, (const double **)rows, (rtap_t_f64 *)rt);
     Py_END_ALLOW_THREADS
@@ -869,22 +956,22 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         float *d = (float *)dst.view.buf;
         pass_t_f32 pv = PASS(F32, float, v), ph = PASS(F32, float, h);
         if (kh > 1 && kwid > 1)
-            separable_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
+            kernels->separable_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
                                g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work,
                                (const float **)rows, (rtap_t_f32 *)rt);
         else
-            single_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
+            kernels->single_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
                             g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, work,
                             (const float **)rows, (rtap_t_f32 *)rt);
     } else {
         double *d = (double *)dst.view.buf;
         pass_t_f64 pv = PASS(F64, double, v), ph = PASS(F64, double, h);
         if (kh > 1 && kwid > 1)
-            separable_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
+            kernels->separable_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
                                g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work,
                                (const double **)rows, (rtap_t_f64 *)rt);
         else
-            single_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
+            kernels->single_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
                             g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, work,
                             (const double **)rows, (rtap_t_f64 *)rt);
     }
@@ -1035,7 +1122,7 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
                     (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + 64)) < 0) /* (I_SIDE) */
         goto done;
     if (!(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
-        !(rt = PyMem_Malloc(sizeof(rtap_u8_t_u32) * (ntaps + 1)))) {
+        !(rt = PyMem_Malloc(sizeof(rtap_u8_t_u32_base) * (ntaps + 1)))) {
         PyErr_NoMemory();
         goto done;
     }
@@ -1046,12 +1133,12 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
     integer_scale(scale, &range, &shift, &gain);
     Py_BEGIN_ALLOW_THREADS
     if (range.bits == 16)
-        direct_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
+        kernels->direct_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                         dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, kh,
                         g.row_gap, taps, ntaps, range.low, (float)scale, shift, gain,
                         (const uint8_t **)rows, rt);
     else
-        direct_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
+        kernels->direct_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                         dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step, kh,
                         g.row_gap, taps, ntaps, range.low, scale, -1, 0,
                         (const uint8_t **)rows, rt);
@@ -1122,7 +1209,7 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     off = PyMem_Malloc(sizeof(ptrdiff_t) * most);
     int *rix = PyMem_Malloc(sizeof(int) * most);
     rows = PyMem_Malloc(sizeof(void *) * kh);
-    rt = PyMem_Malloc(sizeof(rtap_u8_t_u32) * (kh + kwid + 1));
+    rt = PyMem_Malloc(sizeof(rtap_u8_t_u32_base) * (kh + kwid + 1));
     if (!outer || !vt || !ht || !off || !rix || !rows || !rt) {
         PyMem_Free(rix);
         PyErr_NoMemory();
@@ -1172,13 +1259,13 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     integer_scale(scale, &range, &shift, &gain);
     Py_BEGIN_ALLOW_THREADS
     if (range.bits == 16)
-        separable_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
+        kernels->separable_band_u16(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                            dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step,
                            kh, g.row_gap, vt, nvt, ht, nht, span_x, strip, range.low,
                            (float)scale, shift, gain, mid, (const uint8_t **)rows, rt, colsum,
                            hbox, g.col_gap, scratch);
     else
-        separable_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
+        kernels->separable_band_u32(&so.rs, g.col_first, width, dst.view.buf, dst.sc * item,
                            dst.sr * item, out_u8, dst.c, dst.r, dst.w, g.row_step, g.col_step,
                            kh, g.row_gap, vt, nvt, ht, nht, span_x, strip, range.low, scale,
                            -1, 0, mid, (const uint8_t **)rows, rt, colsum, hbox, g.col_gap,
@@ -1254,7 +1341,7 @@ static PyObject *window_sums(PyObject *self, PyObject *args, PyObject *kw)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    window_sums_band_f64(src.view.buf, src.sr, sums.view.buf, sums.sr, sq.view.buf, sq.sr,
+    kernels->window_sums_band_f64(src.view.buf, src.sr, sums.view.buf, sums.sr, sq.view.buf, sq.sr,
                          sums.r, sums.w, h, w, origin, running, doubling, strip, work);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
@@ -1272,19 +1359,63 @@ done:
 
 /* ------------------------------------------------------------------------- module */
 
-PyDoc_STRVAR(info_doc, "info()\n--\n\nThe build: {'simd': the clone this CPU runs, ...}.");
+PyDoc_STRVAR(info_doc,
+"info()\n--\n\n"
+"The build: {'simd': the SIMD level the kernels run, in words; 'level': its name; 'levels':\n"
+"the names of the levels built that this CPU runs, best first; 'clones': 1 when several\n"
+"levels are built, ...}.");
 
 static PyObject *info(PyObject *self, PyObject *unused)
 {
-    const char *simd = "baseline";
-#if CLONES
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("x86-64-v4")) simd = "x86-64-v4 (AVX-512)";
-    else if (__builtin_cpu_supports("x86-64-v3")) simd = "x86-64-v3 (AVX2)";
-#endif
-    return Py_BuildValue("{s:s,s:i,s:i,s:i}", "simd", simd, "clones", CLONES,
-                         "running_min_taps", RUNNING_MIN_TAPS, "doubling_min_taps",
-                         DOUBLING_MIN_TAPS);
+    PyObject *names = PyTuple_New(0);
+    for (int k = 0; names && k < NLEVELS; k++)
+        if (cpu_runs(k)) {
+            PyObject *name = PyUnicode_FromString(levels[k].name);
+            if (!name || _PyTuple_Resize(&names, PyTuple_GET_SIZE(names) + 1) < 0) {
+                Py_XDECREF(name);
+                Py_XDECREF(names);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(names, PyTuple_GET_SIZE(names) - 1, name);
+        }
+    if (!names) return NULL;
+    const level_t *chosen = levels + level_chosen;
+    return Py_BuildValue("{s:s,s:s,s:N,s:i,s:i,s:i}", "simd", chosen->simd, "level",
+                         chosen->name, "levels", names, "clones", CLONES, "running_min_taps",
+                         RUNNING_MIN_TAPS, "doubling_min_taps", DOUBLING_MIN_TAPS);
+}
+
+PyDoc_STRVAR(select_level_doc,
+"select_level(name)\n--\n\n"
+"Run the kernels of SIMD level `name` ('v4', 'v3', 'baseline': see info()['levels']) from\n"
+"now on, in this process. ValueError if it was not built or this CPU lacks what it needs.\n"
+"Every level gives the same bits; this is for tests, benchmarks and CONVTOOL_NATIVE_LEVEL.");
+
+static PyObject *select_level(PyObject *self, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (!name) return NULL;
+    for (int k = 0; k < NLEVELS; k++) {
+        if (strcmp(name, levels[k].name) != 0) continue;
+        if (!cpu_runs(k)) {
+            PyErr_Format(PyExc_ValueError, "this CPU cannot run the %s kernels: they need %s",
+                         name, levels[k].needs);
+            return NULL;
+        }
+        kernels = levels[k].kernels;
+        level_chosen = k;
+        Py_RETURN_NONE;
+    }
+    PyObject *built = PyUnicode_FromString("");
+    for (int k = 0; built && k < NLEVELS; k++) {
+        PyObject *more = PyUnicode_FromFormat("%U%s'%s'", built, k ? ", " : "", levels[k].name);
+        Py_SETREF(built, more);
+    }
+    if (built) {
+        PyErr_Format(PyExc_ValueError, "unknown SIMD level '%s': this build has %U", name, built);
+        Py_DECREF(built);
+    }
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
@@ -1299,6 +1430,7 @@ static PyMethodDef methods[] = {
     {"window_sums", (PyCFunction)(void (*)(void))window_sums, METH_VARARGS | METH_KEYWORDS,
      window_sums_doc},
     {"info", info, METH_NOARGS, info_doc},
+    {"select_level", select_level, METH_O, select_level_doc},
     MATCH_METHODS
     {NULL, NULL, 0, NULL},
 };
@@ -1308,4 +1440,13 @@ static struct PyModuleDef module = {
     "Compiled band kernels of convtool's engine (see convtool/engine/_native.c).", -1, methods,
 };
 
-PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__native(void)
+{
+    for (int k = 0; k < NLEVELS; k++) /* the best level this CPU runs */
+        if (cpu_runs(k)) {
+            kernels = levels[k].kernels;
+            level_chosen = k;
+            break;
+        }
+    return PyModule_Create(&module);
+}

@@ -44,14 +44,17 @@
     }
 
 /* Outputs next to the border computed from copied rows, at least (see direct_band). */
-#define F_SIDE ((ptrdiff_t)(64 * F_VECS_N / sizeof(REAL)))
+#define F_SIDE ((ptrdiff_t)(F_VEC_BYTES * F_VECS_N / sizeof(REAL)))
 
-/* A tap resolved for one output row: it reads p[at + k] (and q[at + k]) for output k. */
+/* A tap resolved for one output row: it reads p[at + k] (and q[at + k]) for output k.
+ * (F_TYPES: the first level's inclusion defines the types every level shares.) */
+#if F_TYPES
 typedef struct {
     const REAL *p, *q;
     REAL w;
     int kind;
 } F(rtap_t);
+#endif
 
 /* rt = the taps with rows[r] + o resolved (once per output row: a tap then costs what an
  * offset from one pointer does). */
@@ -71,10 +74,10 @@ ALWAYS_INLINE void F(resolve)(F(rtap_t) *rt, const tap_t *taps, int ntaps,
  * through the whole tap list (a sweep over a chunk in L1 loads and stores the sums at every
  * tap: 2-2.5x slower for many taps). GCC's generic vector types (no intrinsics) are lowered
  * by each clone to its own registers: one zmm, two ymm or four xmm per vector. */
-typedef REAL F(vec) __attribute__((vector_size(64)));
-#define F_LANES ((ptrdiff_t)(64 / sizeof(REAL)))
-#define F_VECS F_VECS_N /* (the accumulators of taps_block: 8, or 4 built with -DF_VECS_N=4) */
-typedef REAL F(uvec) __attribute__((vector_size(64), aligned(sizeof(REAL)), may_alias));
+typedef REAL F(vec) __attribute__((vector_size(F_VEC_BYTES)));
+#define F_LANES ((ptrdiff_t)(F_VEC_BYTES / sizeof(REAL)))
+#define F_VECS F_VECS_N /* (the accumulators of taps_block: 8 or 4, per level: _native.c) */
+typedef REAL F(uvec) __attribute__((vector_size(F_VEC_BYTES), aligned(sizeof(REAL)), may_alias));
 
 ALWAYS_INLINE F(vec) F(load)(const REAL *p)
 {
@@ -114,16 +117,19 @@ ALWAYS_INLINE F(vec) F(load)(const REAL *p)
 #define V_DIFF1(i) (F(load)(p + (i)) - F(load)(q + (i)))
 
 /* acc[0 .. F_LANES*F_VECS) = the tap list's sum at consecutive outputs (unit step), in list
- * order from 0 (0 + x is x, bar the sign of a zero). A tap reads row rows[r] from column
+ * order from -0 (-0 + x is x). A tap reads row rows[r] from column
  * at + o (see tap_t). */
 ALWAYS_INLINE void F(taps_block)(REAL *restrict acc, const F(rtap_t) *taps, int ntaps,
                                  ptrdiff_t at)
 {
     /* named accumulators, stored through an unaligned vector type: their addresses are
      * never taken, so GCC keeps them in registers across the tap list */
-    F(vec) a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+    /* from -0: -0 + x is x for every x, so a block's sums are the sweep's to the last bit
+     * (the sign of an all-zero sum too), wherever the level's block size cuts a row */
+    const F(vec) z = -(F(vec)){0};
+    F(vec) a0 = z, a1 = z, a2 = z, a3 = z;
 #if F_VECS == 8
-    F(vec) a4 = {0}, a5 = {0}, a6 = {0}, a7 = {0};
+    F(vec) a4 = z, a5 = z, a6 = z, a7 = z;
 #endif
     for (int i = 0; i < ntaps; i++) {
         const F(rtap_t) *t = taps + i;
@@ -399,6 +405,7 @@ ALWAYS_INLINE void F(running_row)(F(running_t) *g, ptrdiff_t s, REAL *restrict o
 /* ---------------------------------------------------------------- separable, fused per row */
 
 /* A 1-D factor as the band kernels apply it. */
+#if F_TYPES
 typedef struct {
     const tap_t *taps;   /* offsets: rows (vertical) or columns (horizontal), in elements */
     int ntaps;
@@ -407,6 +414,7 @@ typedef struct {
     ptrdiff_t gap;       /* dilation */
     int mode;            /* PASS_TAPS, PASS_RUNNING (vertical box), PASS_DOUBLING (horizontal box) */
 } F(pass_t);
+#endif
 
 /* dst[c, j, i] = row pass (column pass (src)): for each output row, the column pass fills a
  * row buffer `mid` (one strip of columns at a time, so it stays in L1), the row pass reads it.

@@ -97,10 +97,10 @@ I_DEFINE_TAPS(I(taps_sweep_acc), ACC, I(rtap_acc_t))
  * the whole tap list: each sample is widened once as it is loaded, and the sums are stored
  * once, instead of a load, widen, add and store of the accumulator row per tap. The same
  * modular sums as the sweep (integer sums: any order gives the same bits). */
-typedef ACC I(vec) __attribute__((vector_size(64)));
-#define I_LANES ((ptrdiff_t)(64 / sizeof(ACC)))
+typedef ACC I(vec) __attribute__((vector_size(I_VEC_BYTES)));
+#define I_LANES ((ptrdiff_t)(I_VEC_BYTES / sizeof(ACC)))
 typedef uint8_t I(bytes) __attribute__((vector_size(I_LANES)));
-typedef ACC I(uvec) __attribute__((vector_size(64), aligned(sizeof(ACC)), may_alias));
+typedef ACC I(uvec) __attribute__((vector_size(I_VEC_BYTES), aligned(sizeof(ACC)), may_alias));
 
 ALWAYS_INLINE I(vec) I(widen_u8)(const uint8_t *p)
 {

@@ -1,5 +1,6 @@
-/* Template matching's scores (convtool/match/tiled.py), included by _native.c after its
- * helpers (array_t, get_array, release, aligned, HOT).
+/* Template matching's scores (convtool/match/tiled.py), included by _native.c: with
+ * MATCH_KERNELS once per SIMD level (the loops, named L(...)), then once without (the Python
+ * functions, after its helpers array_t, get_array, release, aligned and the kernel table).
  *
  * zncc_scores: out = numerator / sqrt((s2 - s1*s1/n) * t_energy), clipped to [-1, 1], and 0
  * where the window's energy s2 - s1*s1/n is at most `flat`: in one pass over a tile, instead
@@ -21,7 +22,8 @@
 #define ZNCC_SEGMENT 64
 #define ZNCC_LANES 4
 
-HOT static void zncc_scores_rows(const double *num, ptrdiff_t num_r, const double *s1,
+#ifdef MATCH_KERNELS
+HOT static void L(zncc_scores_rows)(const double *num, ptrdiff_t num_r, const double *s1,
                                  ptrdiff_t s1_r, const double *s2, ptrdiff_t s2_r, double *out,
                                  ptrdiff_t out_r, ptrdiff_t rows, ptrdiff_t cols, double n,
                                  double t_energy, double flat)
@@ -40,62 +42,12 @@ HOT static void zncc_scores_rows(const double *num, ptrdiff_t num_r, const doubl
     }
 }
 
-static const char *zncc_kwlist[] = {"numerator", "sums", "squares", "out", "n", "t_energy",
-                                    "flat", NULL};
-
-PyDoc_STRVAR(zncc_scores_doc,
-"zncc_scores(numerator, sums, squares, out, n, t_energy, flat)\n--\n\n"
-"float64, 2-D, all of out's shape: out = numerator / sqrt((squares - sums**2 / n) *\n"
-"t_energy) clipped to [-1, 1], and 0 where squares - sums**2 / n <= flat. Releases the GIL.");
-
-static PyObject *zncc_scores(PyObject *self, PyObject *args, PyObject *kw)
-{
-    PyObject *o_num, *o_s1, *o_s2, *o_out;
-    double n, t_energy, flat;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOddd", (char **)zncc_kwlist, &o_num, &o_s1,
-                                     &o_s2, &o_out, &n, &t_energy, &flat))
-        return NULL;
-    array_t num, s1, s2, out;
-    memset(&s1, 0, sizeof s1);
-    memset(&s2, 0, sizeof s2);
-    memset(&out, 0, sizeof out);
-    PyObject *result = NULL;
-    if (get_array(o_num, &num, 0, "numerator") < 0 || get_array(o_s1, &s1, 0, "sums") < 0 ||
-        get_array(o_s2, &s2, 0, "squares") < 0 || get_array(o_out, &out, 1, "out") < 0)
-        goto done;
-    if (num.kind != 'd' || s1.kind != 'd' || s2.kind != 'd' || out.kind != 'd') {
-        PyErr_SetString(PyExc_TypeError, "zncc_scores works on float64 arrays");
-        goto done;
-    }
-    const array_t *all[3] = {&num, &s1, &s2};
-    for (int k = 0; k < 3; k++)
-        if (all[k]->c != 1 || all[k]->r != out.r || all[k]->w != out.w) {
-            PyErr_SetString(PyExc_ValueError, "zncc_scores: 2-D arrays of out's shape expected");
-            goto done;
-        }
-    if (out.c != 1) {
-        PyErr_SetString(PyExc_ValueError, "zncc_scores: 2-D arrays of out's shape expected");
-        goto done;
-    }
-    Py_BEGIN_ALLOW_THREADS
-    zncc_scores_rows(num.view.buf, num.sr, s1.view.buf, s1.sr, s2.view.buf, s2.sr,
-                     out.view.buf, out.sr, out.r, out.w, n, t_energy, flat);
-    Py_END_ALLOW_THREADS
-    result = Py_NewRef(Py_None);
-done:
-    release(&num);
-    release(&s1);
-    release(&s2);
-    release(&out);
-    return result;
-}
-
 /* The scores of one row of outputs from its column sums c1, c2 (cols + w - 1 of them, then
  * zero padding up to lanes * seg + w - 1): window sums into r1, r2 (lanes * seg), then the
  * scores. */
-ALWAYS_INLINE void zncc_row(const double *restrict c1, const double *restrict c2,
-                            double *restrict r1, double *restrict r2, ptrdiff_t seg,
-                            ptrdiff_t w)
+ALWAYS_INLINE void L(zncc_row)(const double *restrict c1, const double *restrict c2,
+                               double *restrict r1, double *restrict r2, ptrdiff_t seg,
+                               ptrdiff_t w)
 {
     double a[ZNCC_LANES] = {0.0}, b[ZNCC_LANES] = {0.0};
     for (ptrdiff_t q = 0; q < w; q++) /* the lanes' first windows, side by side */
@@ -149,14 +101,68 @@ ALWAYS_INLINE void zncc_row(const double *restrict c1, const double *restrict c2
                     c2[i] += u * u - v * v;                                                   \
                 }                                                                             \
             }                                                                                 \
-            zncc_row(c1, c2, r1, r2, seg, w);                                                 \
-            zncc_scores_rows(num + j * num_r, 0, r1, 0, r2, 0, out + j * out_r, 0, 1, cols,   \
-                             n, t_energy, flat);                                              \
+            L(zncc_row)(c1, c2, r1, r2, seg, w);                                              \
+            L(zncc_scores_rows)(num + j * num_r, 0, r1, 0, r2, 0, out + j * out_r, 0, 1,      \
+                                cols, n, t_energy, flat);                                     \
         }                                                                                     \
     }
 
-ZNCC_TILE_ROWS(zncc_tile_rows_f64, double)
-ZNCC_TILE_ROWS(zncc_tile_rows_f32, float)
+ZNCC_TILE_ROWS(L(zncc_tile_rows_f64), double)
+ZNCC_TILE_ROWS(L(zncc_tile_rows_f32), float)
+#undef ZNCC_TILE_ROWS
+
+#else /* the Python functions */
+
+static const char *zncc_kwlist[] = {"numerator", "sums", "squares", "out", "n", "t_energy",
+                                    "flat", NULL};
+
+PyDoc_STRVAR(zncc_scores_doc,
+"zncc_scores(numerator, sums, squares, out, n, t_energy, flat)\n--\n\n"
+"float64, 2-D, all of out's shape: out = numerator / sqrt((squares - sums**2 / n) *\n"
+"t_energy) clipped to [-1, 1], and 0 where squares - sums**2 / n <= flat. Releases the GIL.");
+
+static PyObject *zncc_scores(PyObject *self, PyObject *args, PyObject *kw)
+{
+    PyObject *o_num, *o_s1, *o_s2, *o_out;
+    double n, t_energy, flat;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOddd", (char **)zncc_kwlist, &o_num, &o_s1,
+                                     &o_s2, &o_out, &n, &t_energy, &flat))
+        return NULL;
+    array_t num, s1, s2, out;
+    memset(&s1, 0, sizeof s1);
+    memset(&s2, 0, sizeof s2);
+    memset(&out, 0, sizeof out);
+    PyObject *result = NULL;
+    if (get_array(o_num, &num, 0, "numerator") < 0 || get_array(o_s1, &s1, 0, "sums") < 0 ||
+        get_array(o_s2, &s2, 0, "squares") < 0 || get_array(o_out, &out, 1, "out") < 0)
+        goto done;
+    if (num.kind != 'd' || s1.kind != 'd' || s2.kind != 'd' || out.kind != 'd') {
+        PyErr_SetString(PyExc_TypeError, "zncc_scores works on float64 arrays");
+        goto done;
+    }
+    const array_t *all[3] = {&num, &s1, &s2};
+    for (int k = 0; k < 3; k++)
+        if (all[k]->c != 1 || all[k]->r != out.r || all[k]->w != out.w) {
+            PyErr_SetString(PyExc_ValueError, "zncc_scores: 2-D arrays of out's shape expected");
+            goto done;
+        }
+    if (out.c != 1) {
+        PyErr_SetString(PyExc_ValueError, "zncc_scores: 2-D arrays of out's shape expected");
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    kernels->zncc_scores_rows(num.view.buf, num.sr, s1.view.buf, s1.sr, s2.view.buf, s2.sr,
+                     out.view.buf, out.sr, out.r, out.w, n, t_energy, flat);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_None);
+done:
+    release(&num);
+    release(&s1);
+    release(&s2);
+    release(&out);
+    return result;
+}
+
 
 static const char *zncc_tile_kwlist[] = {"part", "numerator", "out", "height", "width",
                                          "t_energy", "flat", "mean", NULL};
@@ -203,10 +209,10 @@ static PyObject *zncc_tile(PyObject *self, PyObject *args, PyObject *kw)
     }
     Py_BEGIN_ALLOW_THREADS
     if (x.kind == 'd')
-        zncc_tile_rows_f64(x.view.buf, x.sr, mean, num.view.buf, num.sr, out.view.buf, out.sr,
+        kernels->zncc_tile_rows_f64(x.view.buf, x.sr, mean, num.view.buf, num.sr, out.view.buf, out.sr,
                            out.r, out.w, h, w, t_energy, flat, seg, work);
     else
-        zncc_tile_rows_f32(x.view.buf, x.sr, mean, num.view.buf, num.sr, out.view.buf, out.sr,
+        kernels->zncc_tile_rows_f32(x.view.buf, x.sr, mean, num.view.buf, num.sr, out.view.buf, out.sr,
                            out.r, out.w, h, w, t_energy, flat, seg, work);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
@@ -223,3 +229,5 @@ done:
      zncc_scores_doc},                                                                        \
     {"zncc_tile", (PyCFunction)(void (*)(void))zncc_tile, METH_VARARGS | METH_KEYWORDS,      \
      zncc_tile_doc},
+
+#endif /* MATCH_KERNELS */

@@ -6,6 +6,10 @@ band methods that call it are in :mod:`convtool.engine.methods`; the numpy ones 
 reference the tests compare with, and the fallback: when the module was not built (no
 compiler at install) or ``CONVTOOL_NATIVE=0`` is set, they run instead. ``--method`` names
 the algorithm (direct, separable, fft); :func:`implementation` says which code runs it.
+
+The module holds its kernels once per SIMD level (AVX-512, AVX2, SSE2 on x86-64) and runs the
+best one the CPU has; ``CONVTOOL_NATIVE_LEVEL`` (``v4``, ``v3``, ``baseline``) forces one, for
+tests and measurements: every level gives the same bits.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ import numpy as np
 NATIVE_ENV = "CONVTOOL_NATIVE"
 """Environment variable: ``0`` runs the numpy engine even where the compiled one is built."""
 
+LEVEL_ENV = "CONVTOOL_NATIVE_LEVEL"
+"""Environment variable, read when the module is first loaded: the SIMD level its kernels run
+(``v4``: AVX-512, ``v3``: AVX2, ``baseline``), instead of the best this CPU has. A level the
+build lacks or the CPU cannot run is refused (:class:`~convtool.errors.UsageError`)."""
+
 _UNSET = object()
 _module: object = _UNSET
 
@@ -29,8 +38,23 @@ def _load() -> ModuleType | None:
             import convtool.engine._native as _native  # no stub: typed Any (pyproject)
         except ImportError:
             _native = None
+        if _native is not None:
+            _force_level(_native)
         _module = _native
     return _module  # type: ignore[return-value]
+
+
+def _force_level(native: ModuleType) -> None:
+    """Apply ``CONVTOOL_NATIVE_LEVEL``, if set; refuse a level this build or CPU cannot run."""
+    level = os.environ.get(LEVEL_ENV, "").strip()
+    if not level:
+        return
+    try:
+        native.select_level(level)
+    except ValueError as error:
+        from convtool.errors import UsageError
+
+        raise UsageError(f"{LEVEL_ENV}={level}: {error}; unset it to run the best") from None
 
 
 def module() -> ModuleType | None:
@@ -47,7 +71,9 @@ def implementation() -> str:
     native = _load()
     if native is None:
         return "numpy (compiled kernels not built)"
-    return f"compiled ({native.info()['simd']})"
+    info = native.info()
+    forced = f"; {LEVEL_ENV}={info['level']}" if os.environ.get(LEVEL_ENV, "").strip() else ""
+    return f"compiled ({info['simd']}{forced})"
 
 
 def window_sums(x: np.ndarray, h: int, w: int, threads: int):
