@@ -83,13 +83,20 @@ def section_engine(cfg: Config, tools: Tools) -> Section:
     )
     goals: list[Goal] = []
     copies: dict[int, float] = {}
+    fresh: dict[int, float] = {}
     for n in cfg.engine_sides:
         image = photo_like(n, n, channels=1, seed=1).astype(np.float32)
         copies[n] = copy_rate(image, cfg)
+        fresh[n] = copy_rate(image, cfg, fresh=True)
         summary.rows.append(
             ["plain copy (np.copyto, bands on all CPUs)", f"{n}×{n}", fmt(copies[n])]
             + [""] * 6
             + ["1", ""]
+        )
+        summary.rows.append(
+            ["plain copy into a new array (np.empty_like + np.copyto)", f"{n}×{n}", fmt(fresh[n])]
+            + [""] * 6
+            + [fmt(ratio(fresh[n], copies[n])), ""]
         )
         for case in engine_kernels():
             rank1 = rank1_factors(case.weights) is not None
@@ -113,10 +120,15 @@ def section_engine(cfg: Config, tools: Tools) -> Section:
         (r for r in summary.rows if r[0] == "Sobel 3×3" and r[1] == f"{largest}×{largest}"), None
     )
     share = _number(sobel[9]) if sobel else None
+    fresh_share = ratio(fresh.get(largest), copies.get(largest))
     goals.append(
         Goal(
             f"Sobel 3×3 at {largest}²: ≥ 80% of the plain-copy bandwidth",
-            "—" if share is None else f"{share:.0%}",
+            "—"
+            if share is None
+            else f"{share:.0%} (a copy into a new array, as every call makes one: "
+            + ("—" if fresh_share is None else f"{fresh_share:.0%}")
+            + ")",
             None if share is None else share >= 0.8,
         )
     )
@@ -137,23 +149,29 @@ def section_engine(cfg: Config, tools: Tools) -> Section:
         f"(one band per CPU); OpenCV its default ({_opencv_threads()}); scipy.ndimage and the "
         "naive version one.",
         "Plain copy: `np.copyto` of the image into a preallocated array, in one band of rows "
-        "per CPU: reading the image once and writing it once, the least any filter does.",
+        "per CPU: reading the image once and writing it once, the least any filter does. "
+        "Into a new array: the same copy into `np.empty_like(image)` made at each call, as a "
+        "filter that returns its result (convtool, scipy, OpenCV) makes one; the difference "
+        "is the kernel's zeroing of the new pages on their first write.",
     ]
     return Section(tables=[summary, uint8_table, detail], notes=notes, goals=goals)
 
 
-def copy_rate(image: np.ndarray, cfg: Config) -> float:
-    """Mpix/s of np.copyto over ``image`` into a preallocated array, one band per CPU."""
+def copy_rate(image: np.ndarray, cfg: Config, fresh: bool = False) -> float:
+    """Mpix/s of np.copyto over ``image`` into a preallocated array (``fresh``: into a new
+    one made at each call), one band per CPU."""
     from concurrent.futures import ThreadPoolExecutor
 
-    out = np.empty_like(image)
+    kept = np.empty_like(image)
     workers = _cpus()
     edges = np.linspace(0, image.shape[0], workers + 1).astype(int)
     parts = [(slice(a, b),) for a, b in zip(edges[:-1], edges[1:], strict=True)]
     with ThreadPoolExecutor(workers) as pool:
 
-        def copy() -> None:
+        def copy() -> np.ndarray:
+            out = np.empty_like(image) if fresh else kept
             list(pool.map(lambda part: np.copyto(out[part], image[part]), parts))
+            return out
 
         timing = measure(copy, repeats=max(cfg.repeats, 3), budget=cfg.budget)
     return timing.rate(image.size / 1e6)

@@ -77,3 +77,33 @@ def test_no_thread_started_still_gives_the_result(image, small_bands, monkeypatc
     alone = correlate(image, KERNEL, threads=1)
     monkeypatch.setattr(schedule, "_pool", lambda workers: Refusing())
     np.testing.assert_array_equal(correlate(image, KERNEL, threads=2), alone)
+
+
+def test_shared_work_runs_every_item_once_on_the_kept_threads():
+    done: list[int] = []
+    names: set[str] = set()
+    lock = threading.Lock()
+
+    def work(item: int) -> None:
+        with lock:
+            done.append(item)
+            names.add(threading.current_thread().name)
+
+    schedule.share_work(work, list(range(40)), workers=2)
+    assert sorted(done) == list(range(40))
+    # the caller and the engine's kept band threads, no thread of a pool of its own
+    others = names - {threading.current_thread().name}
+    assert all(name.startswith(schedule.BAND_THREAD_PREFIX) for name in others)
+
+
+def test_shared_work_raises_the_first_failure_and_takes_no_more_items():
+    taken: list[int] = []
+
+    def work(item: int) -> None:
+        taken.append(item)
+        if item == 3:
+            raise ValueError("tile 3 failed")
+
+    with pytest.raises(ValueError, match="tile 3"):
+        schedule.share_work(work, list(range(1000)), workers=2)
+    assert len(taken) < 1000

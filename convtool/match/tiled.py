@@ -23,11 +23,11 @@ import functools
 import math
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from convtool.engine import native
+from convtool.engine.schedule import share_work
 
 # Transforms of at most this many samples (4 MiB of float64 input). Measured on a 1024x1024
 # scene, one thread, CPU time per call (a shared machine: +-10%): a 32x32 template costs 1.5x
@@ -166,20 +166,7 @@ def zncc_tiles(
             s1, s2 = window_sums(part, h, w, j)
             _normalise(numerator, s1, s2, n, t_energy, flat, out, local.mask[:r, :c])
 
-    if workers == 1:
-        for tile in tiles:
-            one_tile(tile)
-        return scores
-    with ThreadPoolExecutor(workers) as pool:
-        try:
-            futures = [pool.submit(one_tile, tile) for tile in tiles]
-        except RuntimeError:  # no thread can be started (a process limit): here, in turn
-            futures = []
-        for future in futures:
-            future.result()
-        if not futures:
-            for tile in tiles:
-                one_tile(tile)
+    share_work(one_tile, tiles, workers)
     return scores
 
 
