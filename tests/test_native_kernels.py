@@ -258,6 +258,40 @@ def test_direct_bits_do_not_depend_on_bands_or_columns(dtype):
     assert np.array_equal(whole[..., 37:], call(src, rows, 0, first=37))
 
 
+# Kernels whose columns make each kind of group of the row pairs (equal, opposite, unequal
+# mirror columns, the middle one), with rows of zeros and weights of +-1.
+ROW_PAIR_KERNELS = {
+    "sobel-x (opposite columns, weight 2)": np.outer([1.0, 2, 1], [1.0, 0, -1]),
+    "sobel-y (a zero row)": np.outer([1.0, 0, -1], [1.0, 2, 1]),
+    "laplacian (middle column alone in two rows)": np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0.0]]),
+    "gaussian 5x5 (equal columns)": np.outer(np.hanning(7)[1:-1], np.hanning(7)[1:-1]),
+    "random 4x6 (unequal columns, even width)": RNG.standard_normal((4, 6)),
+    "units 7x3": RNG.integers(-1, 2, (7, 3)).astype(np.float64),
+    "mixed (one row opposite, one equal: unequal)": np.array([[1.0, 0, -1], [2, 5, 2]]),
+}
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ROW_PAIR_KERNELS)
+def test_direct_rows_give_the_same_bits_in_pairs_and_alone(dtype, name):
+    """Unit steps compute output rows two at a time; a row alone (a band of one row, or the
+    last of an odd band) adds the same terms in the same order."""
+    w = ROW_PAIR_KERNELS[name]
+    src = image(dtype, 2, 41, 333)
+    src[0, 5, 7:40] = np.nan  # NaNs reach the windows that hold them, paired or not
+    rows, cols = output_shape(src.shape[-2:], w.shape, 1, 1, 1, 1, 0)
+
+    def call(part, nr, origin):
+        out = np.empty((2, nr, cols), dtype)
+        _native.correlate_direct(part, out, w, 1, 1, 1, 1, 0)
+        return out
+
+    whole = call(src, rows, 0)
+    np.testing.assert_allclose(whole, reference(src, w), atol=tolerance(src[1], w, dtype))
+    for band in (1, 2, 3):
+        assert np.array_equal(whole, in_bands(call, src, rows, band, w.shape[0]), equal_nan=True)
+
+
 def test_separable_bits_do_not_depend_on_columns():
     column, row = np.full(9, 1 / 9), np.hanning(9)
     src = image(np.float32, 1, 30, 900)

@@ -78,6 +78,34 @@ typedef struct {
     int kind;
 } tap_t;
 
+/* Direct taps on pairs of output rows (unit steps, no row dilation): output rows j and j+1
+ * read the kernel's rows from padded rows j .. j+kh, and each of those rows is loaded once
+ * for both. The kernel's columns are cut into groups, the same in every kernel row: a mirror
+ * pair of columns (b, kw-1-b) whose weights are equal in every row that uses it (SUM: one
+ * term w * (x[b] + x[b']) per row), opposite in every such row (DIFF: w * (x[b] - x[b'])),
+ * or neither (TWO: the two products in turn); the middle column (ONE). The sums and
+ * differences are made once per loaded row for both outputs. Each output adds its terms in
+ * a fixed order: kernel rows down, groups left to right, zero weights skipped; the same
+ * whether its row is computed in a pair or alone, so the bits never depend on the bands. */
+enum { G_SUM, G_DIFF, G_ONE, G_TWO };
+enum { T_SKIP, T_ADD, T_SUB, T_MUL };
+
+typedef struct {
+    ptrdiff_t o1, o2; /* column offsets of the group's two columns (ONE: o1 only) */
+    int kind;
+} group_t;
+
+typedef struct {
+    int k1, k2;   /* how each of the group's terms is added (k2: TWO's second column) */
+    double w1, w2;
+} gterm_t;
+
+typedef struct {
+    int ngroups;
+    const group_t *groups;
+    const gterm_t *terms; /* terms[a * ngroups + g]: kernel row a, group g */
+} pairs_t;
+
 /* ------------------------------------------------------------------------- rows */
 
 /* Where the kernels read their padded rows. Either a padded band the caller gathered (row p
@@ -744,6 +772,61 @@ static int kernel_taps(const double *w, Py_ssize_t kh, Py_ssize_t kwid, Py_ssize
     return 0;
 }
 
+static int term_kind(double w)
+{
+    return w == 0 ? T_SKIP : w == 1 ? T_ADD : w == -1 ? T_SUB : T_MUL;
+}
+
+/* The groups and terms of a kh x kw kernel for the row pairs (see pairs_t); columns b*col_gap.
+ * A group whose weights are zero in every row is left out. -1: no memory. */
+static int pairs_plan(const double *w, Py_ssize_t kh, Py_ssize_t kwid, Py_ssize_t col_gap,
+                      pairs_t *pp, group_t **groups, gterm_t **terms)
+{
+    const Py_ssize_t most = kwid / 2 + kwid % 2;
+    *groups = PyMem_Malloc(sizeof(group_t) * (most > 0 ? most : 1));
+    *terms = PyMem_Malloc(sizeof(gterm_t) * (kh * most > 0 ? kh * most : 1));
+    Py_ssize_t *first = PyMem_Malloc(sizeof(Py_ssize_t) * (most > 0 ? most : 1));
+    if (!*groups || !*terms || !first) {
+        PyMem_Free(first);
+        PyErr_NoMemory();
+        return -1;
+    }
+    int ng = 0;
+    for (Py_ssize_t b = 0; b < most; b++) {
+        const Py_ssize_t b2 = kwid - 1 - b;
+        int sym = 1, anti = 1, used = 0;
+        for (Py_ssize_t a = 0; a < kh; a++) {
+            const double x = w[a * kwid + b], y = w[a * kwid + b2];
+            if (x == 0 && y == 0) continue;
+            used = 1;
+            sym &= x == y;
+            anti &= x == -y;
+        }
+        if (!used) continue;
+        group_t *gr = *groups + ng;
+        gr->o1 = b * col_gap;
+        gr->o2 = b2 * col_gap;
+        gr->kind = b == b2 ? G_ONE : sym ? G_SUM : anti ? G_DIFF : G_TWO;
+        first[ng++] = b;
+    }
+    for (Py_ssize_t a = 0; a < kh; a++)
+        for (int g = 0; g < ng; g++) {
+            const Py_ssize_t b = first[g];
+            const double x = w[a * kwid + b], y = w[a * kwid + kwid - 1 - b];
+            gterm_t *t = *terms + a * ng + g;
+            t->k1 = term_kind(x);
+            t->w1 = x;
+            /* SUM, DIFF: x*v1 + y*v2 = x*(v1 +- v2); TWO: the second product on its own */
+            t->k2 = (*groups)[g].kind == G_TWO ? term_kind(y) : T_SKIP;
+            t->w2 = y;
+        }
+    PyMem_Free(first);
+    pp->ngroups = ng;
+    pp->groups = *groups;
+    pp->terms = *terms;
+    return 0;
+}
+
 /* The columns one output row reads: from col_first, this many. */
 static Py_ssize_t read_width(const array_t *dst, Py_ssize_t kw, const geometry_t *g)
 {
@@ -763,6 +846,8 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     array_t dst, wa;
     double *w = NULL;
     tap_t *taps = NULL;
+    group_t *groups = NULL;
+    gterm_t *gterms = NULL;
     const void **rows = NULL;
     void *rt = NULL;
     PyObject *result = NULL;
@@ -780,11 +865,19 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
         goto done;
     int ntaps;
     const Py_ssize_t width = read_width(&dst, kwid, &g);
+    /* Rows in pairs where the steps are 1 and the rows undilated (see pairs_t) */
+    pairs_t pairs, *pp = NULL;
+#ifdef HAVE_VECTOR_TYPES
+    if (g.row_step == 1 && g.col_step == 1 && g.row_gap == 1 && kh >= 2) {
+        if (pairs_plan(w, kh, kwid, g.col_gap, &pairs, &groups, &gterms) < 0) goto done;
+        pp = &pairs;
+    }
+#endif
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
-        source_ring(&so, (kh - 1) * g.row_gap + 1, g.col_first, width,
+        source_ring(&so, (kh - 1) * g.row_gap + 1 + (pp != NULL), g.col_first, width,
                     (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + F_SIDE_MOST / (so.src.kind == 'f' ? 4 : 8))) < 0)
         goto done;
-    if (!(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
+    if (!(rows = PyMem_Malloc(sizeof(void *) * (kh + 1))) ||
         !(rt = PyMem_Malloc(sizeof(rtap_t_f64) * (ntaps + 1)))) {
         PyErr_NoMemory();
         goto done;
@@ -793,15 +886,17 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     if (so.src.kind == 'f')
         kernels->direct_band_f32(&so.rs, g.col_first, width, (float *)dst.view.buf, dst.sc, dst.sr,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
-                        ntaps, (const float **)rows, (rtap_t_f32 *)rt);
+                        ntaps, (const float **)rows, (rtap_t_f32 *)rt, pp);
     else
         kernels->direct_band_f64(&so.rs, g.col_first, width, (double *)dst.view.buf, dst.sc, dst.sr,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
-                        ntaps, (const double **)rows, (rtap_t_f64 *)rt);
+                        ntaps, (const double **)rows, (rtap_t_f64 *)rt, pp);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
     PyMem_Free(w);
+    PyMem_Free(groups);
+    PyMem_Free(gterms);
     PyMem_Free(taps);
     PyMem_Free(rows);
     PyMem_Free(rt);

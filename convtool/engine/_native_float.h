@@ -279,6 +279,191 @@ ALWAYS_INLINE void F(doubling_run)(REAL *restrict out, const REAL *restrict src,
     }
 }
 
+/* ---------------------------------------------------------------- direct taps, rows in pairs */
+
+/* One term (see pairs_t) added to a scalar sum. */
+ALWAYS_INLINE REAL F(pair_term)(REAL acc, int kind, double w, REAL u)
+{
+    switch (kind) {
+    case T_ADD: return acc + u;
+    case T_SUB: return acc - u;
+    case T_MUL: return acc + (REAL)w * u;
+    default: return acc;
+    }
+}
+
+/* out0[0] (and out1[0] when `both`) from the rows (rows[R] + at: padded row j+R at the
+ * output's first column), one output at a time: the terms, in the order of pair_block. */
+ALWAYS_INLINE void F(pair_one)(REAL *out0, REAL *out1, const REAL *const *rows, int kh,
+                               const pairs_t *pp, ptrdiff_t at, int both)
+{
+    const int ng = pp->ngroups;
+    REAL s0 = -(REAL)0, s1 = -(REAL)0; /* (from -0, as taps_block: -0 + x is x) */
+    for (int R = 0; R < kh + both; R++) {
+        const REAL *row = rows[R] + at;
+        const gterm_t *t0 = R < kh ? pp->terms + R * ng : NULL;
+        const gterm_t *t1 = both && R >= 1 ? pp->terms + (R - 1) * ng : NULL;
+        for (int g = 0; g < ng; g++) {
+            const group_t *gr = pp->groups + g;
+            const REAL v1 = row[gr->o1], v2 = row[gr->o2];
+            const REAL u = gr->kind == G_SUM ? v1 + v2 : gr->kind == G_DIFF ? v1 - v2 : v1;
+            if (t0) {
+                s0 = F(pair_term)(s0, t0[g].k1, t0[g].w1, u);
+                s0 = F(pair_term)(s0, t0[g].k2, t0[g].w2, v2);
+            }
+            if (t1) {
+                s1 = F(pair_term)(s1, t1[g].k1, t1[g].w1, u);
+                s1 = F(pair_term)(s1, t1[g].k2, t1[g].w2, v2);
+            }
+        }
+    }
+    out0[0] = s0;
+    if (both) out1[0] = s1;
+}
+
+#ifdef HAVE_VECTOR_TYPES
+/* Vectors per output row of a pair's register block: the block holds F_VECS in all. */
+#define P_VECS (F_VECS / 2)
+#if P_VECS == 4
+#define P_EACH(X) do { X(0); X(1); X(2); X(3); } while (0)
+#else
+#define P_EACH(X) do { X(0); X(1); } while (0)
+#endif
+/* A (accumulators A0..) += the term of kind K, weight W, on U (vectors U0..) */
+#define P_TERMS(A, K, W, U)                                                                 \
+    do {                                                                                   \
+        if ((K) == T_ADD) {                                                                \
+            P_EACH(P_ADD_##A##_##U);                                                       \
+        } else if ((K) == T_SUB) {                                                         \
+            P_EACH(P_SUB_##A##_##U);                                                       \
+        } else if ((K) == T_MUL) {                                                         \
+            const REAL w_ = (REAL)(W);                                                     \
+            P_EACH(P_MUL_##A##_##U);                                                       \
+        }                                                                                  \
+    } while (0)
+#define P_ADD_a_u(k) a##k += u##k
+#define P_SUB_a_u(k) a##k -= u##k
+#define P_MUL_a_u(k) a##k += w_ * u##k
+#define P_ADD_b_u(k) b##k += u##k
+#define P_SUB_b_u(k) b##k -= u##k
+#define P_MUL_b_u(k) b##k += w_ * u##k
+#define P_ADD_a_v(k) a##k += v##k
+#define P_SUB_a_v(k) a##k -= v##k
+#define P_MUL_a_v(k) a##k += w_ * v##k
+#define P_ADD_b_v(k) b##k += v##k
+#define P_SUB_b_v(k) b##k -= v##k
+#define P_MUL_b_v(k) b##k += w_ * v##k
+
+/* out0[0 .. P_VECS*F_LANES) and, when `both`, out1[...]: pair_one's terms, in its order, for
+ * a block of consecutive outputs, the sums in registers; each loaded row serves both. */
+ALWAYS_INLINE void F(pair_block)(REAL *restrict out0, REAL *restrict out1,
+                                 const REAL *const *rows, int kh, const pairs_t *pp,
+                                 ptrdiff_t at, int both)
+{
+    const int ng = pp->ngroups;
+    const F(vec) z = -(F(vec)){0};
+    F(vec) a0 = z, a1 = z, b0 = z, b1 = z;
+#if P_VECS == 4
+    F(vec) a2 = z, a3 = z, b2 = z, b3 = z;
+#endif
+    for (int R = 0; R < kh + both; R++) {
+        const REAL *restrict row = rows[R] + at;
+        const gterm_t *t0 = R < kh ? pp->terms + R * ng : NULL;
+        const gterm_t *t1 = both && R >= 1 ? pp->terms + (R - 1) * ng : NULL;
+        for (int g = 0; g < ng; g++) {
+            const group_t *gr = pp->groups + g;
+            const REAL *restrict p = row + gr->o1, *restrict q = row + gr->o2;
+            F(vec) u0, u1, v0 = {0}, v1 = {0};
+#if P_VECS == 4
+            F(vec) u2, u3, v2 = {0}, v3 = {0};
+#endif
+#define P_LOAD_SUM(k) u##k = F(load)(p + k * F_LANES) + F(load)(q + k * F_LANES)
+#define P_LOAD_DIFF(k) u##k = F(load)(p + k * F_LANES) - F(load)(q + k * F_LANES)
+#define P_LOAD_ONE(k) u##k = F(load)(p + k * F_LANES)
+#define P_LOAD_TWO(k) (u##k = F(load)(p + k * F_LANES), v##k = F(load)(q + k * F_LANES))
+            switch (gr->kind) {
+            case G_SUM: P_EACH(P_LOAD_SUM); break;
+            case G_DIFF: P_EACH(P_LOAD_DIFF); break;
+            case G_ONE: P_EACH(P_LOAD_ONE); break;
+            default: P_EACH(P_LOAD_TWO); break;
+            }
+#undef P_LOAD_SUM
+#undef P_LOAD_DIFF
+#undef P_LOAD_ONE
+#undef P_LOAD_TWO
+            if (t0) {
+                P_TERMS(a, t0[g].k1, t0[g].w1, u);
+                P_TERMS(a, t0[g].k2, t0[g].w2, v);
+            }
+            if (t1) {
+                P_TERMS(b, t1[g].k1, t1[g].w1, u);
+                P_TERMS(b, t1[g].k2, t1[g].w2, v);
+            }
+        }
+    }
+#define P_STORE_A(k) *(F(uvec) *)(out0 + k * F_LANES) = a##k
+#define P_STORE_B(k) *(F(uvec) *)(out1 + k * F_LANES) = b##k
+    P_EACH(P_STORE_A);
+    if (both) P_EACH(P_STORE_B);
+#undef P_STORE_A
+#undef P_STORE_B
+}
+#endif
+
+/* out0[k] (and out1[k]) for k < n: register blocks, then one output at a time. */
+ALWAYS_INLINE void F(pair_run)(REAL *restrict out0, REAL *restrict out1,
+                               const REAL *const *rows, int kh, const pairs_t *pp, ptrdiff_t at,
+                               ptrdiff_t n, int both)
+{
+    ptrdiff_t k0 = 0;
+#ifdef HAVE_VECTOR_TYPES
+    for (; k0 + P_VECS * F_LANES <= n; k0 += P_VECS * F_LANES)
+        F(pair_block)(out0 + k0, out1 + k0, rows, kh, pp, at + k0, both);
+#endif
+    for (; k0 < n; k0++) F(pair_one)(out0 + k0, out1 + k0, rows, kh, pp, at + k0, both);
+}
+#ifdef HAVE_VECTOR_TYPES
+#undef P_VECS
+#undef P_EACH
+#undef P_TERMS
+#undef P_ADD_a_u
+#undef P_SUB_a_u
+#undef P_MUL_a_u
+#undef P_ADD_b_u
+#undef P_SUB_b_u
+#undef P_MUL_b_u
+#undef P_ADD_a_v
+#undef P_SUB_a_v
+#undef P_MUL_a_v
+#undef P_ADD_b_v
+#undef P_SUB_b_v
+#undef P_MUL_b_v
+#endif
+
+/* direct_band's outputs (unit steps, no row dilation) two rows at a time: the parts of a row
+ * (see direct_band) as there, with the kh+1 padded rows a pair reads fetched once. */
+ALWAYS_INLINE void F(direct_pairs)(rowsrc_t *rs, ptrdiff_t x0, REAL *dst, ptrdiff_t d_c,
+                                   ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
+                                   ptrdiff_t span, ptrdiff_t kh, const ptrdiff_t parts[4],
+                                   const pairs_t *pp, const REAL **rows)
+{
+    for (ptrdiff_t c = 0; c < channels; c++)
+        for (ptrdiff_t j = 0; j < nr; j += 2) {
+            const int both = j + 1 < nr;
+            REAL *out0 = dst + c * d_c + j * d_r, *out1 = out0 + (both ? d_r : 0);
+            for (int k = 0; k < 3; k++) {
+                const ptrdiff_t o0 = parts[k], no = parts[k + 1] - o0;
+                if (no <= 0) continue;
+                for (ptrdiff_t t = 0; t < kh + both; t++)
+                    rows[t] = (const REAL *)row_get(rs, c, j + t, x0 + o0, no - 1 + span, k);
+                for (ptrdiff_t i0 = 0; i0 < no; i0 += F_CHUNK) {
+                    const ptrdiff_t n = no - i0 < F_CHUNK ? no - i0 : F_CHUNK;
+                    F(pair_run)(out0 + o0 + i0, out1 + o0 + i0, rows, (int)kh, pp, i0, n, both);
+                }
+            }
+        }
+}
+
 /* ---------------------------------------------------------------- direct taps */
 
 /* dst[c, j, i] = sum over the tap list of padded row sy*j + r*gap (tap row r), column
@@ -288,7 +473,7 @@ HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, ptrdiff_t kh,
                                ptrdiff_t gap, const tap_t *taps, int ntaps, const REAL **rows,
-                               F(rtap_t) *rt)
+                               F(rtap_t) *rt, const pairs_t *pp)
 {
     /* outputs [0, in0) and [in1, nc) read padding: their columns are copied (a few per row);
      * outputs [in0, in1) read only columns that are read in place */
@@ -306,6 +491,10 @@ HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
         in1 = nc;
     }
     const ptrdiff_t parts[4] = {0, in0, in1, nc};
+    if (pp) { /* (unit steps, no row dilation: see pairs_t) */
+        F(direct_pairs)(rs, x0, dst, d_c, d_r, channels, nr, span, kh, parts, pp, rows);
+        return;
+    }
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
             REAL *out = dst + c * d_c + j * d_r;
