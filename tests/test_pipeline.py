@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -166,6 +168,16 @@ def test_empty_chain_is_a_usage_error():
 def test_alpha_is_carried_untouched_by_default():
     x, alpha = rng_image(), np.linspace(0, 255, 12 * 15).reshape(12, 15)
     _, out_alpha = run(["gaussian:sigma=2"], x, alpha)
+    np.testing.assert_array_equal(out_alpha, alpha)
+
+
+@pytest.mark.parametrize("channels", ["all", "luma"])
+def test_carried_alpha_and_channels_never_read_unwritten_memory(poisoned_empty, channels):
+    x, alpha = rng_image(12, 15, 3), np.linspace(0, 255, 12 * 15).reshape(12, 15)
+    chain = Chain(parse_steps(["gaussian:sigma=1", "sobel-x"]), FilterOptions(), 2, "carry")
+    chain = dataclasses.replace(chain, channels=channels)
+    out, out_alpha = chain.apply(x, alpha)
+    assert np.isfinite(out).all()
     np.testing.assert_array_equal(out_alpha, alpha)
 
 

@@ -143,6 +143,15 @@ def test_channels_and_alpha_stream_exactly(small_bands, rng, channels, alpha_mod
             assert_same_bytes(got_alpha, want_alpha)
 
 
+def test_streamed_carry_never_reads_unwritten_memory(small_bands, rng, poisoned_empty):
+    pixels = rng.uniform(0, 255, (40, 33, 3)).astype(np.float32)
+    alpha = rng.uniform(0, 255, (40, 33)).astype(np.float32)
+    chain = Chain(parse_steps(["box:5", "sharpen"]), FilterOptions(), channels="luma")
+    got, got_alpha = streamed(chain, pixels, alpha, 5)
+    assert np.isfinite(got).all()
+    assert_same_bytes(got_alpha, alpha)
+
+
 def test_double_precision_streams_exactly(small_bands, rng):
     pixels = rng.uniform(-1, 1, (60, 20, 1))
     chain = Chain(parse_steps(["box:41", "gaussian:sigma=2"]), FilterOptions(padding="edge"))

@@ -196,7 +196,7 @@ class Carry(Stage):
 
     def __init__(self, upstream: Stage, kernel_shape, **geometry) -> None:
         self.upstream = (upstream,)
-        kernel = np.empty(kernel_shape)  # only the shape matters
+        kernel = np.zeros(kernel_shape)  # only the shape matters (zeros: weights are checked)
         self.rows, self.cols, self.cval = carry_maps(upstream.shape[1:], kernel, **geometry)
         self.channels, self.dtype = upstream.channels, upstream.dtype
         self.height, self.width = self.rows.size, self.cols.size

@@ -220,7 +220,7 @@ def carry(array: np.ndarray, shape, origin, options: FilterOptions) -> np.ndarra
             "--channels all"
         )
     args = {k: v for k, v in options.engine_args().items() if k not in ("method", "threads")}
-    shaped = np.empty(shape)  # only the shape matters: the carry reads no weights
+    shaped = np.zeros(shape)  # only the shape matters (zeros: the weights are still checked)
     return engine.carry(array, shaped, convolve=not options.correlate, origin=origin, **args)
 
 
