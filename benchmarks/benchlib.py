@@ -69,6 +69,30 @@ def measure(
     return Timing(statistics.median(times), len(times))
 
 
+def alternated(
+    fns: dict[str, Callable[[], object]], *, rounds: int, budget: float
+) -> dict[str, Timing]:
+    """Time several warm calls in turn: each round runs every one once, the order rotated
+    round by round; the median of each. A load that comes and goes on a shared machine then
+    weighs on all of them alike, which timing one after the other cannot promise: their
+    ratio is what this is for. Stops after ``rounds`` or once ``budget`` seconds were spent
+    (at least three rounds)."""
+    names = list(fns)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    spent = 0.0
+    for done in range(rounds):
+        if done >= 3 and spent >= budget:
+            break
+        for k in range(len(names)):
+            name = names[(done + k) % len(names)]
+            start = time.perf_counter()
+            fns[name]()
+            elapsed = time.perf_counter() - start
+            times[name].append(elapsed)
+            spent += elapsed
+    return {name: Timing(statistics.median(t), len(t)) for name, t in times.items()}
+
+
 # ----------------------------------------------------------------------------- child processes
 
 
