@@ -161,3 +161,62 @@ def test_transposes_take_specs_and_channel_axis_too():
         )  # fmt: skip
     with pytest.raises(convtool.UsageError, match="channel_axis=-1"):
         convtool.convolve_transposed(rgb, "box:3")
+
+
+# ----------------------------------------------------------------------------- out=
+
+SOBEL = np.array([[1.0, 0, -1], [2, 0, -2], [1, 0, -1]])
+RNG = np.random.default_rng(11)
+
+OUT_CASES = {
+    "float32 image": (RNG.random((40, 300), dtype=np.float32), {}),
+    "float64 stack": (RNG.random((2, 3, 20, 33)), {"padding": "constant", "cval": 2.0}),
+    "RGB interleaved": (RNG.random((30, 41, 3), dtype=np.float32), {"channel_axis": -1}),
+    "RGB with a stride (moved)": (
+        RNG.random((30, 41, 3), dtype=np.float32),
+        {"channel_axis": -1, "stride": 2},
+    ),
+    "uint8 to uint8 (integer kernels)": (
+        RNG.integers(0, 256, (3, 25, 70), dtype=np.uint8),
+        {"out_dtype": np.uint8},
+    ),
+    "uint8 to uint8, float path": (
+        RNG.integers(0, 256, (25, 70), dtype=np.uint8),
+        {"out_dtype": np.uint8, "work_dtype": np.float32},
+    ),
+    "int16 image (float64 result)": (RNG.integers(-500, 500, (25, 70), dtype=np.int16), {}),
+    "float16 image": (RNG.random((25, 70)).astype(np.float16), {}),
+    "valid padding, dilation": (RNG.random((25, 70)), {"padding": "valid", "dilation": 2}),
+}
+
+
+@pytest.mark.parametrize("name", OUT_CASES)
+@pytest.mark.parametrize("function", [engine.correlate, engine.convolve])
+def test_out_receives_the_same_bytes_as_a_new_result(name, function, implementation):
+    image, options = OUT_CASES[name]
+    fresh = function(image, SOBEL, **options)
+    out = np.full_like(fresh, 7)
+    returned = function(image, SOBEL, out=out, **options)
+    assert returned is out
+    np.testing.assert_array_equal(out, fresh)
+
+
+def test_out_may_be_the_image_itself():
+    image = RNG.random((30, 40))
+    expected = engine.correlate(image, SOBEL)
+    assert engine.correlate(image, SOBEL, out=image) is image
+    np.testing.assert_array_equal(image, expected)
+
+
+def test_out_of_another_shape_dtype_or_read_only_is_refused_in_one_line():
+    image = RNG.random((30, 40), dtype=np.float32)
+    with pytest.raises(convtool.UsageError, match=r"shape \(30, 40\) and dtype float32, got"):
+        engine.correlate(image, SOBEL, out=np.empty((30, 40)))
+    with pytest.raises(convtool.UsageError, match="shape"):
+        engine.correlate(image, SOBEL, out=np.empty((28, 38), np.float32))
+    frozen = np.empty((30, 40), np.float32)
+    frozen.flags.writeable = False
+    with pytest.raises(convtool.UsageError, match="writable numpy array"):
+        engine.correlate(image, SOBEL, out=frozen)
+    with pytest.raises(convtool.UsageError, match="writable numpy array"):
+        engine.correlate(image, SOBEL, out=[[0.0] * 40] * 30)

@@ -77,6 +77,7 @@ def correlate(
     out_dtype=None,
     channel_axis: int | None = None,
     work_dtype=None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Correlate the last two axes of ``image`` with ``kernel`` (the kernel as written).
 
@@ -102,6 +103,12 @@ def correlate(
     file holds them, and so is the result, each channel filtered on its own. With a column
     stride of 1 the rows are filtered as they lie in memory (``W*C`` samples, taps ``C``
     apart, padding by whole pixels): no copy changes the layout on the way in or out.
+
+    ``out``: a writable array of the result's shape and dtype, which the result is written
+    into and which is returned (scipy.ndimage's ``output`` array, OpenCV's ``dst``). A loop
+    over frames of one size then makes no new array per call: the pages of a new one are
+    zeroed by the system as they are first written, a third of a 4096² Sobel's time here.
+    It may overlap ``image`` (the result is then computed aside and copied in).
     """
     return _filter(
         image,
@@ -117,6 +124,7 @@ def correlate(
         out_dtype,
         channel_axis,
         work_dtype,
+        out,
     )
 
 
@@ -134,6 +142,7 @@ def convolve(
     out_dtype=None,
     channel_axis: int | None = None,
     work_dtype=None,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """Convolve the last two axes of ``image`` with ``kernel`` (true convolution, kernel flipped).
 
@@ -155,6 +164,7 @@ def convolve(
         out_dtype,
         channel_axis,
         work_dtype,
+        out,
     )
 
 
@@ -229,6 +239,7 @@ class _Request:
     layout: str = "planes"
     unit: int = 1
     work_dtype: np.dtype | None = None  # the float path's dtype for out_dtype (None: choose)
+    out: np.ndarray | None = None  # the caller's array for the result
 
 
 def _filter(*arguments) -> np.ndarray:
@@ -253,6 +264,7 @@ def _normalise(
     out_dtype,
     channel_axis=None,
     work_dtype=None,
+    out=None,
 ) -> _Request:
     """Check every argument (one UsageError for the first wrong one) and flip for convolution."""
     x = as_image(image)
@@ -287,6 +299,8 @@ def _normalise(
     if flip:  # correlation form (plan.correlation_form); _axes mirrored the origin
         weights = weights[::-1, ::-1]
         factors = None if factors is None else (factors[0][::-1], factors[1][::-1])
+    if out is not None and not (isinstance(out, np.ndarray) and out.flags.writeable):
+        raise UsageError(f"out must be a writable numpy array, got {short_repr(out)}")
     layout, unit = "planes", 1
     if channel_axis is not None:
         x, cols, layout, unit = _channels_last(x, cols)
@@ -304,6 +318,7 @@ def _normalise(
         layout,
         unit,
         work_dtype,
+        out,
     )
 
 
@@ -403,7 +418,45 @@ def _integer_method(request: _Request, method: str, factors) -> tuple[str, np.dt
     return float_path
 
 
+def _result_form(request: _Request, plan: Plan) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype of the call's result."""
+    x = request.x
+    shape = x.shape[:-2] + (plan.rows.size, plan.cols.size)
+    if request.layout == "interleaved":
+        shape = shape[:-1] + (shape[-1] // request.unit, request.unit)
+    elif request.layout == "moved":
+        shape = shape[:-3] + shape[-2:] + (shape[-3],)
+    if request.out_dtype is not None:
+        return shape, np.dtype(np.uint8)
+    return shape, x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+
+
 def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
+    if request.out is None:
+        return _computed(request, plan, method, None)
+    given = request.out
+    shape, dtype = _result_form(request, plan)
+    if given.shape != shape or given.dtype != dtype:
+        raise UsageError(
+            f"out must have the result's shape {shape} and dtype {dtype}, got "
+            f"{given.shape} and {given.dtype}"
+        )
+    # Written straight into when its bands are the plan's own: the plan's dtype, the
+    # channels as the plan holds them, rows of the result in one piece, no overlap
+    target = None
+    straight = request.layout != "moved" and request.x.size > 0
+    straight = straight and given.flags.c_contiguous and not np.shares_memory(given, request.x)
+    if straight and (plan.dtype == dtype or request.out_dtype is not None):
+        target = given.reshape((-1, plan.rows.size, plan.cols.size))
+    result = _computed(request, plan, method, target)
+    if target is None:
+        np.copyto(given, result)
+    return given
+
+
+def _computed(
+    request: _Request, plan: Plan, method: str, target: np.ndarray | None
+) -> np.ndarray:
     x = request.x
     if x.size == 0:  # an empty stack of images (a leading axis of length 0)
         out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
@@ -411,7 +464,7 @@ def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
         # out_dtype uint8 on the float path: each band rounded half to even and clipped, as
         # writing an 8-bit file does, as soon as it is computed (no float image is held)
         rounded = request.out_dtype is not None
-        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads, rounded)
+        out = run(plan, x.reshape((-1,) + x.shape[-2:]), method, request.threads, rounded, target)
     out = out.reshape(x.shape[:-2] + out.shape[-2:])
     if request.out_dtype is not None:
         if out.dtype != np.uint8:  # (an empty stack)

@@ -46,13 +46,19 @@ def observe_bands(observer: BandObserver | None) -> Iterator[None]:
 
 
 def run(
-    plan: Plan, x: np.ndarray, method: str, threads: int | None, rounded: bool = False
+    plan: Plan,
+    x: np.ndarray,
+    method: str,
+    threads: int | None,
+    rounded: bool = False,
+    target: np.ndarray | None = None,
 ) -> np.ndarray:
     """Compute all bands of output rows, on a thread pool when there are several.
 
     ``method`` (direct, separable, fft) and the plan's dtype pick the band method from
     :data:`convtool.engine.methods.METHOD_TABLE`. ``rounded``: a float plan's bands are
-    rounded to uint8 as each is done (see :func:`run_bands`).
+    rounded to uint8 as each is done (see :func:`run_bands`). ``target``: the array of
+    the output's shape and dtype to write into, instead of a new one.
     """
     workers = threads or cpu_count()
     stop = threading.Event()  # set when the run is abandoned: compiled bands stop early
@@ -61,7 +67,7 @@ def run(
     scratch = rounded and plan.dtype != np.uint8
     in_place = x.dtype == plan.dtype and x.flags.aligned and not scratch
     band_method = methods.prepare(plan, method, x.shape[0], workers, stop, in_place)
-    return run_bands(plan, x, band_method, 0, plan.rows.size, workers, stop, rounded)
+    return run_bands(plan, x, band_method, 0, plan.rows.size, workers, stop, rounded, target)
 
 
 def run_bands(
@@ -73,6 +79,7 @@ def run_bands(
     workers: int,
     stop: threading.Event,
     rounded: bool = False,
+    target: np.ndarray | None = None,
 ) -> np.ndarray:
     """Output rows ``j0..j1-1`` (``j0`` on the band grid, ``band_method.band``; ``j1`` too,
     or the last row).
@@ -85,7 +92,13 @@ def run_bands(
     """
     channels = x.shape[0]
     rounded = rounded and plan.dtype != np.uint8
-    out = np.empty((channels, j1 - j0, plan.cols.size), dtype=np.uint8 if rounded else plan.dtype)
+    shape = (channels, j1 - j0, plan.cols.size)
+    dtype = np.dtype(np.uint8) if rounded else plan.dtype
+    if target is not None:
+        assert target.shape == shape and target.dtype == dtype, "the caller checked the target"
+        out = target
+    else:
+        out = np.empty(shape, dtype=dtype)
     band = band_method.band
     starts = range(j0, j1, band)
     local = threading.local()  # each thread filters its bands in its own arrays
