@@ -13,6 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -284,15 +285,11 @@ def _uint8_rows(cfg: Config, goals: list[Goal]) -> Table:
         best = max(opencv, key=opencv.get) if opencv else None
         vs = ratio(rates.get("convtool"), opencv.get(best) if best else None)
         if best is not None and "convtool" in rates:
-            timings = alternated(
-                {
-                    key: functools.partial(runs[key], image, case.weights)
-                    for key in ("convtool", best)
-                },
-                rounds=max(2 * cfg.repeats, 9),
-                budget=2 * cfg.budget,
+            vs = _speed_ratio(
+                functools.partial(runs["convtool"], image, case.weights),
+                functools.partial(runs[best], image, case.weights),
+                cfg,
             )
-            vs = timings[best].seconds / timings["convtool"].seconds
         met = None if vs is None else vs >= 1.0
         goals.append(Goal(f"uint8 {case.label}: convtool ≥ 1× OpenCV", _times(vs), met))
         table.rows.append(
@@ -366,15 +363,20 @@ def _head_to_head(
         return None
     best = max(opencv, key=opencv.get)
     try:
-        timings = alternated(
-            {key: functools.partial(impls[key].run, x, w) for key in (ours, best)},
-            rounds=max(2 * cfg.repeats, 9),
-            budget=2 * cfg.budget,
+        return _speed_ratio(
+            functools.partial(impls[ours].run, x, w), functools.partial(impls[best].run, x, w), cfg
         )
     except Exception as err:  # noqa: BLE001 - then the separate timings stand
         log(f"head to head {ours} / {best} failed: {err}")
         return None
-    return timings[best].seconds / timings[ours].seconds
+
+
+def _speed_ratio(ours: Callable[[], object], theirs: Callable[[], object], cfg: Config) -> float:
+    """Their time ÷ ours, from alternated runs of the two (:func:`benchlib.alternated`)."""
+    timings = alternated(
+        {"ours": ours, "theirs": theirs}, rounds=max(2 * cfg.repeats, 9), budget=2 * cfg.budget
+    )
+    return timings["theirs"].seconds / timings["ours"].seconds
 
 
 def _engine_summary_row(
@@ -642,12 +644,11 @@ def section_match(cfg: Config, tools: Tools) -> Section:
             )
         speed = ratio(ms.get("opencv"), ms.get("convtool"))
         if "opencv" in ms and "convtool" in ms:
-            timings = alternated(
-                {name: functools.partial(runners[name], scene, template) for name in ms},
-                rounds=max(2 * cfg.repeats, 9),
-                budget=2 * cfg.budget,
+            speed = _speed_ratio(
+                functools.partial(runners["convtool"], scene, template),
+                functools.partial(runners["opencv"], scene, template),
+                cfg,
             )
-            speed = timings["opencv"].seconds / timings["convtool"].seconds
         goals.append(
             Goal(
                 f"match {t}×{t} template: convtool ≥ 1× cv2.matchTemplate",
