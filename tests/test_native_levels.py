@@ -153,11 +153,11 @@ def test_an_unknown_or_unrunnable_level_is_refused(restore_level):
             _native.select_level("v4")
 
 
-@pytest.mark.parametrize("level", LEVELS)
-def test_the_environment_forces_a_level_and_the_report_names_it(level):
+def kernels_show_at(level: str) -> subprocess.CompletedProcess:
+    """``convtool kernels show box:3`` with the compiled kernels forced to ``level``."""
     env = dict(os.environ, **{native.LEVEL_ENV: level})
     env.pop(native.NATIVE_ENV, None)
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-m", "convtool", "kernels", "show", "box:3"],
         cwd=ROOT,
         env=env,
@@ -165,21 +165,17 @@ def test_the_environment_forces_a_level_and_the_report_names_it(level):
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_the_environment_forces_a_level_and_the_report_names_it(level):
+    done = kernels_show_at(level)
     assert done.returncode == 0, done.stderr
     assert f"{native.LEVEL_ENV}={level})" in done.stdout
 
 
 def test_a_level_that_cannot_run_is_one_line_and_exit_2():
-    env = dict(os.environ, **{native.LEVEL_ENV: "avx1024"})
-    env.pop(native.NATIVE_ENV, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "convtool", "kernels", "show", "box:3"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = kernels_show_at("avx1024")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "convtool: error: CONVTOOL_NATIVE_LEVEL=avx1024: unknown SIMD level 'avx1024': "
