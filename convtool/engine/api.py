@@ -454,9 +454,7 @@ def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
     return given
 
 
-def _computed(
-    request: _Request, plan: Plan, method: str, target: np.ndarray | None
-) -> np.ndarray:
+def _computed(request: _Request, plan: Plan, method: str, target: np.ndarray | None) -> np.ndarray:
     x = request.x
     if x.size == 0:  # an empty stack of images (a leading axis of length 0)
         out = np.empty((0, plan.rows.size, plan.cols.size), dtype=plan.dtype)
