@@ -272,6 +272,14 @@ ROW_PAIR_KERNELS = {
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_an_all_zero_kernel_gives_positive_zeros(dtype):
+    src = image(dtype, 1, 9, 300)
+    out = np.full((1, 7, 298), np.nan, dtype)
+    _native.correlate_direct(src, out, np.zeros((3, 3)), 1, 1, 1, 1, 0)
+    assert (out == 0).all() and not np.signbit(out).any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", ROW_PAIR_KERNELS)
 def test_direct_rows_give_the_same_bits_in_pairs_and_alone(dtype, name):
     """Unit steps compute output rows two at a time; a row alone (a band of one row, or the

@@ -870,7 +870,9 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
 #ifdef HAVE_VECTOR_TYPES
     if (g.row_step == 1 && g.col_step == 1 && g.row_gap == 1 && kh >= 2) {
         if (pairs_plan(w, kh, kwid, g.col_gap, &pairs, &groups, &gterms) < 0) goto done;
-        pp = &pairs;
+        /* (an all-zero kernel: the taps' sweep writes +0, as the numpy engine does; a
+         * pair's empty sum would be the -0 its blocks start from) */
+        pp = pairs.ngroups > 0 ? &pairs : NULL;
     }
 #endif
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||

@@ -445,7 +445,7 @@ def _run(request: _Request, plan: Plan, method: str) -> np.ndarray:
     # channels as the plan holds them, rows of the result in one piece, no overlap
     target = None
     straight = request.layout != "moved" and request.x.size > 0
-    straight = straight and given.flags.c_contiguous and not np.shares_memory(given, request.x)
+    straight = straight and given.flags.c_contiguous and not np.may_share_memory(given, request.x)
     if straight and (plan.dtype == dtype or request.out_dtype is not None):
         target = given.reshape((-1, plan.rows.size, plan.cols.size))
     result = _computed(request, plan, method, target)
