@@ -70,3 +70,30 @@ def poisoned_empty(monkeypatch):
 
     monkeypatch.setattr(np, "empty", lambda *a, **k: poison(empty(*a, **k)))
     monkeypatch.setattr(np, "empty_like", lambda *a, **k: poison(empty_like(*a, **k)))
+
+
+@pytest.fixture
+def kernels_show():
+    """``convtool kernels show box:3`` in a fresh process, with these environment variables
+    set (a value of None: removed); returns the finished process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    def run(**variables: str | None) -> subprocess.CompletedProcess:
+        env = dict(os.environ)
+        for name, value in variables.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = value
+        return subprocess.run(
+            [sys.executable, "-m", "convtool", "kernels", "show", "box:3"],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run

@@ -67,18 +67,10 @@ def test_the_compiled_kernels_run_the_direct_and_separable_methods(monkeypatch):
 
 
 @pytest.mark.parametrize("switch, shown", [("0", "engine: numpy (CONVTOOL_NATIVE=0)"), ("", "")])
-def test_kernels_show_names_the_implementation(switch, shown):
+def test_kernels_show_names_the_implementation(switch, shown, kernels_show):
     from convtool.engine import native
 
-    env = dict(os.environ, **{native.NATIVE_ENV: switch})
-    done = subprocess.run(
-        [sys.executable, "-m", "convtool", "kernels", "show", "box:3"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = kernels_show(**{native.NATIVE_ENV: switch})
     assert done.returncode == 0, done.stderr
     expected = shown or f"engine: {native.implementation()}"
     assert expected in done.stdout

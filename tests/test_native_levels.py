@@ -9,9 +9,6 @@ the bytes are compared with the best level's.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,29 +150,15 @@ def test_an_unknown_or_unrunnable_level_is_refused(restore_level):
             _native.select_level("v4")
 
 
-def kernels_show_at(level: str) -> subprocess.CompletedProcess:
-    """``convtool kernels show box:3`` with the compiled kernels forced to ``level``."""
-    env = dict(os.environ, **{native.LEVEL_ENV: level})
-    env.pop(native.NATIVE_ENV, None)
-    return subprocess.run(
-        [sys.executable, "-m", "convtool", "kernels", "show", "box:3"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 @pytest.mark.parametrize("level", LEVELS)
-def test_the_environment_forces_a_level_and_the_report_names_it(level):
-    done = kernels_show_at(level)
+def test_the_environment_forces_a_level_and_the_report_names_it(level, kernels_show):
+    done = kernels_show(**{native.LEVEL_ENV: level, native.NATIVE_ENV: None})
     assert done.returncode == 0, done.stderr
     assert f"{native.LEVEL_ENV}={level})" in done.stdout
 
 
-def test_a_level_that_cannot_run_is_one_line_and_exit_2():
-    done = kernels_show_at("avx1024")
+def test_a_level_that_cannot_run_is_one_line_and_exit_2(kernels_show):
+    done = kernels_show(**{native.LEVEL_ENV: "avx1024", native.NATIVE_ENV: None})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
         "convtool: error: CONVTOOL_NATIVE_LEVEL=avx1024: unknown SIMD level 'avx1024': "
