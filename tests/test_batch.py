@@ -550,8 +550,8 @@ def test_a_dask_cluster_gives_the_same_outputs_as_the_local_pool(tree, tmp_path)
         threads_per_worker=1,
         processes=True,
         host="127.0.0.1",
-        dashboard_address=None,
-        worker_dashboard_address=None,
+        dashboard_address=":0",
+        worker_dashboard_address=":0",
     ) as cluster:
         results = run_all(plan.jobs, settings, dask_address=cluster.scheduler_address)
         plan_again = batch.plan([str(tree)], str(tmp_path / "again"), recursive=True)

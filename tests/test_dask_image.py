@@ -39,7 +39,7 @@ def client():
     """Two workers in this process (so the tests' small engine bands hold there too)."""
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=False,
-        dashboard_address=None, worker_dashboard_address=None,
+        dashboard_address=":0", worker_dashboard_address=":0",
     ) as cluster, distributed.Client(cluster, set_as_default=False) as client:  # fmt: skip
         yield client
 
@@ -127,7 +127,7 @@ def test_the_command_line_on_a_cluster_gives_the_local_bytes(tmp_path, rng):
     subprocess.run([*command, "-o", str(tmp_path / "local.zarr")], env=env, check=True)
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None, worker_dashboard_address=None,
+        dashboard_address=":0", worker_dashboard_address=":0",
     ) as cluster:  # fmt: skip
         done = subprocess.run([*command, "-o", str(tmp_path / "out.zarr"), "--dask",
                                cluster.scheduler_address], env=env, capture_output=True, text=True)  # fmt: skip

@@ -82,6 +82,7 @@ def kernels(rng):
         "row 1x6": (rng.standard_normal((1, 6)), "separable"),
         "column 7x1": (rng.standard_normal((7, 1)), "separable"),
         "box column 10x1": (np.ones((10, 1)), "separable"),
+        "box row 1x12": (np.ones((1, 12)) / 12, "separable"),
     }
 
 
@@ -140,6 +141,32 @@ def test_stride_and_dilation_give_the_bits_of_a_gathered_band(
         expected = gathered(x, kernel, monkeypatch, **args)
         got = engine(x, kernel, "compiled", **args)
         assert np.array_equal(got, expected), name
+
+
+@pytest.mark.parametrize("stride, dilation", [(1, 1), (3, 1), (1, 2)])
+@pytest.mark.parametrize("padding", SAME_SIZE, ids=lambda p: p.value)
+def test_long_rows_read_in_place_and_at_the_sides_give_the_bits_of_a_gathered_band(
+    rng, monkeypatch, stride, dilation, padding
+):
+    """Rows longer than a chunk of outputs (512): a row factor alone and a box read the
+    columns in place where they can and copies of the padding at either side."""
+    x = rng.uniform(-1, 1, (1, 20, 1300)).astype(np.float32)
+    cases = {
+        "box row 1x15": np.ones((1, 15)) / 15,
+        "random row 1x7": rng.standard_normal((1, 7)),
+        "box 15x15": np.ones((15, 15)) / 225,
+        "box 9x31": np.ones((9, 31)) / 279,
+    }
+    for name, kernel in cases.items():
+        args = dict(padding=padding, cval=CVAL, stride=stride, dilation=dilation)
+        expected = gathered(x, kernel, monkeypatch, **args)
+        got = engine(x, kernel, "compiled", **args)
+        assert np.array_equal(got, expected), name
+        spread = np.zeros([(n - 1) * dilation + 1 for n in kernel.shape])
+        spread[::dilation, ::dilation] = kernel
+        cval = CVAL if padding is Padding.CONSTANT else 0.0
+        exact = ndi.correlate(x[0].astype(np.float64), spread, mode=SCIPY_MODE[padding], cval=cval)
+        np.testing.assert_allclose(got[0], exact[::stride, ::stride], atol=1e-5, err_msg=name)
 
 
 def test_no_band_is_gathered_for_a_float_image(rng, monkeypatch):

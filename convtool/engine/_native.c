@@ -271,6 +271,26 @@ static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdif
 /* bytes: at least every level's register block (F_SIDE in _native_float.h) */
 #define F_SIDE_MOST (64 * F_VECS_V4 + 32 * F_VECS_V3 + 16 * F_VECS_BASE)
 
+/* Sums by doubling (doubling_run in _native_float.h) work on chunks of DOUBLING_CHUNK outputs
+ * and keep one row of sums of 2^b samples for each b = 1 .. floor(log2 taps), so that the
+ * output is one sweep over the rows its taps' binary digits name (and the whole chunk's rows
+ * stay in L1). The scratch they need, in elements: */
+#define DOUBLING_CHUNK 512
+static inline ptrdiff_t doubling_levels(ptrdiff_t taps)
+{
+    ptrdiff_t top = 0;
+    while (taps >> (top + 1)) top++;
+    return top;
+}
+static inline ptrdiff_t doubling_level_len(ptrdiff_t taps, ptrdiff_t gap, ptrdiff_t step)
+{
+    return (step * (DOUBLING_CHUNK - 1) + 1 + taps * gap + 15) / 16 * 16;
+}
+static inline ptrdiff_t doubling_floats(ptrdiff_t taps, ptrdiff_t gap, ptrdiff_t step)
+{
+    return doubling_levels(taps) * doubling_level_len(taps, gap, step);
+}
+
 /* The baseline (or the one portable level): what the command line's flags give. 16-byte
  * vectors: SSE2's xmm, NEON's q registers. */
 #define LEVEL _base
@@ -690,8 +710,8 @@ static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject
 /* The ring of an image source (nothing for a band): `slots` rows in each bank, of the
  * columns x0 .. x0+width-1 a row reads (bank 1) and of the pieces of padding at either
  * side plus `reach` columns (banks 0 and 2: what the outputs next to the border read). */
-static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t x0, Py_ssize_t width,
-                       Py_ssize_t reach)
+static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t at_once, Py_ssize_t x0,
+                       Py_ssize_t width, Py_ssize_t reach)
 {
     rowsrc_t *rs = &so->rs;
     if (!rs->image) return 0;
@@ -700,7 +720,7 @@ static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t x0, Py_ssize_t
      * are copied (the ring's rows are spaced otherwise). Measured: a 31-row column pass on
      * 2048-wide float32 rows in place 1.55x the time of the same on copied rows. */
     const ptrdiff_t near = ((rs->sr % 4096) + 4096) % 4096;
-    if (slots > 8 && (near < 512 || near > 4096 - 512)) rs->in0 = rs->in1 = 0;
+    if (at_once > 8 && (near < 512 || near > 4096 - 512)) rs->in0 = rs->in1 = 0;
     ptrdiff_t cut[4];
     cut_columns(rs, x0, width, cut);
     Py_ssize_t side = cut[1] - cut[0] > cut[3] - cut[2] ? cut[1] - cut[0] : cut[3] - cut[2];
@@ -876,7 +896,7 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     }
 #endif
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
-        source_ring(&so, (kh - 1) * g.row_gap + 1 + (pp != NULL), g.col_first, width,
+        source_ring(&so, (kh - 1) * g.row_gap + 1 + (pp != NULL), kh, g.col_first, width,
                     (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + F_SIDE_MOST / (so.src.kind == 'f' ? 4 : 8))) < 0)
         goto done;
     if (!(rows = PyMem_Malloc(sizeof(void *) * (kh + 1))) ||
@@ -1031,13 +1051,15 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         strip = strip < 64 ? 64 : strip;
         strip = strip > dst.w ? dst.w : strip;
         const Py_ssize_t mid_len = g.col_step * (strip - 1) + span_x;
-        floats = 3 * mid_len + (v.mode == PASS_RUNNING ? (kh + 1) * mid_len : 0);
+        floats = mid_len + (h.mode == PASS_DOUBLING ? doubling_floats(kwid, g.col_gap, g.col_step) : 0) +
+                 (v.mode == PASS_RUNNING ? (kh + 1) * mid_len : 0);
     } else if (kh > 1) {
-        strip = 512;
+        strip = (Py_ssize_t)(RUNNING_BYTES / item) / (kh + 1);
+        strip = strip < 64 ? 64 : strip > dst.w ? dst.w : strip;
         floats = v.mode == PASS_RUNNING ? (kh + 1) * strip : 1;
     } else {
         strip = dst.w;
-        floats = h.mode == PASS_DOUBLING ? 2 * (g.col_step * (dst.w - 1) + span_x) : 1;
+        floats = h.mode == PASS_DOUBLING ? doubling_floats(kwid, g.col_gap, g.col_step) : 1;
     }
     const Py_ssize_t width = read_width(&dst, kwid, &g);
     if (!(work = aligned(floats * item)) || !(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
@@ -1045,7 +1067,12 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         PyErr_NoMemory();
         goto done;
     }
-    if (source_ring(&so, use_v ? (kh - 1) * g.row_gap + 1 : 1, g.col_first, width, 0) < 0) goto done;
+    /* (running sums read a row or two at a time, taps all kh rows at once) */
+    const Py_ssize_t ring_rows = use_v ? (kh - 1) * g.row_gap + 1 : 1;
+    /* (a row factor alone reads the columns at either side from copies: see single_band) */
+    if (source_ring(&so, ring_rows, v.mode == PASS_RUNNING ? 2 : kh, g.col_first, width,
+                    use_v ? 0 : span_x) < 0)
+        goto done;
     const Py_ssize_t first = g.col_first;
     Py_BEGIN_ALLOW_THREADS
 #define PASS(F, R, f) {f.taps, f.ntaps, (R)f.scale, f.count, f.gap, f.mode}
@@ -1058,8 +1085,8 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
                                (const float **)rows, (rtap_t_f32 *)rt);
         else
             kernels->single_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                            g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, work,
-                            (const float **)rows, (rtap_t_f32 *)rt);
+                            g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, strip,
+                            work, (const float **)rows, (rtap_t_f32 *)rt);
     } else {
         double *d = (double *)dst.view.buf;
         pass_t_f64 pv = PASS(F64, double, v), ph = PASS(F64, double, h);
@@ -1069,8 +1096,8 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
                                (const double **)rows, (rtap_t_f64 *)rt);
         else
             kernels->single_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                            g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, work,
-                            (const double **)rows, (rtap_t_f64 *)rt);
+                            g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, strip,
+                            work, (const double **)rows, (rtap_t_f64 *)rt);
     }
 #undef PASS
     Py_END_ALLOW_THREADS
@@ -1215,7 +1242,7 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
     int ntaps;
     const Py_ssize_t width = read_width(&dst, kwid, &g);
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
-        source_ring(&so, (kh - 1) * g.row_gap + 1, g.col_first, width,
+        source_ring(&so, (kh - 1) * g.row_gap + 1, kh, g.col_first, width,
                     (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + 64)) < 0) /* (I_SIDE) */
         goto done;
     if (!(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
@@ -1348,7 +1375,9 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
         PyErr_NoMemory();
         goto done;
     }
-    if (source_ring(&so, (kh - 1) * g.row_gap + 1 + vbox, g.col_first, width, 0) < 0) goto done;
+    /* (the running column sums read two rows at a time, the taps all kh rows at once) */
+    if (source_ring(&so, (kh - 1) * g.row_gap + 1 + vbox, vbox ? 2 : kh, g.col_first, width, 0) < 0)
+        goto done;
     const int out_u8 = dst.kind == 'B';
     const ptrdiff_t item = out_u8 ? 1 : 4;
     int shift;
@@ -1433,7 +1462,7 @@ static PyObject *window_sums(PyObject *self, PyObject *args, PyObject *kw)
     Py_ssize_t strip = (Py_ssize_t)(RUNNING_BYTES / 8) / (h + 1) - w;
     strip = strip < 64 ? 64 : strip > sums.w ? sums.w : strip;
     const Py_ssize_t mid_len = strip + w - 1;
-    if (!(work = aligned(8 * (4 + 2 * (h + 1)) * mid_len))) {
+    if (!(work = aligned(8 * ((2 + 2 * (h + 1)) * mid_len + doubling_floats(w, 1, 1))))) {
         PyErr_NoMemory();
         goto done;
     }

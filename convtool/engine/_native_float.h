@@ -240,42 +240,82 @@ ALWAYS_INLINE void F(scale_run)(REAL *restrict acc, REAL scale, ptrdiff_t n)
         for (ptrdiff_t k = 0; k < n; k++) acc[k] *= scale;
 }
 
-/* Sums of windows of `taps` samples `gap` apart, by doubling: out[k] = sum_t s[k*step + t*gap]
- * for k < n, in O(log taps) sweeps over two scratch rows (each of the source's length).
- * The grouping of the sum depends only on `taps` (its binary digits), not on k. */
-ALWAYS_INLINE void F(doubling_run)(REAL *restrict out, const REAL *restrict src, ptrdiff_t step,
-                                   ptrdiff_t gap, ptrdiff_t taps, ptrdiff_t n,
-                                   REAL *restrict scratch0, REAL *restrict scratch1)
+/* out[k] = ((t[0][k*step] + t[1][k*step]) + ...) * scale for k < n: one sweep per four terms
+ * (the scale, unless 1, with the last). */
+ALWAYS_INLINE void F(sum_sweep)(REAL *restrict out, const REAL *restrict a,
+                                const REAL *restrict b, const REAL *restrict c,
+                                const REAL *restrict d, ptrdiff_t n, int count, int first,
+                                int scaled, REAL scale)
 {
-    const REAL *sums = src;
-    REAL *spare[2] = {scratch0, scratch1};
-    ptrdiff_t width = 1, covered = 0, bits = taps;
-    const ptrdiff_t last = step * (n - 1) + 1;
-    int first = 1;
-    while (bits) {
-        if (bits & 1) {
-            const REAL *restrict part = sums + covered * gap;
-            if (first) {
-                if (step == 1) for (ptrdiff_t k = 0; k < n; k++) out[k] = part[k];
-                else for (ptrdiff_t k = 0; k < n; k++) out[k] = part[k * step];
-                first = 0;
-            } else {
-                if (step == 1) for (ptrdiff_t k = 0; k < n; k++) out[k] += part[k];
-                else for (ptrdiff_t k = 0; k < n; k++) out[k] += part[k * step];
+    for (ptrdiff_t k = 0; k < n; k++) {
+        REAL v = first ? a[k] : out[k] + a[k];
+        if (count > 1) v = v + b[k];
+        if (count > 2) v = v + c[k];
+        if (count > 3) v = v + d[k];
+        out[k] = scaled ? v * scale : v;
+    }
+}
+
+ALWAYS_INLINE void F(sum_terms)(REAL *restrict out, const REAL *const *t, ptrdiff_t nt,
+                                ptrdiff_t step, ptrdiff_t n, REAL scale)
+{
+    if (step != 1) {
+        for (ptrdiff_t k = 0; k < n; k++) {
+            REAL v = t[0][k * step];
+            for (ptrdiff_t i = 1; i < nt; i++) v = v + t[i][k * step];
+            out[k] = scale != 1 ? v * scale : v;
+        }
+        return;
+    }
+    for (ptrdiff_t i = 0; i < nt; i += 4) {
+        const int count = nt - i < 4 ? (int)(nt - i) : 4;
+        const int how = (count - 1) * 4 + (i == 0) * 2 + (i + count == nt && scale != 1);
+        const REAL *a = t[i], *b = t[i + (count > 1)], *c = t[i + 2 * (count > 2)];
+        const REAL *d = t[i + 3 * (count > 3)];
+#define F_SWEEP(COUNT, FIRST, SCALED)                                                           \
+    case (COUNT - 1) * 4 + FIRST * 2 + SCALED:                                                  \
+        F(sum_sweep)(out, a, b, c, d, n, COUNT, FIRST, SCALED, scale);                          \
+        break;
+        switch (how) {
+            F_SWEEP(1, 0, 0) F_SWEEP(1, 0, 1) F_SWEEP(1, 1, 0) F_SWEEP(1, 1, 1)
+            F_SWEEP(2, 0, 0) F_SWEEP(2, 0, 1) F_SWEEP(2, 1, 0) F_SWEEP(2, 1, 1)
+            F_SWEEP(3, 0, 0) F_SWEEP(3, 0, 1) F_SWEEP(3, 1, 0) F_SWEEP(3, 1, 1)
+            F_SWEEP(4, 0, 0) F_SWEEP(4, 0, 1) F_SWEEP(4, 1, 0) F_SWEEP(4, 1, 1)
+        }
+#undef F_SWEEP
+    }
+}
+
+/* Sums of windows of `taps` samples `gap` apart, by doubling, times `scale`:
+ * out[k] = scale * sum_t s[k*step + t*gap] for k < n. Row b of the scratch holds the sums of
+ * 2^b samples (row 0: the source), each made of two of the row before; an output adds, left
+ * to right, one sum from each row its taps' binary digits name (15 taps: 1 + 2 + 4 + 8). The
+ * grouping depends only on `taps`, not on k or on the chunk (DOUBLING_CHUNK outputs at a
+ * time; `scratch`: doubling_floats(taps, gap, step) elements). */
+ALWAYS_INLINE void F(doubling_run)(REAL *restrict out, const REAL *src, ptrdiff_t step,
+                                   ptrdiff_t gap, ptrdiff_t taps, ptrdiff_t n, REAL *scratch,
+                                   REAL scale)
+{
+    const ptrdiff_t top = doubling_levels(taps), stride = doubling_level_len(taps, gap, step);
+    for (ptrdiff_t k0 = 0; k0 < n; k0 += DOUBLING_CHUNK) {
+        const ptrdiff_t m = n - k0 < DOUBLING_CHUNK ? n - k0 : DOUBLING_CHUNK;
+        const ptrdiff_t last = step * (m - 1) + 1;
+        const REAL *terms[8 * sizeof(ptrdiff_t)], *level = src + k0 * step;
+        ptrdiff_t nt = 0, covered = 0;
+        for (ptrdiff_t b = 0;; b++) {
+            const ptrdiff_t width = (ptrdiff_t)1 << b;
+            if ((taps >> b) & 1) {
+                terms[nt++] = level + covered * gap;
+                covered += width;
             }
-            covered += width;
-        }
-        bits >>= 1;
-        if (bits) {
+            if (b == top) break;
             const ptrdiff_t length = last + (taps - 2 * width) * gap;
-            REAL *restrict target = spare[0];
-            const REAL *restrict a = sums, *restrict b = sums + width * gap;
-            for (ptrdiff_t x = 0; x < length; x++) target[x] = a[x] + b[x];
-            sums = target;
-            spare[0] = spare[1];
-            spare[1] = target;
-            width *= 2;
+            REAL *restrict next = scratch + b * stride;
+            const REAL *restrict p = level, *restrict q = level + width * gap;
+            for (ptrdiff_t x = 0; x < length; x++) next[x] = p[x] + q[x];
+            level = next;
         }
+        F(sum_terms)(out + k0, terms, nt, step, m, scale);
     }
 }
 
@@ -531,11 +571,12 @@ typedef struct {
     ptrdiff_t block;     /* band row where the current block starts (may be < 0) */
     ptrdiff_t prefix_end;
     int started;
+    int bank;            /* the ring bank of `rows` (0, 2: padding at either side; 1: the rest) */
 } F(running_t);
 
 ALWAYS_INLINE const REAL *F(running_in)(F(running_t) *g, ptrdiff_t r)
 {
-    if (g->rows) return (const REAL *)row_get(g->rows, g->c, r, g->x0, g->width, 1);
+    if (g->rows) return (const REAL *)row_get(g->rows, g->c, r, g->x0, g->width, g->bank);
     return g->src + r * g->rs;
 }
 
@@ -557,8 +598,32 @@ ALWAYS_INLINE void F(row_value)(REAL *restrict out, const REAL *restrict in, ptr
     }
 }
 
-/* out = the sum of band rows s .. s+taps-1; calls must come with s increasing. */
-ALWAYS_INLINE void F(running_row)(F(running_t) *g, ptrdiff_t s, REAL *restrict out)
+/* out = (prefix + row) * scale with prefix = (the first row ? 0 : prefix) + row, where row is
+ * the sample or its square: the last step of a window, one sweep (the same operations, in the
+ * same order, as a step, a sum and a scale one after the other). */
+ALWAYS_INLINE void F(running_last)(REAL *restrict out, const REAL *restrict suffix,
+                                   REAL *restrict prefix, const REAL *restrict in, ptrdiff_t n,
+                                   int square, int first, REAL scale)
+{
+#define F_RUNNING_LAST(VALUE)                                                                   \
+    do {                                                                                        \
+        if (first && scale == 1)                                                                \
+            for (ptrdiff_t x = 0; x < n; x++) out[x] = suffix[x] + (prefix[x] = VALUE);         \
+        else if (first)                                                                         \
+            for (ptrdiff_t x = 0; x < n; x++) out[x] = (suffix[x] + (prefix[x] = VALUE)) * scale; \
+        else if (scale == 1)                                                                    \
+            for (ptrdiff_t x = 0; x < n; x++) out[x] = suffix[x] + (prefix[x] = prefix[x] + VALUE); \
+        else                                                                                    \
+            for (ptrdiff_t x = 0; x < n; x++)                                                   \
+                out[x] = (suffix[x] + (prefix[x] = prefix[x] + VALUE)) * scale;                 \
+    } while (0)
+    if (square) F_RUNNING_LAST(in[x] * in[x]);
+    else F_RUNNING_LAST(in[x]);
+#undef F_RUNNING_LAST
+}
+
+/* out = the sum of band rows s .. s+taps-1, times scale; calls must come with s increasing. */
+ALWAYS_INLINE void F(running_row)(F(running_t) *g, ptrdiff_t s, REAL *restrict out, REAL scale)
 {
     const ptrdiff_t k = g->taps, w = g->width, into = F(floor_mod)(g->origin + s, k);
     const ptrdiff_t block = s - into;
@@ -583,11 +648,14 @@ ALWAYS_INLINE void F(running_row)(F(running_t) *g, ptrdiff_t s, REAL *restrict o
     }
     const REAL *restrict suffix = g->suffix + into * w;
     if (into == 0) { /* the window is the whole block */
-        for (ptrdiff_t x = 0; x < w; x++) out[x] = suffix[x];
+        if (scale == 1) for (ptrdiff_t x = 0; x < w; x++) out[x] = suffix[x];
+        else for (ptrdiff_t x = 0; x < w; x++) out[x] = suffix[x] * scale;
         return;
     }
-    /* prefix(e) = prefix(e-1) + x[e] over the next block, up to e = s + k - 1 */
-    for (ptrdiff_t e = g->prefix_end + 1; e <= s + k - 1; e++) {
+    /* prefix(e) = prefix(e-1) + x[e] over the next block, up to e = s + k - 1 (the last row of
+     * the window: with the sum) */
+    const ptrdiff_t last = s + k - 1;
+    for (ptrdiff_t e = g->prefix_end + 1; e < last; e++) {
         const REAL *restrict in = F(running_in)(g, e);
         REAL *restrict prefix = g->prefix;
         if (e == block + k) {
@@ -598,9 +666,9 @@ ALWAYS_INLINE void F(running_row)(F(running_t) *g, ptrdiff_t s, REAL *restrict o
             for (ptrdiff_t x = 0; x < w; x++) prefix[x] = prefix[x] + in[x];
         }
     }
-    g->prefix_end = s + k - 1;
-    const REAL *restrict prefix = g->prefix;
-    for (ptrdiff_t x = 0; x < w; x++) out[x] = suffix[x] + prefix[x];
+    F(running_last)(out, suffix, g->prefix, F(running_in)(g, last), w, g->square,
+                    last == block + k, scale);
+    g->prefix_end = last;
 }
 
 /* ---------------------------------------------------------------- separable, fused per row */
@@ -617,6 +685,28 @@ typedef struct {
 } F(pass_t);
 #endif
 
+/* The row factor of a separable kernel (or a row kernel alone) over one row: out[k] for k < n
+ * from src (mid-row or padded row, output k at src[k*step]), taps `rt` (resolved on src) or
+ * sums by doubling, then the scale. In chunks of F_CHUNK outputs, so that the chunk, the
+ * doubling's two scratch rows and the samples they read stay in L1 (a 4096-wide row's sweeps
+ * went to L2: box 1x15 one thread 1.3x faster this way). Chunks change no bit: each output's
+ * terms and their order do not depend on where a chunk starts. */
+ALWAYS_INLINE void F(row_pass)(REAL *restrict out, const REAL *src, ptrdiff_t step,
+                               const F(pass_t) *h, const F(rtap_t) *rt, ptrdiff_t n,
+                               REAL *scratch)
+{
+    if (h->mode == PASS_DOUBLING) {
+        F(doubling_run)(out, src, step, h->gap, h->count, n, scratch, h->scale);
+        return;
+    }
+    for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
+        const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
+        F(taps_run)(out + k0, rt, h->ntaps, k0 * step, step, m);
+        F(scale_run)(out + k0, h->scale, m);
+    }
+}
+
+
 /* dst[c, j, i] = row pass (column pass (src)): for each output row, the column pass fills a
  * row buffer `mid` (one strip of columns at a time, so it stays in L1), the row pass reads it.
  * The rows come from `rs` (see direct_band), `rows` holds the column factor's row pointers.
@@ -629,8 +719,9 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                                   const REAL **rows, F(rtap_t) *rt)
 {
     const ptrdiff_t mid_len = sx * (strip - 1) + span_x;
-    REAL *mid = work, *scratch0 = work + mid_len, *scratch1 = scratch0 + mid_len;
-    REAL *running = scratch1 + mid_len; /* suffix rows + prefix row, for PASS_RUNNING */
+    REAL *mid = work, *scratch = work + mid_len; /* (for sums by doubling) */
+    /* suffix rows + prefix row, for PASS_RUNNING */
+    REAL *running = scratch + (h->mode == PASS_DOUBLING ? doubling_floats(h->count, h->gap, sx) : 0);
     const REAL *mids[1] = {mid};
     /* the column taps (per row and piece of columns: padding, in place, padding), the row taps */
     F(rtap_t) *rh = rt, *rv[3] = {rt + h->ntaps, rt + h->ntaps + v->ntaps,
@@ -660,25 +751,28 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
     }
     for (ptrdiff_t c = 0; c < channels; c++) {
         if (v->mode == PASS_RUNNING) {
-            /* strips outside, rows inside: the running sums walk down each strip */
+            /* strips outside, rows inside: the running sums walk down each strip, one sum per
+             * piece of it (padding, in place, padding: the columns read in place are not
+             * copied; each column's sum is the same whatever piece holds it) */
             for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
                 const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
-                const ptrdiff_t len = sx * (n - 1) + span_x;
-                F(running_t) g = {NULL, 0, rs, c, x0 + i0 * sx, v->count, len, origin, 0,
-                                  running, running + v->count * len, 0, 0, 0};
+                const ptrdiff_t len = sx * (n - 1) + span_x, lo0 = x0 + i0 * sx;
+                F(running_t) g[3];
+                ptrdiff_t at[3], pieces = 0;
+                REAL *buffer = running;
+                for (int k = 0; k < 3; k++) {
+                    const ptrdiff_t lo = cut[k] > lo0 ? cut[k] : lo0;
+                    const ptrdiff_t hi = cut[k + 1] < lo0 + len ? cut[k + 1] : lo0 + len;
+                    if (hi <= lo) continue;
+                    g[pieces] = (F(running_t)){NULL, 0, rs, c, lo, v->count, hi - lo, origin, 0,
+                                               buffer, buffer + v->count * (hi - lo), 0, 0, 0, k};
+                    at[pieces++] = lo - lo0;
+                    buffer += (v->count + 1) * (hi - lo);
+                }
                 for (ptrdiff_t j = 0; j < nr; j++) {
-                    F(running_row)(&g, j * sy, mid);
-                    F(scale_run)(mid, v->scale, len);
-                    REAL *out = dst + c * d_c + j * d_r + i0;
-                    if (h->mode == PASS_DOUBLING) {
-                        F(doubling_run)(out, mid, sx, h->gap, h->count, n, scratch0, scratch1);
-                    } else {
-                        for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
-                            const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
-                            F(taps_run)(out + k0, rh, h->ntaps, k0 * sx, sx, m);
-                        }
-                    }
-                    F(scale_run)(out, h->scale, n);
+                    for (ptrdiff_t q = 0; q < pieces; q++)
+                        F(running_row)(&g[q], j * sy, mid + at[q], v->scale);
+                    F(row_pass)(dst + c * d_c + j * d_r + i0, mid, sx, h, rh, n, scratch);
                 }
             }
             continue;
@@ -716,16 +810,7 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                     }
                 }
                 if (!mirror) F(scale_run)(mid, v->scale, len);
-                REAL *out = out_row + i0;
-                if (h->mode == PASS_DOUBLING) {
-                    F(doubling_run)(out, mid, sx, h->gap, h->count, n, scratch0, scratch1);
-                } else {
-                    for (ptrdiff_t k0 = 0; k0 < n; k0 += F_CHUNK) {
-                        const ptrdiff_t m = n - k0 < F_CHUNK ? n - k0 : F_CHUNK;
-                        F(taps_run)(out + k0, rh, h->ntaps, k0 * sx, sx, m);
-                    }
-                }
-                F(scale_run)(out, h->scale, n);
+                F(row_pass)(out_row + i0, mid, sx, h, rh, n, scratch);
             }
         }
     }
@@ -737,37 +822,49 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
 HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL *dst,
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, const F(pass_t) *p,
-                               int vertical, ptrdiff_t origin, REAL *work, const REAL **rows,
-                               F(rtap_t) *rt)
+                               int vertical, ptrdiff_t origin, ptrdiff_t strip, REAL *work,
+                               const REAL **rows, F(rtap_t) *rt)
 {
     for (ptrdiff_t c = 0; c < channels; c++) {
         if (p->mode == PASS_RUNNING) { /* a box column, unit column steps (sx == 1) */
-            for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
-                const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
+            for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
+                const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
                 F(running_t) g = {NULL, 0, rs, c, x0 + i0, p->count, n, origin, 0,
-                                  work, work + p->count * n, 0, 0, 0};
+                                  work, work + p->count * n, 0, 0, 0, 1};
                 for (ptrdiff_t j = 0; j < nr; j++) {
                     REAL *out = dst + c * d_c + j * d_r + i0;
-                    F(running_row)(&g, j * sy, out);
-                    F(scale_run)(out, p->scale, n);
+                    F(running_row)(&g, j * sy, out, p->scale);
                 }
             }
             continue;
         }
+        /* A row factor: the outputs k_lo .. k_hi-1 read only columns in place and are computed
+         * there; those at either side from copies of just the columns they read (banks 0, 2),
+         * not from a copy of the whole padded row (box 1x15, 2048² float32: 1.4x). */
+        ptrdiff_t k_lo = 0, k_hi = 0;
+        if (!vertical && rs->image && rs->in1 > rs->in0) {
+            const ptrdiff_t span = (p->count - 1) * p->gap + 1, room = rs->in1 - span - x0;
+            k_lo = rs->in0 > x0 ? (rs->in0 - x0 + sx - 1) / sx : 0;
+            k_lo = k_lo < nc ? k_lo : nc;
+            k_hi = room < 0 ? 0 : room / sx + 1 < nc ? room / sx + 1 : nc;
+            k_hi = k_hi > k_lo ? k_hi : k_lo;
+        }
         for (ptrdiff_t j = 0; j < nr; j++) {
-            F(fetch)(rs, rt, p->taps, p->ntaps, rows, c, j * sy, p->gap, vertical ? p->count : 1,
-                     x0, width, 1);
             REAL *out = dst + c * d_c + j * d_r;
-            if (p->mode == PASS_DOUBLING) {
-                const ptrdiff_t len = sx * (nc - 1) + (p->count - 1) * p->gap + 1;
-                F(doubling_run)(out, rows[0], sx, p->gap, p->count, nc, work, work + len);
-            } else {
-                for (ptrdiff_t i0 = 0; i0 < nc; i0 += F_CHUNK) {
-                    const ptrdiff_t n = nc - i0 < F_CHUNK ? nc - i0 : F_CHUNK;
-                    F(taps_run)(out + i0, rt, p->ntaps, i0 * sx, sx, n);
-                }
+            if (k_hi == k_lo) {
+                F(fetch)(rs, rt, p->taps, p->ntaps, rows, c, j * sy, p->gap,
+                         vertical ? p->count : 1, x0, width, 1);
+                F(row_pass)(out, rows[0], sx, p, rt, nc, work);
+                continue;
             }
-            F(scale_run)(out, p->scale, nc);
+            const ptrdiff_t from[4] = {0, k_lo, k_hi, nc};
+            for (int k = 0; k < 3; k++) {
+                const ptrdiff_t n = from[k + 1] - from[k];
+                if (n <= 0) continue;
+                F(fetch)(rs, rt, p->taps, p->ntaps, rows, c, j * sy, p->gap, 1,
+                         x0 + from[k] * sx, width - from[k] * sx - (nc - from[k + 1]) * sx, k);
+                F(row_pass)(out + from[k], rows[0], sx, p, rt, n, work);
+            }
         }
     }
 }
@@ -796,20 +893,20 @@ HOT static void F(window_sums_band)(const REAL *src, ptrdiff_t s_r, REAL *sums, 
                                     int doubling, ptrdiff_t strip, REAL *work)
 {
     const ptrdiff_t mid_len = strip + w - 1;
-    REAL *mid1 = work, *mid2 = mid1 + mid_len, *scratch0 = mid2 + mid_len;
-    REAL *scratch1 = scratch0 + mid_len, *run1 = scratch1 + mid_len;
+    REAL *mid1 = work, *mid2 = mid1 + mid_len, *scratch = mid2 + mid_len;
+    REAL *run1 = scratch + doubling_floats(w, 1, 1);
     REAL *run2 = run1 + (h + 1) * mid_len;
     for (ptrdiff_t i0 = 0; i0 < nc; i0 += strip) {
         const ptrdiff_t n = nc - i0 < strip ? nc - i0 : strip;
         const ptrdiff_t len = n + w - 1;
         F(running_t) g1 = {src + i0, s_r, NULL, 0, 0, h, len, origin, 0,
-                           run1, run1 + h * len, 0, 0, 0};
+                           run1, run1 + h * len, 0, 0, 0, 1};
         F(running_t) g2 = {src + i0, s_r, NULL, 0, 0, h, len, origin, 1,
-                           run2, run2 + h * len, 0, 0, 0};
+                           run2, run2 + h * len, 0, 0, 0, 1};
         for (ptrdiff_t j = 0; j < nr; j++) {
             if (running) {
-                F(running_row)(&g1, j, mid1);
-                F(running_row)(&g2, j, mid2);
+                F(running_row)(&g1, j, mid1, 1);
+                F(running_row)(&g2, j, mid2, 1);
             } else {
                 for (ptrdiff_t t = 0; t < h; t++) {
                     const REAL *in = src + (j + t) * s_r + i0;
@@ -819,8 +916,8 @@ HOT static void F(window_sums_band)(const REAL *src, ptrdiff_t s_r, REAL *sums, 
             }
             REAL *out1 = sums + j * u_r + i0, *out2 = squares + j * q_r + i0;
             if (doubling) {
-                F(doubling_run)(out1, mid1, 1, 1, w, n, scratch0, scratch1);
-                F(doubling_run)(out2, mid2, 1, 1, w, n, scratch0, scratch1);
+                F(doubling_run)(out1, mid1, 1, 1, w, n, scratch, 1);
+                F(doubling_run)(out2, mid2, 1, 1, w, n, scratch, 1);
             } else {
                 F(box_run)(out1, mid1, w, n);
                 F(box_run)(out2, mid2, w, n);

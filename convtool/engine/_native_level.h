@@ -70,12 +70,12 @@ typedef struct {
                                ptrdiff_t, ptrdiff_t, double *, const double **, rtap_t_f64 *);
     void (*single_band_f32)(rowsrc_t *, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                            const pass_t_f32 *, int, ptrdiff_t, float *, const float **,
-                            rtap_t_f32 *);
+                            const pass_t_f32 *, int, ptrdiff_t, ptrdiff_t, float *,
+                            const float **, rtap_t_f32 *);
     void (*single_band_f64)(rowsrc_t *, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
-                            const pass_t_f64 *, int, ptrdiff_t, double *, const double **,
-                            rtap_t_f64 *);
+                            const pass_t_f64 *, int, ptrdiff_t, ptrdiff_t, double *,
+                            const double **, rtap_t_f64 *);
     void (*window_sums_band_f64)(const double *, ptrdiff_t, double *, ptrdiff_t, double *,
                                  ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                  ptrdiff_t, int, int, ptrdiff_t, double *);
