@@ -272,6 +272,26 @@ ROW_PAIR_KERNELS = {
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("width", [5, 70, 131, 1000])
+def test_streaming_stores_give_the_bits_of_plain_ones(dtype, width):
+    """``stream=True`` (outputs past the cache) at every alignment of the output rows, odd
+    and even row counts, kernels taken in row pairs: the bytes of plain stores."""
+    if not _native.info()["streaming"]:
+        pytest.skip("this build has no streaming stores")
+    for kernel in (np.outer([1.0, 2, 1], [1.0, 0, -1]), RNG.standard_normal((5, 4))):
+        kh, kw = kernel.shape
+        for rows in (1, 6, 7):
+            src = image(dtype, 2, rows + kh - 1, width + kw - 1)
+            plain = fresh_out(dtype, 2, rows, width)
+            _native.correlate_direct(src, plain, kernel, 1, 1, 1, 1, 0)
+            for shift in range(5):
+                room = np.full(plain.size + 64, np.nan, dtype)
+                out = room[shift : shift + plain.size].reshape(plain.shape)
+                _native.correlate_direct(src, out, kernel, 1, 1, 1, 1, 0, stream=True)
+                assert np.array_equal(out, plain, equal_nan=True), (rows, shift)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_an_all_zero_kernel_gives_positive_zeros(dtype):
     src = image(dtype, 1, 9, 300)
     out = np.full((1, 7, 298), np.nan, dtype)

@@ -271,6 +271,13 @@ static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdif
 /* bytes: at least every level's register block (F_SIDE in _native_float.h) */
 #define F_SIDE_MOST (64 * F_VECS_V4 + 32 * F_VECS_V3 + 16 * F_VECS_BASE)
 
+/* Streaming stores (F(stream) in _native_float.h): GCC's x86 builtins. */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#define STREAMING 1
+#else
+#define STREAMING 0
+#endif
+
 /* Sums by doubling (doubling_run in _native_float.h) work on chunks of DOUBLING_CHUNK outputs
  * and keep one row of sums of 2^b samples for each b = 1 .. floor(log2 taps), so that the
  * output is one sweep over the rows its taps' binary digits name (and the whole chunk's rows
@@ -750,7 +757,7 @@ static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t at_once, Py_ss
 
 static const char *direct_kwlist[] = {"src", "dst", "weights", "row_step", "row_gap",
                                       "col_step", "col_gap", "col_first", "row_map",
-                                      "col_map", "cval", NULL};
+                                      "col_map", "cval", "stream", NULL};
 
 #define MAPS_DOC                                                                              \
     "row_map, col_map (1-D int64, both or neither): src is then the unpadded image, any\n"    \
@@ -761,11 +768,13 @@ static const char *direct_kwlist[] = {"src", "dst", "weights", "row_step", "row_
 
 PyDoc_STRVAR(correlate_direct_doc,
 "correlate_direct(src, dst, weights, row_step, row_gap, col_step, col_gap, col_first,\n"
-"                 row_map=None, col_map=None, cval=0.0)\n--\n\n"
+"                 row_map=None, col_map=None, cval=0.0, stream=False)\n--\n\n"
 "dst[c, j, i] = sum_ab weights[a, b] * src[c, row_step*j + a*row_gap,\n"
 "col_first + col_step*i + b*col_gap], float32 or float64 (src and dst alike), computed in\n"
 "that type. weights: float64 (kh, kw), C-contiguous. Zero weights are skipped; mirror\n"
-"weights (w[a,b] = +-w[-a,-b]) are folded. Releases the GIL.\n" MAPS_DOC);
+"weights (w[a,b] = +-w[-a,-b]) are folded. stream: store the outputs without reading\n"
+"their lines into the cache (for outputs much larger than it; info()['streaming'] says\n"
+"whether this build can: else ignored). Releases the GIL.\n" MAPS_DOC);
 
 /* Offsets and rows of a kh x kw kernel's taps: row a, column b*col_gap. */
 static int kernel_taps(const double *w, Py_ssize_t kh, Py_ssize_t kwid, Py_ssize_t col_gap,
@@ -858,9 +867,10 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *o_src, *o_dst, *o_w, *o_rows = Py_None, *o_cols = Py_None;
     geometry_t g;
     double cval = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOnnnnn|OOd", (char **)direct_kwlist, &o_src,
+    int stream = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOnnnnn|OOdp", (char **)direct_kwlist, &o_src,
                                      &o_dst, &o_w, &g.row_step, &g.row_gap, &g.col_step,
-                                     &g.col_gap, &g.col_first, &o_rows, &o_cols, &cval))
+                                     &g.col_gap, &g.col_first, &o_rows, &o_cols, &cval, &stream))
         return NULL;
     source_t so;
     array_t dst, wa;
@@ -908,11 +918,11 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     if (so.src.kind == 'f')
         kernels->direct_band_f32(&so.rs, g.col_first, width, (float *)dst.view.buf, dst.sc, dst.sr,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
-                        ntaps, (const float **)rows, (rtap_t_f32 *)rt, pp);
+                        ntaps, (const float **)rows, (rtap_t_f32 *)rt, pp, stream);
     else
         kernels->direct_band_f64(&so.rs, g.col_first, width, (double *)dst.view.buf, dst.sc, dst.sr,
                         dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
-                        ntaps, (const double **)rows, (rtap_t_f64 *)rt, pp);
+                        ntaps, (const double **)rows, (rtap_t_f64 *)rt, pp, stream);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
 done:
@@ -1489,7 +1499,8 @@ PyDoc_STRVAR(info_doc,
 "info()\n--\n\n"
 "The build: {'simd': the SIMD level the kernels run, in words; 'level': its name; 'levels':\n"
 "the names of the levels built that this CPU runs, best first; 'clones': 1 when several\n"
-"levels are built, ...}.");
+"levels are built; 'streaming': 1 when the kernels can store streaming (see\n"
+"correlate_direct), ...}.");
 
 static PyObject *info(PyObject *self, PyObject *unused)
 {
@@ -1506,9 +1517,10 @@ static PyObject *info(PyObject *self, PyObject *unused)
         }
     if (!names) return NULL;
     const level_t *chosen = levels + level_chosen;
-    return Py_BuildValue("{s:s,s:s,s:N,s:i,s:i,s:i}", "simd", chosen->simd, "level",
+    return Py_BuildValue("{s:s,s:s,s:N,s:i,s:i,s:i,s:i}", "simd", chosen->simd, "level",
                          chosen->name, "levels", names, "clones", CLONES, "running_min_taps",
-                         RUNNING_MIN_TAPS, "doubling_min_taps", DOUBLING_MIN_TAPS);
+                         RUNNING_MIN_TAPS, "doubling_min_taps", DOUBLING_MIN_TAPS, "streaming",
+                         STREAMING);
 }
 
 PyDoc_STRVAR(select_level_doc,

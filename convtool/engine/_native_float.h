@@ -79,6 +79,30 @@ typedef REAL F(vec) __attribute__((vector_size(F_VEC_BYTES)));
 #define F_VECS F_VECS_N /* (the accumulators of taps_block: 8 or 4, per level: _native.c) */
 typedef REAL F(uvec) __attribute__((vector_size(F_VEC_BYTES), aligned(sizeof(REAL)), may_alias));
 
+/* Streaming (non-temporal) stores: outputs much larger than the last-level cache are written
+ * to memory without first reading each line into the cache, as a large memcpy does; the
+ * bits are those of plain stores (see pair_run). GCC on x86 only (its builtins). */
+#if defined(__GNUC__) && !defined(__clang__) && (defined(__x86_64__) || defined(__i386__))
+#define F_STREAM 1
+ALWAYS_INLINE void F(stream)(REAL *p, F(vec) v) /* p: F_VEC_BYTES-aligned */
+{
+    typedef float fv __attribute__((vector_size(F_VEC_BYTES)));
+    typedef double dv __attribute__((vector_size(F_VEC_BYTES)));
+#if F_VEC_BYTES == 64
+    if (sizeof(REAL) == 4) __builtin_ia32_movntps512((float *)p, (fv)v);
+    else __builtin_ia32_movntpd512((double *)p, (dv)v);
+#elif F_VEC_BYTES == 32
+    if (sizeof(REAL) == 4) __builtin_ia32_movntps256((float *)p, (fv)v);
+    else __builtin_ia32_movntpd256((double *)p, (dv)v);
+#else
+    if (sizeof(REAL) == 4) __builtin_ia32_movntps((float *)p, (fv)v);
+    else __builtin_ia32_movntpd((double *)p, (dv)v);
+#endif
+}
+#else
+#define F_STREAM 0
+#endif
+
 ALWAYS_INLINE F(vec) F(load)(const REAL *p)
 {
     F(vec) v;
@@ -218,6 +242,13 @@ ALWAYS_INLINE void F(taps_run)(REAL *restrict acc, const F(rtap_t) *taps, int nt
         for (int i = 0; i < ntaps; i++) products &= taps[i].kind == TAP_MUL;
         for (; k0 + F_LANES * F_VECS <= n; k0 += F_LANES * F_VECS)
             F(taps_block)(acc + k0, taps, ntaps, at + k0, products);
+        /* the rest: one more block ending at n, over outputs already made (the same bits
+         * again), rather than a sweep */
+        if (k0 < n) {
+            F(taps_block)(acc + n - F_LANES * F_VECS, taps, ntaps, at + n - F_LANES * F_VECS,
+                          products);
+            k0 = n;
+        }
     }
 #endif
     if (k0 < n) F(taps_sweep)(acc + k0, taps, ntaps, at + k0 * step, step, n - k0);
@@ -397,10 +428,9 @@ ALWAYS_INLINE void F(pair_one)(REAL *out0, REAL *out1, const REAL *const *rows, 
 /* out0[0 .. P_VECS*F_LANES) and, when `both`, out1[...]: pair_one's terms, in its order, for
  * a block of consecutive outputs, the sums in registers; each loaded row serves both. */
 ALWAYS_INLINE void F(pair_block)(REAL *restrict out0, REAL *restrict out1,
-                                 const REAL *const *rows, int kh, const pairs_t *pp,
-                                 ptrdiff_t at, int both)
+                                 const REAL *const *rows, int kh, int ng, const pairs_t *pp,
+                                 ptrdiff_t at, int both, int stream)
 {
-    const int ng = pp->ngroups;
     const F(vec) z = -(F(vec)){0};
     F(vec) a0 = z, a1 = z, b0 = z, b1 = z;
 #if P_VECS == 4
@@ -443,6 +473,17 @@ ALWAYS_INLINE void F(pair_block)(REAL *restrict out0, REAL *restrict out1,
     }
 #define P_STORE_A(k) *(F(uvec) *)(out0 + k * F_LANES) = a##k
 #define P_STORE_B(k) *(F(uvec) *)(out1 + k * F_LANES) = b##k
+#if F_STREAM
+#define P_STREAM_A(k) F(stream)(out0 + k * F_LANES, a##k)
+#define P_STREAM_B(k) F(stream)(out1 + k * F_LANES, b##k)
+    if (stream) {
+        P_EACH(P_STREAM_A);
+        if (both) P_EACH(P_STREAM_B);
+        return;
+    }
+#undef P_STREAM_A
+#undef P_STREAM_B
+#endif
     P_EACH(P_STORE_A);
     if (both) P_EACH(P_STORE_B);
 #undef P_STORE_A
@@ -450,15 +491,34 @@ ALWAYS_INLINE void F(pair_block)(REAL *restrict out0, REAL *restrict out1,
 }
 #endif
 
-/* out0[k] (and out1[k]) for k < n: register blocks, then one output at a time. */
+/* out0[k] (and out1[k]) for k < n: register blocks, then one output at a time. `stream`:
+ * the blocks from the first vector-aligned output on are stored streaming, after one block
+ * stored as usual (the outputs before that address; blocks that overlap write the same bits
+ * twice). Both rows must then be equally aligned. */
 ALWAYS_INLINE void F(pair_run)(REAL *restrict out0, REAL *restrict out1,
-                               const REAL *const *rows, int kh, const pairs_t *pp, ptrdiff_t at,
-                               ptrdiff_t n, int both)
+                               const REAL *const *rows, int kh, int ng, const pairs_t *pp,
+                               ptrdiff_t at, ptrdiff_t n, int both, int stream)
 {
     ptrdiff_t k0 = 0;
 #ifdef HAVE_VECTOR_TYPES
-    for (; k0 + P_VECS * F_LANES <= n; k0 += P_VECS * F_LANES)
-        F(pair_block)(out0 + k0, out1 + k0, rows, kh, pp, at + k0, both);
+    const ptrdiff_t block = P_VECS * F_LANES;
+#if F_STREAM
+    const uintptr_t lead = (uintptr_t)out0 % F_VEC_BYTES;
+    if (stream && n >= 2 * block && lead % sizeof(REAL) == 0 &&
+        ((uintptr_t)out1 - (uintptr_t)out0) % F_VEC_BYTES == 0) {
+        F(pair_block)(out0, out1, rows, kh, ng, pp, at, both, 0);
+        for (k0 = (ptrdiff_t)((F_VEC_BYTES - lead) % F_VEC_BYTES / sizeof(REAL));
+             k0 + block <= n; k0 += block)
+            F(pair_block)(out0 + k0, out1 + k0, rows, kh, ng, pp, at + k0, both, 1);
+    }
+#endif
+    for (; k0 + block <= n; k0 += block)
+        F(pair_block)(out0 + k0, out1 + k0, rows, kh, ng, pp, at + k0, both, 0);
+    if (k0 < n && n >= block) { /* the rest: as in taps_run */
+        k0 = n - block;
+        F(pair_block)(out0 + k0, out1 + k0, rows, kh, ng, pp, at + k0, both, 0);
+        k0 = n;
+    }
 #endif
     for (; k0 < n; k0++) F(pair_one)(out0 + k0, out1 + k0, rows, kh, pp, at + k0, both);
 }
@@ -485,7 +545,7 @@ ALWAYS_INLINE void F(pair_run)(REAL *restrict out0, REAL *restrict out1,
 ALWAYS_INLINE void F(direct_pairs)(rowsrc_t *rs, ptrdiff_t x0, REAL *dst, ptrdiff_t d_c,
                                    ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                    ptrdiff_t span, ptrdiff_t kh, const ptrdiff_t parts[4],
-                                   const pairs_t *pp, const REAL **rows)
+                                   const pairs_t *pp, const REAL **rows, int stream)
 {
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j += 2) {
@@ -496,10 +556,16 @@ ALWAYS_INLINE void F(direct_pairs)(rowsrc_t *rs, ptrdiff_t x0, REAL *dst, ptrdif
                 if (no <= 0) continue;
                 for (ptrdiff_t t = 0; t < kh + both; t++)
                     rows[t] = (const REAL *)row_get(rs, c, j + t, x0 + o0, no - 1 + span, k);
-                for (ptrdiff_t i0 = 0; i0 < no; i0 += F_CHUNK) {
-                    const ptrdiff_t n = no - i0 < F_CHUNK ? no - i0 : F_CHUNK;
-                    F(pair_run)(out0 + o0 + i0, out1 + o0 + i0, rows, (int)kh, pp, i0, n, both);
-                }
+                /* (3 rows, one or two column groups: Sobel, Prewitt, Scharr, Laplacian... with
+                 * the loops' bounds known, as fast as a loop written for the kernel) */
+                const int ng = pp->ngroups;
+                if (kh == 3 && ng == 1)
+                    F(pair_run)(out0 + o0, out1 + o0, rows, 3, 1, pp, 0, no, both, stream);
+                else if (kh == 3 && ng == 2)
+                    F(pair_run)(out0 + o0, out1 + o0, rows, 3, 2, pp, 0, no, both, stream);
+                else
+                    F(pair_run)(out0 + o0, out1 + o0, rows, (int)kh, ng, pp, 0, no, both,
+                                stream);
             }
         }
 }
@@ -513,7 +579,7 @@ HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, ptrdiff_t kh,
                                ptrdiff_t gap, const tap_t *taps, int ntaps, const REAL **rows,
-                               F(rtap_t) *rt, const pairs_t *pp)
+                               F(rtap_t) *rt, const pairs_t *pp, int stream)
 {
     /* outputs [0, in0) and [in1, nc) read padding: their columns are copied (a few per row);
      * outputs [in0, in1) read only columns that are read in place */
@@ -523,16 +589,20 @@ HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
     ptrdiff_t in0 = (cut[1] - x0 + sx - 1) / sx, in1 = 0;
     if (cut[2] - x0 - span >= 0) in1 = (cut[2] - x0 - span) / sx + 1;
     in1 = in1 > nc ? nc : in1;
-    /* the side pieces are whole register blocks (tiny sweeps cost more than copying) */
-    in0 = (in0 + F_SIDE - 1) / F_SIDE * F_SIDE;
-    in1 = nc - (nc - in1 + F_SIDE - 1) / F_SIDE * F_SIDE;
+    /* The side pieces are just the outputs that read padding: the piece in place ends in a
+     * register block that overlaps the one before it (see taps_run), so no sweep is left
+     * over (side pieces of whole blocks copied 128 columns at either side of each row:
+     * 2048² float32 Sobel, one thread, 1.1x). */
     if (in1 <= in0) { /* no output reads only in place: all in one piece */
         in0 = 0;
         in1 = nc;
     }
     const ptrdiff_t parts[4] = {0, in0, in1, nc};
     if (pp) { /* (unit steps, no row dilation: see pairs_t) */
-        F(direct_pairs)(rs, x0, dst, d_c, d_r, channels, nr, span, kh, parts, pp, rows);
+        F(direct_pairs)(rs, x0, dst, d_c, d_r, channels, nr, span, kh, parts, pp, rows, stream);
+#if F_STREAM
+        if (stream) __builtin_ia32_sfence(); /* (the streamed stores, before any later one) */
+#endif
         return;
     }
     for (ptrdiff_t c = 0; c < channels; c++)
@@ -940,5 +1010,6 @@ HOT static void F(window_sums_band)(const REAL *src, ptrdiff_t s_r, REAL *sums, 
 #undef F_TAP_SWITCH
 #undef F_CHUNK
 #undef F_SIDE
+#undef F_STREAM
 #undef F_LANES
 #undef F_VECS

@@ -55,11 +55,11 @@ typedef struct {
     void (*direct_band_f32)(rowsrc_t *, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, const tap_t *, int, const float **, rtap_t_f32 *,
-                            const pairs_t *);
+                            const pairs_t *, int);
     void (*direct_band_f64)(rowsrc_t *, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, const tap_t *, int, const double **, rtap_t_f64 *,
-                            const pairs_t *);
+                            const pairs_t *, int);
     void (*separable_band_f32)(rowsrc_t *, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, ptrdiff_t,
                                ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                const pass_t_f32 *, const pass_t_f32 *, ptrdiff_t, ptrdiff_t,

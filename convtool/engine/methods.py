@@ -245,6 +245,7 @@ class Compiled(BandMethod):
     """
 
     per_row = 1
+    stream = False  # outputs stored streaming: only when written straight to the output
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
         super().__init__(plan, channels, workers, stop)
@@ -267,14 +268,22 @@ class Compiled(BandMethod):
             count = -(-count // workers) * workers
             self.band = max(1, -(-size // count))
 
-    def read_in_place(self, channels: int, workers: int) -> None:
+    def read_in_place(self, channels: int, workers: int, preallocated: bool = False) -> None:
         """Bands for a call that reads the image itself and writes its output straight (no
         band buffer, no scratch: :func:`convtool.engine.schedule.run` says when):
         ``IN_PLACE_BANDS`` times taller, since a band's set-up (its row map, the C call's
-        checks of the maps and its ring of rows, ~20-30 us) was up to a third of its work."""
+        checks of the maps and its ring of rows, ~20-30 us) was up to a third of its work.
+
+        Into a ``preallocated`` output (``out=``) too large for the cache, the outputs are
+        stored streaming (:func:`convtool.engine.native.streams`). Not into a new one: the
+        kernel's zeroing of its pages has just brought their lines into the cache, and
+        streaming was then no faster (4096² float32 Sobel, 3x3, 7x7: 0.93-1.02x)."""
         wanted = IN_PLACE_BANDS * self.wanted_rows(channels)
         self.band = band_within_budget(self.plan, channels, wanted, workers, self.copies)
         self._balance(workers)
+        plan, item = self.plan, self.plan.dtype.itemsize
+        pixels = plan.rows.n * plan.cols.n + plan.rows.size * plan.cols.size
+        self.stream = preallocated and native.streams(channels * pixels * item)
 
     def geometry(self) -> tuple[int, int, int, int, int]:
         rows, cols = self.plan.rows, self.plan.cols
@@ -362,7 +371,9 @@ class CompiledDirect(Compiled):
         super().__init__(plan, channels, workers, stop)
 
     def call(self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict) -> None:
-        self.native.correlate_direct(src, out, self.weights, *self.geometry(), **maps)
+        self.native.correlate_direct(
+            src, out, self.weights, *self.geometry(), **maps, stream=self.stream
+        )
 
 
 class CompiledSeparable(Compiled):
@@ -454,14 +465,16 @@ def prepare(
     workers: int,
     stop: threading.Event,
     in_place: bool = False,
+    preallocated: bool = False,
 ) -> BandMethod:
     """The prepared band method for ``method`` on ``plan``, by :data:`METHOD_TABLE`.
     ``in_place``: the caller's image has the plan's dtype and the bands are written to the
     output as they are (not rounded through a scratch array): a compiled method then takes
-    taller bands (:meth:`Compiled.read_in_place`)."""
+    taller bands (:meth:`Compiled.read_in_place`); ``preallocated``: into an array the
+    caller made (``out=``), whose pages are not new."""
     entry = METHOD_TABLE[(method, implementation_for(plan))]
     make = getattr(entry, "prepare", entry)
     prepared = make(plan, channels, workers, stop)
     if in_place and isinstance(prepared, Compiled):
-        prepared.read_in_place(channels, workers)
+        prepared.read_in_place(channels, workers, preallocated)
     return prepared

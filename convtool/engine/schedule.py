@@ -66,7 +66,9 @@ def run(
     # methods then take taller bands (methods.IN_PLACE_BANDS)
     scratch = rounded and plan.dtype != np.uint8
     in_place = x.dtype == plan.dtype and x.flags.aligned and not scratch
-    band_method = methods.prepare(plan, method, x.shape[0], workers, stop, in_place)
+    band_method = methods.prepare(
+        plan, method, x.shape[0], workers, stop, in_place, preallocated=target is not None
+    )
     return run_bands(plan, x, band_method, 0, plan.rows.size, workers, stop, rounded, target)
 
 
