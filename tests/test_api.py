@@ -236,3 +236,34 @@ def test_out_of_another_shape_dtype_or_read_only_is_refused_in_one_line():
         engine.correlate(image, SOBEL, out=frozen)
     with pytest.raises(convtool.UsageError, match="writable numpy array"):
         engine.correlate(image, SOBEL, out=[[0.0] * 40] * 30)
+
+
+# ----------------------------------------------------------------------------- plans kept
+
+
+def test_a_kernel_changed_in_place_between_calls_gives_the_new_result():
+    """Plans are kept between calls, with their own copies of the weights."""
+    image = RNG.random((20, 30))
+    kernel = SOBEL.copy()
+    before = engine.correlate(image, kernel)
+    kernel *= -2  # the caller's array, changed after the call
+    assert np.allclose(engine.correlate(image, kernel), -2 * before)
+    kernel /= -2
+    assert np.array_equal(engine.correlate(image, kernel), before)
+
+
+def test_calls_alike_share_one_plan_and_calls_that_differ_do_not():
+    from convtool.engine import api
+
+    image = RNG.random((20, 30))
+    first = api._plan(
+        api._normalise(image, SOBEL, False, "reflect", 0, 1, 1, None, "auto", None, None)
+    )
+    again = api._plan(
+        api._normalise(image, SOBEL, False, "reflect", 0, 1, 1, None, "auto", None, None)
+    )
+    other = api._plan(
+        api._normalise(image, SOBEL, False, "wrap", 0, 1, 1, None, "auto", None, None)
+    )
+    assert again[0] is first[0] and other[0] is not first[0]
+    assert not first[0].weights.flags.writeable

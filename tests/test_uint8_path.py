@@ -54,8 +54,8 @@ def chosen(monkeypatch):
     seen = []
     prepare = methods.prepare
 
-    def spy(plan, method, *args):
-        made = prepare(plan, method, *args)
+    def spy(plan, method, *args, **kwargs):
+        made = prepare(plan, method, *args, **kwargs)
         seen.append(type(made).__name__)
         return made
 

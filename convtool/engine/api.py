@@ -25,7 +25,7 @@ engine's reference.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -355,8 +355,54 @@ def make_call(
     return _plan(request)
 
 
+# The plans of recent calls, by all that decides them: a batch's images, a chain's steps, a
+# loop over frames plan each call alike. Planning took 0.1 ms of a 1.4-2.5 ms float32 2048²
+# Sobel on 2 threads (its code and data are cold after each image has gone through the
+# cache): the lookup saves 0.07-0.18 ms a call at 1024²-4096² (median, one process).
+_PLANS: dict[tuple, tuple[Plan, str]] = {}
+_PLANS_KEPT = 32
+
+
 def _plan(request: _Request) -> tuple[Plan, str]:
     """The plan (geometry, working dtype) and the method (direct, separable, fft) to run."""
+    x, weights, factors = request.x, request.weights, request.factors
+    key = (
+        x.shape[-2:],
+        x.dtype.str,
+        weights.shape,
+        weights.dtype.str,
+        weights.tobytes(),
+        None if factors is None else tuple(f.tobytes() for f in factors),
+        request.method,
+        request.rows,
+        request.cols,
+        request.padding,
+        request.cval,
+        request.out_dtype,
+        request.work_dtype,
+        request.unit,
+        native.module() is not None,  # (CONVTOOL_NATIVE, read at each call)
+        tuning(),
+    )
+    found = _PLANS.get(key)
+    if found is None:
+        plan, method = _planned(request)
+        # the plan's own read-only copies: the caller's kernel array may change later
+        weights = np.array(plan.weights)
+        weights.flags.writeable = False
+        copies = None
+        if plan.factors is not None:
+            copies = tuple(np.array(f) for f in plan.factors)
+            for f in copies:
+                f.flags.writeable = False
+        found = (replace(plan, weights=weights, factors=copies), method)
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.pop(next(iter(_PLANS)), None)
+        _PLANS[key] = found
+    return found
+
+
+def _planned(request: _Request) -> tuple[Plan, str]:
     x, weights, factors, method = request.x, request.weights, request.factors, request.method
     if method in ("auto", "separable") and factors is None:
         factors = separable_factors(weights)

@@ -48,11 +48,15 @@ def quiet_decoders(native: bool) -> Iterator[None]:
     ``native``, file descriptor 2 itself points at a scratch file meanwhile (only for
     TIFF, the one format whose C decoder prints). tifffile's logger is silenced when
     tifffile may speak: for a TIFF, or when it is loaded already (the band readers open
-    it first); otherwise ``logging`` (3 ms to import) is not even imported.
+    it first); otherwise ``logging`` (3 ms to import) is not even imported. Pillow's loggers
+    too (its TIFF plugin logs "More samples per pixel than can be decoded" for a damaged
+    header and decodes on), once Pillow is loaded (it imports ``logging`` itself).
     """
     with contextlib.ExitStack() as stack:
         if native or "tifffile" in sys.modules:
             stack.enter_context(logger_silenced("tifffile"))
+        if "PIL" in sys.modules:
+            stack.enter_context(logger_silenced("PIL"))
         with warnings.catch_warnings(), native_stderr_discarded(native):
             warnings.simplefilter("ignore")
             yield
