@@ -392,9 +392,9 @@ def _plan(request: _Request) -> tuple[Plan, str]:
         weights.flags.writeable = False
         copies = None
         if plan.factors is not None:
-            copies = tuple(np.array(f) for f in plan.factors)
-            for f in copies:
-                f.flags.writeable = False
+            column, row = np.array(plan.factors[0]), np.array(plan.factors[1])
+            column.flags.writeable = row.flags.writeable = False
+            copies = (column, row)
         found = (replace(plan, weights=weights, factors=copies), method)
         if len(_PLANS) >= _PLANS_KEPT:
             _PLANS.pop(next(iter(_PLANS)), None)
