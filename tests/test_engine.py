@@ -375,6 +375,8 @@ def test_direct_and_separable_do_not_import_scipy(method):
         (np.ones((4, 4)), [[1.0, np.inf]], {}, "finite"),
         (np.ones((4, 4)), np.ones((2, 2, 2)), {}, "kernel must be 2-D"),
         (np.ones((4, 4)), [["a"]], {}, "kernel must be a 2-D array of numbers"),
+        (np.ones((4, 4)), None, {}, "kernel must be a 2-D array of numbers, got NoneType"),
+        (np.ones((4, 4)), [[1.0, None]], {}, "kernel must be a 2-D array of numbers"),
         (np.ones(4), np.ones((3, 3)), {}, "image must have at least 2 dimensions"),
         (np.ones((0, 4)), np.ones((3, 3)), {}, "image is empty"),
         (np.ones((4, 4), dtype=complex), np.ones((3, 3)), {}, "real numbers"),

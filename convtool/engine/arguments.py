@@ -44,7 +44,11 @@ def as_kernel(kernel):
             "convtool.correlate / convtool.convolve, or convtool.get_kernel first"
         )
     try:
-        w = np.array(weights, dtype=np.float64)
+        # (numpy makes None a NaN: say what was given, not that a weight is not finite)
+        given = np.asarray(weights)
+        if weights is None or (given.dtype == object and any(v is None for v in given.flat)):
+            raise TypeError
+        w = np.array(given, dtype=np.float64)
     except (TypeError, ValueError):
         raise UsageError(
             f"kernel must be a 2-D array of numbers, got {type(weights).__name__}"
