@@ -81,9 +81,10 @@ def implementation() -> str:
 STREAM_SHARE = 0.75
 """Outputs are stored streaming (past the cache) when the call's input and output together
 exceed this share of the last-level cache, as glibc's memcpy does from 3/4 of it: they would
-not stay in it anyway, and each line written is then not read first. Measured (float32 Sobel
-into a preallocated output, 2 threads, one process, alternated): 4096² 1.16-1.24x, 2048²
-1.1-1.18x."""
+not stay in it anyway, and each line written is then not read first. Measured, float32 into
+a preallocated output, 2 threads, one process, medians of 25 alternated: 4096² Sobel 1.11x,
+random 3x3 1.16x, 7x7 1.11x, Laplacian 1.04x; 2048² (input and output: 32 MiB, this
+machine's L3, just past the line) 0.91-1.08x, a wash."""
 
 _FALLBACK_CACHE = 32 << 20  # (when the system does not say)
 
