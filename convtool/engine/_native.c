@@ -1061,8 +1061,9 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         strip = strip < 64 ? 64 : strip;
         strip = strip > dst.w ? dst.w : strip;
         const Py_ssize_t mid_len = g.col_step * (strip - 1) + span_x;
-        floats = mid_len + (h.mode == PASS_DOUBLING ? doubling_floats(kwid, g.col_gap, g.col_step) : 0) +
-                 (v.mode == PASS_RUNNING ? (kh + 1) * mid_len : 0);
+        const Py_ssize_t doubling = h.mode == PASS_DOUBLING
+                                    ? doubling_floats(kwid, g.col_gap, g.col_step) : 0;
+        floats = mid_len + doubling + (v.mode == PASS_RUNNING ? (kh + 1) * mid_len : 0);
     } else if (kh > 1) {
         strip = (Py_ssize_t)(RUNNING_BYTES / item) / (kh + 1);
         strip = strip < 64 ? 64 : strip > dst.w ? dst.w : strip;

@@ -92,9 +92,16 @@ _FALLBACK_CACHE = 32 << 20  # (when the system does not say)
 def streams(nbytes: int) -> bool:
     """Whether a call reading and writing ``nbytes`` in all stores its outputs streaming."""
     native = _load()
-    if native is None or not native.info().get("streaming"):
+    if native is None or not _can_stream(native):
         return False
     return nbytes > STREAM_SHARE * last_level_cache()
+
+
+@functools.cache
+def _can_stream(native: ModuleType) -> bool:
+    """Whether this build stores streaming (asked once: ``info()`` builds a dict each time,
+    and ``streams`` is asked at each engine call)."""
+    return bool(native.info().get("streaming"))
 
 
 @functools.cache
