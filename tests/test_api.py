@@ -217,6 +217,26 @@ def test_out_stored_streaming_receives_the_same_bytes(name, monkeypatch):
         np.testing.assert_array_equal(out, fresh)
 
 
+@pytest.mark.parametrize(
+    ("caches", "cpus", "mib"),
+    [
+        ({1: 48 << 10, 2: 2 << 20, 3: 480 << 20}, 2, 32),  # a VM shown the host's whole L3
+        ({1: 32 << 10, 2: 1 << 20, 3: 32 << 20}, 2, 16),  # a small L3: the L2s still decide
+        ({1: 32 << 10, 2: 256 << 10, 3: 8 << 20}, 4, 8),  # a desktop's L3 below the rule
+        ({1: 32 << 10, 2: 4 << 20}, 2, 4),  # no L3: the L2 is the last level
+        ({}, 2, 32),  # the system does not say
+    ],
+)
+def test_the_cache_that_decides_streaming_is_at_most_eight_private_caches(
+    caches, cpus, mib, monkeypatch
+):
+    from convtool.engine import native
+
+    monkeypatch.setattr(native, "cache_sizes", lambda: caches)
+    monkeypatch.setattr(native, "cpu_count", lambda: cpus)
+    assert native.stream_cache.__wrapped__() == mib << 20
+
+
 def test_out_may_be_the_image_itself():
     image = RNG.random((30, 40))
     expected = engine.correlate(image, SOBEL)

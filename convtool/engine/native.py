@@ -21,6 +21,8 @@ from types import ModuleType
 
 import numpy as np
 
+from convtool._system import cpu_count
+
 NATIVE_ENV = "CONVTOOL_NATIVE"
 """Environment variable: ``0`` runs the numpy engine even where the compiled one is built."""
 
@@ -80,11 +82,20 @@ def implementation() -> str:
 
 STREAM_SHARE = 0.75
 """Outputs are stored streaming (past the cache) when the call's input and output together
-exceed this share of the last-level cache, as glibc's memcpy does from 3/4 of it: they would
-not stay in it anyway, and each line written is then not read first. Measured, float32 into
-a preallocated output, 2 threads, one process, medians of 25 alternated: 4096² Sobel 1.11x,
-random 3x3 1.16x, 7x7 1.11x, Laplacian 1.04x; 2048² (input and output: 32 MiB, this
-machine's L3, just past the line) 0.91-1.08x, a wash."""
+exceed this share of the cache they could stay in (:func:`stream_cache`), as glibc's memcpy
+does from 3/4 of the last-level cache: they would not stay in it anyway, and each line
+written is then not read first."""
+
+STREAM_PRIVATE = 8
+"""The cache a call's data could stay in is taken as at most this many times the private
+(level 2) caches of the CPUs it runs on. In a virtual machine the last-level cache that the
+system reports is the host's whole one (480 MiB on one machine here, where the guest's share
+of it was far smaller): there, with the last-level rule alone, nothing streamed. Measured on
+that machine, float32 Sobel, Laplacian, random 3x3 and 7x7 into a preallocated output, 2
+threads (2 MiB of L2 each), streamed against not, medians of 25 alternated: input and output
+8-12 MiB 0.84-1.06x (a loss), 15-32 MiB 0.92-1.25x (a wash, Sobel 1.25x at 32), 128 MiB
+1.05-1.39x. On a machine whose 32 MiB L3 the VM saw, the last-level rule alone: 4096² 1.04-
+1.16x, 2048² (32 MiB, just past its line) 0.91-1.08x."""
 
 _FALLBACK_CACHE = 32 << 20  # (when the system does not say)
 
@@ -94,7 +105,7 @@ def streams(nbytes: int) -> bool:
     native = _load()
     if native is None or not _can_stream(native):
         return False
-    return nbytes > STREAM_SHARE * last_level_cache()
+    return nbytes > STREAM_SHARE * stream_cache()
 
 
 @functools.cache
@@ -105,10 +116,22 @@ def _can_stream(native: ModuleType) -> bool:
 
 
 @functools.cache
-def last_level_cache() -> int:
-    """Bytes of the CPU's last-level cache, from Linux's sysfs (what lscpu shows; glibc's
-    sysconf can report the whole package's, 10x this VM's 32 MiB), else a common 32 MiB."""
-    best_level, size = 0, 0
+def stream_cache() -> int:
+    """Bytes of cache a call's data could stay in: the last-level cache, at most
+    STREAM_PRIVATE times the level-2 caches of this process's CPUs (see there)."""
+    caches = cache_sizes()
+    last = caches[max(caches)] if caches else _FALLBACK_CACHE
+    if 2 in caches and max(caches) > 2:
+        last = min(last, STREAM_PRIVATE * caches[2] * cpu_count())
+    return last
+
+
+@functools.cache
+def cache_sizes() -> dict[int, int]:
+    """Bytes of cpu0's data (or unified) cache at each level, from Linux's sysfs (what lscpu
+    shows; glibc's sysconf can report the whole package's, 10x a VM's 32 MiB); empty where
+    the system does not say."""
+    sizes: dict[int, int] = {}
     for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
         try:
             level = int((index / "level").read_text())
@@ -118,9 +141,9 @@ def last_level_cache() -> int:
             continue
         scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
         digits = text.rstrip("KMG")
-        if kind != "Instruction" and digits.isdigit() and level > best_level:
-            best_level, size = level, int(digits) * scale
-    return size or _FALLBACK_CACHE
+        if kind != "Instruction" and digits.isdigit():
+            sizes[level] = int(digits) * scale
+    return sizes
 
 
 def window_sums(x: np.ndarray, h: int, w: int, threads: int):
