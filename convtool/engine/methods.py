@@ -214,8 +214,14 @@ class FFT:
 # bands (2^20 samples: 512 rows of a 2048-wide image). Measured, one process, 2 threads, x1
 # vs x4 (ms, min): float32 2048^2 Sobel direct 3.30 vs 2.95; 3840x2160 RGB uint8 -> uint8
 # (98 bands of 22 rows at x1) Sobel 14.1 vs 6.7, binomial 5x5 19.4 vs 14.9, box 15x15 23.2
-# vs 17.9. (x16 gained at most 5% more, with one band per thread.)
-IN_PLACE_BANDS = 4
+# vs 17.9. (x16 gained at most 5% more, with one band per thread.) x8 against x4, on
+# another machine (2 MiB of L2 a core), medians of 30 alternated, 2 threads: float32 Sobel,
+# binomial 5x5, random 7x7, box 15x15, Gaussian 31 at 2048^2 1.01-1.04x new and 1.0x into
+# out=, at 4096^2 1.01-1.07x both ways; 3840x2160 RGB uint8 -> uint8 Sobel 1.06x, binomial,
+# box and Gaussian 1.0-1.02x. A band's Python (its slice, errstate, the calls down to C:
+# ~30 us between bands, the interpreter's code cold after each band's sweep) is then paid
+# half as often; a call still stops within CALL_WORK.
+IN_PLACE_BANDS = 8
 
 # Multiply-adds per compiled call (~10 ms): a band is done in calls of at most this much
 # work, so a cancelled run (Ctrl-C, an error in another band) stops within one of them.
