@@ -467,8 +467,10 @@ streaming.process_streaming(Job(sys.argv[1], sys.argv[2]), settings, band_rows=2
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_streaming_run_leaves_nothing_that_looks_finished(tmp_path, rng, dest, signum):
     np.save(tmp_path / "in.npy", rng.integers(0, 256, (1500, 2000), dtype=np.uint8))
+    # 12 iterations: the output's temporary file then lives some 0.3 s, not 0.06 s (a fast
+    # machine under load finished the run between two polls, before the signal was sent)
     command = [sys.executable, "-m", "convtool", "filter", str(tmp_path / "in.npy"), "-k",
-               "box:15", "-n", "3", "--stream", "-o", str(tmp_path / dest)]  # fmt: skip
+               "box:15", "-n", "12", "--stream", "-o", str(tmp_path / dest)]  # fmt: skip
     if signum == signal.SIGKILL:  # no chance to clean up: band rows as small as they go
         command = [sys.executable, "-c", SLOW_RUN, str(tmp_path / "in.npy"), str(tmp_path / dest)]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
