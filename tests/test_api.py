@@ -287,3 +287,47 @@ def test_calls_alike_share_one_plan_and_calls_that_differ_do_not():
     )
     assert again[0] is first[0] and other[0] is not first[0]
     assert not first[0].weights.flags.writeable
+
+
+# ----------------------------------------------------------------------------- calls kept
+
+
+def test_a_call_like_a_recent_one_is_checked_like_it():
+    """Recent calls' checked arguments are kept by what was given, types included: an
+    argument refused before is refused after a call that was accepted."""
+    image = RNG.random((20, 30))
+    engine.correlate(image, SOBEL, stride=1, padding="reflect")
+    with pytest.raises(convtool.UsageError, match="stride"):
+        engine.correlate(image, SOBEL, stride=True, padding="reflect")
+    frozen = np.empty((20, 30))
+    engine.correlate(image, SOBEL, out=np.empty((20, 30)))
+    frozen.flags.writeable = False
+    with pytest.raises(convtool.UsageError, match="writable numpy array"):
+        engine.correlate(image, SOBEL, out=frozen)
+    with pytest.raises(convtool.UsageError, match="at least 1"):
+        engine.correlate(image, SOBEL, dilation=(1, 0))
+
+
+def test_calls_kept_give_what_the_first_call_gives(implementation):
+    rgb = RNG.random((24, 31, 3), dtype=np.float32)
+    kernel = RNG.random((3, 4))
+    for options in ({}, {"stride": (1, 2)}, {"padding": "constant", "cval": 2.5}):
+        first = engine.convolve(rgb, kernel, channel_axis=-1, **options)
+        again = engine.convolve(rgb, kernel, channel_axis=-1, **options)
+        np.testing.assert_array_equal(again, first)
+        for c in range(3):
+            np.testing.assert_array_equal(
+                engine.convolve(rgb[..., c], kernel, **options), first[..., c]
+            )
+
+
+def test_switching_the_compiled_kernels_off_between_calls_is_heard(monkeypatch):
+    """CONVTOOL_NATIVE is read at each call, kept calls or not (a kept compiled plan run
+    without the module would fail)."""
+    image = RNG.random((64, 64))
+    expected = ndimage.correlate(image, SOBEL, mode="mirror")
+    np.testing.assert_allclose(engine.correlate(image, SOBEL), expected, atol=1e-12)
+    monkeypatch.setenv("CONVTOOL_NATIVE", "0")
+    np.testing.assert_allclose(engine.correlate(image, SOBEL), expected, atol=1e-12)
+    monkeypatch.delenv("CONVTOOL_NATIVE")
+    np.testing.assert_allclose(engine.correlate(image, SOBEL), expected, atol=1e-12)

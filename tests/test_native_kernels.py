@@ -592,3 +592,49 @@ def test_kernels_release_the_gil():
     thread.join()
     # Holding the GIL for the whole call would leave this loop a handful of turns at most.
     assert turns > 50
+
+
+def test_each_call_counts_itself_done_and_a_thread_waits_for_the_count():
+    """done=: each band function adds 1 to done[0] once its outputs are stored, without the
+    GIL; await_count spins until the count is reached (and no thread is still at work:
+    done[1] == done[2]), or says it was not within the time given."""
+    counts = np.zeros(3, np.int64)
+    src, weights = RNG.standard_normal((40, 50)), RNG.standard_normal((3, 3))
+    out = np.zeros((38, 48))
+    _native.correlate_direct(src, out, weights, 1, 1, 1, 1, 0, done=counts)
+    _native.correlate_separable(src, out, np.ones(3), np.ones(3), 1, 1, 1, 1, 0, done=counts)
+    eight = (src * 8).astype(np.uint8)
+    small = np.zeros((38, 48), np.uint8)
+    _native.correlate_direct_u8(
+        eight, small, np.ones((3, 3), np.int32), 1 / 9, 1, 1, 1, 1, 0, done=counts
+    )
+    _native.correlate_separable_u8(
+        eight, small, np.ones(3, np.int32), np.ones(3, np.int32), 1 / 9, 1, 1, 1, 1, 0, done=counts
+    )
+    assert counts.tolist() == [4, 0, 0]
+    assert _native.await_count(counts, 4, 1.0) is True
+    counts[1] = 1  # a thread still at work
+    assert _native.await_count(counts, 4, 0.001) is False
+    counts[2] = 1
+    assert _native.await_count(counts, 5, 0.001) is False
+
+    def count_later():
+        threading.Event().wait(0.01)
+        _native.correlate_direct(src, out, weights, 1, 1, 1, 1, 0, done=counts)
+
+    thread = threading.Thread(target=count_later)
+    thread.start()
+    assert _native.await_count(counts, 5, 10.0) is True
+    thread.join()
+
+
+@pytest.mark.parametrize(
+    "done", [np.zeros(3, np.int32), np.zeros(3), [0, 0, 0], np.zeros(3, np.int64)[::2]]
+)
+def test_a_count_that_is_not_a_writable_int64_array_is_refused(done):
+    with pytest.raises((TypeError, ValueError, BufferError)):
+        _native.correlate_direct(
+            np.zeros((3, 3)), np.zeros((1, 1)), np.ones((3, 3)), 1, 1, 1, 1, 0, done=done
+        )
+    with pytest.raises((TypeError, ValueError, BufferError)):
+        _native.await_count(done, 1, 0.0)

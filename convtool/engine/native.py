@@ -146,6 +146,16 @@ def cache_sizes() -> dict[int, int]:
     return sizes
 
 
+def await_count(counts: np.ndarray, target: int, seconds: float) -> bool:
+    """Spin, without the GIL, until ``counts[0]`` (the int64 counter the band calls were
+    given as ``done=``) reaches ``target`` and no thread is still at work (``counts[1]``,
+    the threads that entered, equals ``counts[2]``, those that left): True, or False once
+    ``seconds`` have passed."""
+    native = _load()
+    assert native is not None, "only compiled calls count themselves done"
+    return bool(native.await_count(counts, target, seconds))
+
+
 def window_sums(x: np.ndarray, h: int, w: int, threads: int):
     """Sums of ``x`` and of ``x**2`` (float64, 2-D) over every h x w window at valid positions,
     computed in bands of rows on ``threads`` threads; None when the module is absent."""
