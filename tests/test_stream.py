@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import tracemalloc
 from functools import partial
@@ -411,6 +412,76 @@ def test_the_band_height_is_the_tallest_that_fits(tmp_path, rng):
     assert rows <= 100 and limits.stream_peak_bytes(graph, rows) + limits.HEADROOM <= budget
     with pytest.raises(ResourceLimitError, match="even band by band"):
         limits.stream_band_rows(graph, limits.HEADROOM)
+
+
+# ----------------------------------------------------------------------------- reading ahead
+
+
+class RecordedReads:
+    """A file's rows, read through ``read`` (as stream.build's ``read``), which records
+    each read: its rows, its thread, and how many reads were under way at once."""
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        self.pixels, self.reads, self.threads = pixels, [], set()
+        self.under_way = self.most_at_once = 0
+        self.lock = threading.Lock()
+
+    def read(self, start: int, stop: int):
+        with self.lock:
+            self.under_way += 1
+            self.most_at_once = max(self.most_at_once, self.under_way)
+        time.sleep(0.002)  # (a read that takes a while: another would overlap it)
+        with self.lock:
+            self.under_way -= 1
+            self.reads.append((start, stop))
+            self.threads.add(threading.current_thread().name)
+        return self.pixels[start:stop], None
+
+
+@pytest.mark.parametrize("band_rows", [7, 16, 40])
+def test_the_file_is_read_ahead_once_a_row_one_read_at_a_time(rng, band_rows):
+    """While a band is filtered the blocks the next one needs are read on another thread:
+    every row once (not at the border's wrap), one read at a time, the same bytes."""
+    pixels = rng.uniform(0, 255, (300, 37, 1)).astype(np.float32)
+    chain = Chain(parse_steps(["gaussian:sigma=2"]))
+    file = RecordedReads(pixels)
+    graph = stream.build(chain, file.read, pixels.shape, False, np.float32, block_rows=10)
+    got = np.concatenate([c for c, _ in graph.bands(band_rows, ahead=True)])
+    assert_same_bytes(got, chain.apply(pixels)[0])
+    rows = np.concatenate([np.arange(a, b) for a, b in file.reads])
+    assert np.array_equal(np.sort(rows), np.arange(300))
+    assert file.most_at_once == 1
+    assert any(name != "MainThread" for name in file.threads)
+
+
+def test_a_stream_left_half_way_reads_nothing_once_closed(rng):
+    pixels = rng.uniform(0, 255, (600, 20, 1)).astype(np.float32)
+    file = RecordedReads(pixels)
+    graph = stream.build(Chain(parse_steps(["box:5"])), file.read, pixels.shape, False,
+                         np.float32, block_rows=8)  # fmt: skip
+    bands = graph.bands(16, ahead=True)
+    next(bands), next(bands)
+    bands.close()  # the caller stops (an error while writing): the file may be closed now
+    read = len(file.reads)
+    time.sleep(0.05)
+    assert file.under_way == 0 and len(file.reads) == read < 600 // 8
+
+
+def test_a_read_that_fails_ahead_fails_the_band_that_needs_it(rng):
+    pixels = rng.uniform(0, 255, (200, 20, 1)).astype(np.float32)
+
+    def read(start, stop):
+        if stop > 120:
+            raise ImageReadError("truncated or corrupt image", path="in.tif")
+        return pixels[start:stop], None
+
+    graph = stream.build(Chain(parse_steps(["box:3"])), read, pixels.shape, False,
+                         np.float32, block_rows=10)  # fmt: skip
+    done = []
+    with pytest.raises(ImageReadError, match="truncated"):
+        for colour, _ in graph.bands(20, ahead=True):
+            done.append(colour.shape[0])
+    assert sum(done) <= 120
 
 
 # ----------------------------------------------------------------------------- failures

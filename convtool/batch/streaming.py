@@ -146,29 +146,36 @@ def process_streaming(
                 graph, available, out_itemsize=out_dtype.itemsize, source=job.source
             )
 
+        def converted() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+            for colour, alpha in graph.bands(band_rows, ahead=True):
+                yield output_samples(colour, alpha, reader.depth, out_depth, write.range_mode)
+
         def bands() -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
             done = 0
-            for colour, alpha in graph.bands(band_rows):
-                yield output_samples(colour, alpha, reader.depth, out_depth, write.range_mode)
-                done += colour.shape[0]
+            for samples in _schedule().made_ahead(converted(), "convert"):
+                yield samples
+                done += samples[0].shape[0]
                 if progress is not None:
                     progress(done, graph.height)
 
         shape = (graph.height, graph.width, graph.channels)
         controls = write.controls_for(fmt)
-        _tiles().write_bands(
-            job.dest,
-            fmt,
-            shape,
-            out_dtype,
-            graph.alpha is not None,
-            bands(),
-            compress_level=write.compress_level,
-            compression=controls.get("compression"),
-            quality=controls.get("quality"),
-            metadata=kept,
-            inside=job.root,  # its folders are opened with no symbolic link followed
-        )
+        try:
+            _tiles().write_bands(
+                job.dest,
+                fmt,
+                shape,
+                out_dtype,
+                graph.alpha is not None,
+                bands(),
+                compress_level=write.compress_level,
+                compression=controls.get("compression"),
+                quality=controls.get("quality"),
+                metadata=kept,
+                inside=job.root,  # its folders are opened with no symbolic link followed
+            )
+        finally:
+            graph.finish()  # (no read ahead left under way once the file is closed)
     return notes
 
 
@@ -250,3 +257,10 @@ def _tiles():
     from convtool.images import tiles
 
     return tiles
+
+
+def _schedule():
+    """:mod:`convtool.engine.schedule` (the kept threads a stream's stages run on)."""
+    from convtool.engine import schedule
+
+    return schedule

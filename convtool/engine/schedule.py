@@ -249,7 +249,7 @@ def _on_pool(
 
     if counts is not None:
         helper = _counted(helper, counts)
-    tasks: list[_Task] = []
+    tasks: list[Task] = []
     counted = False
     try:
         _submit(helper, workers - 1, tasks)
@@ -279,7 +279,7 @@ def _on_pool(
                 task.wait()
 
 
-def _submit(helper: Callable[[], None], helpers: int, tasks: list[_Task]) -> None:
+def _submit(helper: Callable[[], None], helpers: int, tasks: list[Task]) -> None:
     """``helper`` on ``helpers`` threads of the kept pool, their tasks added to ``tasks``."""
     pool = _pool(helpers)
     try:
@@ -337,34 +337,38 @@ _pools_lock = threading.Lock()
 _band_thread = threading.local()
 
 
-class _Task:
+class Task:
     """One piece of work handed to a band thread: :meth:`result` waits for it to end and
-    raises what it raised, as a ``Future`` would."""
+    returns what it returned or raises what it raised, as a ``Future`` would."""
 
-    __slots__ = ("_error", "_finished", "_work")
+    __slots__ = ("_error", "_finished", "_result", "_work")
 
-    def __init__(self, work: Callable[[], None]) -> None:
-        self._work = work
+    def __init__(self, work: Callable[[], object]) -> None:
+        self._work: Callable[[], object] | None = work
         self._error: BaseException | None = None
+        self._result: object = None
         self._finished = threading.Lock()
         self._finished.acquire()  # released once the work has ended
 
     def run(self) -> None:
+        assert self._work is not None, "a task runs once"
         try:
-            self._work()
+            self._result = self._work()
         except BaseException as error:  # noqa: BLE001 - raised again by result()
             self._error = error
         finally:
+            self._work = None  # (what it held is freed with it)
             self._finished.release()
 
     def wait(self) -> None:
         with self._finished:
             pass
 
-    def result(self) -> None:
+    def result(self):
         self.wait()
         if self._error is not None:
             raise self._error
+        return self._result
 
 
 class _BandThreads:
@@ -377,17 +381,18 @@ class _BandThreads:
     threads: one waiting on the queue keeps no interpreter from exiting.
     """
 
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self.queue: queue.SimpleQueue[_Task | None] = queue.SimpleQueue()
+    def __init__(self, count: int, band_threads: bool = True, name: str = "") -> None:
+        self.count, self.name = count, name or BAND_THREAD_PREFIX
+        self.band_threads = band_threads  # (an engine call on a band thread runs alone)
+        self.queue: queue.SimpleQueue[Task | None] = queue.SimpleQueue()
         self.threads: list[threading.Thread] = []
         self.lock = threading.Lock()
 
-    def submit(self, work: Callable[[], None]) -> _Task:
+    def submit(self, work: Callable[[], object]) -> Task:
         """Hand ``work`` to the next free thread; RuntimeError when no thread could start."""
         if len(self.threads) < self.count:
             self._start()
-        task = _Task(work)
+        task = Task(work)
         self.queue.put(task)
         return task
 
@@ -396,14 +401,14 @@ class _BandThreads:
             while len(self.threads) < self.count:
                 thread = threading.Thread(
                     target=self._serve,
-                    name=f"{BAND_THREAD_PREFIX}_{len(self.threads)}",
+                    name=f"{self.name}_{len(self.threads)}",
                     daemon=True,
                 )
                 thread.start()
                 self.threads.append(thread)
 
     def _serve(self) -> None:
-        _band_thread.inside = True
+        _band_thread.inside = self.band_threads
         while (task := self.queue.get()) is not None:
             task.run()
 
@@ -418,11 +423,57 @@ def _pool(workers: int) -> _BandThreads:
     with _pools_lock:
         if _pools_pid != os.getpid():  # forked: the parent's threads do not exist here
             _pools.clear()
+            _lanes.clear()
             _pools_pid = os.getpid()
         pool = _pools.get(workers)
         if pool is None:
             pool = _pools[workers] = _BandThreads(workers)
         return pool
+
+
+def in_background(work: Callable[[], T], lane: str) -> Task:
+    """``work()`` on the kept thread of ``lane``, beside the band threads (a stream reads
+    ahead in lane "read" and filters the next band in lane "bands"); ``.result()`` waits
+    for it and gives what it returned or raises what it raised. Work in one lane runs in
+    turn; work in a lane may wait for work in another, never for its own. Engine calls
+    from a lane's thread use the band threads. RuntimeError when no thread could start."""
+    global _pools_pid
+    with _pools_lock:
+        if _pools_pid != os.getpid():  # forked: the parent's threads do not exist here
+            _pools.clear()
+            _lanes.clear()
+            _pools_pid = os.getpid()
+        pool = _lanes.get(lane)
+        if pool is None:
+            pool = _lanes[lane] = _BandThreads(
+                1, band_threads=False, name=f"{BAND_THREAD_PREFIX}-{lane}"
+            )
+    return pool.submit(work)
+
+
+_lanes: dict[str, _BandThreads] = {}
+_END = object()
+
+
+def made_ahead(items: Iterator[T], lane: str) -> Iterator[T]:
+    """The items of ``items``, each next one made on the thread of ``lane`` while the
+    caller uses the one before (a stream filters its next band while the last is
+    converted and written). Closing this closes ``items``, once its thread is done."""
+    source = iter(items)
+
+    def following():
+        return next(source, _END)
+
+    task = in_background(following, lane)
+    try:
+        while (item := task.result()) is not _END:
+            task = in_background(following, lane)
+            yield item
+    finally:
+        task.wait()  # (the item under way, if any, is dropped)
+        close = getattr(source, "close", None)
+        if close is not None:
+            close()
 
 
 def _drop_pool(workers: int, pool: _BandThreads) -> None:

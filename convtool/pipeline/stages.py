@@ -14,10 +14,14 @@ the graph of a chain.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import threading
 from collections.abc import Callable
 
 import numpy as np
 
+from convtool.engine import schedule
 from convtool.engine.rows import RowPlan, Rows, carry_maps, row_ranges
 from convtool.pipeline.steps import pool
 
@@ -93,21 +97,86 @@ class Source(Stage):
     """The image as read: ``read(start, stop)`` gives rows as a ``(C, rows, W)`` stack.
 
     The file is read in blocks of ``block_rows`` (its tile or strip height), each once
-    while the requests need it.
+    while the requests need it. ``read_ahead``: once a request is served, the blocks the
+    next one will want (as many past its last as it advanced) are read on a background
+    thread, while the bands it asked for are filtered and written; :meth:`finish` waits for
+    that read (before the file is closed). ``read`` is called by one thread at a time.
     """
 
-    def __init__(self, read, shape, dtype, block_rows: int) -> None:
+    def __init__(self, read, shape, dtype, block_rows: int, read_ahead: bool = False) -> None:
         self.read = read
         self.channels, self.height, self.width = shape
         self.dtype = np.dtype(dtype)
         self.block_rows = max(1, int(block_rows))
         self.blocks = _Blocks(self.block_rows, self.height)
         self.raw_row_bytes: int | None = None  # a row as stored (None: as in memory)
+        self.read_ahead = read_ahead
+        self._reading = threading.Lock()
+        self._ahead: tuple[int, schedule.Task] | None = None  # (first block, its reading)
+        self._early: dict[int, np.ndarray] = {}  # blocks read ahead, not yet wanted
+        self._last: int | None = None  # the last block the latest request wanted
+        self._advance = 1  # the most blocks a request went past the one before
 
     def get(self, rows: np.ndarray) -> np.ndarray:
         if rows.size == 0:
             return _empty(self)
-        return self.blocks.get(rows, lambda spans: [self.read(a, b) for a, b in spans])
+        first, last = int(rows[0]) // self.block_rows, int(rows[-1]) // self.block_rows
+        self._take_ahead(first, last)
+        out = self.blocks.get(rows, lambda spans: [self._read(a, b) for a, b in spans])
+        if self.read_ahead:
+            self._read_next(first, last)
+        return out
+
+    def finish(self) -> None:
+        """Wait for the read ahead, if one is under way (its result is dropped)."""
+        ahead, self._ahead = self._ahead, None
+        self._early.clear()
+        if ahead is not None:
+            with contextlib.suppress(Exception):
+                ahead[1].result()
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        with self._reading:
+            return self.read(start, stop)
+
+    def _read_next(self, first: int, last: int) -> None:
+        """Start reading the blocks the next request will want past ``last``: as many as
+        any request went past the one before (a band of rows seldom spans whole blocks,
+        so that varies), less those read ahead already."""
+        if self._last is not None:
+            self._advance = max(self._advance, last - self._last)
+        else:
+            self._advance = max(self._advance, last - first + 1)
+        self._last = last
+        count = -(-self.height // self.block_rows)
+        start = max([last, *self._early]) + 1
+        stop = min(last + 1 + self._advance, count)
+        if start >= stop:
+            return
+        a, b = start * self.block_rows, min(stop * self.block_rows, self.height)
+        try:
+            self._ahead = (
+                start,
+                schedule.in_background(functools.partial(self._read, a, b), "read"),
+            )
+        except RuntimeError:  # no thread could start: the next request reads them itself
+            self._ahead = None
+
+    def _take_ahead(self, first: int, last: int) -> None:
+        """The blocks read ahead that this request (blocks ``first..last``) wants, into
+        the blocks held; those past it kept for the next one; those before it dropped."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None:
+            start, task = ahead
+            out = task.result()  # (a read that failed fails as when read here)
+            block = self.block_rows
+            for k in range(start, start + -(-out.shape[1] // block)):
+                low = (k - start) * block
+                self._early[k] = out[:, low : low + block]
+        for k in [k for k in self._early if k <= last]:
+            part = self._early.pop(k)
+            if k >= first:
+                self.blocks.held.setdefault(k, part)
 
 
 class Held(Stage):

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convtool.engine import schedule
 from convtool.engine.rows import RowPlan, plan_rows
 from convtool.errors import UsageError
 from convtool.padding import Padding
@@ -130,10 +131,25 @@ class Graph:
         alpha = None if self.alpha is None else self.alpha.get(rows)[0]
         return colour, alpha
 
-    def bands(self, band_rows: int) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
-        """The whole output, top to bottom, ``band_rows`` rows at a time."""
-        for start in range(0, self.height, band_rows):
-            yield self.rows(start, min(start + band_rows, self.height))
+    def bands(
+        self, band_rows: int, ahead: bool = False
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+        """The whole output, top to bottom, ``band_rows`` rows at a time. ``ahead``: each
+        next band is made on a thread of its own while the caller uses the one before."""
+        if ahead:
+            yield from schedule.made_ahead(self.bands(band_rows), "bands")
+            return
+        try:
+            for start in range(0, self.height, band_rows):
+                yield self.rows(start, min(start + band_rows, self.height))
+        finally:
+            self.finish()
+
+    def finish(self) -> None:
+        """Wait for what the file's stage reads ahead (:meth:`Source.finish`): once this
+        returns, nothing reads the file any more, and it may be closed."""
+        if isinstance(self.source, Source):
+            self.source.finish()
 
     def asked(self, rows: np.ndarray) -> dict[int, np.ndarray]:
         """The rows each stage (by ``id``) is asked for when output ``rows`` are made
@@ -214,7 +230,8 @@ def build(
             return np.concatenate([stack, alpha[np.newaxis].astype(stack.dtype)], axis=0)
         return np.ascontiguousarray(stack)
 
-    file = Source(read_stack, (channels + has_alpha, height, width), dtype, block_rows)
+    shape = (channels + has_alpha, height, width)
+    file = Source(read_stack, shape, dtype, block_rows, read_ahead=True)
     return build_on(chain, file, channels, has_alpha)
 
 

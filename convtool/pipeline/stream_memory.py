@@ -31,8 +31,10 @@ def stream_peak_bytes(graph, band_rows: int, *, out_itemsize: int = 4, tile_rows
     For each stage, from the most rows one band asks of it (:meth:`Graph.requested_rows`,
     which includes the halo and the engine's band grid): twice those rows (what it makes or
     keeps from the last band, and the copy it hands on) and two blocks of its grid on either
-    side, plus its engine bands in flight; the file's raw blocks; and the writer's samples
-    (``out_itemsize`` each) regrouped into tiles of ``tile_rows``.
+    side, plus its engine bands in flight; the file's raw blocks, and as many again read
+    ahead (:class:`~convtool.pipeline.stages.Source`); and the writer's samples
+    (``out_itemsize`` each) regrouped into tiles of ``tile_rows``, for the band being
+    written, the one converted beside it and the one filtered beside that.
     """
     most = graph.requested_rows(band_rows)
     total = 0
@@ -44,12 +46,16 @@ def stream_peak_bytes(graph, band_rows: int, *, out_itemsize: int = 4, tile_rows
         elif isinstance(stage, Source):
             raw = stage.raw_row_bytes or row_bytes
             total += (2 * rows + 4 * stage.block_rows) * row_bytes + 2 * stage.block_rows * raw
+            if stage.read_ahead:  # the blocks past a band, read while it is filtered
+                total += (rows + stage.block_rows) * (row_bytes + raw)
         else:
             total += 2 * rows * row_bytes
     out = graph.colour
     samples = out.width * (out.channels + (graph.alpha is not None))
     pixels = band_rows * samples
-    total += pixels * (2 * out.dtype.itemsize + out_itemsize)
+    # the band written (its samples), the one converted (float and samples) and the one
+    # filtered beside them, handed on (batch.streaming: made ahead on threads of their own)
+    total += pixels * (3 * out.dtype.itemsize + 2 * out_itemsize)
     total += 3 * max(tile_rows, band_rows) * samples * out_itemsize
     return total
 
