@@ -137,3 +137,36 @@ def test_a_call_after_an_abandoned_one_computes_every_band(
         with pytest.raises(ValueError, match="band failed"):
             correlate(image, KERNEL, threads=2)
     np.testing.assert_array_equal(correlate(image, KERNEL, threads=2), alone)
+
+
+def test_an_engine_call_from_a_background_lane_still_runs_on_the_band_threads(
+    image, small_bands, monkeypatch
+):
+    """A stream filters its next band on a lane's thread (schedule.in_background); that
+    call's bands still go to the band threads, not all to the lane's own thread."""
+    names = set()
+    run = schedule._call
+
+    def recorded(call):
+        names.add(threading.current_thread().name)
+        run(call)
+
+    monkeypatch.setattr(schedule, "_call", recorded)
+    lane = schedule.in_background(lambda: correlate(image, KERNEL, threads=2), "test")
+    np.testing.assert_array_equal(lane.result(), correlate(image, KERNEL, threads=1))
+    if names:  # (the compiled calls; the numpy engine's bands are not bound calls)
+        assert len(names) == 2 and any(
+            n.startswith(schedule.BAND_THREAD_PREFIX + "_") for n in names
+        )
+
+
+def test_items_made_ahead_come_in_order_and_an_error_comes_where_it_was_raised():
+    def items():
+        yield from range(5)
+        raise ValueError("the sixth")
+
+    got = []
+    with pytest.raises(ValueError, match="the sixth"):
+        for item in schedule.made_ahead(items(), "test"):
+            got.append(item)
+    assert got == [0, 1, 2, 3, 4]
