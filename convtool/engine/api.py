@@ -41,6 +41,7 @@ from convtool.engine.arguments import (
 )
 from convtool.engine.bands import source_positions
 from convtool.engine.integer import integer_factors, integer_weights
+from convtool.engine.kept import Recent
 from convtool.engine.plan import (
     MAX_STEP,
     MAX_THREADS,
@@ -253,9 +254,7 @@ def _filter(*arguments) -> np.ndarray:
         request = _normalise(*arguments)
         plan, method = _plan(request)
         if key is not None:
-            if len(_CALLS) >= _PLANS_KEPT:
-                _CALLS.pop(next(iter(_CALLS)), None)
-            _CALLS[key] = (replace(request, x=_NO_IMAGE, out=None), plan, method)
+            _CALLS.put(key, (replace(request, x=_NO_IMAGE, out=None), plan, method))
         return _run(request, plan, method)
     template, plan, method = found
     image, out = arguments[0], arguments[-1]
@@ -287,7 +286,7 @@ def _filter(*arguments) -> np.ndarray:
 # Sobel on 2 threads, its code and data evicted by the image from the call before; the key
 # ~10 us. Only for arguments whose every part the key holds, with its type (a stride of
 # True is refused where 1 is not): ndarray image and kernel, plain numbers, strings, pairs.
-_CALLS: dict[tuple, tuple[_Request, Plan, str]] = {}
+_CALLS: Recent[tuple, tuple[_Request, Plan, str]] = Recent(32)
 _NO_IMAGE = np.empty((0, 0))
 _PLAIN = (int, float, str, bool, type(None), Padding)
 
@@ -430,8 +429,7 @@ def make_call(
 # loop over frames plan each call alike. Planning took 0.1 ms of a 1.4-2.5 ms float32 2048²
 # Sobel on 2 threads (its code and data are cold after each image has gone through the
 # cache): the lookup saves 0.07-0.18 ms a call at 1024²-4096² (median, one process).
-_PLANS: dict[tuple, tuple[Plan, str]] = {}
-_PLANS_KEPT = 32
+_PLANS: Recent[tuple, tuple[Plan, str]] = Recent(32)
 
 
 def _plan(request: _Request) -> tuple[Plan, str]:
@@ -467,9 +465,7 @@ def _plan(request: _Request) -> tuple[Plan, str]:
             column.flags.writeable = row.flags.writeable = False
             copies = (column, row)
         found = (replace(plan, weights=weights, factors=copies), method)
-        if len(_PLANS) >= _PLANS_KEPT:
-            _PLANS.pop(next(iter(_PLANS)), None)
-        _PLANS[key] = found
+        _PLANS.put(key, found)
     return found
 
 

@@ -38,6 +38,7 @@ import numpy as np
 from convtool.engine import native
 from convtool.engine.bands import FILLED, BandMethod, column_sources, source_positions
 from convtool.engine.integer import integer_factors, integer_weights
+from convtool.engine.kept import Recent
 from convtool.engine.passes import OnePass, accumulate, is_box, make_pass, windows
 from convtool.engine.plan import band_within_budget
 from convtool.padding import Padding
@@ -563,9 +564,7 @@ def prepare(
     if isinstance(prepared, Compiled):
         if in_place:
             prepared.read_in_place(channels, workers, preallocated)
-        if len(_PREPARED) >= _PREPARED_KEPT:
-            _PREPARED.pop(next(iter(_PREPARED)), None)
-        _PREPARED[key] = (plan, prepared)  # (the plan kept with it: its id stays its own)
+        _PREPARED.put(key, (plan, prepared))  # (the plan kept with it: its id stays its own)
     return prepared
 
 
@@ -574,5 +573,4 @@ def prepare(
 # calls of one size prepare their band method once (~25 us of a 1.2 ms float32 2048^2
 # Sobel on 2 threads, its code cold after each image). The compiled methods hold nothing of
 # a call's but ``stop`` (:meth:`Compiled.for_run`); the numpy ones hold band arrays.
-_PREPARED: dict[tuple, tuple[Plan, Compiled]] = {}
-_PREPARED_KEPT = 32
+_PREPARED: Recent[tuple, tuple[Plan, Compiled]] = Recent(32)
