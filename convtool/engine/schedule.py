@@ -418,13 +418,18 @@ class _BandThreads:
             self.queue.put(None)
 
 
-def _pool(workers: int) -> _BandThreads:
+def _forget_if_forked() -> None:
+    """In a forked child the parent's threads do not exist: start afresh (under the lock)."""
     global _pools_pid
+    if _pools_pid != os.getpid():
+        _pools.clear()
+        _lanes.clear()
+        _pools_pid = os.getpid()
+
+
+def _pool(workers: int) -> _BandThreads:
     with _pools_lock:
-        if _pools_pid != os.getpid():  # forked: the parent's threads do not exist here
-            _pools.clear()
-            _lanes.clear()
-            _pools_pid = os.getpid()
+        _forget_if_forked()
         pool = _pools.get(workers)
         if pool is None:
             pool = _pools[workers] = _BandThreads(workers)
@@ -437,12 +442,8 @@ def in_background(work: Callable[[], T], lane: str) -> Task:
     for it and gives what it returned or raises what it raised. Work in one lane runs in
     turn; work in a lane may wait for work in another, never for its own. Engine calls
     from a lane's thread use the band threads. RuntimeError when no thread could start."""
-    global _pools_pid
     with _pools_lock:
-        if _pools_pid != os.getpid():  # forked: the parent's threads do not exist here
-            _pools.clear()
-            _lanes.clear()
-            _pools_pid = os.getpid()
+        _forget_if_forked()
         pool = _lanes.get(lane)
         if pool is None:
             pool = _lanes[lane] = _BandThreads(
