@@ -22,6 +22,7 @@ from benchlib import (
     Section,
     Table,
     Timing,
+    alternated,
     empty_dir,
     fmt,
     goals_table,
@@ -253,11 +254,11 @@ def section_cli(cfg: Config, tools: Tools) -> Section:
     work = Path(tempfile.mkdtemp(prefix="bench-cli-"))
     headers = ["kernel", "tool", "seconds", "runs", "× convtool time", "output MB",
                "max abs. Δ vs convtool (interior, levels)", "command"]  # fmt: skip
-    tables, seconds = [], {}
+    tables, seconds, duels = [], {}, {}
     try:
         (work / "out").mkdir()
         inputs = cli_inputs(cfg, work)
-        for item in inputs:
+        for index, item in enumerate(inputs):
             table = Table(
                 f"Median wall time per command on a {item.label} (lower is better).", headers
             )
@@ -268,6 +269,8 @@ def section_cli(cfg: Config, tools: Tools) -> Section:
                 commands = cli_commands(kernel, tools, item.path, work, magick=magick)
                 label = kernel.label
                 seconds[item.label, label] = _time_commands(commands, tools, cfg, table, label)
+                for tool in GOAL_PEERS.get((index, kernel.spec), ()):
+                    duels[item.label, label, tool] = _head_to_head(commands, tool, tools, cfg)
             tables.append(table)
         stages = _stage_times(cfg, tools, inputs[0].path)
         startup = _startup_times(cfg, tools)
@@ -278,6 +281,8 @@ def section_cli(cfg: Config, tools: Tools) -> Section:
     binomial, sobel, gauss = (k.label for k in cli_kernels())
 
     def peer(kind: str, kernel: str, tool: str) -> tuple[float | None, float | None]:
+        if (kind, kernel, tool) in duels:  # (the two run in turns)
+            return duels[kind, kernel, tool]
         times = seconds.get((kind, kernel), {})
         return times.get(tool), times.get("convtool")
 
@@ -348,6 +353,11 @@ def section_cli(cfg: Config, tools: Tools) -> Section:
         f"convtool runs as `{short_command(tools.convtool)}` from this source tree, "
         "compiled to bytecode first as an install would be; "
         f"ImageMagick: {_tool_path(tools.convert)}; libvips: {tools.vips or 'not installed'}.",
+        "The goals against `vips conv`, `vips gaussblur` and the OpenCV script take their "
+        "times (the two in the goal's cell) from a separate head-to-head: convtool's command "
+        f"and the peer's run in turns, up to {2 * cfg.repeats} rounds, their medians, so that "
+        "a load passing on this shared machine weighs on both (the tables' medians come "
+        "from each command's own runs, one command after the other).",
         f"Start-up: median of {cfg.startup_repeats} runs of each command, taken in turns.",
         "The OpenCV script:\n\n```python\n" + OPENCV_SCRIPT + "```",
     ]
@@ -405,6 +415,36 @@ def _stage_times(cfg: Config, tools: Tools, src: Path) -> Table:
         ]
     )
     return table
+
+
+# The peers each goal compares convtool's command with, by input (0: the RGB PNG, 1: the
+# JPEG) and kernel spec: timed head to head (see _head_to_head) for the goals' ratios.
+GOAL_PEERS = {
+    (0, "binomial:5"): ("vips conv", "OpenCV script"),
+    (0, "sobel-x"): ("vips conv", "OpenCV script"),
+    (1, "binomial:5"): ("vips conv",),
+    (1, "sobel-x"): ("vips conv",),
+    (0, "gaussian:sigma=5,size=31"): ("vips gaussblur",),
+}
+
+
+def _head_to_head(commands, tool: str, tools: Tools, cfg: Config) -> tuple[float, float] | None:
+    """(the peer's seconds, convtool's) from the two commands run in turns
+    (:func:`benchlib.alternated`), or None when either is missing or fails."""
+    found = {name: cmd for name, cmd, _ in commands if name in (tool, "convtool")}
+    if len(found) < 2:
+        return None
+    log(f"cli: head to head, convtool and {tool}")
+    try:
+        timings = alternated(
+            {name: (lambda cmd=cmd: run_child(cmd, env=tools.env)) for name, cmd in found.items()},
+            rounds=2 * cfg.repeats,
+            budget=4 * cfg.budget,
+        )
+    except CommandFailed as err:
+        log(f"head to head with {tool} failed: {err}")
+        return None
+    return timings[tool].seconds, timings["convtool"].seconds
 
 
 def _time_commands(commands, tools: Tools, cfg: Config, table: Table, label: str) -> dict:

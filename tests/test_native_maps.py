@@ -259,3 +259,124 @@ def test_uint8_cval_must_be_a_sample():
         _native.correlate_direct_u8(
             x, out, np.ones((3, 3), dtype=np.int32), 1 / 9, 1, 1, 1, 1, 0, rows, cols, 300.0
         )
+
+
+# ----------------------------------------------------------------------------- 8-bit samples, float sums
+
+
+def float_kernels(rng, method):
+    """Kernels with no exact integer form (their uint8 results take the float path): rank 1
+    for the separable method; for the direct one also any (folded pairs of rows, taps)."""
+    gauss = np.exp(-0.5 * (np.arange(7) - 3) ** 2 / 2.5)
+    gauss /= gauss.sum()
+    return {
+        "gaussian 7": np.outer(gauss, gauss),
+        "random 3x4": np.outer(rng.standard_normal(3), rng.standard_normal(4)),
+        "box 6x6": np.ones((6, 6)) / 36,  # (running sums and doubling, not taps)
+        "box 9x2": np.ones((9, 2)) / 18,
+        "row 1x5": rng.uniform(0, 0.4, (1, 5)),
+        "column 6x1": rng.uniform(0, 0.4, (6, 1)),
+        "box column 10x1": np.ones((10, 1)) / 10,
+    } | (
+        {}
+        if method == "separable"
+        else {
+            "random 3x3": rng.uniform(-0.3, 0.6, (3, 3)),
+            "symmetric 4x5": (lambda w: w + w[::-1, ::-1])(rng.uniform(0, 0.1, (4, 5))),
+            "sharpen 0.5": np.array([[0, -0.5, 0], [-0.5, 3, -0.5], [0, -0.5, 0]]),
+        }
+    )
+
+
+def rounded(x):
+    with np.errstate(invalid="ignore"):
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("method", ["separable", "direct"])
+@pytest.mark.parametrize("work_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", list(Padding), ids=lambda p: p.value)
+def test_uint8_samples_summed_in_floats_give_the_float_path_rounded(
+    rng, monkeypatch, method, work_dtype, padding
+):
+    """A float kernel on 8-bit samples reads them itself and rounds its own outputs: the
+    bytes of the image converted to floats, filtered, rounded half to even and clipped."""
+    seen = []
+    function = f"correlate_{method}"
+    compiled = getattr(_native, function)
+
+    def spy(src, dst, *args, **kwargs):
+        seen.append((src.dtype, dst.dtype))
+        return compiled(src, dst, *args, **kwargs)
+
+    image = rng.integers(0, 256, (21, 40, 3), dtype=np.uint8)
+    for name, kernel in float_kernels(rng, method).items():
+        for stride, dilation in ((1, 1), (2, 1), (1, 2)):
+            args = dict(padding=padding, cval=CVAL, stride=stride, dilation=dilation, method=method)
+            if padding is Padding.VALID and (kernel.shape[0] - 1) * dilation >= 21:
+                continue
+            for layout, x, extra in (
+                ("interleaved", image, {"channel_axis": -1}),
+                ("planes", np.ascontiguousarray(image.transpose(2, 0, 1)), {}),
+            ):
+                floats = engine(x.astype(work_dtype), kernel, "compiled", **args, **extra)
+                monkeypatch.setattr(_native, function, spy)
+                seen.clear()
+                got = engine(
+                    x,
+                    kernel,
+                    "compiled",
+                    out_dtype=np.uint8,
+                    work_dtype=work_dtype,
+                    **args,
+                    **extra,
+                )
+                monkeypatch.undo()
+                assert seen and set(seen) == {(np.dtype(np.uint8), np.dtype(np.uint8))}, seen
+                assert np.array_equal(got, rounded(floats)), (name, layout, stride, dilation)
+
+
+def test_uint8_samples_with_the_float64_default_give_scipy_rounded(rng):
+    """``out_dtype=uint8`` without ``work_dtype`` sums in float64: scipy's float64 rounded."""
+    gauss = np.exp(-0.5 * (np.arange(31) - 15) ** 2 / 25)
+    kernel = np.outer(gauss, gauss) / gauss.sum() ** 2
+    x = rng.integers(0, 256, (3, 40, 50), dtype=np.uint8)
+    got = engine(x, kernel, "compiled", padding="reflect", out_dtype=np.uint8)
+    exact = scipy_reference(x, kernel, Padding.REFLECT)
+    # (a result within 1e-9 of a tie could round either way under another order of sums)
+    near_tie = np.abs(np.abs(exact - np.floor(exact)) - 0.5) < 1e-9
+    assert np.array_equal(got[~near_tie], rounded(exact)[~near_tie])
+
+
+@pytest.mark.parametrize("method", ["separable", "direct"])
+def test_uint8_results_of_infinite_and_nan_sums_are_those_of_the_cast(rng, method):
+    """Weights that overflow float32: +-inf clip to 255 and 0, NaN (inf - inf) gives 0,
+    as rounding and casting the float path's result does."""
+    x = rng.integers(1, 256, (1, 9, 12), dtype=np.uint8)
+    x[:, :, :5] = 0  # (0 - inf: -inf where the zeros end)
+    rows, cols = maps(9, 12, 3, 2)
+    column, row = np.array([3e38, 3e38, 3e38]), np.array([1.0, -1.0])
+    weights = (column, row) if method == "separable" else (np.outer(column, row),)
+    run = getattr(_native, f"correlate_{method}")
+    floats = np.empty((1, 9, 12), dtype=np.float32)
+    maps_ = {"row_map": rows, "col_map": cols}
+    with np.errstate(over="ignore", invalid="ignore"):
+        run(x.astype(np.float32), floats, *weights, 1, 1, 1, 1, 0, **maps_)
+    assert np.isnan(floats).any() and np.isinf(floats).any()
+    got = np.empty((1, 9, 12), dtype=np.uint8)
+    run(x, got, *weights, 1, 1, 1, 1, 0, **maps_, real="f")
+    assert np.array_equal(got, rounded(floats))
+
+
+def test_uint8_samples_need_the_maps_and_a_float_type(rng):
+    x = np.zeros((1, 5, 5), dtype=np.uint8)
+    rows, cols = maps(5, 5, 3, 3)
+    with pytest.raises(TypeError, match="only from the image"):
+        _native.correlate_separable(x, np.empty((1, 3, 3), np.float32), np.ones(3), np.ones(3),
+                                    1, 1, 1, 1, 0)  # fmt: skip
+    with pytest.raises(TypeError, match="real"):
+        _native.correlate_separable(x, np.empty((1, 5, 5), np.uint8), np.ones(3), np.ones(3),
+                                    1, 1, 1, 1, 0, row_map=rows, col_map=cols)  # fmt: skip
+    with pytest.raises(TypeError, match="float64 or uint8"):
+        _native.correlate_separable(x, np.empty((1, 5, 5), np.float32), np.ones(3), np.ones(3),
+                                    1, 1, 1, 1, 0, row_map=rows, col_map=cols, real="d")  # fmt: skip

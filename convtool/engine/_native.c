@@ -131,7 +131,9 @@ typedef struct {
 
 typedef struct {
     int image;            /* 0: a padded band; 1: the image through the maps */
-    ptrdiff_t item;       /* bytes per sample */
+    ptrdiff_t item;       /* bytes per sample the kernels read (the ring's samples) */
+    ptrdiff_t src_item;   /* bytes per sample of the source: 1 with a float item is 8-bit
+                           * samples converted as each row is copied (never read in place) */
     const char *base;     /* band row 0, column 0; or the image's channel 0, row 0, column 0 */
     ptrdiff_t sc, sr, sx; /* strides in bytes (image: any sign) */
     const int64_t *row_map;
@@ -180,6 +182,21 @@ static void copy_strided(char *out, const char *in, ptrdiff_t n, ptrdiff_t item,
     else for (ptrdiff_t k = 0; k < n; k++) memcpy(out + 8 * k, in + k * sx, 8);
 }
 
+/* n 8-bit samples `sx` bytes apart as floats (item 4) or doubles (item 8): exact. */
+static void convert_strided(char *out, const char *in, ptrdiff_t n, ptrdiff_t item, ptrdiff_t sx)
+{
+    const uint8_t *u = (const uint8_t *)in;
+    if (item == 4) {
+        float *o = (float *)out;
+        if (sx == 1) for (ptrdiff_t k = 0; k < n; k++) o[k] = (float)u[k];
+        else for (ptrdiff_t k = 0; k < n; k++) o[k] = (float)u[k * sx];
+    } else {
+        double *o = (double *)out;
+        if (sx == 1) for (ptrdiff_t k = 0; k < n; k++) o[k] = (double)u[k];
+        else for (ptrdiff_t k = 0; k < n; k++) o[k] = (double)u[k * sx];
+    }
+}
+
 /* Padded row p of channel c, columns x0 .. x0+len-1: a pointer to column x0. A copy goes to
  * ring bank `bank` (0, 2: a piece at the left, right border; 1: the middle or whole row). */
 static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdiff_t x0,
@@ -189,13 +206,23 @@ static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdif
     const int64_t r = rs->row_map[p];
     const char *row = r >= 0 ? rs->base + c * rs->sc + (ptrdiff_t)r * rs->sr : NULL;
     if (row && x0 >= rs->in0 && x0 + len <= rs->in1)
-        return row + (rs->in_src + x0 - rs->in0) * rs->item;
+        return row + (rs->in_src + x0 - rs->in0) * rs->src_item;
     const ptrdiff_t slot = p % rs->slots;
     int64_t *tag = rs->tags[bank] + 4 * slot;
     char *out = rs->ring[bank] + slot * rs->slot_bytes[bank];
     if (tag[0] == p && tag[1] == c && tag[2] == x0 && tag[3] == len) return out;
     if (!row) {
         fill_constant(out, len, rs->item, rs->cval);
+    } else if (rs->src_item != rs->item && len <= 256 && rs->nruns > 8) {
+        const int64_t *m = rs->col_map + x0;
+        const ptrdiff_t sx = rs->sx;
+        const uint8_t *u = (const uint8_t *)row;
+        if (rs->item == 4)
+            for (ptrdiff_t k = 0; k < len; k++)
+                ((float *)out)[k] = m[k] < 0 ? (float)rs->cval : (float)u[m[k] * sx];
+        else
+            for (ptrdiff_t k = 0; k < len; k++)
+                ((double *)out)[k] = m[k] < 0 ? rs->cval : (double)u[m[k] * sx];
     } else if (len <= 256 && rs->nruns > 8) {
         /* a few columns of many runs: through the column map (a few runs, as a mirrored
          * border, go by the runs below: memcpy; element by element was 5% of a 7x7's time) */
@@ -217,8 +244,10 @@ static inline const char *row_get(rowsrc_t *rs, ptrdiff_t c, ptrdiff_t p, ptrdif
             const ptrdiff_t hi = u->x0 + u->len < x0 + len ? u->x0 + u->len : x0 + len;
             if (lo >= hi) continue;
             char *o = out + (lo - x0) * rs->item;
-            if (u->src < 0) fill_constant(o, hi - lo, rs->item, rs->cval);
-            else copy_strided(o, row + (u->src + lo - u->x0) * rs->sx, hi - lo, rs->item, rs->sx);
+            const char *from = u->src < 0 ? NULL : row + (u->src + lo - u->x0) * rs->sx;
+            if (!from) fill_constant(o, hi - lo, rs->item, rs->cval);
+            else if (rs->src_item != rs->item) convert_strided(o, from, hi - lo, rs->item, rs->sx);
+            else copy_strided(o, from, hi - lo, rs->item, rs->sx);
         }
     }
     tag[0] = p;
@@ -650,8 +679,10 @@ static int map_of(PyObject *obj, array_t *a, Py_ssize_t limit, const char *name,
     return 0;
 }
 
+/* `ring_item`: bytes per sample the kernels read, when they differ from the source's (8-bit
+ * samples read as floats: only from the image, through the maps); 0: the source's. */
 static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject *o_cols,
-                       double cval)
+                       double cval, ptrdiff_t ring_item)
 {
     memset(so, 0, sizeof(*so));
     const int image = o_rows != Py_None || o_cols != Py_None;
@@ -667,7 +698,13 @@ static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject
     so->shape.w = a->w;
     rowsrc_t *rs = &so->rs;
     rs->image = image;
-    rs->item = item;
+    rs->src_item = item;
+    rs->item = ring_item ? ring_item : item;
+    if (rs->item != item && (!image || item != 1)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "8-bit samples are read as floats only from the image (row_map, col_map)");
+        return -1;
+    }
     rs->base = a->view.buf;
     rs->sc = a->sc * item;
     rs->sr = a->sr * item;
@@ -712,7 +749,7 @@ static int source_open(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject
     rs->col_map = cm;
     rs->runs = so->runs;
     rs->nruns = count;
-    if (rs->sx == item) /* the longest run of source columns is read in place */
+    if (rs->sx == item && rs->item == item) /* the longest run of source columns is read in place */
         for (ptrdiff_t k = 0; k < count; k++)
             if (so->runs[k].src >= 0 && so->runs[k].len > rs->in1 - rs->in0) {
                 rs->in0 = so->runs[k].x0;
@@ -757,6 +794,37 @@ static int source_ring(source_t *so, Py_ssize_t slots, Py_ssize_t at_once, Py_ss
         for (Py_ssize_t k = 0; k < 4 * slots; k++) so->tags[b][k] = -1;
         rs->ring[b] = so->ring[b];
         rs->tags[b] = so->tags[b];
+    }
+    return 0;
+}
+
+/* The source of a float kernel (see source_open) and `kind`, the float type its samples are
+ * summed in ('f', 'd'): `real` if given, else the float array's (src's, then dst's). src
+ * and dst are each of that type or uint8 (8-bit samples read through the maps, converted as
+ * each row is copied; 8-bit outputs rounded as they are stored). */
+static int open_float_source(source_t *so, PyObject *o_src, PyObject *o_rows, PyObject *o_cols,
+                             double cval, const array_t *dst, int real, char *kind)
+{
+    memset(so, 0, sizeof(*so));
+    *kind = (char)real;
+    if (!*kind) {
+        array_t peek;
+        memset(&peek, 0, sizeof peek);
+        if (get_array_strides(o_src, &peek, 0, "src", 1) < 0) return -1;
+        *kind = peek.kind != 'B' ? peek.kind : dst->kind;
+        release(&peek);
+    }
+    if (*kind != 'f' && *kind != 'd') {
+        PyErr_SetString(PyExc_TypeError,
+                        "src and dst must be float32 or float64 (or uint8, with real 'f' or 'd')");
+        return -1;
+    }
+    if (source_open(so, o_src, o_rows, o_cols, cval, *kind == 'f' ? 4 : 8) < 0) return -1;
+    const char s = so->src.kind, d = dst->kind;
+    if ((s != *kind && s != 'B') || (d != *kind && d != 'B')) {
+        PyErr_Format(PyExc_TypeError,
+                     "src and dst must be %s or uint8", *kind == 'f' ? "float32" : "float64");
+        return -1;
     }
     return 0;
 }
@@ -882,7 +950,7 @@ static PyObject *await_count(PyObject *self, PyObject *args)
 
 static const char *direct_kwlist[] = {"src", "dst", "weights", "row_step", "row_gap",
                                       "col_step", "col_gap", "col_first", "row_map",
-                                      "col_map", "cval", "stream", "done", NULL};
+                                      "col_map", "cval", "stream", "done", "real", NULL};
 
 #define MAPS_DOC                                                                              \
     "row_map, col_map (1-D int64, both or neither): src is then the unpadded image, any\n"    \
@@ -992,13 +1060,13 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     PyObject *o_src, *o_dst, *o_w, *o_rows = Py_None, *o_cols = Py_None;
     geometry_t g;
     double cval = 0;
-    int stream = 0;
+    int stream = 0, real = 0;
     PyObject *o_done = Py_None;
     counter_t counter;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOnnnnn|OOdpO", (char **)direct_kwlist, &o_src,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOnnnnn|OOdpOC", (char **)direct_kwlist, &o_src,
                                      &o_dst, &o_w, &g.row_step, &g.row_gap, &g.col_step,
                                      &g.col_gap, &g.col_first, &o_rows, &o_cols, &cval, &stream,
-                                     &o_done))
+                                     &o_done, &real))
         return NULL;
     if (get_counter(o_done, &counter) < 0) {
         release_counter(&counter);
@@ -1011,15 +1079,20 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
     group_t *groups = NULL;
     gterm_t *gterms = NULL;
     const void **rows = NULL;
-    void *rt = NULL;
+    void *rt = NULL, *tmp = NULL;
     PyObject *result = NULL;
+    char kind;
     memset(&dst, 0, sizeof dst);
     memset(&wa, 0, sizeof wa);
-    if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
-        get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_w, &wa, 0, "weights") < 0)
+    memset(&so, 0, sizeof so);
+    if (get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_w, &wa, 0, "weights") < 0 ||
+        open_float_source(&so, o_src, o_rows, o_cols, cval, &dst, real, &kind) < 0)
         goto done;
-    if ((so.src.kind != 'f' && so.src.kind != 'd') || dst.kind != so.src.kind) {
-        PyErr_SetString(PyExc_TypeError, "src and dst must both be float32 or both float64");
+    /* 8-bit outputs: a row pair's results in floats first, stored rounded (never streamed) */
+    uint8_t *d8 = dst.kind == 'B' ? (uint8_t *)dst.view.buf : NULL;
+    stream = stream && !d8;
+    if (d8 && !(tmp = aligned(2 * dst.w * (kind == 'f' ? 4 : 8)))) {
+        PyErr_NoMemory();
         goto done;
     }
     Py_ssize_t n, kh = wa.r, kwid = wa.w;
@@ -1039,7 +1112,7 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
 #endif
     if (kernel_taps(w, kh, kwid, g.col_gap, &taps, &ntaps) < 0 ||
         source_ring(&so, (kh - 1) * g.row_gap + 1 + (pp != NULL), kh, g.col_first, width,
-                    (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + F_SIDE_MOST / (so.src.kind == 'f' ? 4 : 8))) < 0)
+                    (kwid - 1) * g.col_gap + 1 + g.col_step * (1 + F_SIDE_MOST / (kind == 'f' ? 4 : 8))) < 0)
         goto done;
     if (!(rows = PyMem_Malloc(sizeof(void *) * (kh + 1))) ||
         !(rt = PyMem_Malloc(sizeof(rtap_t_f64) * (ntaps + 1)))) {
@@ -1047,14 +1120,16 @@ static PyObject *correlate_direct(PyObject *self, PyObject *args, PyObject *kw)
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    if (so.src.kind == 'f')
-        kernels->direct_band_f32(&so.rs, g.col_first, width, (float *)dst.view.buf, dst.sc, dst.sr,
-                        dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
-                        ntaps, (const float **)rows, (rtap_t_f32 *)rt, pp, stream);
+    if (kind == 'f')
+        kernels->direct_band_f32(&so.rs, g.col_first, width, d8 ? NULL : (float *)dst.view.buf,
+                                 dst.sc, dst.sr, dst.c, dst.r, dst.w, g.row_step, g.col_step, kh,
+                                 g.row_gap, taps, ntaps, (const float **)rows, (rtap_t_f32 *)rt,
+                                 pp, stream, d8, tmp);
     else
-        kernels->direct_band_f64(&so.rs, g.col_first, width, (double *)dst.view.buf, dst.sc, dst.sr,
-                        dst.c, dst.r, dst.w, g.row_step, g.col_step, kh, g.row_gap, taps,
-                        ntaps, (const double **)rows, (rtap_t_f64 *)rt, pp, stream);
+        kernels->direct_band_f64(&so.rs, g.col_first, width, d8 ? NULL : (double *)dst.view.buf,
+                                 dst.sc, dst.sr, dst.c, dst.r, dst.w, g.row_step, g.col_step, kh,
+                                 g.row_gap, taps, ntaps, (const double **)rows, (rtap_t_f64 *)rt,
+                                 pp, stream, d8, tmp);
     count_done(&counter);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_None);
@@ -1066,6 +1141,7 @@ done:
     PyMem_Free(taps);
     PyMem_Free(rows);
     PyMem_Free(rt);
+    free(tmp);
     source_free(&so);
     release(&dst);
     release(&wa);
@@ -1122,7 +1198,8 @@ static int make_factor(factor_t *f, const double *w, Py_ssize_t n, int vertical,
 
 static const char *separable_kwlist[] = {"src", "dst", "column", "row", "row_step", "row_gap",
                                          "col_step", "col_gap", "col_first", "row_origin",
-                                         "sums", "row_map", "col_map", "cval", "done", NULL};
+                                         "sums", "row_map", "col_map", "cval", "done", "real",
+                                         NULL};
 
 PyDoc_STRVAR(correlate_separable_doc,
 "correlate_separable(src, dst, column, row, row_step, row_gap, col_step, col_gap, col_first,\n"
@@ -1132,7 +1209,10 @@ PyDoc_STRVAR(correlate_separable_doc,
 "taps equal) is summed and multiplied once; from 8 taps on (sums=-1; 1: always, 0: never)\n"
 "by running sums down the rows (needs row_gap 1) and doubling along them. row_origin: the\n"
 "row of the padded image that src row 0 is, so that running sums give the same bits however\n"
-"the image is cut into bands. Releases the GIL.\n" MAPS_DOC);
+"the image is cut into bands. 8-bit samples: src uint8 (read through the maps) is summed in\n"
+"floats; dst uint8 gets the results rounded half to even and clipped to 0..255, as a float\n"
+"result rounded and cast would (a NaN: 0); real ('f' float32, 'd' float64) is what they are\n"
+"summed in, by default the float array's dtype. Releases the GIL.\n" MAPS_DOC);
 
 static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *kw)
 {
@@ -1142,11 +1222,12 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
     int sums = -1;
     double cval = 0;
     PyObject *o_done = Py_None;
+    int real = 0;
     counter_t counter;
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOnnnnn|niOOdO", (char **)separable_kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOnnnnn|niOOdOC", (char **)separable_kwlist,
                                      &o_src, &o_dst, &o_col, &o_row, &g.row_step, &g.row_gap,
                                      &g.col_step, &g.col_gap, &g.col_first, &origin, &sums,
-                                     &o_rows, &o_cols, &cval, &o_done))
+                                     &o_rows, &o_cols, &cval, &o_done, &real))
         return NULL;
     if (get_counter(o_done, &counter) < 0) {
         release_counter(&counter);
@@ -1161,17 +1242,14 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
     memset(&ra, 0, sizeof ra);
     double *cw = NULL, *rw = NULL;
     factor_t v = {0}, h = {0};
-    void *work = NULL;
+    void *work = NULL, *tmp = NULL;
     PyObject *result = NULL;
-    if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
-        get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_col, &ca, 0, "column") < 0 ||
+    memset(&so, 0, sizeof so);
+    if (get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_col, &ca, 0, "column") < 0 ||
         get_array(o_row, &ra, 0, "row") < 0)
         goto done;
-    const array_t src = so.src;
-    if ((src.kind != 'f' && src.kind != 'd') || dst.kind != src.kind) {
-        PyErr_SetString(PyExc_TypeError, "src and dst must both be float32 or both float64");
-        goto done;
-    }
+    char kind;
+    if (open_float_source(&so, o_src, o_rows, o_cols, cval, &dst, real, &kind) < 0) goto done;
     Py_ssize_t kh, kwid;
     if (!(cw = weights_of(&ca, &kh)) || !(rw = weights_of(&ra, &kwid)) ||
         check_geometry(&so.shape, &dst, kh, kwid, &g) < 0)
@@ -1181,7 +1259,7 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         for (Py_ssize_t t = 0; t < kwid; t++) rw[t] *= cw[0];
     else if (kwid == 1)
         for (Py_ssize_t t = 0; t < kh; t++) cw[t] *= rw[0];
-    const size_t item = src.kind == 'f' ? 4 : 8;
+    const size_t item = kind == 'f' ? 4 : 8;
     const Py_ssize_t span_x = (kwid - 1) * g.col_gap + 1;
     /* Running sums down the rows need consecutive rows (and, alone, consecutive columns). */
     int running_ok = g.row_gap == 1 && (kwid > 1 || g.col_step == 1) ? RUNNING_MIN_TAPS : 0;
@@ -1213,6 +1291,12 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
         floats = h.mode == PASS_DOUBLING ? doubling_floats(kwid, g.col_gap, g.col_step) : 1;
     }
     const Py_ssize_t width = read_width(&dst, kwid, &g);
+    /* 8-bit outputs: each row's results in floats first (a strip of them, or a whole row) */
+    uint8_t *d8 = dst.kind == 'B' ? (uint8_t *)dst.view.buf : NULL;
+    if (d8 && !(tmp = aligned((strip > dst.w ? strip : dst.w) * item))) {
+        PyErr_NoMemory();
+        goto done;
+    }
     if (!(work = aligned(floats * item)) || !(rows = PyMem_Malloc(sizeof(void *) * kh)) ||
         !(rt = PyMem_Malloc(sizeof(rtap_t_f64) * (3 * v.ntaps + h.ntaps + 1)))) {
         PyErr_NoMemory();
@@ -1227,28 +1311,32 @@ static PyObject *correlate_separable(PyObject *self, PyObject *args, PyObject *k
     const Py_ssize_t first = g.col_first;
     Py_BEGIN_ALLOW_THREADS
 #define PASS(F, R, f) {f.taps, f.ntaps, (R)f.scale, f.count, f.gap, f.mode}
-    if (src.kind == 'f') {
-        float *d = (float *)dst.view.buf;
+    if (kind == 'f') {
+        float *d = d8 ? NULL : (float *)dst.view.buf;
         pass_t_f32 pv = PASS(F32, float, v), ph = PASS(F32, float, h);
         if (kh > 1 && kwid > 1)
-            kernels->separable_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                               g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work,
-                               (const float **)rows, (rtap_t_f32 *)rt);
+            kernels->separable_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r,
+                                        dst.w, g.row_step, g.col_step, &pv, &ph, span_x, strip,
+                                        origin, work, (const float **)rows, (rtap_t_f32 *)rt,
+                                        d8, tmp);
         else
-            kernels->single_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                            g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, strip,
-                            work, (const float **)rows, (rtap_t_f32 *)rt);
+            kernels->single_band_f32(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r,
+                                     dst.w, g.row_step, g.col_step, use_v ? &pv : &ph, use_v,
+                                     origin, strip, work, (const float **)rows,
+                                     (rtap_t_f32 *)rt, d8, tmp);
     } else {
-        double *d = (double *)dst.view.buf;
+        double *d = d8 ? NULL : (double *)dst.view.buf;
         pass_t_f64 pv = PASS(F64, double, v), ph = PASS(F64, double, h);
         if (kh > 1 && kwid > 1)
-            kernels->separable_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                               g.row_step, g.col_step, &pv, &ph, span_x, strip, origin, work,
-                               (const double **)rows, (rtap_t_f64 *)rt);
+            kernels->separable_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r,
+                                        dst.w, g.row_step, g.col_step, &pv, &ph, span_x, strip,
+                                        origin, work, (const double **)rows, (rtap_t_f64 *)rt,
+                                        d8, tmp);
         else
-            kernels->single_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r, dst.w,
-                            g.row_step, g.col_step, use_v ? &pv : &ph, use_v, origin, strip,
-                            work, (const double **)rows, (rtap_t_f64 *)rt);
+            kernels->single_band_f64(&so.rs, first, width, d, dst.sc, dst.sr, dst.c, dst.r,
+                                     dst.w, g.row_step, g.col_step, use_v ? &pv : &ph, use_v,
+                                     origin, strip, work, (const double **)rows,
+                                     (rtap_t_f64 *)rt, d8, tmp);
     }
 #undef PASS
     count_done(&counter);
@@ -1261,6 +1349,7 @@ done:
     PyMem_Free(v.taps);
     PyMem_Free(h.taps);
     free(work);
+    free(tmp);
     PyMem_Free(rows);
     PyMem_Free(rt);
     source_free(&so);
@@ -1390,7 +1479,7 @@ static PyObject *correlate_direct_u8(PyObject *self, PyObject *args, PyObject *k
     void *rt = NULL;
     PyObject *result = NULL;
     int_range_t range;
-    if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
+    if (source_open(&so, o_src, o_rows, o_cols, cval, 0) < 0 ||
         get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_w, &wa, 0, "weights") < 0 ||
         check_u8(&so.src, &dst) < 0 || check_cval(cval) < 0)
         goto done;
@@ -1481,7 +1570,7 @@ static PyObject *correlate_separable_u8(PyObject *self, PyObject *args, PyObject
     void *mid = NULL, *colsum = NULL, *scratch = NULL;
     PyObject *result = NULL;
     int_range_t range;
-    if (source_open(&so, o_src, o_rows, o_cols, cval) < 0 ||
+    if (source_open(&so, o_src, o_rows, o_cols, cval, 0) < 0 ||
         get_array(o_dst, &dst, 1, "dst") < 0 || get_array(o_col, &ca, 0, "column") < 0 ||
         get_array(o_row, &ra, 0, "row") < 0 || check_u8(&so.src, &dst) < 0 ||
         check_cval(cval) < 0)

@@ -350,6 +350,21 @@ ALWAYS_INLINE void F(doubling_run)(REAL *restrict out, const REAL *src, ptrdiff_
     }
 }
 
+/* out[k] = v[k] rounded half to even and clipped to 0..255, for k < n: what rounding the
+ * float results and casting them gives (np.clip(np.rint(v), 0, 255) cast to uint8; a NaN
+ * gives 0, as that cast does). Clipped first, then rounded by adding and taking away
+ * 1.5 * 2^(mantissa bits), which leaves the nearest integer, ties to even. */
+ALWAYS_INLINE void F(store_u8)(uint8_t *restrict out, const REAL *restrict v, ptrdiff_t n)
+{
+    const REAL rounder = sizeof(REAL) == 4 ? (REAL)0x1.8p23 : (REAL)0x1.8p52;
+    for (ptrdiff_t k = 0; k < n; k++) {
+        REAL x = v[k] > 0 ? v[k] : 0;
+        x = x < 255 ? x : 255;
+        x = (x + rounder) - rounder;
+        out[k] = (uint8_t)(int32_t)x;
+    }
+}
+
 /* ---------------------------------------------------------------- direct taps, rows in pairs */
 
 /* One term (see pairs_t) added to a scalar sum. */
@@ -567,12 +582,15 @@ ALWAYS_INLINE void F(pair_run)(REAL *restrict out0, REAL *restrict out1,
 ALWAYS_INLINE void F(direct_pairs)(rowsrc_t *rs, ptrdiff_t x0, REAL *dst, ptrdiff_t d_c,
                                    ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                    ptrdiff_t span, ptrdiff_t kh, const ptrdiff_t parts[4],
-                                   const pairs_t *pp, const REAL **rows, int stream)
+                                   const pairs_t *pp, const REAL **rows, int stream,
+                                   uint8_t *dst8, REAL *tmp)
 {
+    const ptrdiff_t nc = parts[3];
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j += 2) {
             const int both = j + 1 < nr;
-            REAL *out0 = dst + c * d_c + j * d_r, *out1 = out0 + (both ? d_r : 0);
+            REAL *out0 = dst8 ? tmp : dst + c * d_c + j * d_r;
+            REAL *out1 = dst8 ? tmp + (both ? nc : 0) : out0 + (both ? d_r : 0);
             for (int k = 0; k < 3; k++) {
                 const ptrdiff_t o0 = parts[k], no = parts[k + 1] - o0;
                 if (no <= 0) continue;
@@ -589,6 +607,10 @@ ALWAYS_INLINE void F(direct_pairs)(rowsrc_t *rs, ptrdiff_t x0, REAL *dst, ptrdif
                     F(pair_run)(out0 + o0, out1 + o0, rows, (int)kh, ng, pp, 0, no, both,
                                 stream);
             }
+            if (dst8) {
+                F(store_u8)(dst8 + c * d_c + j * d_r, out0, nc);
+                if (both) F(store_u8)(dst8 + c * d_c + (j + 1) * d_r, out1, nc);
+            }
         }
 }
 
@@ -601,7 +623,8 @@ HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, ptrdiff_t kh,
                                ptrdiff_t gap, const tap_t *taps, int ntaps, const REAL **rows,
-                               F(rtap_t) *rt, const pairs_t *pp, int stream)
+                               F(rtap_t) *rt, const pairs_t *pp, int stream, uint8_t *dst8,
+                               REAL *tmp)
 {
     /* outputs [0, in0) and [in1, nc) read padding: their columns are copied (a few per row);
      * outputs [in0, in1) read only columns that are read in place */
@@ -627,7 +650,8 @@ HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
     }
     const ptrdiff_t parts[4] = {0, in0, in1, nc};
     if (pp) { /* (unit steps, no row dilation: see pairs_t) */
-        F(direct_pairs)(rs, x0, dst, d_c, d_r, channels, nr, span, kh, parts, pp, rows, stream);
+        F(direct_pairs)(rs, x0, dst, d_c, d_r, channels, nr, span, kh, parts, pp, rows, stream,
+                        dst8, tmp);
 #if F_STREAM
         if (stream) __builtin_ia32_sfence(); /* (the streamed stores, before any later one) */
 #endif
@@ -635,7 +659,7 @@ HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
     }
     for (ptrdiff_t c = 0; c < channels; c++)
         for (ptrdiff_t j = 0; j < nr; j++) {
-            REAL *out = dst + c * d_c + j * d_r;
+            REAL *out = dst8 ? tmp : dst + c * d_c + j * d_r;
             for (int k = 0; k < 3; k++) {
                 const ptrdiff_t o0 = parts[k], no = parts[k + 1] - o0;
                 if (no <= 0) continue;
@@ -646,6 +670,7 @@ HOT static void F(direct_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
                     F(taps_run)(out + o0 + i0, rt, ntaps, i0 * sx, sx, n);
                 }
             }
+            if (dst8) F(store_u8)(dst8 + c * d_c + j * d_r, out, nc);
         }
 }
 
@@ -805,6 +830,10 @@ ALWAYS_INLINE void F(row_pass)(REAL *restrict out, const REAL *src, ptrdiff_t st
 }
 
 
+/* Where an output row's results go: dst's row, or (8-bit outputs) `tmp`, stored rounded into
+ * dst8's row by F(store_u8) once the row's results are in it. */
+#define F_OUT_ROW(c, j) (dst8 ? tmp : dst + (c) * d_c + (j) * d_r)
+
 /* dst[c, j, i] = row pass (column pass (src)): for each output row, the column pass fills a
  * row buffer `mid` (one strip of columns at a time, so it stays in L1), the row pass reads it.
  * The rows come from `rs` (see direct_band), `rows` holds the column factor's row pointers.
@@ -814,7 +843,7 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                                   ptrdiff_t nr, ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx,
                                   const F(pass_t) *v, const F(pass_t) *h, ptrdiff_t span_x,
                                   ptrdiff_t strip, ptrdiff_t origin, REAL *work,
-                                  const REAL **rows, F(rtap_t) *rt)
+                                  const REAL **rows, F(rtap_t) *rt, uint8_t *dst8, REAL *tmp)
 {
     const ptrdiff_t mid_len = sx * (strip - 1) + span_x;
     REAL *mid = work, *scratch = work + mid_len; /* (for sums by doubling) */
@@ -870,13 +899,14 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                 for (ptrdiff_t j = 0; j < nr; j++) {
                     for (ptrdiff_t q = 0; q < pieces; q++)
                         F(running_row)(&g[q], j * sy, mid + at[q], v->scale);
-                    F(row_pass)(dst + c * d_c + j * d_r + i0, mid, sx, h, rh, n, scratch);
+                    F(row_pass)(F_OUT_ROW(c, j) + (dst8 ? 0 : i0), mid, sx, h, rh, n, scratch);
+                    if (dst8) F(store_u8)(dst8 + c * d_c + j * d_r + i0, tmp, n);
                 }
             }
             continue;
         }
         for (ptrdiff_t j = 0; j < nr; j++) {
-            REAL *out_row = dst + c * d_c + j * d_r;
+            REAL *out_row = F_OUT_ROW(c, j);
             if (mirror) { /* (one strip: mid[m] is padded column x0 + m) */
                 F(fetch)(rs, rv[1], v->taps, v->ntaps, rows, c, j * sy, v->gap, v->count,
                          cut[1], cut[2] - cut[1], 1);
@@ -908,7 +938,8 @@ HOT static void F(separable_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, R
                     }
                 }
                 if (!mirror) F(scale_run)(mid, v->scale, len);
-                F(row_pass)(out_row + i0, mid, sx, h, rh, n, scratch);
+                F(row_pass)(out_row + (dst8 ? 0 : i0), mid, sx, h, rh, n, scratch);
+                if (dst8) F(store_u8)(dst8 + c * d_c + j * d_r + i0, tmp, n);
             }
         }
     }
@@ -921,7 +952,7 @@ HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
                                ptrdiff_t d_c, ptrdiff_t d_r, ptrdiff_t channels, ptrdiff_t nr,
                                ptrdiff_t nc, ptrdiff_t sy, ptrdiff_t sx, const F(pass_t) *p,
                                int vertical, ptrdiff_t origin, ptrdiff_t strip, REAL *work,
-                               const REAL **rows, F(rtap_t) *rt)
+                               const REAL **rows, F(rtap_t) *rt, uint8_t *dst8, REAL *tmp)
 {
     for (ptrdiff_t c = 0; c < channels; c++) {
         if (p->mode == PASS_RUNNING) { /* a box column, unit column steps (sx == 1) */
@@ -930,8 +961,8 @@ HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
                 F(running_t) g = {NULL, 0, rs, c, x0 + i0, p->count, n, origin, 0,
                                   work, work + p->count * n, 0, 0, 0, 1};
                 for (ptrdiff_t j = 0; j < nr; j++) {
-                    REAL *out = dst + c * d_c + j * d_r + i0;
-                    F(running_row)(&g, j * sy, out, p->scale);
+                    F(running_row)(&g, j * sy, F_OUT_ROW(c, j) + (dst8 ? 0 : i0), p->scale);
+                    if (dst8) F(store_u8)(dst8 + c * d_c + j * d_r + i0, tmp, n);
                 }
             }
             continue;
@@ -948,11 +979,12 @@ HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
             k_hi = k_hi > k_lo ? k_hi : k_lo;
         }
         for (ptrdiff_t j = 0; j < nr; j++) {
-            REAL *out = dst + c * d_c + j * d_r;
+            REAL *out = F_OUT_ROW(c, j);
             if (k_hi == k_lo) {
                 F(fetch)(rs, rt, p->taps, p->ntaps, rows, c, j * sy, p->gap,
                          vertical ? p->count : 1, x0, width, 1);
                 F(row_pass)(out, rows[0], sx, p, rt, nc, work);
+                if (dst8) F(store_u8)(dst8 + c * d_c + j * d_r, tmp, nc);
                 continue;
             }
             const ptrdiff_t from[4] = {0, k_lo, k_hi, nc};
@@ -963,10 +995,13 @@ HOT static void F(single_band)(rowsrc_t *rs, ptrdiff_t x0, ptrdiff_t width, REAL
                          x0 + from[k] * sx, width - from[k] * sx - (nc - from[k + 1]) * sx, k);
                 F(row_pass)(out + from[k], rows[0], sx, p, rt, n, work);
             }
+            if (dst8) F(store_u8)(dst8 + c * d_c + j * d_r, tmp, nc);
         }
     }
 }
 
+
+#undef F_OUT_ROW
 
 /* ---------------------------------------------------------------- window sums (matching) */
 #ifdef F_WINDOW_SUMS /* float64 only */

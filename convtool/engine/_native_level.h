@@ -55,27 +55,27 @@ typedef struct {
     void (*direct_band_f32)(rowsrc_t *, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, const tap_t *, int, const float **, rtap_t_f32 *,
-                            const pairs_t *, int);
+                            const pairs_t *, int, uint8_t *, float *);
     void (*direct_band_f64)(rowsrc_t *, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, const tap_t *, int, const double **, rtap_t_f64 *,
-                            const pairs_t *, int);
+                            const pairs_t *, int, uint8_t *, double *);
     void (*separable_band_f32)(rowsrc_t *, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, ptrdiff_t,
                                ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                const pass_t_f32 *, const pass_t_f32 *, ptrdiff_t, ptrdiff_t,
-                               ptrdiff_t, float *, const float **, rtap_t_f32 *);
+                               ptrdiff_t, float *, const float **, rtap_t_f32 *, uint8_t *, float *);
     void (*separable_band_f64)(rowsrc_t *, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t,
                                ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                ptrdiff_t, const pass_t_f64 *, const pass_t_f64 *, ptrdiff_t,
-                               ptrdiff_t, ptrdiff_t, double *, const double **, rtap_t_f64 *);
+                               ptrdiff_t, ptrdiff_t, double *, const double **, rtap_t_f64 *, uint8_t *, double *);
     void (*single_band_f32)(rowsrc_t *, ptrdiff_t, ptrdiff_t, float *, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                             const pass_t_f32 *, int, ptrdiff_t, ptrdiff_t, float *,
-                            const float **, rtap_t_f32 *);
+                            const float **, rtap_t_f32 *, uint8_t *, float *);
     void (*single_band_f64)(rowsrc_t *, ptrdiff_t, ptrdiff_t, double *, ptrdiff_t, ptrdiff_t,
                             ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                             const pass_t_f64 *, int, ptrdiff_t, ptrdiff_t, double *,
-                            const double **, rtap_t_f64 *);
+                            const double **, rtap_t_f64 *, uint8_t *, double *);
     void (*window_sums_band_f64)(const double *, ptrdiff_t, double *, ptrdiff_t, double *,
                                  ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t, ptrdiff_t,
                                  ptrdiff_t, int, int, ptrdiff_t, double *);

@@ -93,8 +93,9 @@ def engine_peak_bytes(
     resolved as the engine resolves it; ``separable`` says whether the kernel is rank 1, and
     ``column_factor`` (its column factor, in correlation form) whether the engine sums it by
     running; without it the estimate assumes so (the larger figure). ``source_itemsize``:
-    the image's own sample size, when it differs from the working one (an 8-bit image
-    filtered in floats: the compiled methods then gather bands of it).
+    the image's own sample size, when it differs from the working one (a float32 image
+    filtered in float64: the compiled methods then gather bands of it; an 8-bit image they
+    read themselves, converting each row as they copy it).
     """
     padding = parse_padding(padding)
     sy, sx = _pair(stride)
@@ -112,7 +113,7 @@ def engine_peak_bytes(
     tuned = call.tuning
     wanted = max(1, tuned.band_elements // (channels * call.col_count))
     if method in ("direct", "separable") and native.module() is not None:
-        gathers = source_itemsize is not None and source_itemsize != itemsize
+        gathers = source_itemsize not in (None, 1, itemsize)
         return output + _compiled_bytes(channels, call, wanted, workers, itemsize, gathers)
     # The engine makes bands about as tall as the kernel for a box column factor (a running
     # sum); without the factors at hand, assume it does (the larger estimate).

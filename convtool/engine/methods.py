@@ -238,11 +238,11 @@ def _compiled() -> ModuleType:
 
 class Compiled(BandMethod):
     """A compiled kernel over a band, in calls of about ``CALL_WORK`` multiply-adds each;
-    once ``stop`` is set the remaining calls are skipped. Subclasses set ``per_row`` (work per
-    output row and channel) and ``bind(src, out, origin, maps)`` (the call, bound to its
-    arguments, that computes ``out`` from ``src``), ``origin`` being the padded image's row
-    that ``src`` (or the row map) starts at (the running sums' cut points depend on it
-    alone, so the bits do not depend on the bands).
+    once ``stop`` is set the remaining calls are skipped. Subclasses set ``function`` (the
+    compiled function's name), ``weight_arguments`` (its weights), ``per_row`` (work per
+    output row and channel) and, where their function takes more, ``options(origin)``,
+    ``origin`` being the padded image's row that ``src`` (or the row map) starts at (the running sums' cut
+    points depend on it alone, so the bits do not depend on the bands).
 
     The kernels read the unpadded image: ``maps`` holds the padding as index maps
     (:func:`convtool.engine.bands.source_positions`: the source row of each padded row the
@@ -252,10 +252,16 @@ class Compiled(BandMethod):
     of another dtype than the plan's (an 8-bit image filtered in floats) is still gathered.
     """
 
+    function = ""  # the compiled module's function computing a band of this method
+    weight_arguments: tuple = ()  # its arguments after (src, dst): weights (factors, scale)
     per_row = 1
     stream = False  # outputs stored streaming: only when written straight to the output
+    # reads an 8-bit image itself (summing its samples in the plan's floats) and rounds its
+    # outputs to uint8 itself: see :func:`reads_straight`
+    converts = False
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
+        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
         self._balance(workers)
         # The source row of every padded row the call reads, once (a band slices it: making
@@ -308,9 +314,23 @@ class Compiled(BandMethod):
     def bind(
         self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict, done=None
     ) -> Callable[[], None]:
-        """The compiled call computing ``out`` from ``src``, bound to its arguments;
+        """The compiled call computing ``out`` from ``src``, bound to its arguments
+        (``function(src, out, *weight_arguments, *geometry, **maps, **options(origin))``);
         ``done``: the int64 array whose first item the call increments once it is done."""
-        raise NotImplementedError
+        return functools.partial(
+            getattr(self.native, self.function),
+            src,
+            out,
+            *self.weight_arguments,
+            *self.geometry(),
+            **maps,
+            **self.options(origin),
+            done=done,
+        )
+
+    def options(self, origin: int) -> dict:
+        """The keyword arguments of this method's compiled function beside the maps."""
+        return {}
 
     def chunk_rows(self, channels: int) -> int:
         """Output rows per compiled call: about ``CALL_WORK``, and enough that re-reading the
@@ -327,7 +347,9 @@ class Compiled(BandMethod):
             data, locate = getattr(x, "data", None), getattr(x, "locate", None)
             if not isinstance(data, np.ndarray) or locate is None:
                 return None
-        if data.dtype != self.plan.dtype or data.ndim != 3 or not data.flags.aligned:
+        if data.ndim != 3 or not data.flags.aligned:
+            return None
+        if data.dtype != self.plan.dtype and not (self.converts and data.dtype == np.uint8):
             return None
         return data, locate
 
@@ -406,56 +428,41 @@ def _padding_map(first: int, count: int, n: int, padding: Padding, unit: int) ->
 
 
 class CompiledDirect(Compiled):
-    """``direct`` compiled: the whole tap list (folded mirror taps) per output block."""
+    """``direct`` compiled: the whole tap list (folded mirror taps) per output block; on
+    8-bit samples too, as :class:`CompiledSeparable`."""
+
+    converts = True
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
         self.weights = np.ascontiguousarray(plan.weights, dtype=np.float64)
+        self.function, self.weight_arguments = "correlate_direct", (self.weights,)
         self.per_row = plan.cols.size * self.weights.size
-        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
-    def bind(
-        self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict, done=None
-    ) -> Callable[[], None]:
-        return functools.partial(
-            self.native.correlate_direct,
-            src,
-            out,
-            self.weights,
-            *self.geometry(),
-            **maps,
-            stream=self.stream,
-            done=done,
-        )
+    def options(self, origin: int) -> dict:
+        return {"stream": self.stream, "real": self.plan.dtype.char}
 
 
 class CompiledSeparable(Compiled):
-    """``separable`` compiled: column pass into an L1 row buffer, then the row pass, fused."""
+    """``separable`` compiled: column pass into an L1 row buffer, then the row pass, fused.
+    On 8-bit samples too: each padded row converted as it is copied into the kernel's ring
+    of rows, each output row rounded to uint8 as it is stored (the same sums as on the
+    image converted to floats first, so the same bytes)."""
+
+    converts = True
 
     def __init__(self, plan: Plan, channels: int, workers: int, stop: threading.Event) -> None:
         assert plan.factors is not None, "the separable method is chosen only for a rank-1 plan"
         self.column, self.row = (np.ascontiguousarray(f, dtype=np.float64) for f in plan.factors)
+        self.function, self.weight_arguments = "correlate_separable", (self.column, self.row)
         self.per_row = plan.col_count * self.column.size + plan.cols.size * self.row.size
-        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
 
     def wanted_rows(self, channels: int) -> int:
         return _separable_rows(self.plan, super().wanted_rows(channels))
 
-    def bind(
-        self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict, done=None
-    ) -> Callable[[], None]:
-        return functools.partial(
-            self.native.correlate_separable,
-            src,
-            out,
-            self.column,
-            self.row,
-            *self.geometry(),
-            origin,
-            **maps,
-            done=done,
-        )
+    def options(self, origin: int) -> dict:
+        return {"row_origin": origin, "real": self.plan.dtype.char}
 
 
 class CompiledDirectU8(Compiled):
@@ -467,23 +474,9 @@ class CompiledDirectU8(Compiled):
         assert form is not None, "the 8-bit method is chosen only for integer-form weights"
         ints, self.scale = form
         self.weights = np.ascontiguousarray(ints, dtype=np.int32)
+        self.function, self.weight_arguments = "correlate_direct_u8", (self.weights, self.scale)
         self.per_row = plan.cols.size * self.weights.size
-        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
-
-    def bind(
-        self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict, done=None
-    ) -> Callable[[], None]:
-        return functools.partial(
-            self.native.correlate_direct_u8,
-            src,
-            out,
-            self.weights,
-            self.scale,
-            *self.geometry(),
-            **maps,
-            done=done,
-        )
 
 
 class CompiledSeparableU8(Compiled):
@@ -496,24 +489,10 @@ class CompiledSeparableU8(Compiled):
         column, row, self.scale = factors
         self.column = np.ascontiguousarray(column, dtype=np.int32)
         self.row = np.ascontiguousarray(row, dtype=np.int32)
+        self.function = "correlate_separable_u8"
+        self.weight_arguments = (self.column, self.row, self.scale)
         self.per_row = plan.col_count * self.column.size + plan.cols.size * self.row.size
-        self.native = _compiled()
         super().__init__(plan, channels, workers, stop)
-
-    def bind(
-        self, src: np.ndarray, out: np.ndarray, origin: int, maps: dict, done=None
-    ) -> Callable[[], None]:
-        return functools.partial(
-            self.native.correlate_separable_u8,
-            src,
-            out,
-            self.column,
-            self.row,
-            self.scale,
-            *self.geometry(),
-            **maps,
-            done=done,
-        )
 
 
 # ----------------------------------------------------------------------------- dispatch
@@ -540,6 +519,17 @@ def implementation_for(plan: Plan) -> str:
     return "numpy"
 
 
+def reads_straight(plan: Plan, method: str, dtype: np.dtype, rounded: bool) -> bool:
+    """Whether ``method`` reads an image of ``dtype`` as it is and writes the call's
+    outputs straight (rounded to uint8 when ``rounded``), with neither a band buffer nor a
+    scratch array: an image of the plan's dtype into outputs of it, or a compiled method
+    that converts 8-bit samples and rounds its outputs itself (``Compiled.converts``)."""
+    if dtype == plan.dtype and (not rounded or plan.dtype == np.uint8):
+        return True
+    entry = METHOD_TABLE[(method, implementation_for(plan))]
+    return getattr(entry, "converts", False) and dtype in (plan.dtype, np.uint8)
+
+
 def prepare(
     plan: Plan,
     method: str,
@@ -550,8 +540,8 @@ def prepare(
     preallocated: bool = False,
 ) -> BandMethod:
     """The prepared band method for ``method`` on ``plan``, by :data:`METHOD_TABLE`.
-    ``in_place``: the caller's image has the plan's dtype and the bands are written to the
-    output as they are (not rounded through a scratch array): a compiled method then takes
+    ``in_place``: the band method reads the caller's image and writes the output as they are
+    (:func:`reads_straight`: no band buffer, no scratch array): a compiled method then takes
     taller bands (:meth:`Compiled.read_in_place`); ``preallocated``: into an array the
     caller made (``out=``), whose pages are not new."""
     key = (id(plan), method, channels, workers, in_place, preallocated)

@@ -64,8 +64,7 @@ def run(
     stop = threading.Event()  # set when the run is abandoned: compiled bands stop early
     # the image read as it is and each band written straight to the output: the compiled
     # methods then take taller bands (methods.IN_PLACE_BANDS)
-    scratch = rounded and plan.dtype != np.uint8
-    in_place = x.dtype == plan.dtype and x.flags.aligned and not scratch
+    in_place = x.flags.aligned and methods.reads_straight(plan, method, x.dtype, rounded)
     band_method = methods.prepare(
         plan, method, x.shape[0], workers, stop, in_place, preallocated=target is not None
     )
@@ -107,7 +106,8 @@ def run_bands(
     if getattr(_band_thread, "inside", False):
         workers = 1  # an engine call from a band thread: waiting on the pool could deadlock
     observer = _observer.get()
-    bound = None if rounded else _bound_calls(band_method, x, starts, j0, j1, out)
+    converts = getattr(band_method, "converts", False)  # (rounds its own outputs)
+    bound = None if rounded and not converts else _bound_calls(band_method, x, starts, j0, j1, out)
     if bound is not None:
         calls, counts = bound
         _run_items(_call, calls, workers, stop, observer, counts)
