@@ -12,6 +12,7 @@ import platform
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -109,33 +110,67 @@ class ChildRun:
     stdout: str
 
 
+# Runs argv[2:], timing it and reading its peak RSS from wait4, and writes "seconds maxrss"
+# (bytes) to the file argv[1]; exits with the command's status. Started by run_child when
+# the command's own memory is wanted: Linux starts a child's peak RSS from what its parent
+# held when it forked (kept across exec), so a command forked by the benchmark process, which
+# may hold gigabytes, reports at least that; forked by this small process, it reports its own.
+_LAUNCHER = """\
+import os, sys, time
+start = time.perf_counter()
+pid = os.posix_spawnp(sys.argv[2], sys.argv[2:], os.environ)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+with open(sys.argv[1], "w") as report:
+    report.write(f"{seconds} {usage.ru_maxrss * 1024}")
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_child(
     cmd: Sequence[str],
     *,
     env: dict[str, str] | None = None,
     cwd: str | os.PathLike[str] | None = None,
+    own_memory: bool = False,
 ) -> ChildRun:
     """Run ``cmd`` (a list, never through a shell) and return its time and its own peak RSS.
 
     ``os.wait4`` reports the rusage of that one child, unlike ``RUSAGE_CHILDREN`` which keeps
-    the maximum over every child ever waited for. Raises :class:`CommandFailed` on a
-    non-zero exit.
+    the maximum over every child ever waited for; but on Linux a child's peak starts from
+    what the benchmark process held when it forked it. ``own_memory``: the command is
+    started by a small launcher process instead (:data:`_LAUNCHER`), which times it and
+    reads its peak, so that the figure is the command's own (its time excludes the
+    launcher's start-up). Raises :class:`CommandFailed` on a non-zero exit.
     """
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            list(cmd), stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-        proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
+        report = None
+        argv = list(cmd)
+        if own_memory:
+            fd, report = tempfile.mkstemp(prefix="bench-child-")
+            os.close(fd)
+            argv = [sys.executable, "-S", "-c", _LAUNCHER, report, *argv]
+        try:
+            start = time.perf_counter()
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd
+            )
+            _, status, usage = os.wait4(proc.pid, 0)
+            seconds, peak = time.perf_counter() - start, usage.ru_maxrss * 1024  # (KiB on Linux)
+            proc.returncode = os.waitstatus_to_exitcode(status)  # already reaped by wait4
+            if report is not None and proc.returncode == 0:
+                reported = Path(report).read_text().split()
+                seconds, peak = float(reported[0]), int(reported[1])
+        finally:
+            if report is not None:
+                os.unlink(report)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if proc.returncode != 0:
         last = stderr.strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
         raise CommandFailed(last[0])
-    return ChildRun(seconds, usage.ru_maxrss * 1024, stdout)  # ru_maxrss is in KiB on Linux
+    return ChildRun(seconds, peak, stdout)
 
 
 def short_command(cmd: Sequence[str], limit: int = 110) -> str:
