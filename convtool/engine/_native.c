@@ -961,10 +961,14 @@ static const char *direct_kwlist[] = {"src", "dst", "weights", "row_step", "row_
 
 PyDoc_STRVAR(correlate_direct_doc,
 "correlate_direct(src, dst, weights, row_step, row_gap, col_step, col_gap, col_first,\n"
-"                 row_map=None, col_map=None, cval=0.0, stream=False)\n--\n\n"
+"                 row_map=None, col_map=None, cval=0.0, stream=False, done=None,\n"
+"                 real=None)\n--\n\n"
 "dst[c, j, i] = sum_ab weights[a, b] * src[c, row_step*j + a*row_gap,\n"
-"col_first + col_step*i + b*col_gap], float32 or float64 (src and dst alike), computed in\n"
-"that type. weights: float64 (kh, kw), C-contiguous. Zero weights are skipped; mirror\n"
+"col_first + col_step*i + b*col_gap], computed in float32 or float64 (real: 'f' or 'd', by\n"
+"default the float array's dtype); src and dst each of that type or uint8: uint8 src (read\n"
+"through the maps) is converted as its rows are copied, uint8 dst gets the results rounded\n"
+"half to even and clipped to 0..255 (a NaN: 0), never streamed. weights: float64 (kh, kw),\n"
+"C-contiguous. Zero weights are skipped; mirror\n"
 "weights (w[a,b] = +-w[-a,-b]) are folded. stream: store the outputs without reading\n"
 "their lines into the cache (for outputs much larger than it; info()['streaming'] says\n"
 "whether this build can: else ignored). Releases the GIL.\n" MAPS_DOC);
